@@ -1,0 +1,1 @@
+//! Xiji reverse proxy.
