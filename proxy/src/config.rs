@@ -1,0 +1,48 @@
+//! Settings for [`serve`](crate::serve).
+
+use std::time::Duration;
+
+/// How the proxy treats clients and backends. `ProxyConfig::default()` suits a hub serving a
+/// few thousand users.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Longest wait for a TCP connection to a backend. A refused connection fails at once
+    /// (503) whatever this is.
+    pub connect_timeout: Duration,
+    /// Longest wait for a backend's response headers once the request is sent (504 after it).
+    /// `None` waits forever. Response bodies and websockets are not limited.
+    pub response_timeout: Option<Duration>,
+    /// How long a client connection may sit between requests (or take to send one request's
+    /// headers) before it is closed.
+    pub client_idle_timeout: Duration,
+    /// How long an idle pooled connection to a backend is kept for reuse.
+    pub backend_idle_timeout: Duration,
+    /// Most idle pooled connections kept per backend.
+    pub backend_max_idle_per_host: usize,
+    /// Largest request head (request line plus headers) in bytes; larger gets 431.
+    pub max_header_size: usize,
+    /// Most request headers; more gets 431.
+    pub max_headers: usize,
+    /// Add `X-Forwarded-For/-Proto/-Host/-Port` to forwarded requests (CHP's `--no-x-forward`
+    /// turns this off).
+    pub x_forward: bool,
+    /// After `shutdown` resolves, how long open requests and websocket tunnels get to finish.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Some(Duration::from_secs(300)),
+            client_idle_timeout: Duration::from_secs(60),
+            backend_idle_timeout: Duration::from_secs(60),
+            backend_max_idle_per_host: 32,
+            // Tornado's limit; JupyterHub deployments can carry many `jupyterhub-user-*` cookies.
+            max_header_size: 64 * 1024,
+            max_headers: 100,
+            x_forward: true,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! One request: normalise the path, then forward it to its route's target or hand it to the
+//! fallback.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use tower::ServiceExt;
+
+use crate::body::{boxed, full, ActivityBody, ResponseBody};
+use crate::config::ProxyConfig;
+use crate::headers::{add_forwarded_headers, is_websocket_upgrade, strip_hop_by_hop};
+use crate::path::normalize_path;
+use crate::server::Drain;
+use crate::table::{RouteEntry, RouteTable};
+use crate::tunnel::spawn_tunnel;
+use crate::ClientAddr;
+
+pub(crate) type BackendClient = Client<HttpConnector, ActivityBody<Incoming>>;
+
+/// What every connection shares.
+pub(crate) struct Forwarder {
+    pub(crate) table: Arc<RouteTable>,
+    pub(crate) client: BackendClient,
+    pub(crate) config: ProxyConfig,
+    /// Handed to websocket tunnels so they end on shutdown and are waited for.
+    pub(crate) drain: Drain,
+}
+
+impl Forwarder {
+    /// Answers one request; never fails (errors become 4xx/5xx pages).
+    pub(crate) async fn handle<S, B>(
+        &self,
+        fallback: S,
+        peer: SocketAddr,
+        mut req: Request<Incoming>,
+    ) -> Response<ResponseBody>
+    where
+        S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>,
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<crate::body::BoxError>,
+    {
+        let path = match normalize_path(req.uri().path()) {
+            Ok(path) => path,
+            Err(rejection) => {
+                tracing::debug!(path = req.uri().path(), %rejection, "request path refused");
+                return page(
+                    StatusCode::BAD_REQUEST,
+                    "Bad request path",
+                    rejection.reason(),
+                );
+            }
+        };
+        if path != req.uri().path() {
+            match with_path(req.uri(), &path) {
+                Some(uri) => *req.uri_mut() = uri,
+                None => return page(StatusCode::BAD_REQUEST, "Bad request", "malformed URL"),
+            }
+        }
+
+        match self.table.lookup(&path) {
+            Some(route) => self.forward(route, peer, req).await,
+            None => {
+                req.extensions_mut().insert(ClientAddr(peer));
+                match fallback.oneshot(req).await {
+                    Ok(response) => response.map(boxed),
+                    Err(never) => match never {},
+                }
+            }
+        }
+    }
+
+    async fn forward(
+        &self,
+        route: Arc<RouteEntry>,
+        peer: SocketAddr,
+        mut req: Request<Incoming>,
+    ) -> Response<ResponseBody> {
+        let websocket = is_websocket_upgrade(req.headers());
+        let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+
+        let (mut parts, body) = req.into_parts();
+        let Some(uri) = backend_uri(&route, &parts.uri) else {
+            return page(StatusCode::BAD_REQUEST, "Bad request", "malformed URL");
+        };
+        parts.uri = uri;
+        parts.version = Version::HTTP_11;
+        strip_hop_by_hop(&mut parts.headers, websocket);
+        if self.config.x_forward {
+            add_forwarded_headers(&mut parts.headers, peer);
+        }
+        let backend_req = Request::from_parts(parts, ActivityBody::new(body, Arc::clone(&route)));
+
+        let sent = self.client.request(backend_req);
+        let result = match self.config.response_timeout {
+            Some(limit) => match tokio::time::timeout(limit, sent).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!(
+                        route.path = %route.routespec,
+                        target = %route.target_url,
+                        timeout_secs = limit.as_secs_f64(),
+                        "backend did not answer in time"
+                    );
+                    return page(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "Gateway Timeout",
+                        "The server at this address did not answer in time.",
+                    );
+                }
+            },
+            None => sent.await,
+        };
+        let mut response = match result {
+            Ok(response) => response,
+            Err(error) if error.is_connect() => {
+                tracing::warn!(
+                    route.path = %route.routespec,
+                    target = %route.target_url,
+                    %error,
+                    "backend unreachable"
+                );
+                return page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service Unavailable",
+                    "The server at this address is not reachable. It may be stopped or still \
+                     starting; try again in a moment.",
+                );
+            }
+            Err(error) => {
+                tracing::warn!(
+                    route.path = %route.routespec,
+                    target = %route.target_url,
+                    error = %error_chain(&error),
+                    "backend request failed"
+                );
+                return page(
+                    StatusCode::BAD_GATEWAY,
+                    "Bad Gateway",
+                    "The server at this address closed the connection without a valid answer.",
+                );
+            }
+        };
+
+        let status = response.status();
+        tracing::debug!(
+            route.path = %route.routespec,
+            target = %route.target_url,
+            status = status.as_u16(),
+            "proxied"
+        );
+        // CHP counts a request as activity only when it succeeded: a browser tab that keeps
+        // getting redirects or errors does not keep an idle server alive.
+        let success = status.as_u16() < 300;
+        if success {
+            route.touch();
+        }
+
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_upgrade) = client_upgrade {
+                let backend_upgrade = hyper::upgrade::on(&mut response);
+                spawn_tunnel(
+                    client_upgrade,
+                    backend_upgrade,
+                    Arc::clone(&route),
+                    self.drain.clone(),
+                );
+                let (parts, _) = response.into_parts();
+                return Response::from_parts(parts, full(bytes::Bytes::new()));
+            }
+            // A 101 we did not ask for cannot be tunnelled.
+            return page(
+                StatusCode::BAD_GATEWAY,
+                "Bad Gateway",
+                "The server at this address switched protocols unasked.",
+            );
+        }
+
+        strip_hop_by_hop(response.headers_mut(), false);
+        if success {
+            response.map(|body| boxed(ActivityBody::new(body, route)))
+        } else {
+            response.map(boxed)
+        }
+    }
+}
+
+/// `uri` with its path replaced by `path` (query kept).
+fn with_path(uri: &Uri, path: &str) -> Option<Uri> {
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(PathAndQuery::try_from(path_and_query).ok()?);
+    Uri::from_parts(parts).ok()
+}
+
+/// `http://{target authority}{target path}{request path}?{query}` (CHP's prepend-path and
+/// include-prefix defaults).
+fn backend_uri(route: &RouteEntry, request_uri: &Uri) -> Option<Uri> {
+    let path_and_query = request_uri
+        .path_and_query()
+        .map_or("/", PathAndQuery::as_str);
+    Uri::builder()
+        .scheme("http")
+        .authority(route.target.authority.clone())
+        .path_and_query(format!("{}{path_and_query}", route.target.path_prefix))
+        .build()
+        .ok()
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// A short HTML page for errors the proxy itself answers. Only static text goes in, so nothing
+/// needs escaping.
+pub(crate) fn page(
+    status: StatusCode,
+    title: &'static str,
+    message: &'static str,
+) -> Response<ResponseBody> {
+    let code = status.as_u16();
+    let html = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{code} {title}</title></head>\
+         <body><h1>{code} {title}</h1><p>{message}</p></body></html>\n"
+    );
+    let mut response = Response::new(full(html));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
