@@ -1,1 +1,109 @@
-//! Spawner contract.
+//! The Spawner contract: how the hub starts, watches and stops single-user servers.
+//!
+//! The hub talks to every backend through [`Spawner`]. A backend's `start` returns the
+//! server's URL and a JSON *state blob*; the hub stores the blob in its database, and
+//! `poll`/`stop`/`url_from_state` work from that blob alone, so a restarted hub finds its
+//! servers again. [`wait_for_http_server`] is JupyterHub's readiness check, shared by all
+//! backends. Backends: [`local`] (child processes on this machine).
+
+mod error;
+pub mod local;
+mod readiness;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+pub use error::SpawnerError;
+pub use readiness::{wait_for_http_server, wait_until_ready};
+
+/// What the hub asks a backend to start: one server of one user.
+pub struct SpawnSpec {
+    /// The user's name, e.g. `alice`.
+    pub user: String,
+    /// The server's name; `""` is the default server.
+    pub server_name: String,
+    /// The server's URL prefix: `/user/alice/` or `/user/alice/srv/`.
+    pub service_prefix: String,
+    /// Every `JUPYTERHUB_*` variable the hub sets (`JUPYTERHUB_API_TOKEN`, `_API_URL`,
+    /// `_ACTIVITY_URL`, `_CLIENT_ID`, ...) except `JUPYTERHUB_SERVICE_URL`, which the backend
+    /// sets once it knows where the server listens.
+    pub env: BTreeMap<String, String>,
+    /// The `user_options` of the spawn request (JSON body of the REST call).
+    pub user_options: serde_json::Value,
+}
+
+/// Debug shows the names of the environment variables only: their values hold the server's
+/// API token.
+impl fmt::Debug for SpawnSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpawnSpec")
+            .field("user", &self.user)
+            .field("server_name", &self.server_name)
+            .field("service_prefix", &self.service_prefix)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("user_options", &self.user_options)
+            .finish()
+    }
+}
+
+/// Where a freshly started server listens, and the state blob to store for it.
+#[derive(Clone, Debug)]
+pub struct Started {
+    /// Scheme, host and port, without the prefix: `http://127.0.0.1:43121`.
+    pub url: String,
+    /// The backend's state blob; store it at once, it is all `poll`/`stop` need.
+    pub state: serde_json::Value,
+}
+
+/// One step of a spawn, as shown on the spawn-pending page (`/progress` event stream).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ProgressEvent {
+    /// Percentage, 0..=100.
+    pub progress: u8,
+    /// Human-readable message.
+    pub message: String,
+}
+
+impl ProgressEvent {
+    /// An event with `progress` percent and `message`.
+    pub fn new(progress: u8, message: impl Into<String>) -> Self {
+        Self {
+            progress,
+            message: message.into(),
+        }
+    }
+}
+
+/// Where a backend sends its progress events; sending never blocks, and a closed receiver is
+/// ignored.
+pub type ProgressSender = tokio::sync::mpsc::UnboundedSender<ProgressEvent>;
+
+/// A way of running single-user servers (local processes, containers, pods).
+///
+/// Implementations keep no state the hub cannot lose: everything needed to find a server again
+/// is in the state blob returned by `start`.
+#[async_trait::async_trait]
+pub trait Spawner: Send + Sync + 'static {
+    /// Short backend name for logs and the admin page, e.g. `"local"`.
+    fn backend_name(&self) -> &'static str;
+
+    /// Launches the server and returns once its location is known; it does NOT wait for HTTP
+    /// (use [`wait_for_http_server`] or [`wait_until_ready`]). On error, nothing is left running.
+    async fn start(
+        &self,
+        spec: &SpawnSpec,
+        progress: ProgressSender,
+    ) -> Result<Started, SpawnerError>;
+
+    /// `None` = running (or still starting); `Some(exit status)` = gone (0 if unknown, also
+    /// for an empty state). Works from the state blob alone, also after a hub restart.
+    async fn poll(&self, state: &serde_json::Value) -> Result<Option<i32>, SpawnerError>;
+
+    /// Returns once the server is gone: SIGTERM (or the backend's equivalent), then SIGKILL
+    /// after `grace`. `Ok` if it was already gone.
+    async fn stop(&self, state: &serde_json::Value, grace: Duration) -> Result<(), SpawnerError>;
+
+    /// The URL recorded in the state blob (scheme, host, port), for re-adoption after restart.
+    fn url_from_state(&self, state: &serde_json::Value) -> Option<String>;
+}
