@@ -1,1 +1,40 @@
-//! Xiji hub.
+//! Xiji's hub: a JupyterHub-compatible hub. `app` runs it; `api` and `web` are the HTTP faces;
+//! `domain` holds the rules; `db` the storage; `rbac` JupyterHub's scopes.
+
+pub mod api;
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod rbac;
+pub mod web;
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderName, HeaderValue};
+use axum::response::Response;
+
+/// The whole HTTP surface of the hub (the proxy hands it every request without a user route).
+pub fn router(hub: Arc<app::Hub>) -> axum::Router {
+    axum::Router::new()
+        .merge(api::routes(Arc::clone(&hub)))
+        .merge(web::routes(Arc::clone(&hub)))
+        .layer(axum::middleware::map_response(add_hub_headers))
+}
+
+async fn add_hub_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        HeaderName::from_static("x-jupyterhub-version"),
+        HeaderValue::from_static(app::JUPYTERHUB_VERSION),
+    );
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("frame-ancestors 'self'; report-uri /hub/security/csp-report"),
+        );
+    }
+    response
+}

@@ -1,0 +1,263 @@
+//! `/hub/api/groups…`: groups, their members and properties.
+
+use std::sync::Arc;
+
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::models::group_model;
+use super::{body_as, empty, json, ApiCaller, JsonBody, Page, RequestUrl};
+use crate::app::Hub;
+use crate::db::{DbError, GroupRow};
+use crate::domain::names;
+use crate::error::ApiError;
+use crate::rbac::{self, ListFilter, ListKind, Resource};
+
+async fn render(
+    hub: &Hub,
+    caller: &ApiCaller,
+    groups: &[GroupRow],
+) -> Result<Vec<Value>, ApiError> {
+    let ids: Vec<i64> = groups.iter().map(|g| g.id).collect();
+    let members = hub.store.group_members(&ids).await?;
+    let roles = hub.store.group_roles(&ids).await?;
+    Ok(groups
+        .iter()
+        .map(|g| {
+            group_model(
+                &caller.0.scopes,
+                g,
+                members.get(&g.id).map(Vec::as_slice).unwrap_or_default(),
+                roles.get(&g.id).map(Vec::as_slice).unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+async fn group_or_404(hub: &Hub, name: &str) -> Result<GroupRow, ApiError> {
+    hub.store
+        .group(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("No such group: {name}")))
+}
+
+/// User ids for names; unknown names → 400.
+async fn user_ids(hub: &Hub, names: &[String]) -> Result<Vec<i64>, ApiError> {
+    let mut ids = Vec::with_capacity(names.len());
+    let mut unknown = Vec::new();
+    for name in names {
+        match hub.store.user(&names::normalize_user(name)).await? {
+            Some(u) => ids.push(u.id),
+            None => unknown.push(name.clone()),
+        }
+    }
+    if unknown.is_empty() {
+        Ok(ids)
+    } else {
+        Err(ApiError::bad_request(format!("Unknown users: {unknown:?}")))
+    }
+}
+
+/// `GET /groups`.
+pub async fn list(
+    State(hub): State<Arc<Hub>>,
+    caller: ApiCaller,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Response, ApiError> {
+    let filter = rbac::list_filter(&caller.0.scopes, ListKind::Groups)
+        .map_err(|f| ApiError::forbidden(f.message))?;
+    let page = Page::from_request(&hub, &query, &headers)?;
+    let only: Option<Vec<String>> = match filter {
+        ListFilter::All => None,
+        ListFilter::Only { names, .. } => Some(names.into_iter().collect()),
+    };
+    let (rows, total) = hub
+        .store
+        .list_groups(only.as_deref(), page.offset, page.limit)
+        .await?;
+    let items = render(&hub, &caller, &rows).await?;
+    let url = RequestUrl::new(&hub, &headers, uri.path(), &query);
+    Ok(json(StatusCode::OK, page.render(items, total, &url)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateGroups {
+    groups: Vec<String>,
+}
+
+/// `POST /groups` with `{"groups": [...]}`.
+pub async fn create_many(
+    State(hub): State<Arc<Hub>>,
+    caller: ApiCaller,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    caller.require(&["admin:groups"], &Resource::Hub)?;
+    let req: CreateGroups = body_as(body)?
+        .ok_or_else(|| ApiError::bad_request("Must specify at least one group to create"))?;
+    if req.groups.is_empty() {
+        return Err(ApiError::bad_request(
+            "Must specify at least one group to create",
+        ));
+    }
+    for name in &req.groups {
+        names::check_name("group", name)?;
+        if hub.store.group(name).await?.is_some() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("Group {name} already exists"),
+            ));
+        }
+    }
+    let mut created = Vec::new();
+    for name in &req.groups {
+        created.push(hub.store.create_group(name, &serde_json::json!({})).await?);
+    }
+    let items = render(&hub, &caller, &created).await?;
+    Ok(json(StatusCode::CREATED, Value::Array(items)))
+}
+
+/// `GET /groups/{name}`.
+pub async fn get_one(
+    State(hub): State<Arc<Hub>>,
+    caller: ApiCaller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(
+        &["read:groups", "read:groups:name", "read:roles:groups"],
+        &Resource::Group { name: &name },
+    )?;
+    let group = group_or_404(&hub, &name).await?;
+    let items = render(&hub, &caller, &[group]).await?;
+    Ok(json(
+        StatusCode::OK,
+        items.into_iter().next().unwrap_or(Value::Null),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Members {
+    #[serde(default)]
+    users: Vec<String>,
+}
+
+/// `POST /groups/{name}`, optionally with `{"users": [...]}`.
+pub async fn create_one(
+    State(hub): State<Arc<Hub>>,
+    caller: ApiCaller,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    caller.require(&["admin:groups"], &Resource::Hub)?;
+    names::check_name("group", &name)?;
+    let req: Members = body_as(body)?.unwrap_or_default();
+    let ids = user_ids(&hub, &req.users).await?;
+    let group = hub
+        .store
+        .create_group(&name, &serde_json::json!({}))
+        .await
+        .map_err(|e| match e {
+            DbError::Conflict => {
+                ApiError::new(StatusCode::CONFLICT, format!("Group {name} already exists"))
+            }
+            other => other.into(),
+        })?;
+    hub.store.add_group_members(group.id, &ids).await?;
+    hub.invalidate_auth();
+    let items = render(&hub, &caller, &[group]).await?;
+    Ok(json(
+        StatusCode::CREATED,
+        items.into_iter().next().unwrap_or(Value::Null),
+    ))
+}
+
+/// `DELETE /groups/{name}`.
+pub async fn delete(
+    State(hub): State<Arc<Hub>>,
+    caller: ApiCaller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(&["delete:groups"], &Resource::Group { name: &name })?;
+    let group = group_or_404(&hub, &name).await?;
+    hub.store.delete_group(group.id).await?;
+    hub.invalidate_auth();
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+async fn change_members(
+    hub: Arc<Hub>,
+    caller: ApiCaller,
+    name: String,
+    body: Option<Value>,
+    add: bool,
+) -> Result<Response, ApiError> {
+    caller.require(&["groups"], &Resource::Group { name: &name })?;
+    let group = group_or_404(&hub, &name).await?;
+    let req: Members = body_as(body)?.ok_or_else(|| ApiError::bad_request("Must specify users"))?;
+    let ids = user_ids(&hub, &req.users).await?;
+    if add {
+        hub.store.add_group_members(group.id, &ids).await?;
+    } else {
+        hub.store.remove_group_members(group.id, &ids).await?;
+    }
+    hub.invalidate_auth();
+    let items = render(&hub, &caller, &[group]).await?;
+    Ok(json(
+        StatusCode::OK,
+        items.into_iter().next().unwrap_or(Value::Null),
+    ))
+}
+
+/// `POST /groups/{name}/users` with `{"users": [...]}`.
+pub async fn add_users(
+    State(hub): State<Arc<Hub>>,
+    caller: ApiCaller,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    change_members(hub, caller, name, body, true).await
+}
+
+/// `DELETE /groups/{name}/users` with `{"users": [...]}`.
+pub async fn remove_users(
+    State(hub): State<Arc<Hub>>,
+    caller: ApiCaller,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    change_members(hub, caller, name, body, false).await
+}
+
+/// `PUT /groups/{name}/properties` with a JSON object.
+pub async fn set_properties(
+    State(hub): State<Arc<Hub>>,
+    caller: ApiCaller,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    caller.require(&["groups"], &Resource::Group { name: &name })?;
+    let group = group_or_404(&hub, &name).await?;
+    let properties = match body {
+        Some(v @ Value::Object(_)) => v,
+        _ => {
+            return Err(ApiError::bad_request(
+                "Group properties must be a JSON object",
+            ))
+        }
+    };
+    hub.store
+        .set_group_properties(group.id, &properties)
+        .await?;
+    let fresh = group_or_404(&hub, &name).await?;
+    let items = render(&hub, &caller, &[fresh]).await?;
+    Ok(json(
+        StatusCode::OK,
+        items.into_iter().next().unwrap_or(Value::Null),
+    ))
+}

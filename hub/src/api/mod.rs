@@ -1,0 +1,366 @@
+//! JupyterHub's REST API under `/hub/api`: every route in one place; handlers are thin — they
+//! extract, check scopes, call the domain, render JupyterHub's JSON.
+
+mod groups;
+mod hub_info;
+mod models;
+mod oauth;
+mod servers;
+mod tokens;
+mod users;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::app::Hub;
+use crate::domain::identity::{self, Caller};
+use crate::error::ApiError;
+use crate::rbac::{self, Access, Resource};
+
+/// Name of the hub's login cookie (JupyterHub's).
+pub const LOGIN_COOKIE: &str = "jupyterhub-hub-login";
+/// Name of the session-id cookie (JupyterHub's).
+pub const SESSION_COOKIE: &str = "jupyterhub-session-id";
+/// Name of the XSRF cookie.
+pub const XSRF_COOKIE: &str = "_xsrf";
+
+/// The `/hub/api` routes.
+pub fn routes(hub: Arc<Hub>) -> Router {
+    let max_body = hub.config.max_body_bytes;
+    Router::new()
+        .route("/hub/api", get(hub_info::root))
+        .route("/hub/api/", get(hub_info::root))
+        .route("/hub/api/info", get(hub_info::info))
+        .route("/hub/api/user", get(hub_info::whoami))
+        .route(
+            "/hub/api/proxy",
+            get(hub_info::get_proxy).post(hub_info::sync_proxy),
+        )
+        .route("/hub/api/services", get(hub_info::list_services))
+        .route("/hub/api/services/{name}", get(hub_info::get_service))
+        .route("/hub/api/health", get(hub_info::health))
+        .route("/hub/api/users", get(users::list).post(users::create_many))
+        .route(
+            "/hub/api/users/{name}",
+            get(users::get_one)
+                .post(users::create_one)
+                .patch(users::patch)
+                .delete(users::delete),
+        )
+        .route("/hub/api/users/{name}/activity", post(users::activity))
+        .route(
+            "/hub/api/users/{name}/server",
+            post(servers::start_default).delete(servers::stop_default),
+        )
+        .route(
+            "/hub/api/users/{name}/server/progress",
+            get(servers::progress_default),
+        )
+        .route(
+            "/hub/api/users/{name}/servers/{server}",
+            post(servers::start_named).delete(servers::stop_named),
+        )
+        .route(
+            "/hub/api/users/{name}/servers/{server}/progress",
+            get(servers::progress_named),
+        )
+        .route(
+            "/hub/api/users/{name}/tokens",
+            get(tokens::list).post(tokens::create),
+        )
+        .route(
+            "/hub/api/users/{name}/tokens/{token_id}",
+            get(tokens::get_one).delete(tokens::delete),
+        )
+        .route(
+            "/hub/api/groups",
+            get(groups::list).post(groups::create_many),
+        )
+        .route(
+            "/hub/api/groups/{name}",
+            get(groups::get_one)
+                .post(groups::create_one)
+                .delete(groups::delete),
+        )
+        .route(
+            "/hub/api/groups/{name}/users",
+            post(groups::add_users).delete(groups::remove_users),
+        )
+        .route(
+            "/hub/api/groups/{name}/properties",
+            axum::routing::put(groups::set_properties),
+        )
+        .route("/hub/api/oauth2/authorize", get(oauth::authorize))
+        .route("/hub/api/oauth2/token", post(oauth::token))
+        .route("/hub/api/{*rest}", axum::routing::any(not_found))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .with_state(hub)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("Not Found")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+}
+
+/// Reads a cookie's value from the request headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The token in `Authorization: token X` or `Bearer X` (case-insensitive), as JupyterHub reads it.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(char::is_whitespace)?;
+    let token = token.trim();
+    if (scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer"))
+        && !token.is_empty()
+        && !token.contains(char::is_whitespace)
+    {
+        Some(token)
+    } else {
+        None
+    }
+}
+
+/// Resolves the caller of a request: API token first, then the login cookie (with an XSRF check
+/// on unsafe methods). `None` when neither is present or valid.
+pub async fn resolve_caller(hub: &Hub, parts: &Parts) -> Result<Option<Arc<Caller>>, ApiError> {
+    if let Some(token) = bearer_token(&parts.headers) {
+        return Ok(identity::caller_for_token(&hub.store, &hub.auth, token).await?);
+    }
+    let Some(cookie_value) = cookie(&parts.headers, LOGIN_COOKIE) else {
+        return Ok(None);
+    };
+    let Some(caller) = identity::caller_for_session(&hub.store, &hub.auth, cookie_value).await?
+    else {
+        return Ok(None);
+    };
+    if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        let expected = cookie(&parts.headers, XSRF_COOKIE);
+        let given = parts
+            .headers
+            .get("x-xsrftoken")
+            .and_then(|v| v.to_str().ok());
+        if expected.is_none() || expected != given {
+            return Err(ApiError::forbidden("'_xsrf' argument missing from POST"));
+        }
+    }
+    Ok(Some(caller))
+}
+
+/// An authenticated caller; rejects with 403 "Missing or invalid credentials." otherwise.
+pub struct ApiCaller(pub Arc<Caller>);
+
+impl FromRequestParts<Arc<Hub>> for ApiCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        hub: &Arc<Hub>,
+    ) -> Result<Self, Self::Rejection> {
+        match resolve_caller(hub, parts).await? {
+            Some(c) => Ok(ApiCaller(c)),
+            None => Err(ApiError::missing_credentials()),
+        }
+    }
+}
+
+impl ApiCaller {
+    /// JupyterHub's `needs_scope`: 404 when a filtered scope misses, 403 when none is held.
+    pub fn require(&self, any_of: &[&str], resource: &Resource<'_>) -> Result<(), ApiError> {
+        match rbac::check(&self.0.scopes, any_of, resource) {
+            Access::Allowed => Ok(()),
+            Access::NotFound => Err(ApiError::no_access()),
+            Access::Forbidden { message } => Err(ApiError::forbidden(message)),
+        }
+    }
+}
+
+/// An optional JSON request body: `None` when empty. Too large → 413, invalid JSON → 400, each
+/// with JupyterHub's JSON error body.
+pub struct JsonBody(pub Option<Value>);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
+            } else {
+                ApiError::bad_request(format!("Could not read the request body: {e}"))
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonBody(None));
+        }
+        serde_json::from_slice(&bytes)
+            .map(|v| JsonBody(Some(v)))
+            .map_err(|e| ApiError::bad_request(format!("Invalid JSON in body of request: {e}")))
+    }
+}
+
+/// Deserialises a JSON body into a typed request, with a clear 400 on a wrong shape.
+pub fn body_as<T: serde::de::DeserializeOwned>(body: Option<Value>) -> Result<Option<T>, ApiError> {
+    match body {
+        None => Ok(None),
+        Some(v) => serde_json::from_value(v)
+            .map(Some)
+            .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}"))),
+    }
+}
+
+/// Offset and limit of a paginated request, cleaned up as JupyterHub does.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    /// Items to skip.
+    pub offset: i64,
+    /// Items to return.
+    pub limit: i64,
+    /// Whether the client asked for the pagination envelope.
+    pub envelope: bool,
+}
+
+impl Page {
+    /// Reads `offset`/`limit` (non-integers → 400; negatives made positive; limit capped) and the
+    /// `Accept: application/jupyterhub-pagination+json` opt-in.
+    pub fn from_request(
+        hub: &Hub,
+        query: &[(String, String)],
+        headers: &HeaderMap,
+    ) -> Result<Page, ApiError> {
+        let envelope = headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|v| v.trim() == "application/jupyterhub-pagination+json");
+        let read = |key: &str| -> Result<Option<i64>, ApiError> {
+            match query.iter().rev().find(|(k, _)| k == key) {
+                None => Ok(None),
+                Some((_, v)) => v
+                    .trim()
+                    .parse::<i64>()
+                    .map(|n| Some(n.saturating_abs()))
+                    .map_err(|_| {
+                        ApiError::bad_request(format!("{key} must be an integer, not {v:?}"))
+                    }),
+            }
+        };
+        let max = i64::from(hub.config.api_page_max_limit);
+        let default = if envelope {
+            i64::from(hub.config.api_page_default_limit)
+        } else {
+            max
+        };
+        let offset = read("offset")?.unwrap_or(0);
+        let limit = read("limit")?.unwrap_or(default).clamp(1, max);
+        Ok(Page {
+            offset,
+            limit,
+            envelope,
+        })
+    }
+
+    /// The response: a bare list, or the envelope with an absolute `next.url`.
+    pub fn render(&self, items: Vec<Value>, total: i64, parts: &RequestUrl) -> Value {
+        if !self.envelope {
+            return Value::Array(items);
+        }
+        let next_offset = self.offset + self.limit;
+        let next = if next_offset < total {
+            serde_json::json!({"offset": next_offset, "limit": self.limit, "url": parts.with_page(next_offset, self.limit)})
+        } else {
+            Value::Null
+        };
+        serde_json::json!({
+            "items": items,
+            "_pagination": {"offset": self.offset, "limit": self.limit, "total": total, "next": next}
+        })
+    }
+}
+
+/// The absolute URL of the current request, to build `next.url`.
+pub struct RequestUrl {
+    base: String,
+    path: String,
+    query: Vec<(String, String)>,
+}
+
+impl RequestUrl {
+    /// From the request's Host header (and `X-Forwarded-Proto`), path and query.
+    pub fn new(hub: &Hub, headers: &HeaderMap, path: &str, query: &[(String, String)]) -> Self {
+        let base = match &hub.config.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => {
+                let host = headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| {
+                        hub.internal_url()
+                            .trim_end_matches('/')
+                            .trim_start_matches("http://")
+                            .to_owned()
+                    });
+                let proto = headers
+                    .get("x-forwarded-proto")
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("http");
+                format!("{proto}://{host}")
+            }
+        };
+        Self {
+            base,
+            path: path.to_owned(),
+            query: query.to_vec(),
+        }
+    }
+
+    fn with_page(&self, offset: i64, limit: i64) -> String {
+        let mut query: Vec<(String, String)> = self
+            .query
+            .iter()
+            .filter(|(k, _)| k != "offset" && k != "limit")
+            .cloned()
+            .collect();
+        query.push(("offset".into(), offset.to_string()));
+        query.push(("limit".into(), limit.to_string()));
+        let encoded = serde_urlencoded::to_string(&query).unwrap_or_default();
+        format!("{}{}?{}", self.base, self.path, encoded)
+    }
+}
+
+/// An empty response with a status, `text/plain` like JupyterHub's.
+pub fn empty(status: StatusCode) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain")], "").into_response()
+}
+
+/// A JSON response with a status.
+pub fn json(status: StatusCode, value: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}

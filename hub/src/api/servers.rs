@@ -1,0 +1,270 @@
+//! `/hub/api/users/{name}/server[s/{server}]`: start, stop, progress.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use super::users::groups_for_check;
+use super::{empty, ApiCaller, JsonBody};
+use crate::app::{user_or_404, Hub};
+use crate::domain::servers::{self, Outcome};
+use crate::error::ApiError;
+use crate::rbac::Resource;
+
+async fn require_server(
+    hub: &Hub,
+    caller: &ApiCaller,
+    scope: &str,
+    user: &str,
+    server: &str,
+) -> Result<(), ApiError> {
+    let groups = groups_for_check(hub, caller, user).await?;
+    caller.require(
+        &[scope],
+        &Resource::Server {
+            user,
+            server_name: server,
+            user_groups: &groups,
+        },
+    )
+}
+
+/// The user options of a start request: JupyterHub 6's `{"user_options": {...}}` or, as in 5.x,
+/// the whole body.
+fn user_options(body: Option<Value>) -> Result<Option<Value>, ApiError> {
+    match body {
+        None => Ok(None),
+        Some(Value::Object(map)) => {
+            let only_new_keys = !map.is_empty()
+                && map
+                    .keys()
+                    .all(|k| k == "user_options" || k == "display_name");
+            if only_new_keys {
+                Ok(map.get("user_options").cloned())
+            } else {
+                Ok(Some(Value::Object(map)))
+            }
+        }
+        Some(_) => Err(ApiError::bad_request(
+            "The request body must be a JSON object of user options",
+        )),
+    }
+}
+
+async fn start(
+    hub: Arc<Hub>,
+    caller: ApiCaller,
+    name: String,
+    server: String,
+    body: Option<Value>,
+) -> Result<Response, ApiError> {
+    require_server(&hub, &caller, "servers", &name, &server).await?;
+    let user = user_or_404(&hub, &name).await?;
+    let options = user_options(body)?;
+    match servers::start(&hub, &user, &server, options).await? {
+        Outcome::Done => Ok(empty(StatusCode::CREATED)),
+        Outcome::Pending => Ok(empty(StatusCode::ACCEPTED)),
+    }
+}
+
+/// `POST /users/{name}/server`.
+pub async fn start_default(
+    State(hub): State<Arc<Hub>>,
+    caller: ApiCaller,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    start(hub, caller, name, String::new(), body).await
+}
+
+/// `POST /users/{name}/servers/{server}`.
+pub async fn start_named(
+    State(hub): State<Arc<Hub>>,
+    caller: ApiCaller,
+    Path((name, server)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    start(hub, caller, name, server, body).await
+}
+
+async fn stop(
+    hub: Arc<Hub>,
+    caller: ApiCaller,
+    name: String,
+    server: String,
+    remove: bool,
+) -> Result<Response, ApiError> {
+    require_server(&hub, &caller, "delete:servers", &name, &server).await?;
+    let user = user_or_404(&hub, &name).await?;
+    let row = hub.store.server(user.id, &server).await?;
+    let Some(row) = row else {
+        if server.is_empty() {
+            return Ok(empty(StatusCode::NO_CONTENT));
+        }
+        return Err(ApiError::not_found(format!(
+            "{} has no server named {server}",
+            user.name
+        )));
+    };
+    if remove && server.is_empty() {
+        return Err(ApiError::bad_request("Cannot delete the default server"));
+    }
+    let outcome = servers::stop(&hub, &user, &row).await?;
+    if remove && outcome == Outcome::Done {
+        hub.store.delete_server(row.id).await?;
+    }
+    Ok(empty(match outcome {
+        Outcome::Done => StatusCode::NO_CONTENT,
+        Outcome::Pending => StatusCode::ACCEPTED,
+    }))
+}
+
+/// `DELETE /users/{name}/server`.
+pub async fn stop_default(
+    State(hub): State<Arc<Hub>>,
+    caller: ApiCaller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    stop(hub, caller, name, String::new(), false).await
+}
+
+/// `DELETE /users/{name}/servers/{server}` with optional `{"remove": true}`.
+pub async fn stop_named(
+    State(hub): State<Arc<Hub>>,
+    caller: ApiCaller,
+    Path((name, server)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let remove = body
+        .as_ref()
+        .and_then(|b| b.get("remove"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    stop(hub, caller, name, server, remove).await
+}
+
+async fn progress(
+    hub: Arc<Hub>,
+    caller: ApiCaller,
+    name: String,
+    server: String,
+) -> Result<Response, ApiError> {
+    require_server(&hub, &caller, "read:servers", &name, &server).await?;
+    let user = user_or_404(&hub, &name).await?;
+    let row = hub.store.server(user.id, &server).await?;
+    let live = hub.live.subscribe(&user.name, &server);
+    let prefix = servers::service_prefix(&user.name, &server);
+    let ready_event = json!({"progress": 100, "ready": true, "message": format!("Server ready at {prefix}"),
+        "html_message": format!("Server ready at <a href=\"{prefix}\">{prefix}</a>"), "url": prefix});
+    let body = match (live, row) {
+        (Some(rx), _) => Body::from_stream(follow(rx)),
+        (None, Some(row)) if row.status == "running" => {
+            Body::from(format!("data: {ready_event}\n\n"))
+        }
+        (None, Some(_)) => {
+            let label = if server.is_empty() {
+                user.name.clone()
+            } else {
+                servers::full_name(&user.name, &server)
+            };
+            return Err(ApiError::bad_request(format!("{label} is not starting...")));
+        }
+        (None, None) => {
+            if server.is_empty() {
+                return Err(ApiError::bad_request(format!(
+                    "{} is not starting...",
+                    user.name
+                )));
+            }
+            return Err(ApiError::not_found(format!(
+                "{} has no server named {server}",
+                user.name
+            )));
+        }
+    };
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Replays the events so far, then follows new ones until the spawn ends; a blank line every 8 s
+/// keeps the connection alive.
+fn follow(
+    mut rx: tokio::sync::watch::Receiver<servers::ProgressLog>,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>> {
+    async_stream(move |tx| async move {
+        let mut sent = 0usize;
+        loop {
+            let (chunk, done) = {
+                let log = rx.borrow_and_update();
+                let chunk: String = log.events[sent..]
+                    .iter()
+                    .map(|e| format!("data: {e}\n\n"))
+                    .collect();
+                sent = log.events.len();
+                (chunk, log.done)
+            };
+            if !chunk.is_empty() && tx.send(Ok(bytes::Bytes::from(chunk))).await.is_err() {
+                return;
+            }
+            if done {
+                return;
+            }
+            match tokio::time::timeout(Duration::from_secs(8), rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    if tx
+                        .send(Ok(bytes::Bytes::from_static(b"\n\n")))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// A stream fed by a task through a small channel.
+fn async_stream<F, Fut>(
+    f: F,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::convert::Infallible>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tokio::spawn(f(tx));
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// `GET /users/{name}/server/progress`.
+pub async fn progress_default(
+    State(hub): State<Arc<Hub>>,
+    caller: ApiCaller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    progress(hub, caller, name, String::new()).await
+}
+
+/// `GET /users/{name}/servers/{server}/progress`.
+pub async fn progress_named(
+    State(hub): State<Arc<Hub>>,
+    caller: ApiCaller,
+    Path((name, server)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    progress(hub, caller, name, server).await
+}

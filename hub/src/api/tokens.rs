@@ -1,0 +1,192 @@
+//! `/hub/api/users/{name}/tokens…`: API tokens of a user.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::models::token_model;
+use super::users::groups_for_check;
+use super::{body_as, empty, json, ApiCaller, JsonBody};
+use crate::app::{user_or_404, Hub};
+use crate::clock;
+use crate::db::NewToken;
+use crate::domain::identity;
+use crate::domain::tokens::{hash_secret, new_token, parse_token_id};
+use crate::error::ApiError;
+use crate::rbac::{Resource, ScopeCatalog};
+
+async fn require(hub: &Hub, caller: &ApiCaller, scope: &str, name: &str) -> Result<(), ApiError> {
+    let groups = groups_for_check(hub, caller, name).await?;
+    caller.require(
+        &[scope],
+        &Resource::User {
+            name,
+            groups: &groups,
+        },
+    )
+}
+
+/// `GET /users/{name}/tokens`.
+pub async fn list(
+    State(hub): State<Arc<Hub>>,
+    caller: ApiCaller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    require(&hub, &caller, "read:tokens", &name).await?;
+    let user = user_or_404(&hub, &name).await?;
+    let now = clock::now();
+    let tokens: Vec<Value> = hub
+        .store
+        .tokens_of_user(user.id)
+        .await?
+        .iter()
+        .filter(|t| t.kind != "server" && t.expires_at.is_none_or(|e| e > now))
+        .map(token_model)
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        serde_json::json!({"api_tokens": tokens}),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CreateToken {
+    note: Option<String>,
+    expires_in: Option<i64>,
+    scopes: Option<Vec<String>>,
+    roles: Option<Vec<String>>,
+}
+
+/// `POST /users/{name}/tokens`: a new token, with scopes no wider than the owner's.
+pub async fn create(
+    State(hub): State<Arc<Hub>>,
+    caller: ApiCaller,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    require(&hub, &caller, "tokens", &name).await?;
+    let user = user_or_404(&hub, &name).await?;
+    let req: CreateToken = body_as(body)?.unwrap_or_default();
+    let mut scopes: Vec<String> = req.scopes.unwrap_or_default();
+    for role in req.roles.unwrap_or_default() {
+        match crate::rbac::default_role(&role) {
+            Some(r) if role != "admin" || user.is_admin() => {
+                scopes.extend(r.scopes.iter().map(|s| (*s).to_owned()))
+            }
+            Some(_) => {
+                return Err(ApiError::bad_request(format!(
+                    "Not assigning requested role {role}: {} does not hold it",
+                    user.name
+                )))
+            }
+            None => return Err(ApiError::bad_request(format!("Role {role} does not exist"))),
+        }
+    }
+    if scopes.is_empty() {
+        scopes.push("inherit".into());
+    }
+    ScopeCatalog::builtin()
+        .check_scopes_exist(&scopes, Some("token"))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if !scopes.iter().any(|s| s == "inherit") {
+        identity::check_requested_scopes(&hub.store, &user, &scopes).await?;
+    }
+    let expires_at = match req.expires_in {
+        None | Some(0) => None,
+        Some(s) if s < 0 => {
+            return Err(ApiError::bad_request(
+                "expires_in must be a positive number of seconds",
+            ))
+        }
+        Some(s) => Some(clock::now().saturating_add(s.saturating_mul(1_000_000))),
+    };
+    let note = req.note.unwrap_or_else(|| match &caller.0.principal {
+        identity::Principal::User(u) if u.id == user.id => "Requested via api".to_owned(),
+        other => format!(
+            "Requested via api by {} {}",
+            if caller.0.user().is_some() {
+                "user"
+            } else {
+                "service"
+            },
+            other.name()
+        ),
+    });
+    if note.len() > 1000 {
+        return Err(ApiError::bad_request(
+            "note is too long (at most 1000 characters)",
+        ));
+    }
+    let token = new_token();
+    let id = hub
+        .store
+        .insert_token(&NewToken {
+            hashed: &hash_secret(&token),
+            kind: "api",
+            user_id: Some(user.id),
+            service_id: None,
+            server_id: None,
+            scopes: &scopes,
+            note: &note,
+            session_id: None,
+            oauth_client: None,
+            created: clock::now(),
+            expires_at,
+        })
+        .await?;
+    let row = hub
+        .store
+        .token_by_id(id)
+        .await?
+        .ok_or_else(ApiError::internal)?;
+    let mut model = token_model(&row);
+    if let Value::Object(m) = &mut model {
+        m.insert("token".into(), Value::String(token));
+    }
+    tracing::info!(user.name = %user.name, token.id = id, "token created");
+    Ok(json(StatusCode::CREATED, model))
+}
+
+async fn find(hub: &Hub, user_id: i64, token_id: &str) -> Result<crate::db::TokenRow, ApiError> {
+    let not_found = || ApiError::not_found(format!("No such token: {token_id}"));
+    let id = parse_token_id(token_id).ok_or_else(not_found)?;
+    let row = hub.store.token_by_id(id).await?.ok_or_else(not_found)?;
+    if row.user_id != Some(user_id)
+        || row.kind == "server"
+        || row.expires_at.is_some_and(|e| e <= clock::now())
+    {
+        return Err(not_found());
+    }
+    Ok(row)
+}
+
+/// `GET /users/{name}/tokens/{token_id}`.
+pub async fn get_one(
+    State(hub): State<Arc<Hub>>,
+    caller: ApiCaller,
+    Path((name, token_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    require(&hub, &caller, "read:tokens", &name).await?;
+    let user = user_or_404(&hub, &name).await?;
+    let row = find(&hub, user.id, &token_id).await?;
+    Ok(json(StatusCode::OK, token_model(&row)))
+}
+
+/// `DELETE /users/{name}/tokens/{token_id}`.
+pub async fn delete(
+    State(hub): State<Arc<Hub>>,
+    caller: ApiCaller,
+    Path((name, token_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    require(&hub, &caller, "tokens", &name).await?;
+    let user = user_or_404(&hub, &name).await?;
+    let row = find(&hub, user.id, &token_id).await?;
+    hub.store.delete_token(row.id).await?;
+    hub.invalidate_auth();
+    Ok(empty(StatusCode::NO_CONTENT))
+}

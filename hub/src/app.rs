@@ -1,0 +1,347 @@
+//! The running hub: its shared context (`Hub`), start-up (database, first admin, services and roles
+//! from configuration, re-adoption of running servers), the listener and the background loops.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use spawner::local::{LocalConfig, LocalSpawner};
+use spawner::Spawner;
+
+use crate::config::{read_secret_file, Config};
+use crate::db::{ServiceRow, Store, UserUpdate};
+use crate::domain::accounts::{self, LoginThrottle};
+use crate::domain::identity::AuthCache;
+use crate::domain::servers::{self, LiveServers};
+use crate::domain::tokens::{self, hash_secret};
+use crate::domain::{names, HubError, HubResult};
+use crate::{clock, rbac};
+
+/// The version reported to JupyterHub clients (`GET /hub/api`, `X-JupyterHub-Version`): the
+/// JupyterHub API level Xiji implements, PEP 440-valid so `packaging.version` parses it.
+pub const JUPYTERHUB_VERSION: &str = "5.5.1";
+
+/// Everything a request or background task needs; shared behind an `Arc`.
+pub struct Hub {
+    /// Configuration as loaded.
+    pub config: Config,
+    /// The database.
+    pub store: Store,
+    /// The backend that starts servers.
+    pub spawner: Arc<dyn Spawner>,
+    /// The route table the proxy serves from.
+    pub routes: Arc<proxy::RouteTable>,
+    /// The same table, through the interface a hub drives any proxy with.
+    pub proxy: Arc<dyn proxy::Proxy>,
+    /// Live spawn progress.
+    pub live: LiveServers,
+    /// Failed-login throttling.
+    pub throttle: LoginThrottle,
+    /// Resolved callers by token hash.
+    pub auth: AuthCache,
+    /// The address the hub's own API is reached at by single-user servers.
+    pub local_addr: SocketAddr,
+    /// Key for signing short-lived values (XSRF), generated per database.
+    pub secret: String,
+}
+
+impl Hub {
+    /// `http://127.0.0.1:8000/`: the URL single-user servers use to reach the hub.
+    pub fn internal_url(&self) -> String {
+        let ip = if self.local_addr.ip().is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else {
+            match self.local_addr.ip() {
+                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                v4 => v4.to_string(),
+            }
+        };
+        format!("http://{ip}:{}/", self.local_addr.port())
+    }
+
+    /// Grace period between SIGTERM and SIGKILL.
+    pub fn stop_grace(&self) -> Duration {
+        Duration::from_secs_f64(self.config.spawner.stop_grace.max(0.0))
+    }
+
+    /// Forgets cached callers after a change of rights, tokens or servers.
+    pub fn invalidate_auth(&self) {
+        self.auth.invalidate();
+    }
+}
+
+/// Opens the database and prepares everything before listening.
+pub async fn prepare(config: Config, listener_addr: SocketAddr) -> anyhow::Result<Arc<Hub>> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let store = Store::connect(&config.database_url()).await?;
+    let secret = match store.setting("secret").await? {
+        Some(s) => s,
+        None => {
+            let s = tokens::random_hex(32);
+            store.set_setting("secret", &s).await?;
+            s
+        }
+    };
+    ensure_first_admin(&config, &store).await?;
+    load_services_and_roles(&config, &store).await?;
+    let spawner = make_spawner(&config).await?;
+    let routes = Arc::new(proxy::RouteTable::new());
+    let hub = Arc::new(Hub {
+        throttle: LoginThrottle::new(
+            config.login_throttle_attempts,
+            Duration::from_secs(config.login_throttle_window),
+        ),
+        config,
+        store,
+        spawner,
+        proxy: Arc::clone(&routes) as Arc<dyn proxy::Proxy>,
+        routes,
+        live: LiveServers::default(),
+        auth: AuthCache::default(),
+        local_addr: listener_addr,
+        secret,
+    });
+    servers::readopt(&hub).await?;
+    Ok(hub)
+}
+
+async fn make_spawner(config: &Config) -> anyhow::Result<Arc<dyn Spawner>> {
+    let local = &config.spawner.local;
+    let cmd = if local.cmd.is_empty() {
+        let venv = config.local_venv();
+        println!("Checking the notebook environment in {} (the first start installs it; this takes a few minutes)...", venv.display());
+        let singleuser =
+            LocalSpawner::ensure_python_env(&venv, &local.python, &local.packages).await?;
+        vec![singleuser.display().to_string()]
+    } else {
+        local.cmd.clone()
+    };
+    let mut cfg = LocalConfig::new(
+        cmd,
+        absolute(config.data_dir.join("home")),
+        absolute(config.data_dir.join("logs")),
+    );
+    cfg.args = local.args.clone();
+    cfg.ip = local
+        .ip
+        .parse()
+        .map_err(|e| anyhow::anyhow!("spawner.local.ip {:?}: {e}", local.ip))?;
+    Ok(Arc::new(LocalSpawner::new(cfg)))
+}
+
+fn absolute(p: PathBuf) -> PathBuf {
+    if p.is_absolute() {
+        p
+    } else {
+        std::env::current_dir().map(|d| d.join(&p)).unwrap_or(p)
+    }
+}
+
+/// Creates the first administrator on first start; prints generated credentials once.
+async fn ensure_first_admin(config: &Config, store: &Store) -> anyhow::Result<()> {
+    if store.setting("initialized").await?.is_some() {
+        return Ok(());
+    }
+    let name = names::normalize_user(&config.admin.username);
+    names::check_name("user", &name).map_err(|e| anyhow::anyhow!("admin.username: {e}"))?;
+    let (password, generated) = match (&config.admin.password, &config.admin.password_file) {
+        (Some(p), _) => (p.clone(), false),
+        (None, Some(file)) => (read_secret_file(file)?, false),
+        (None, None) => (tokens::random_hex(9), true),
+    };
+    let user = match store.user(&name).await? {
+        Some(u) => u,
+        None => store.create_user(&name, true, clock::now()).await?,
+    };
+    store
+        .update_user(
+            user.id,
+            &UserUpdate {
+                admin: Some(true),
+                account_role: Some("admin".into()),
+                ..Default::default()
+            },
+        )
+        .await?;
+    accounts::set_password(store, &user, &password)
+        .await
+        .map_err(|e| anyhow::anyhow!("admin password: {e}"))?;
+    store
+        .set_setting("initialized", &clock::iso(clock::now()))
+        .await?;
+    if generated {
+        println!("First administrator created (shown only this once):");
+        println!("    user name: {name}");
+        println!("    password:  {password}");
+    } else {
+        println!("First administrator created: {name} (password from the configuration)");
+    }
+    Ok(())
+}
+
+/// Writes configured services (with their tokens) and roles into the database.
+async fn load_services_and_roles(config: &Config, store: &Store) -> anyhow::Result<()> {
+    let mut service_ids = std::collections::BTreeMap::new();
+    for s in &config.services {
+        let id = store
+            .upsert_service(&ServiceRow {
+                id: 0,
+                name: s.name.clone(),
+                admin: i64::from(s.admin),
+                url: s.url.clone(),
+                info: serde_json::to_string(&s.info)?,
+                display: i64::from(s.display),
+            })
+            .await?;
+        service_ids.insert(s.name.clone(), id);
+        let token = match (&s.api_token, &s.api_token_file) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(f)) => Some(read_secret_file(f)?),
+            _ => None,
+        };
+        // Configured tokens are the only tokens a service has: replace what was there.
+        for old in store.tokens_of_service(id).await? {
+            store.delete_token(old.id).await?;
+        }
+        if let Some(token) = token {
+            if token.len() < 8 {
+                anyhow::bail!(
+                    "service {}: api_token must be at least 8 characters",
+                    s.name
+                );
+            }
+            store
+                .insert_token(&crate::db::NewToken {
+                    hashed: &hash_secret(&token),
+                    kind: "api",
+                    user_id: None,
+                    service_id: Some(id),
+                    server_id: None,
+                    scopes: &["inherit".to_owned()],
+                    note: "from the configuration",
+                    session_id: None,
+                    oauth_client: None,
+                    created: clock::now(),
+                    expires_at: None,
+                })
+                .await?;
+        }
+    }
+    let names: Vec<String> = config.services.iter().map(|s| s.name.clone()).collect();
+    store.delete_services_except(&names).await?;
+
+    let mut role_names = Vec::new();
+    for role in &config.roles {
+        rbac::validate_role(rbac::ScopeCatalog::builtin(), &role.name, &role.scopes)
+            .map_err(|e| anyhow::anyhow!("role {}: {e}", role.name))?;
+        let id = store
+            .upsert_role(&role.name, &role.description, &role.scopes)
+            .await?;
+        let mut users = Vec::new();
+        for name in &role.users {
+            let name = names::normalize_user(name);
+            let user = match store.user(&name).await? {
+                Some(u) => u,
+                None => store.create_user(&name, false, clock::now()).await?,
+            };
+            users.push(user.id);
+        }
+        let mut groups = Vec::new();
+        for name in &role.groups {
+            let group = match store.group(name).await? {
+                Some(g) => g,
+                None => store.create_group(name, &serde_json::json!({})).await?,
+            };
+            groups.push(group.id);
+        }
+        let mut services = Vec::new();
+        for name in &role.services {
+            match service_ids.get(name) {
+                Some(id) => services.push(*id),
+                None => anyhow::bail!("role {}: unknown service {name}", role.name),
+            }
+        }
+        store
+            .set_role_holders(id, &users, &groups, &services)
+            .await?;
+        role_names.push(role.name.clone());
+    }
+    store.delete_roles_except(&role_names).await?;
+    Ok(())
+}
+
+/// Runs the hub until SIGINT/SIGTERM. Running servers are left running (they are re-adopted at the
+/// next start), like JupyterHub with `cleanup_servers = False`.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.bind).await?;
+    let addr = listener.local_addr()?;
+    let hub = prepare(config, addr).await?;
+    let router = crate::router(Arc::clone(&hub));
+    spawn_background_loops(&hub);
+    let shown = match &hub.config.public_url {
+        Some(u) => u.clone(),
+        None => hub.internal_url(),
+    };
+    println!("Xiji is running at {shown}");
+    tracing::info!(listen = %addr, "listening");
+    let shutdown = async {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        tracing::info!("shutting down; servers keep running");
+    };
+    proxy::serve(
+        listener,
+        Arc::clone(&hub.routes),
+        router,
+        proxy::ProxyConfig::default(),
+        shutdown,
+    )
+    .await?;
+    hub.store.close().await;
+    Ok(())
+}
+
+fn spawn_background_loops(hub: &Arc<Hub>) {
+    let poll_every = Duration::from_secs_f64(hub.config.spawner.poll_interval.max(1.0));
+    let h = Arc::clone(hub);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(poll_every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = servers::poll_once(&h).await {
+                tracing::warn!(error = %e, "server poll failed");
+            }
+        }
+    });
+    let h = Arc::clone(hub);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = servers::sync_proxy_activity(&h).await {
+                tracing::warn!(error = %e, "activity sync failed");
+            }
+            if let Err(e) = h.store.purge_expired(clock::now()).await {
+                tracing::warn!(error = %e, "purging expired tokens failed");
+            }
+        }
+    });
+}
+
+/// Looks a user up by name, with JupyterHub's 404 message.
+pub async fn user_or_404(hub: &Hub, name: &str) -> HubResult<crate::db::UserRow> {
+    hub.store
+        .user(name)
+        .await?
+        .ok_or_else(|| HubError::NotFound(format!("No such user: {name}")))
+}

@@ -1,0 +1,406 @@
+//! Configuration: defaults, then a TOML file, then `XIJI_*` environment variables, then CLI flags.
+//! Every key is documented in `docs/configuration.md`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A configuration problem, reported before the hub starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file's path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML or has unknown keys.
+    #[error("invalid configuration file {path}: {source}")]
+    Parse {
+        /// The file's path.
+        path: PathBuf,
+        /// The TOML error, with line and column.
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of range or inconsistent with another.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The hub's whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Public address the proxy listens on (the hub is served behind it, in process).
+    pub bind: SocketAddr,
+    /// Public URL users reach, e.g. `https://xiji.example.edu/`; `None` = derived per request.
+    pub public_url: Option<String>,
+    /// Where the SQLite database, logs, per-user work folders and the notebook venv live.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; default: `sqlite://{data_dir}/xiji.sqlite`.
+    pub database_url: Option<String>,
+    /// `tracing` filter, e.g. `info` or `hub=debug,info`.
+    pub log: String,
+    /// Whether users may have named servers besides their default one.
+    pub allow_named_servers: bool,
+    /// Most named servers a user may have (0 = unlimited).
+    pub named_server_limit_per_user: u32,
+    /// Lifetime of the login cookie and of OAuth access tokens, in days.
+    pub cookie_max_age_days: u32,
+    /// Default page size of paginated API lists.
+    pub api_page_default_limit: u32,
+    /// Largest page size; also the size of unpaginated lists.
+    pub api_page_max_limit: u32,
+    /// Seconds a start request waits before answering 202 and letting the spawn go on.
+    pub slow_spawn_timeout: f64,
+    /// Seconds a stop request waits before answering 202.
+    pub slow_stop_timeout: f64,
+    /// Largest accepted request body for the API, in bytes.
+    pub max_body_bytes: usize,
+    /// Failed logins allowed per user name and per address within `login_throttle_window` seconds.
+    pub login_throttle_attempts: u32,
+    /// Window and lock-out period of login throttling, in seconds.
+    pub login_throttle_window: u64,
+    /// Mark cookies `Secure`; default: when `public_url` is https.
+    pub cookie_secure: Option<bool>,
+    /// The first administrator, created on first start.
+    pub admin: AdminConfig,
+    /// How servers are started.
+    pub spawner: SpawnerConfig,
+    /// External services with API tokens (like JupyterHub's `c.JupyterHub.services`).
+    pub services: Vec<ServiceConfig>,
+    /// Extra roles (like JupyterHub's `c.JupyterHub.load_roles`).
+    pub roles: Vec<RoleConfig>,
+}
+
+/// The first administrator account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// User name of the first administrator.
+    pub username: String,
+    /// Its password; if unset (and no `password_file`), one is generated and printed once.
+    pub password: Option<String>,
+    /// File holding the password (trailing newline ignored).
+    pub password_file: Option<PathBuf>,
+}
+
+/// Spawner settings common to all backends, and per-backend sections.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpawnerConfig {
+    /// Backend: `local` (processes on this host).
+    pub backend: String,
+    /// Seconds the backend may take to launch a server.
+    pub start_timeout: f64,
+    /// Seconds a launched server may take to answer HTTP.
+    pub http_timeout: f64,
+    /// Seconds between liveness polls of running servers.
+    pub poll_interval: f64,
+    /// Seconds between SIGTERM and SIGKILL when stopping.
+    pub stop_grace: f64,
+    /// Settings of the `local` backend.
+    pub local: LocalSpawnerConfig,
+}
+
+/// The `local` backend: `jupyterhub-singleuser` processes on this host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalSpawnerConfig {
+    /// Python virtual environment holding `jupyterhub-singleuser`; created if missing.
+    /// Default: `{data_dir}/venv`.
+    pub venv: Option<PathBuf>,
+    /// Python used to create the venv.
+    pub python: String,
+    /// Packages installed into a new venv.
+    pub packages: Vec<String>,
+    /// Explicit single-user command (overrides `venv`).
+    pub cmd: Vec<String>,
+    /// Extra arguments for the single-user server.
+    pub args: Vec<String>,
+    /// Address servers listen on.
+    pub ip: String,
+    /// Extra environment variables for every server.
+    pub environment: BTreeMap<String, String>,
+}
+
+/// An external service with an API token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Service name (the token's owner).
+    pub name: String,
+    /// Its API token.
+    pub api_token: Option<String>,
+    /// File holding its API token.
+    pub api_token_file: Option<PathBuf>,
+    /// Grant the `admin` role.
+    #[serde(default)]
+    pub admin: bool,
+    /// URL of the service, if it serves HTTP (informational for now).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Free-form description shown in the API.
+    #[serde(default)]
+    pub info: BTreeMap<String, serde_json::Value>,
+    /// Whether to show it on the home page.
+    #[serde(default)]
+    pub display: bool,
+}
+
+/// A role: a named set of scopes given to users, groups and services.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleConfig {
+    /// Role name (JupyterHub's rules: lower case, digits, `-_~.`).
+    pub name: String,
+    /// Human description.
+    #[serde(default)]
+    pub description: String,
+    /// Scopes, JupyterHub's names and filters.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Users holding the role (created if missing).
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Services holding the role.
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// Groups holding the role (created if missing).
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            public_url: None,
+            data_dir: PathBuf::from("xiji-data"),
+            database_url: None,
+            log: "info".into(),
+            allow_named_servers: true,
+            named_server_limit_per_user: 0,
+            cookie_max_age_days: 14,
+            api_page_default_limit: 50,
+            api_page_max_limit: 200,
+            slow_spawn_timeout: 10.0,
+            slow_stop_timeout: 10.0,
+            max_body_bytes: 1024 * 1024,
+            login_throttle_attempts: 5,
+            login_throttle_window: 300,
+            cookie_secure: None,
+            admin: AdminConfig::default(),
+            spawner: SpawnerConfig::default(),
+            services: Vec::new(),
+            roles: Vec::new(),
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            username: "admin".into(),
+            password: None,
+            password_file: None,
+        }
+    }
+}
+
+impl Default for SpawnerConfig {
+    fn default() -> Self {
+        Self {
+            backend: "local".into(),
+            start_timeout: 60.0,
+            http_timeout: 30.0,
+            poll_interval: 30.0,
+            stop_grace: 5.0,
+            local: LocalSpawnerConfig::default(),
+        }
+    }
+}
+
+impl Default for LocalSpawnerConfig {
+    fn default() -> Self {
+        Self {
+            venv: None,
+            python: "python3".into(),
+            packages: vec!["jupyterhub>=5.5,<6".into(), "jupyterlab".into()],
+            cmd: Vec::new(),
+            args: Vec::new(),
+            ip: "127.0.0.1".into(),
+            environment: BTreeMap::new(),
+        }
+    }
+}
+
+/// Values given on the command line or in `XIJI_*` variables; they override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--bind` / `XIJI_BIND`.
+    pub bind: Option<SocketAddr>,
+    /// `--data-dir` / `XIJI_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--database-url` / `XIJI_DATABASE_URL`.
+    pub database_url: Option<String>,
+    /// `--public-url` / `XIJI_PUBLIC_URL`.
+    pub public_url: Option<String>,
+    /// `--admin-username` / `XIJI_ADMIN_USERNAME`.
+    pub admin_username: Option<String>,
+    /// `XIJI_ADMIN_PASSWORD`.
+    pub admin_password: Option<String>,
+    /// `--admin-password-file` / `XIJI_ADMIN_PASSWORD_FILE`.
+    pub admin_password_file: Option<PathBuf>,
+    /// `--log` / `XIJI_LOG`.
+    pub log: Option<String>,
+}
+
+impl Config {
+    /// Loads the file (if any), applies overrides and checks the result.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: path.to_owned(),
+                    source: Box::new(source),
+                })?
+            }
+            None => Config::default(),
+        };
+        if let Some(v) = overrides.bind {
+            config.bind = v;
+        }
+        if let Some(v) = overrides.data_dir {
+            config.data_dir = v;
+        }
+        if let Some(v) = overrides.database_url {
+            config.database_url = Some(v);
+        }
+        if let Some(v) = overrides.public_url {
+            config.public_url = Some(v);
+        }
+        if let Some(v) = overrides.admin_username {
+            config.admin.username = v;
+        }
+        if let Some(v) = overrides.admin_password {
+            config.admin.password = Some(v);
+        }
+        if let Some(v) = overrides.admin_password_file {
+            config.admin.password_file = Some(v);
+        }
+        if let Some(v) = overrides.log {
+            config.log = v;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.api_page_max_limit == 0 || self.api_page_default_limit == 0 {
+            return Err(ConfigError::Invalid(
+                "page limits must be at least 1".into(),
+            ));
+        }
+        if self.spawner.backend != "local" {
+            return Err(ConfigError::Invalid(format!(
+                "unknown spawner backend {:?} (available: local)",
+                self.spawner.backend
+            )));
+        }
+        for service in &self.services {
+            if service.api_token.is_some() && service.api_token_file.is_some() {
+                return Err(ConfigError::Invalid(format!(
+                    "service {}: give api_token or api_token_file, not both",
+                    service.name
+                )));
+            }
+        }
+        if let Some(url) = &self.public_url {
+            url::Url::parse(url)
+                .map_err(|e| ConfigError::Invalid(format!("public_url {url:?}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The database URL, defaulting to a SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("xiji.sqlite").display()
+            ),
+        }
+    }
+
+    /// Whether cookies carry `Secure`.
+    pub fn cookies_secure(&self) -> bool {
+        self.cookie_secure.unwrap_or_else(|| {
+            self.public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"))
+        })
+    }
+
+    /// The venv of the local backend.
+    pub fn local_venv(&self) -> PathBuf {
+        self.spawner
+            .local
+            .venv
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("venv"))
+    }
+}
+
+/// Reads a secret file, without its trailing newline.
+pub fn read_secret_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+        .map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_rejected_with_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.toml");
+        std::fs::write(&path, "bnd = \"127.0.0.1:1\"\n").unwrap();
+        let err = Config::load(Some(&path), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bnd"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.toml");
+        std::fs::write(
+            &path,
+            "bind = \"127.0.0.1:1\"\n[admin]\nusername = \"root1\"\n",
+        )
+        .unwrap();
+        let over = Overrides {
+            bind: Some("127.0.0.1:2".parse().unwrap()),
+            ..Default::default()
+        };
+        let config = Config::load(Some(&path), over).unwrap();
+        assert_eq!(config.bind.port(), 2);
+        assert_eq!(config.admin.username, "root1");
+    }
+}

@@ -1,0 +1,40 @@
+//! The hub's domain: accounts, tokens, groups, servers and OAuth, as functions over the `Store`.
+//! Nothing here knows about HTTP; handlers in `api/` and `web/` call into it.
+
+pub mod accounts;
+pub mod identity;
+pub mod names;
+pub mod oauth;
+pub mod servers;
+pub mod tokens;
+
+use crate::db::DbError;
+
+/// What can go wrong in a domain operation; the API maps each variant to a status code.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// The input is invalid; the message says what to change.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The named thing does not exist (or the caller may not know that it does).
+    #[error("{0}")]
+    NotFound(String),
+    /// The thing exists already, or is in a state that forbids the operation.
+    #[error("{0}")]
+    Conflict(String),
+    /// The caller is known but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many attempts; try again later.
+    #[error("{0}")]
+    TooManyRequests(String),
+    /// The backend failed to start or stop a server.
+    #[error("{0}")]
+    Spawner(String),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Result of a domain operation.
+pub type HubResult<T> = Result<T, HubError>;

@@ -1,0 +1,614 @@
+//! Starting, watching and stopping users' servers: JupyterHub's spawn sequence over a `Spawner`
+//! backend and the proxy's route table.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use spawner::{ProgressEvent, SpawnSpec};
+use tokio::sync::watch;
+
+use super::tokens::{hash_secret, new_token};
+use super::{names, HubError, HubResult};
+use crate::app::Hub;
+use crate::clock;
+use crate::db::{BeginSpawn, DbError, ServerRow, UserRow};
+
+/// Raw scopes of a server's own API token (JupyterHub's `server` role).
+pub const SERVER_TOKEN_SCOPES: [&str; 2] = ["users:activity!user", "access:servers!server"];
+
+/// `/user/alice/` or `/user/alice/gpu/`: the server's URL prefix and proxy route.
+pub fn service_prefix(user: &str, server: &str) -> String {
+    let user = url_quote(user);
+    if server.is_empty() {
+        format!("/user/{user}/")
+    } else {
+        format!("/user/{user}/{}/", url_quote(server))
+    }
+}
+
+/// JupyterHub's OAuth client id of a server.
+pub fn client_id(user: &str, server: &str) -> String {
+    if server.is_empty() {
+        format!("jupyterhub-user-{}", url_quote(user))
+    } else {
+        format!("jupyterhub-user-{}-{}", url_quote(user), url_quote(server))
+    }
+}
+
+/// `alice/` or `alice/gpu`: the value of a `!server=` filter.
+pub fn full_name(user: &str, server: &str) -> String {
+    format!("{user}/{server}")
+}
+
+/// Percent-encodes like Python's `urllib.parse.quote(s, safe='')` keeping `@~._-`.
+pub fn url_quote(s: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'@');
+    percent_encoding::utf8_percent_encode(s, SET).to_string()
+}
+
+/// The progress of one spawn: the events so far and whether it has ended.
+#[derive(Debug, Clone, Default)]
+pub struct ProgressLog {
+    /// Events in JupyterHub's shape (`progress`, `message`, …).
+    pub events: Vec<Value>,
+    /// Set once the last event (ready or failed) is in.
+    pub done: bool,
+    /// Set when the spawn failed.
+    pub failed: bool,
+}
+
+/// Live, in-memory state of spawns: progress logs for the `/progress` streams.
+#[derive(Default)]
+pub struct LiveServers {
+    progress: Mutex<HashMap<String, watch::Sender<ProgressLog>>>,
+}
+
+impl LiveServers {
+    fn begin(&self, key: &str) -> watch::Sender<ProgressLog> {
+        let first = ProgressLog {
+            events: vec![json!({"progress": 0, "message": "Server requested"})],
+            done: false,
+            failed: false,
+        };
+        let (tx, _) = watch::channel(first);
+        if let Ok(mut map) = self.progress.lock() {
+            map.insert(key.to_owned(), tx.clone());
+        }
+        tx
+    }
+
+    /// Subscribes to the progress of a spawn that is under way or has just ended.
+    pub fn subscribe(&self, user: &str, server: &str) -> Option<watch::Receiver<ProgressLog>> {
+        self.progress
+            .lock()
+            .ok()?
+            .get(&full_name(user, server))
+            .map(watch::Sender::subscribe)
+    }
+
+    fn forget(&self, key: &str) {
+        if let Ok(mut map) = self.progress.lock() {
+            map.remove(key);
+        }
+    }
+}
+
+fn push(tx: &watch::Sender<ProgressLog>, event: Value) {
+    tx.send_modify(|log| log.events.push(event));
+}
+
+fn finish(tx: &watch::Sender<ProgressLog>, event: Value, failed: bool) {
+    tx.send_modify(|log| {
+        log.events.push(event);
+        log.done = true;
+        log.failed = failed;
+    });
+}
+
+/// How a start or stop request ended within the request's patience.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Finished (201 for a start, 204 for a stop).
+    Done,
+    /// Still going on in the background (202).
+    Pending,
+}
+
+/// The model of a server's status derived from its row.
+pub fn pending_of(row: &ServerRow) -> Option<&'static str> {
+    match row.status.as_str() {
+        "spawn" => Some("spawn"),
+        "stop" => Some("stop"),
+        "check" => Some("check"),
+        _ => None,
+    }
+}
+
+/// Starts a user's server. Errors: 400 (named servers off, bad name, already running/pending),
+/// or the spawn's own failure when it fails within `slow_spawn_timeout`.
+pub async fn start(
+    hub: &Arc<Hub>,
+    user: &UserRow,
+    server_name: &str,
+    options: Option<Value>,
+) -> HubResult<Outcome> {
+    if !server_name.is_empty() {
+        if !hub.config.allow_named_servers {
+            return Err(HubError::BadRequest(
+                "Named servers are not enabled.".into(),
+            ));
+        }
+        names::check_server_name(server_name)?;
+        let limit = hub.config.named_server_limit_per_user;
+        if limit > 0 && hub.store.server(user.id, server_name).await?.is_none() {
+            let count = hub.store.count_named_servers(user.id).await?;
+            if count >= i64::from(limit) {
+                return Err(HubError::BadRequest(format!(
+                    "User {} already has the maximum of {limit} named servers.  One must be deleted before a new server can be created",
+                    user.name
+                )));
+            }
+        }
+    }
+    let existing = hub.store.server(user.id, server_name).await?;
+    let log_name = if server_name.is_empty() {
+        user.name.clone()
+    } else {
+        full_name(&user.name, server_name)
+    };
+    if let Some(row) = &existing {
+        if let Some(pending) = pending_of(row) {
+            return Err(HubError::BadRequest(format!(
+                "{log_name} is pending {pending}"
+            )));
+        }
+        if row.status == "running" {
+            return Err(HubError::BadRequest(format!(
+                "{log_name} is already running"
+            )));
+        }
+    }
+    // An empty body reuses the options of the previous start, as JupyterHub does.
+    let options = match options {
+        Some(v) if !v.as_object().is_some_and(serde_json::Map::is_empty) => v,
+        _ => existing
+            .as_ref()
+            .and_then(|r| serde_json::from_str(&r.user_options).ok())
+            .unwrap_or_else(|| json!({})),
+    };
+    if !options.is_object() {
+        return Err(HubError::BadRequest(
+            "user_options must be a JSON object".into(),
+        ));
+    }
+    let token = new_token();
+    let token_hash = hash_secret(&token);
+    let prefix = service_prefix(&user.name, server_name);
+    let client = client_id(&user.name, server_name);
+    let scopes: Vec<String> = SERVER_TOKEN_SCOPES
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let redirect_uri = format!("{prefix}oauth_callback");
+    let options_text = options.to_string();
+    let description = format!("Server at {prefix}");
+    let begin = BeginSpawn {
+        user_id: user.id,
+        server_name,
+        user_options: &options_text,
+        token_hash: &token_hash,
+        token_scopes: &scopes,
+        client_id: &client,
+        client_description: &description,
+        redirect_uri: &redirect_uri,
+        now: clock::now(),
+    };
+    let server_id = match hub.store.begin_spawn(&begin).await {
+        Ok(id) => id,
+        Err(DbError::Conflict) => {
+            return Err(HubError::BadRequest(format!(
+                "{log_name} is already running or pending"
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    hub.invalidate_auth();
+    let key = full_name(&user.name, server_name);
+    let progress = hub.live.begin(&key);
+    let mut env = BTreeMap::new();
+    let api_url = format!("{}hub/api", hub.internal_url());
+    let access_scopes = json!([
+        format!(
+            "access:servers!server={}",
+            full_name(&user.name, server_name)
+        ),
+        format!("access:servers!user={}", user.name)
+    ])
+    .to_string();
+    for (k, v) in [
+        ("JUPYTERHUB_API_TOKEN", token.clone()),
+        ("JPY_API_TOKEN", token.clone()),
+        ("JUPYTERHUB_CLIENT_ID", client.clone()),
+        ("JUPYTERHUB_API_URL", api_url.clone()),
+        (
+            "JUPYTERHUB_ACTIVITY_URL",
+            format!("{api_url}/users/{}/activity", url_quote(&user.name)),
+        ),
+        ("JUPYTERHUB_BASE_URL", "/".to_owned()),
+        ("JUPYTERHUB_SERVICE_PREFIX", prefix.clone()),
+        ("JUPYTERHUB_USER", user.name.clone()),
+        ("JUPYTERHUB_SERVER_NAME", server_name.to_owned()),
+        ("JUPYTERHUB_HOST", String::new()),
+        ("JUPYTERHUB_OAUTH_CALLBACK_URL", redirect_uri.clone()),
+        ("JUPYTERHUB_OAUTH_ACCESS_SCOPES", access_scopes.clone()),
+        ("JUPYTERHUB_OAUTH_SCOPES", access_scopes),
+        ("JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES", "[]".to_owned()),
+        ("JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED", "0".to_owned()),
+        (
+            "JUPYTERHUB_PUBLIC_URL",
+            hub.config.public_url.clone().unwrap_or_default(),
+        ),
+        (
+            "JUPYTERHUB_PUBLIC_HUB_URL",
+            hub.config
+                .public_url
+                .as_ref()
+                .map(|u| format!("{}/hub/", u.trim_end_matches('/')))
+                .unwrap_or_default(),
+        ),
+    ] {
+        env.insert(k.to_owned(), v);
+    }
+    for (k, v) in &hub.config.spawner.local.environment {
+        env.insert(k.clone(), v.clone());
+    }
+    let spec = SpawnSpec {
+        user: user.name.clone(),
+        server_name: server_name.to_owned(),
+        service_prefix: prefix,
+        env,
+        user_options: options,
+    };
+    tracing::info!(user.name = %user.name, server.name = %server_name, "spawn requested");
+    let task = tokio::spawn(run_spawn(Arc::clone(hub), server_id, spec, progress));
+    let patience = Duration::from_secs_f64(hub.config.slow_spawn_timeout.max(0.0));
+    match tokio::time::timeout(patience, task).await {
+        Ok(Ok(Ok(()))) => Ok(Outcome::Done),
+        Ok(Ok(Err(message))) => Err(HubError::Spawner(message)),
+        Ok(Err(join)) => Err(HubError::Spawner(format!("Spawn task failed: {join}"))),
+        Err(_) => Ok(Outcome::Pending),
+    }
+}
+
+/// The spawn itself, in the background: launch, save state, wait for HTTP, route, mark ready.
+/// On failure everything is undone and the progress stream ends with `failed`.
+async fn run_spawn(
+    hub: Arc<Hub>,
+    server_id: i64,
+    spec: SpawnSpec,
+    progress: watch::Sender<ProgressLog>,
+) -> Result<(), String> {
+    let started_at = std::time::Instant::now();
+    let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel::<ProgressEvent>();
+    let forward = {
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = events_rx.recv().await {
+                push(
+                    &progress,
+                    json!({"progress": ev.progress.min(99), "message": ev.message}),
+                );
+            }
+        })
+    };
+    let start_timeout = Duration::from_secs_f64(hub.config.spawner.start_timeout.max(0.1));
+    let launched = tokio::time::timeout(start_timeout, hub.spawner.start(&spec, events_tx)).await;
+    let result: Result<(), String> = async {
+        let started = match launched {
+            Ok(Ok(started)) => started,
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => {
+                return Err(format!(
+                    "Spawner start timed out after {} seconds",
+                    start_timeout.as_secs_f64()
+                ))
+            }
+        };
+        hub.store
+            .set_server_launched(server_id, &started.url, &started.state)
+            .await
+            .map_err(|e| e.to_string())?;
+        let check = format!(
+            "{}{}api",
+            started.url.trim_end_matches('/'),
+            spec.service_prefix
+        );
+        let http_timeout = Duration::from_secs_f64(hub.config.spawner.http_timeout.max(0.1));
+        if let Err(e) =
+            spawner::wait_until_ready(hub.spawner.as_ref(), &started.state, &check, http_timeout)
+                .await
+        {
+            let _ = hub.spawner.stop(&started.state, hub.stop_grace()).await;
+            return Err(format!("Server at {} didn't respond: {e}", started.url));
+        }
+        let mut data = serde_json::Map::new();
+        data.insert("user".into(), Value::String(spec.user.clone()));
+        data.insert(
+            "server_name".into(),
+            Value::String(spec.server_name.clone()),
+        );
+        if let Err(e) = hub
+            .proxy
+            .add_route(&spec.service_prefix, &started.url, data)
+            .await
+        {
+            let _ = hub.spawner.stop(&started.state, hub.stop_grace()).await;
+            return Err(format!("Adding the proxy route failed: {e}"));
+        }
+        hub.store
+            .set_server_status(server_id, "running")
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+    .await;
+    forward.abort();
+    let key = full_name(&spec.user, &spec.server_name);
+    match &result {
+        Ok(()) => {
+            tracing::info!(user.name = %spec.user, server.name = %spec.server_name,
+                elapsed_ms = started_at.elapsed().as_millis() as u64, "server ready");
+            let url = spec.service_prefix.clone();
+            finish(
+                &progress,
+                json!({"progress": 100, "ready": true, "message": format!("Server ready at {url}"),
+                       "html_message": format!("Server ready at <a href=\"{url}\">{url}</a>"), "url": url}),
+                false,
+            );
+        }
+        Err(message) => {
+            tracing::warn!(user.name = %spec.user, server.name = %spec.server_name, error = %message, "spawn failed");
+            let _ = hub.proxy.delete_route(&spec.service_prefix).await;
+            if let Err(e) = hub.store.finish_stop(server_id).await {
+                tracing::error!(error = %e, "could not record the failed spawn");
+            }
+            hub.invalidate_auth();
+            finish(
+                &progress,
+                json!({"progress": 100, "failed": true, "message": format!("Spawn failed: {message}")}),
+                true,
+            );
+        }
+    }
+    // Keep the finished log a little while for late progress subscribers.
+    let live = Arc::clone(&hub);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        if live.live.subscribe_is_same(&key, &progress) {
+            live.live.forget(&key);
+        }
+    });
+    result
+}
+
+impl LiveServers {
+    fn subscribe_is_same(&self, key: &str, tx: &watch::Sender<ProgressLog>) -> bool {
+        self.progress
+            .lock()
+            .ok()
+            .and_then(|m| m.get(key).map(|t| t.same_channel(tx)))
+            .unwrap_or(false)
+    }
+}
+
+/// Stops a user's server. 204-like `Done` when stopped (or not running), `Pending` after
+/// `slow_stop_timeout`; 400 when a spawn is pending.
+pub async fn stop(hub: &Arc<Hub>, user: &UserRow, server: &ServerRow) -> HubResult<Outcome> {
+    match server.status.as_str() {
+        "stopped" => return Ok(Outcome::Done),
+        "stop" => return Ok(Outcome::Pending),
+        "spawn" | "check" => {
+            let name = if server.name.is_empty() {
+                user.name.clone()
+            } else {
+                full_name(&user.name, &server.name)
+            };
+            return Err(HubError::BadRequest(format!(
+                "{name} is pending {}, please wait",
+                server.status
+            )));
+        }
+        _ => {}
+    }
+    hub.store.set_server_status(server.id, "stop").await?;
+    let task = tokio::spawn(run_stop(Arc::clone(hub), user.name.clone(), server.clone()));
+    let patience = Duration::from_secs_f64(hub.config.slow_stop_timeout.max(0.0));
+    match tokio::time::timeout(patience, task).await {
+        Ok(Ok(Ok(()))) => Ok(Outcome::Done),
+        Ok(Ok(Err(e))) => Err(e),
+        Ok(Err(join)) => Err(HubError::Spawner(format!("Stop task failed: {join}"))),
+        Err(_) => Ok(Outcome::Pending),
+    }
+}
+
+async fn run_stop(hub: Arc<Hub>, user: String, server: ServerRow) -> HubResult<()> {
+    let prefix = service_prefix(&user, &server.name);
+    if let Err(e) = hub.proxy.delete_route(&prefix).await {
+        tracing::warn!(route.path = %prefix, error = %e, "could not delete route");
+    }
+    if let Some(state) = server
+        .state
+        .as_deref()
+        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+    {
+        if let Err(e) = hub.spawner.stop(&state, hub.stop_grace()).await {
+            tracing::error!(user.name = %user, server.name = %server.name, error = %e, "stopping failed");
+            hub.store.set_server_status(server.id, "running").await?;
+            return Err(HubError::Spawner(format!(
+                "Stopping the server failed: {e}"
+            )));
+        }
+    }
+    hub.store.finish_stop(server.id).await?;
+    hub.invalidate_auth();
+    hub.live.forget(&full_name(&user, &server.name));
+    tracing::info!(user.name = %user, server.name = %server.name, "server stopped");
+    Ok(())
+}
+
+/// Cleans up after a server that died on its own.
+async fn reap(hub: &Arc<Hub>, user: &str, server: &ServerRow, why: &str) {
+    tracing::warn!(user.name = %user, server.name = %server.name, reason = why, "server is gone; cleaning up");
+    let _ = hub
+        .proxy
+        .delete_route(&service_prefix(user, &server.name))
+        .await;
+    if let Err(e) = hub.store.finish_stop(server.id).await {
+        tracing::error!(error = %e, "could not record a dead server");
+    }
+    hub.invalidate_auth();
+}
+
+/// At start-up: every server the database says is active is polled; live ones answer HTTP and are
+/// routed again (re-adopted), dead ones are cleaned up.
+pub async fn readopt(hub: &Arc<Hub>) -> HubResult<()> {
+    let active = hub.store.active_servers().await?;
+    let mut tasks = Vec::new();
+    for (user, server) in active {
+        let hub = Arc::clone(hub);
+        tasks.push(tokio::spawn(async move {
+            let state = server.state.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok());
+            let (Some(state), Some(url)) = (state, server.url.clone()) else {
+                reap(&hub, &user, &server, "it never finished launching").await;
+                return;
+            };
+            match hub.spawner.poll(&state).await {
+                Ok(None) => {}
+                Ok(Some(code)) => return reap(&hub, &user, &server, &format!("exited with status {code}")).await,
+                Err(e) => return reap(&hub, &user, &server, &format!("poll failed: {e}")).await,
+            }
+            let prefix = service_prefix(&user, &server.name);
+            let check = format!("{}{}api", url.trim_end_matches('/'), prefix);
+            let timeout = Duration::from_secs_f64(hub.config.spawner.http_timeout.max(0.1));
+            if let Err(e) = spawner::wait_for_http_server(&check, timeout).await {
+                let _ = hub.spawner.stop(&state, hub.stop_grace()).await;
+                return reap(&hub, &user, &server, &format!("not answering: {e}")).await;
+            }
+            let mut data = serde_json::Map::new();
+            data.insert("user".into(), Value::String(user.clone()));
+            data.insert("server_name".into(), Value::String(server.name.clone()));
+            if let Err(e) = hub.proxy.add_route(&prefix, &url, data).await {
+                tracing::error!(route.path = %prefix, error = %e, "could not route a re-adopted server");
+                return;
+            }
+            if let Err(e) = hub.store.set_server_status(server.id, "running").await {
+                tracing::error!(error = %e, "could not mark a re-adopted server ready");
+            }
+            tracing::info!(user.name = %user, server.name = %server.name, "re-adopted running server");
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}
+
+/// One round of liveness polling of ready servers.
+pub async fn poll_once(hub: &Arc<Hub>) -> HubResult<()> {
+    for (user, server) in hub.store.active_servers().await? {
+        if server.status != "running" {
+            continue;
+        }
+        let Some(state) = server
+            .state
+            .as_deref()
+            .and_then(|s| serde_json::from_str::<Value>(s).ok())
+        else {
+            continue;
+        };
+        match hub.spawner.poll(&state).await {
+            Ok(None) => {}
+            Ok(Some(code)) => {
+                reap(hub, &user, &server, &format!("exited with status {code}")).await
+            }
+            Err(e) => tracing::warn!(user.name = %user, error = %e, "poll failed"),
+        }
+    }
+    Ok(())
+}
+
+/// Copies the proxy's traffic-based `last_activity` into users and servers.
+pub async fn sync_proxy_activity(hub: &Arc<Hub>) -> HubResult<()> {
+    let routes = hub
+        .proxy
+        .get_all_routes()
+        .await
+        .map_err(|e| HubError::Spawner(e.to_string()))?;
+    for route in routes.values() {
+        let (Some(user), Some(server), Some(t)) = (
+            route.data.get("user").and_then(Value::as_str),
+            route.data.get("server_name").and_then(Value::as_str),
+            route
+                .data
+                .get("last_activity")
+                .and_then(Value::as_str)
+                .and_then(clock::parse_iso),
+        ) else {
+            continue;
+        };
+        if let Some(u) = hub.store.user(user).await? {
+            if let Some(s) = hub.store.server(u.id, server).await? {
+                hub.store.touch_server(s.id, t).await?;
+            }
+            hub.store.touch_user(u.id, t).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes the route table match the ready servers: adds missing routes, removes stale ones.
+pub async fn check_routes(hub: &Arc<Hub>) -> HubResult<()> {
+    let routes = hub
+        .proxy
+        .get_all_routes()
+        .await
+        .map_err(|e| HubError::Spawner(e.to_string()))?;
+    let mut wanted = std::collections::BTreeSet::new();
+    for (user, server) in hub.store.active_servers().await? {
+        if server.status != "running" {
+            continue;
+        }
+        let Some(url) = server.url.clone() else {
+            continue;
+        };
+        let prefix = service_prefix(&user, &server.name);
+        wanted.insert(prefix.clone());
+        if routes.get(&prefix).is_some_and(|r| r.target == url) {
+            continue;
+        }
+        let mut data = serde_json::Map::new();
+        data.insert("user".into(), Value::String(user.clone()));
+        data.insert("server_name".into(), Value::String(server.name.clone()));
+        hub.proxy
+            .add_route(&prefix, &url, data)
+            .await
+            .map_err(|e| HubError::Spawner(e.to_string()))?;
+    }
+    for spec in routes.keys() {
+        if !wanted.contains(spec) {
+            // Pending spawns route themselves when ready; only routes of servers that are gone go.
+            hub.proxy
+                .delete_route(spec)
+                .await
+                .map_err(|e| HubError::Spawner(e.to_string()))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# schemathesis against a running hub, with JupyterHub 5.5.1's own OpenAPI spec. The bar is
+# `not_a_server_error`: no request, however malformed, may get a 5xx.
+#
+#   tests/conformance/schemathesis.sh [xiji|jupyterhub]     (default: xiji)
+#
+# Needs XIJI_TEST_VENV5 and XIJI_TEST_VENV_TOOLS (source .cache/test-env.sh; defaults are the
+# <repo>/.cache venvs), the xiji binary (XIJI_BIN, default target/debug/xiji), and the spec in
+# shared/conformance/ beside the repository (XIJI_REST_API_SPEC overrides).
+# Bounded: SCHEMATHESIS_MAX_EXAMPLES (default 10) per operation, SCHEMATHESIS_MAX_TIME (default
+# 150) seconds in all.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+TARGET=${1:-xiji}
+VENV5=${XIJI_TEST_VENV5:-$ROOT/.cache/venv5}
+VENV_TOOLS=${XIJI_TEST_VENV_TOOLS:-$ROOT/.cache/venv-tools}
+SPEC=${XIJI_REST_API_SPEC:-$ROOT/../shared/conformance/rest-api-5.5.1.yml}
+MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-10}
+MAX_TIME=${SCHEMATHESIS_MAX_TIME:-150}
+
+die() { printf 'schemathesis.sh: %s\n' "$*" >&2; exit 2; }
+[ -x "$VENV5/bin/python" ] || die "venv5 missing at $VENV5 (run tests/setup-env.sh; source .cache/test-env.sh)"
+[ -x "$VENV_TOOLS/bin/schemathesis" ] || die "schemathesis missing in $VENV_TOOLS (run tests/setup-env.sh)"
+[ -f "$SPEC" ] || die "REST API spec missing at $SPEC (shared/conformance/ beside the repository, or set XIJI_REST_API_SPEC)"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/xiji-schemathesis-XXXXXX")
+SERVE_PID=
+cleanup() {
+    if [ -n "$SERVE_PID" ] && kill -0 "$SERVE_PID" 2>/dev/null; then
+        kill -TERM "$SERVE_PID" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$SERVE_PID" 2>/dev/null || break; sleep 0.3; done
+        kill -KILL "$SERVE_PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+"$VENV5/bin/python" "$HERE/hubs.py" serve "$TARGET" --ready-file "$WORK/ready" &
+SERVE_PID=$!
+for _ in $(seq 1 900); do
+    [ -s "$WORK/ready" ] && break
+    kill -0 "$SERVE_PID" 2>/dev/null || die "the $TARGET hub did not start"
+    sleep 0.1
+done
+[ -s "$WORK/ready" ] || die "the $TARGET hub did not become ready within 90 s"
+read -r PORT TOKEN HUB_LOG <"$WORK/ready"
+
+echo "schemathesis: $TARGET on 127.0.0.1:$PORT, spec $(basename "$SPEC"), $MAX_EXAMPLES examples per operation, at most $MAX_TIME s"
+status=0
+timeout --kill-after=10 $((MAX_TIME + 60)) \
+    "$VENV_TOOLS/bin/schemathesis" run "$SPEC" \
+    --url "http://127.0.0.1:$PORT/hub/api" \
+    --header "Authorization: token $TOKEN" \
+    --checks not_a_server_error \
+    --exclude-path /shutdown \
+    --phases examples,coverage,fuzzing \
+    --max-examples "$MAX_EXAMPLES" \
+    --max-time "$MAX_TIME" \
+    --request-timeout 30 \
+    --workers 2 \
+    --seed 20261124 \
+    --no-color \
+    --report-dir "$WORK/report" \
+    || status=$?
+if [ "$status" != 0 ]; then
+    echo "--- last lines of the $TARGET log ---"
+    tail -n 60 "$HUB_LOG" 2>/dev/null || true
+fi
+exit "$status"
