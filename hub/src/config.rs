@@ -230,7 +230,11 @@ impl Default for LocalSpawnerConfig {
         Self {
             venv: None,
             python: "python3".into(),
-            packages: vec!["jupyterhub>=5.5,<6".into(), "jupyterlab".into()],
+            packages: vec![
+                "jupyterhub>=5.5,<6".into(),
+                "jupyterlab".into(),
+                "ipykernel".into(),
+            ],
             cmd: Vec::new(),
             args: Vec::new(),
             ip: "127.0.0.1".into(),

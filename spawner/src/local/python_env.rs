@@ -37,7 +37,27 @@ pub(super) async fn ensure(
         tracing::info!(venv = %venv.display(), python, "creating Python virtualenv");
         let mut command = tokio::process::Command::new(python);
         command.arg("-m").arg("venv").arg(venv);
-        run(venv, "python -m venv", python, command).await?;
+        if let Err(error) = run(venv, "python -m venv", python, command).await {
+            // Debian without `python3-venv` has no ensurepip: make the venv without pip and
+            // bootstrap pip from the package index instead.
+            tracing::warn!(%error, "python -m venv failed; retrying without ensurepip");
+            // A half-made venv would fail the same way again; start clean.
+            let _ = tokio::fs::remove_dir_all(venv).await;
+            let mut command = tokio::process::Command::new(python);
+            command.args(["-m", "venv", "--without-pip"]).arg(venv);
+            run(venv, "python -m venv --without-pip", python, command)
+                .await
+                .map_err(|_| error)?;
+            let mut command = tokio::process::Command::new(&venv_python);
+            command.args(["-c", BOOTSTRAP_PIP]);
+            run(
+                venv,
+                "bootstrap pip",
+                &venv_python.display().to_string(),
+                command,
+            )
+            .await?;
+        }
     }
 
     tracing::info!(
@@ -78,6 +98,19 @@ pub(super) async fn ensure(
     );
     Ok(singleuser)
 }
+
+/// Fetches pip's newest wheel from the package index (`XIJI_PIP_JSON_URL`, default PyPI's JSON
+/// API) and installs pip from it, for venvs made with `--without-pip`.
+const BOOTSTRAP_PIP: &str = r##"
+import json, os, subprocess, sys, tempfile, urllib.parse, urllib.request
+meta = os.environ.get("XIJI_PIP_JSON_URL", "https://pypi.org/pypi/pip/json")
+with urllib.request.urlopen(meta, timeout=60) as answer:
+    files = json.load(answer)["urls"]
+url = urllib.parse.urljoin(meta, next(f["url"] for f in files if f["filename"].endswith(".whl")))
+wheel = os.path.join(tempfile.mkdtemp(), url.rsplit("/", 1)[1].split("#")[0])
+urllib.request.urlretrieve(url, wheel)
+subprocess.check_call([sys.executable, os.path.join(wheel, "pip"), "install", "--no-index", wheel])
+"##;
 
 /// The venv has the single-user script and was installed with exactly `wanted`.
 async fn is_ready(venv: &Path, singleuser: &Path, wanted: &str) -> bool {
