@@ -26,6 +26,17 @@ pub struct ProxyConfig {
     /// Add `X-Forwarded-For/-Proto/-Host/-Port` to forwarded requests (CHP's `--no-x-forward`
     /// turns this off).
     pub x_forward: bool,
+    /// Route by host as well as path (CHP's `--host-routing`): a request for
+    /// `http://example.org/user/alice/` is looked up as `/example.org/user/alice/`, so routespecs
+    /// start with the host name. The path forwarded to the backend is the request's own.
+    pub host_routing: bool,
+    /// Where error pages come from (CHP's `--error-target`): when the proxy itself answers 404
+    /// (standalone, no route), 502, 503 or 504, it fetches `{error_target}{code}?url={request
+    /// path}` and relays that page's body and `Content-Type` with its own status code. `None`
+    /// (or a failing error target) gives a short built-in HTML page.
+    pub error_target: Option<String>,
+    /// Answer `GET /_chp_healthz` with `{"status": "OK"}` before routing, as CHP does.
+    pub health_check: bool,
     /// After `shutdown` resolves, how long open requests and websocket tunnels get to finish.
     pub shutdown_grace: Duration,
 }
@@ -42,6 +53,9 @@ impl Default for ProxyConfig {
             max_header_size: 64 * 1024,
             max_headers: 100,
             x_forward: true,
+            host_routing: false,
+            error_target: None,
+            health_check: false,
             shutdown_grace: Duration::from_secs(10),
         }
     }

@@ -5,7 +5,6 @@
 pub enum ProxyError {
     /// The routespec is not a path starting and ending with `/`, or it holds a segment the
     /// proxy refuses to route (`.`, `..`, an encoded `/` or `\`, a bad percent escape).
-    /// Host-based routespecs (`host/path/`) are not supported.
     #[error("invalid routespec {routespec:?}: {reason}")]
     InvalidRoutespec {
         /// The routespec as given by the caller.
@@ -27,4 +26,8 @@ pub enum ProxyError {
     /// (for `Proxy` implementations that keep their table outside this process).
     #[error("proxy unavailable: {0}")]
     Unavailable(String),
+    /// The standalone proxy could not start: a bad option, an unreadable TLS certificate or key,
+    /// an address that cannot be bound.
+    #[error("{0}")]
+    Startup(String),
 }

@@ -5,7 +5,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
@@ -16,6 +15,7 @@ use tower::ServiceExt;
 use crate::body::{boxed, full, ActivityBody, ResponseBody};
 use crate::config::ProxyConfig;
 use crate::headers::{add_forwarded_headers, is_websocket_upgrade, strip_hop_by_hop};
+use crate::pages::{health, page, ErrorPages};
 use crate::path::normalize_path;
 use crate::server::Drain;
 use crate::table::{RouteEntry, RouteTable};
@@ -31,6 +31,8 @@ pub(crate) struct Forwarder {
     pub(crate) config: ProxyConfig,
     /// Handed to websocket tunnels so they end on shutdown and are waited for.
     pub(crate) drain: Drain,
+    /// 502/503/504 pages (from the error target, if configured).
+    pub(crate) errors: Arc<ErrorPages>,
 }
 
 impl Forwarder {
@@ -39,6 +41,7 @@ impl Forwarder {
         &self,
         fallback: S,
         peer: SocketAddr,
+        https: bool,
         mut req: Request<Incoming>,
     ) -> Response<ResponseBody>
     where
@@ -64,8 +67,23 @@ impl Forwarder {
             }
         }
 
-        match self.table.lookup(&path) {
-            Some(route) => self.forward(route, peer, req).await,
+        if self.config.health_check && path == "/_chp_healthz" {
+            return health();
+        }
+        let route = if self.config.host_routing {
+            host_of(&req).and_then(|host| {
+                // `host` has no `/`, so it is one segment in front of the normalised path.
+                let mut key = String::with_capacity(host.len() + 1 + path.len());
+                key.push('/');
+                key.push_str(&host);
+                key.push_str(&path);
+                self.table.lookup(&key)
+            })
+        } else {
+            self.table.lookup(&path)
+        };
+        match route {
+            Some(route) => self.forward(route, peer, https, req).await,
             None => {
                 req.extensions_mut().insert(ClientAddr(peer));
                 match fallback.oneshot(req).await {
@@ -80,8 +98,14 @@ impl Forwarder {
         &self,
         route: Arc<RouteEntry>,
         peer: SocketAddr,
+        https: bool,
         mut req: Request<Incoming>,
     ) -> Response<ResponseBody> {
+        let original_url = req
+            .uri()
+            .path_and_query()
+            .map_or("/", PathAndQuery::as_str)
+            .to_owned();
         let websocket = is_websocket_upgrade(req.headers());
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
 
@@ -93,7 +117,7 @@ impl Forwarder {
         parts.version = Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers, websocket);
         if self.config.x_forward {
-            add_forwarded_headers(&mut parts.headers, peer);
+            add_forwarded_headers(&mut parts.headers, peer, https);
         }
         let backend_req = Request::from_parts(parts, ActivityBody::new(body, Arc::clone(&route)));
 
@@ -108,45 +132,52 @@ impl Forwarder {
                         timeout_secs = limit.as_secs_f64(),
                         "backend did not answer in time"
                     );
-                    return page(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "Gateway Timeout",
-                        "The server at this address did not answer in time.",
-                    );
+                    return self
+                        .errors
+                        .render(
+                            StatusCode::GATEWAY_TIMEOUT,
+                            &original_url,
+                            "Gateway Timeout",
+                            "The server at this address did not answer in time.",
+                        )
+                        .await;
                 }
             },
             None => sent.await,
         };
-        let mut response = match result {
-            Ok(response) => response,
-            Err(error) if error.is_connect() => {
-                tracing::warn!(
-                    route.path = %route.routespec,
-                    target = %route.target_url,
-                    %error,
-                    "backend unreachable"
-                );
-                return page(
+        let mut response =
+            match result {
+                Ok(response) => response,
+                Err(error) if error.is_connect() => {
+                    tracing::warn!(
+                        route.path = %route.routespec,
+                        target = %route.target_url,
+                        %error,
+                        "backend unreachable"
+                    );
+                    return self.errors.render(
                     StatusCode::SERVICE_UNAVAILABLE,
+                    &original_url,
                     "Service Unavailable",
                     "The server at this address is not reachable. It may be stopped or still \
                      starting; try again in a moment.",
-                );
-            }
-            Err(error) => {
-                tracing::warn!(
-                    route.path = %route.routespec,
-                    target = %route.target_url,
-                    error = %error_chain(&error),
-                    "backend request failed"
-                );
-                return page(
+                ).await;
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        route.path = %route.routespec,
+                        target = %route.target_url,
+                        error = %error_chain(&error),
+                        "backend request failed"
+                    );
+                    return self.errors.render(
                     StatusCode::BAD_GATEWAY,
+                    &original_url,
                     "Bad Gateway",
                     "The server at this address closed the connection without a valid answer.",
-                );
-            }
-        };
+                ).await;
+                }
+            };
 
         let status = response.status();
         tracing::debug!(
@@ -191,6 +222,25 @@ impl Forwarder {
     }
 }
 
+/// The request's host name for host routing: from `Host` (or the absolute URI), lower-cased,
+/// without port; `None` if absent or not a plain host name.
+fn host_of<B>(req: &Request<B>) -> Option<String> {
+    let raw = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(http::uri::Authority::as_str))?;
+    let authority: http::uri::Authority = raw.parse().ok()?;
+    let host = authority.host().to_ascii_lowercase();
+    let plain = !host.is_empty()
+        && host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
+        })
+        && host != "."
+        && host != "..";
+    plain.then_some(host)
+}
+
 /// `uri` with its path replaced by `path` (query kept).
 fn with_path(uri: &Uri, path: &str) -> Option<Uri> {
     let path_and_query = match uri.query() {
@@ -225,27 +275,4 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-/// A short HTML page for errors the proxy itself answers. Only static text goes in, so nothing
-/// needs escaping.
-pub(crate) fn page(
-    status: StatusCode,
-    title: &'static str,
-    message: &'static str,
-) -> Response<ResponseBody> {
-    let code = status.as_u16();
-    let html = format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{code} {title}</title></head>\
-         <body><h1>{code} {title}</h1><p>{message}</p></body></html>\n"
-    );
-    let mut response = Response::new(full(html));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }

@@ -77,7 +77,7 @@ const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port")
 /// Adds `X-Forwarded-*`. The peer's address is appended to `X-Forwarded-For`. `-Proto`, `-Host`
 /// and `-Port` are only set when absent, so values from a TLS terminator in front of the hub
 /// survive (CHP appends to them instead, and tornado then reads the last, wrong, value).
-pub(crate) fn add_forwarded_headers(headers: &mut HeaderMap, peer: SocketAddr) {
+pub(crate) fn add_forwarded_headers(headers: &mut HeaderMap, peer: SocketAddr, https: bool) {
     let peer_ip = peer.ip().to_canonical().to_string();
     let forwarded_for = {
         let earlier: Vec<&str> = headers
@@ -95,7 +95,8 @@ pub(crate) fn add_forwarded_headers(headers: &mut HeaderMap, peer: SocketAddr) {
         headers.insert(X_FORWARDED_FOR, value);
     }
     if !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        let proto = if https { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
     let host = headers.get(header::HOST).cloned();
     if let Some(host) = &host {
@@ -174,14 +175,14 @@ mod tests {
             ("x-forwarded-for", "1.2.3.4"),
             ("x-forwarded-proto", "https"),
         ]);
-        add_forwarded_headers(&mut headers, peer);
+        add_forwarded_headers(&mut headers, peer, false);
         assert_eq!(headers["x-forwarded-for"], "1.2.3.4, 10.0.0.7");
         assert_eq!(headers["x-forwarded-proto"], "https");
         assert_eq!(headers["x-forwarded-host"], "hub.example.org");
         assert_eq!(headers["x-forwarded-port"], "443");
 
         let mut direct = map(&[("host", "127.0.0.1:8000")]);
-        add_forwarded_headers(&mut direct, "127.0.0.1:5000".parse().unwrap());
+        add_forwarded_headers(&mut direct, "127.0.0.1:5000".parse().unwrap(), false);
         assert_eq!(direct["x-forwarded-for"], "127.0.0.1");
         assert_eq!(direct["x-forwarded-proto"], "http");
         assert_eq!(direct["x-forwarded-port"], "8000");

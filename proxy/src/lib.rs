@@ -1,4 +1,7 @@
-//! Xiji's route table and HTTP/1.1 + websocket reverse proxy, run inside the hub's process.
+//! Xiji's route table and HTTP/1.1 + websocket reverse proxy: run inside the hub's process
+//! (embedded, the default) or on its own (`xiji-proxy`, [`run_standalone`]) behind
+//! configurable-http-proxy's REST API ([`serve_api`]), which the hub then drives with
+//! [`ChpClient`].
 //!
 //! The hub owns an `Arc<RouteTable>`, drives it through the [`Proxy`] trait (JupyterHub's
 //! add/delete/get routes) and runs [`serve`] on the public listener with its own axum router as
@@ -15,20 +18,50 @@
 //! Each route keeps a `last_activity` clock, moved by successful requests, by body data and by
 //! websocket traffic in either direction; [`Proxy::get_all_routes`] reports it as CHP does.
 
+mod api;
 mod body;
+mod client;
 mod config;
 mod error;
 mod forward;
 mod headers;
+mod pages;
 mod path;
 mod server;
+mod standalone;
 mod table;
 mod tunnel;
 
+pub use api::serve_api;
+pub use client::ChpClient;
 pub use config::ProxyConfig;
 pub use error::ProxyError;
 pub use server::serve;
+pub use standalone::{
+    run as run_standalone, run_on as run_standalone_on, StandaloneArgs, AUTH_TOKEN_ENV,
+};
 pub use table::{Proxy, Route, RouteTable};
+
+/// Installs a `tracing` subscriber writing to stderr at `level` (`info`, `debug`, or a full
+/// filter such as `proxy=debug,info`). Does nothing if one is already installed.
+pub fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Normalises a raw request path the way the proxy does before routing: `Ok` with the path that
+/// is both routed and forwarded, or `Err` with the reason it is refused (the proxy answers 400).
+/// Exposed for property tests.
+///
+/// # Errors
+/// The reason the path is refused.
+pub fn normalize_request_path(raw: &str) -> Result<String, &'static str> {
+    path::normalize_path(raw).map_err(path::PathRejection::reason)
+}
 
 /// Extension inserted into every request handed to the fallback: the TCP peer address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,10 +14,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
 
 use crate::body::BoxError;
 use crate::config::ProxyConfig;
 use crate::forward::{BackendClient, Forwarder};
+use crate::pages::ErrorPages;
 use crate::table::RouteTable;
 
 /// Where the server is in its life.
@@ -77,6 +79,28 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    serve_with_tls(listener, None, table, fallback, config, shutdown).await
+}
+
+/// [`serve`], with TLS on the listener when `tls` is given (the handshake runs in the
+/// connection's own task, limited by `client_idle_timeout`).
+pub(crate) async fn serve_with_tls<S, B>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    table: Arc<RouteTable>,
+    fallback: S,
+    config: ProxyConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let local_addr = listener.local_addr()?;
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
     let (in_flight_tx, mut in_flight_rx) = mpsc::channel::<()>(1);
@@ -88,6 +112,7 @@ where
     let forwarder = Arc::new(Forwarder {
         table,
         client: backend_client(&config),
+        errors: Arc::new(ErrorPages::new(&config)),
         config: config.clone(),
         drain: drain.clone(),
     });
@@ -97,8 +122,9 @@ where
         .header_read_timeout(config.client_idle_timeout)
         .max_headers(config.max_headers)
         .max_header_size(config.max_header_size);
+    let https = tls.is_some();
 
-    tracing::info!(address = %local_addr, "proxy listening");
+    tracing::info!(address = %local_addr, tls = https, "proxy listening");
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -122,33 +148,30 @@ where
         let service = service_fn(move |req| {
             let forwarder = Arc::clone(&forwarder);
             let fallback = fallback.clone();
-            async move { Ok::<_, Infallible>(forwarder.handle(fallback, peer, req).await) }
+            async move { Ok::<_, Infallible>(forwarder.handle(fallback, peer, https, req).await) }
         });
-        let connection = http
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
-        let mut drain = drain.clone();
-        tokio::spawn(async move {
-            tokio::pin!(connection);
-            let finished = tokio::select! {
-                result = connection.as_mut() => Some(result),
-                () = drain.reached(Phase::Draining) => None,
-            };
-            let result = match finished {
-                Some(result) => result,
-                None => {
-                    connection.as_mut().graceful_shutdown();
-                    tokio::select! {
-                        result = connection.as_mut() => result,
-                        () = drain.reached(Phase::Closed) => Ok(()),
-                    }
-                }
-            };
-            if let Err(error) = result {
-                // Clients vanish, send garbage or idle out all the time: not worth more than debug.
-                tracing::debug!(%peer, %error, "client connection ended with an error");
+        let http = http.clone();
+        let drain = drain.clone();
+        match &tls {
+            None => {
+                tokio::spawn(drive(http, TokioIo::new(stream), service, drain, peer));
             }
-        });
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let handshake_limit = config.client_idle_timeout;
+                tokio::spawn(async move {
+                    match tokio::time::timeout(handshake_limit, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            drive(http, TokioIo::new(stream), service, drain, peer).await;
+                        }
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "TLS handshake failed");
+                        }
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
     }
 
     tracing::info!(address = %local_addr, "proxy shutting down");
@@ -165,6 +188,39 @@ where
     }
     let _ = phase_tx.send(Phase::Closed);
     Ok(())
+}
+
+/// Serves one client connection until it ends or the server drains.
+async fn drive<I, Svc>(
+    http: http1::Builder,
+    io: I,
+    service: Svc,
+    mut drain: Drain,
+    peer: std::net::SocketAddr,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    Svc: hyper::service::HttpService<Incoming, ResBody = crate::body::ResponseBody>,
+{
+    let connection = http.serve_connection(io, service).with_upgrades();
+    tokio::pin!(connection);
+    let finished = tokio::select! {
+        result = connection.as_mut() => Some(result),
+        () = drain.reached(Phase::Draining) => None,
+    };
+    let result = match finished {
+        Some(result) => result,
+        None => {
+            connection.as_mut().graceful_shutdown();
+            tokio::select! {
+                result = connection.as_mut() => result,
+                () = drain.reached(Phase::Closed) => Ok(()),
+            }
+        }
+    };
+    if let Err(error) = result {
+        // Clients vanish, send garbage or idle out all the time: not worth more than debug.
+        tracing::debug!(%peer, %error, "client connection ended with an error");
+    }
 }
 
 fn backend_client(config: &ProxyConfig) -> BackendClient {

@@ -173,8 +173,9 @@ impl Routes {
         }
     }
 
-    fn remove(&mut self, key: &str) {
-        if self.by_key.remove(key).is_some() {
+    fn remove(&mut self, key: &str) -> bool {
+        let removed = self.by_key.remove(key).is_some();
+        if removed {
             let depth = key_depth(key);
             if let Some(count) = self.depth_counts.get_mut(depth) {
                 *count = count.saturating_sub(1);
@@ -183,6 +184,7 @@ impl Routes {
                 self.depth_counts.pop();
             }
         }
+        removed
     }
 }
 
@@ -220,6 +222,43 @@ impl RouteTable {
         self.lookup(&normalized).map(|entry| entry.to_route())
     }
 
+    /// The route added for `routespec` (or an equivalent spelling of it), if any.
+    ///
+    /// # Errors
+    /// If `routespec` is not a valid routespec.
+    pub fn route(&self, routespec: &str) -> Result<Option<Route>, ProxyError> {
+        let key = routespec_key(routespec)?;
+        Ok(self.read().by_key.get(&key).map(|entry| entry.to_route()))
+    }
+
+    /// Deletes the route for `routespec`; whether there was one.
+    ///
+    /// # Errors
+    /// If `routespec` is not a valid routespec.
+    pub fn remove(&self, routespec: &str) -> Result<bool, ProxyError> {
+        let key = routespec_key(routespec)?;
+        let removed = self.write().remove(&key);
+        if removed {
+            tracing::debug!(route.path = routespec, "route deleted");
+        }
+        Ok(removed)
+    }
+
+    /// Every route with `last_activity` strictly before `before_ms` (milliseconds since the Unix
+    /// epoch), or every route if `None`.
+    pub fn routes_inactive_since(&self, before_ms: Option<i64>) -> Vec<Route> {
+        let entries: Vec<Arc<RouteEntry>> = self
+            .read()
+            .by_key
+            .values()
+            .filter(|entry| {
+                before_ms.is_none_or(|t| entry.last_activity_ms.load(Ordering::Relaxed) < t)
+            })
+            .cloned()
+            .collect();
+        entries.iter().map(|entry| entry.to_route()).collect()
+    }
+
     /// Longest-prefix match of an already normalised path.
     pub(crate) fn lookup(&self, normalized_path: &str) -> Option<Arc<RouteEntry>> {
         let routes = self.read();
@@ -250,7 +289,7 @@ fn routespec_key(routespec: &str) -> Result<Box<str>, ProxyError> {
     };
     if !routespec.starts_with('/') {
         return Err(invalid(
-            "a routespec must start with '/' (host-based routing is not supported)",
+            "a routespec must start with '/' (for host routing: '/{host}/{path}')",
         ));
     }
     if !routespec.ends_with('/') {
@@ -285,17 +324,14 @@ impl Proxy for RouteTable {
     }
 
     async fn delete_route(&self, routespec: &str) -> Result<(), ProxyError> {
-        let key = routespec_key(routespec)?;
-        self.write().remove(&key);
-        tracing::debug!(route.path = routespec, "route deleted");
-        Ok(())
+        self.remove(routespec).map(|_| ())
     }
 
     async fn get_all_routes(&self) -> Result<BTreeMap<String, Route>, ProxyError> {
-        let entries: Vec<Arc<RouteEntry>> = self.read().by_key.values().cloned().collect();
-        Ok(entries
-            .iter()
-            .map(|entry| (entry.routespec.clone(), entry.to_route()))
+        Ok(self
+            .routes_inactive_since(None)
+            .into_iter()
+            .map(|route| (route.routespec.clone(), route))
             .collect())
     }
 }
