@@ -3,6 +3,7 @@
 
 mod groups;
 mod hub_info;
+mod images;
 mod models;
 mod oauth;
 mod servers;
@@ -97,6 +98,13 @@ pub fn routes(hub: Arc<Hub>) -> Router {
         .route(
             "/hub/api/groups/{name}/properties",
             axum::routing::put(groups::set_properties),
+        )
+        .route("/hub/api/images", get(images::list).post(images::create))
+        .route(
+            "/hub/api/images/{id}",
+            get(images::get_one)
+                .patch(images::patch)
+                .delete(images::delete),
         )
         .route("/hub/api/oauth2/authorize", get(oauth::authorize))
         .route("/hub/api/oauth2/token", post(oauth::token))

@@ -2,6 +2,7 @@
 //! on SQLite (the embedded default) and PostgreSQL. Placeholders are `$1…`, which both accept;
 //! timestamps are microseconds, booleans 0/1 (see the migrations).
 
+mod images;
 mod rows;
 
 use std::collections::BTreeMap;
@@ -10,6 +11,7 @@ use std::str::FromStr;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+pub use images::{ImageFields, ImageFilter, ImageRow};
 pub use rows::*;
 
 use crate::clock::Micros;

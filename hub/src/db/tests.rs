@@ -239,3 +239,96 @@ async fn codes_are_single_use_and_logout_revokes_session_tokens_on_both_engines(
         assert!(store.session("cookiehash", 2).await.unwrap().is_none());
     }
 }
+
+#[tokio::test]
+async fn image_records_are_created_filtered_updated_and_deleted_on_both_engines() {
+    for (store, _dir) in stores().await {
+        let engine = store.engine();
+        let owner = store.create_user("saver", false, 1).await.unwrap();
+        let base = ImageFields {
+            kind: "jupyter".into(),
+            name: "Python".into(),
+            image: "127.0.0.1:5000/xiji/base-notebook".into(),
+            tag: "latest".into(),
+            start_options: String::new(),
+            start_command: String::new(),
+            vnc_password: None,
+            vnc_port: None,
+            description: "base".into(),
+            needs_gpu: false,
+            enabled: true,
+            visibility: "library".into(),
+            owner_id: None,
+        };
+        let lib = store.create_image(&base, 10).await.unwrap();
+        assert!(
+            matches!(store.create_image(&base, 11).await, Err(DbError::Conflict)),
+            "{engine:?}: duplicate names must conflict"
+        );
+        let mut disabled = base.clone();
+        disabled.name = "Old".into();
+        disabled.enabled = false;
+        store.create_image(&disabled, 12).await.unwrap();
+        let mut saved = base.clone();
+        saved.name = "Mine".into();
+        saved.visibility = "private".into();
+        saved.owner_id = Some(owner.id);
+        let mine = store.create_image(&saved, 13).await.unwrap();
+
+        let names = |rows: Vec<ImageRow>| rows.into_iter().map(|r| r.name).collect::<Vec<_>>();
+        assert_eq!(
+            names(store.list_images(ImageFilter::Startable).await.unwrap()),
+            ["Python"]
+        );
+        assert_eq!(
+            names(
+                store
+                    .list_images(ImageFilter::VisibleTo(owner.id))
+                    .await
+                    .unwrap()
+            ),
+            ["Mine", "Old", "Python"]
+        );
+        assert_eq!(
+            names(
+                store
+                    .list_images(ImageFilter::OwnedBy(owner.id))
+                    .await
+                    .unwrap()
+            ),
+            ["Mine"]
+        );
+        assert_eq!(store.list_images(ImageFilter::All).await.unwrap().len(), 3);
+
+        let mut requested = ImageFields::of(&mine);
+        requested.visibility = "requested".into();
+        let row = store
+            .update_image(mine.id, &requested, 20)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (row.visibility.as_str(), row.updated, row.created),
+            ("requested", 20, 13)
+        );
+        assert_eq!(
+            names(store.list_images(ImageFilter::Requested).await.unwrap()),
+            ["Mine"]
+        );
+
+        // Deleting the owner keeps the image, without an owner.
+        store.delete_user(owner.id).await.unwrap();
+        assert_eq!(
+            store.image(mine.id).await.unwrap().unwrap().owner_id,
+            None,
+            "{engine:?}"
+        );
+        assert!(store.delete_image(lib.id).await.unwrap());
+        assert!(!store.delete_image(lib.id).await.unwrap());
+        assert!(store
+            .update_image(lib.id, &base, 30)
+            .await
+            .unwrap()
+            .is_none());
+    }
+}

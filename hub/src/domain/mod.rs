@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod identity;
+pub mod images;
 pub mod names;
 pub mod oauth;
 pub mod servers;
