@@ -19,8 +19,10 @@ log() { printf '[setup-env] %s\n' "$*" >&2; }
 die() { printf '[setup-env] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # One setup at a time (two terminals, or a developer and a test run).
-exec 9>"$CACHE/setup-env.lock"
-if ! flock -w 1800 9; then die "another tests/setup-env.sh has held $CACHE/setup-env.lock for 30 minutes"; fi
+# (Daemons started below get fd 9 closed: an inherited lock would be held as long as they run.)
+LOCK="$CACHE/setup-env.flock"
+exec 9>"$LOCK"
+if ! flock -w 1800 9; then die "another tests/setup-env.sh has held $LOCK for 30 minutes"; fi
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 as_postgres() {
@@ -46,7 +48,7 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" 9>&-
 fi
 CHROMIUM_BIN=/usr/bin/chromium
 [ -x "$CHROMIUM_BIN" ] || die "$CHROMIUM_BIN is missing after installing the chromium package"
@@ -113,13 +115,13 @@ cluster=$(pg_lsclusters --no-header | awk 'NR == 1 { print $1, $2, $3, $4 }')
 if [ -z "$cluster" ]; then
     version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
     log "creating PostgreSQL $version cluster main"
-    as_root pg_createcluster -p 5432 "$version" main
+    as_root pg_createcluster -p 5432 "$version" main 9>&-
     cluster=$(pg_lsclusters --no-header | awk 'NR == 1 { print $1, $2, $3, $4 }')
 fi
 read -r PG_VERSION PG_CLUSTER PG_PORT PG_STATUS <<<"$cluster"
 if [ "$PG_STATUS" != online ]; then
     log "starting PostgreSQL $PG_VERSION/$PG_CLUSTER on port $PG_PORT"
-    as_root pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" start
+    as_root pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" start 9>&-
 fi
 for _ in $(seq 1 60); do
     pg_isready -q -h 127.0.0.1 -p "$PG_PORT" && break
