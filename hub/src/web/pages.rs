@@ -1,0 +1,241 @@
+//! The home, token and admin pages. Their buttons call the REST API from `static/xiji.js`.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use minijinja::context;
+use serde::Serialize;
+
+use super::{can_admin, login_url, redirect, PageError, PageRequest};
+use crate::app::Hub;
+use crate::clock::{self, Micros};
+use crate::db::{ServerRow, UserQuery, UserSort};
+use crate::domain::servers::{service_prefix, url_quote};
+
+/// `/` and `/hub/`: home when logged in, else the login page.
+pub(crate) async fn root(page: PageRequest) -> Response {
+    if page.user().is_some() {
+        redirect("/hub/home")
+    } else {
+        redirect(&login_url("/hub/home"))
+    }
+}
+
+/// `running`, `pending`, `stopping` or `stopped`: what the pages show of a server row.
+pub(crate) fn status_of(row: Option<&ServerRow>) -> &'static str {
+    match row.map(|r| r.status.as_str()) {
+        Some("running") => "running",
+        Some("spawn") | Some("check") => "pending",
+        Some("stop") => "stopping",
+        _ => "stopped",
+    }
+}
+
+fn iso(t: Option<Micros>) -> Option<String> {
+    t.map(clock::iso)
+}
+
+/// A server as the home and admin pages show it, with the URLs its buttons use.
+#[derive(Serialize)]
+pub(crate) struct ServerView {
+    name: String,
+    status: &'static str,
+    url: String,
+    api_url: String,
+    progress_url: String,
+    last_activity: Option<String>,
+}
+
+pub(crate) fn server_view(user: &str, name: &str, row: Option<&ServerRow>) -> ServerView {
+    let user_q = url_quote(user);
+    let (api_url, progress_url) = if name.is_empty() {
+        (
+            format!("/hub/api/users/{user_q}/server"),
+            format!("/hub/api/users/{user_q}/server/progress"),
+        )
+    } else {
+        let api = format!("/hub/api/users/{user_q}/servers/{}", url_quote(name));
+        (api.clone(), format!("{api}/progress"))
+    };
+    ServerView {
+        name: name.to_owned(),
+        status: status_of(row),
+        url: service_prefix(user, name),
+        api_url,
+        progress_url,
+        last_activity: iso(row.and_then(|r| r.last_activity)),
+    }
+}
+
+/// `GET /hub/home`: the default server and the named ones, with start/stop/open.
+pub(crate) async fn home(
+    State(hub): State<Arc<Hub>>,
+    page: PageRequest,
+) -> Result<Response, PageError> {
+    let (user, _) = page.require_user()?;
+    let rows = hub
+        .store
+        .servers_of(&[user.id])
+        .await?
+        .remove(&user.id)
+        .unwrap_or_default();
+    let default = server_view(&user.name, "", rows.iter().find(|r| r.name.is_empty()));
+    let named: Vec<ServerView> = rows
+        .iter()
+        .filter(|r| !r.name.is_empty())
+        .map(|r| server_view(&user.name, &r.name, Some(r)))
+        .collect();
+    Ok(page.render(
+        "home.html",
+        context! {
+            page => "home",
+            default => default,
+            named => named,
+            // The card the script copies for a new named server.
+            placeholder => server_view(&user.name, "new", None),
+            allow_named => hub.config.allow_named_servers,
+            named_limit => hub.config.named_server_limit_per_user,
+            user_api_url => format!("/hub/api/users/{}", url_quote(&user.name)),
+        },
+    ))
+}
+
+#[derive(Serialize)]
+struct TokenView {
+    id: String,
+    note: String,
+    scopes: Vec<String>,
+    all_permissions: bool,
+    created: Option<String>,
+    last_used: Option<String>,
+    expires: Option<String>,
+}
+
+/// `GET /hub/token`: the user's tokens, and the form to make one.
+pub(crate) async fn token(
+    State(hub): State<Arc<Hub>>,
+    page: PageRequest,
+) -> Result<Response, PageError> {
+    let (user, _) = page.require_user()?;
+    let now = clock::now();
+    let tokens: Vec<TokenView> = hub
+        .store
+        .tokens_of_user(user.id)
+        .await?
+        .into_iter()
+        .filter(|t| t.kind != "server" && t.expires_at.is_none_or(|e| e > now))
+        .map(|t| {
+            let scopes: Vec<String> = serde_json::from_str(&t.scopes).unwrap_or_default();
+            TokenView {
+                id: crate::domain::tokens::token_id(t.id),
+                note: t.note,
+                all_permissions: scopes.iter().any(|s| s == "inherit"),
+                scopes,
+                created: iso(Some(t.created)),
+                last_used: iso(t.last_activity),
+                expires: iso(t.expires_at),
+            }
+        })
+        .collect();
+    Ok(page.render(
+        "token.html",
+        context! {
+            page => "token",
+            tokens => tokens,
+            tokens_api_url => format!("/hub/api/users/{}/tokens", url_quote(&user.name)),
+            expiry_days => [1, 7, 30, 90, 365],
+        },
+    ))
+}
+
+#[derive(Serialize)]
+struct UserView {
+    name: String,
+    admin: bool,
+    account_role: String,
+    is_self: bool,
+    api_url: String,
+    server: ServerView,
+    last_activity: Option<String>,
+}
+
+const ADMIN_PAGE_SIZE: i64 = 50;
+
+/// `GET /hub/admin?offset=&filter=`: users, a page at a time (admins only).
+pub(crate) async fn admin(
+    State(hub): State<Arc<Hub>>,
+    page: PageRequest,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    let (me, caller) = page.require_user()?;
+    if !can_admin(caller) {
+        return Err(PageError::status(StatusCode::FORBIDDEN));
+    }
+    let get = |key: &str| {
+        query
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.trim().to_owned())
+    };
+    let offset = get("offset")
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0)
+        .max(0);
+    let filter = get("filter").filter(|f| !f.is_empty());
+    let (rows, total) = hub
+        .store
+        .list_users(&UserQuery {
+            name_filter: filter.clone(),
+            sort: UserSort::Name,
+            offset,
+            limit: ADMIN_PAGE_SIZE,
+            ..Default::default()
+        })
+        .await?;
+    let ids: Vec<i64> = rows.iter().map(|u| u.id).collect();
+    let mut servers = hub.store.servers_of(&ids).await?;
+    let users: Vec<UserView> = rows
+        .into_iter()
+        .map(|u| {
+            let own = servers.remove(&u.id).unwrap_or_default();
+            let default = own.iter().find(|s| s.name.is_empty());
+            UserView {
+                server: server_view(&u.name, "", default),
+                api_url: format!("/hub/api/users/{}", url_quote(&u.name)),
+                is_self: u.id == me.id,
+                admin: u.is_admin(),
+                last_activity: iso(u.last_activity),
+                account_role: u.account_role,
+                name: u.name,
+            }
+        })
+        .collect();
+    let page_link = |offset: i64| {
+        let offset = offset.to_string();
+        let mut pairs = vec![("offset", offset.as_str())];
+        if let Some(f) = &filter {
+            pairs.push(("filter", f.as_str()));
+        }
+        format!("/hub/admin?{}", super::encode_query(&pairs))
+    };
+    let prev = (offset > 0).then(|| page_link((offset - ADMIN_PAGE_SIZE).max(0)));
+    let next = (offset + ADMIN_PAGE_SIZE < total).then(|| page_link(offset + ADMIN_PAGE_SIZE));
+    let shown = users.len() as i64;
+    Ok(page.render(
+        "admin.html",
+        context! {
+            page => "admin",
+            users => users,
+            filter => filter,
+            total => total,
+            from => if shown == 0 { 0 } else { offset + 1 },
+            to => offset + shown,
+            prev => prev,
+            next => next,
+            roles => ["student", "teacher", "admin"],
+        },
+    ))
+}
