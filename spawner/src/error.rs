@@ -13,6 +13,33 @@ pub enum SpawnerError {
     #[error("invalid spawn request: {0}")]
     InvalidSpec(String),
 
+    /// The spawn request asks for something this backend cannot give (0 nodes, more memory than
+    /// the host has, a GPU on a host without one...). The message says what to change; the hub
+    /// answers 400 with it.
+    #[error("{0}")]
+    Rejected(String),
+
+    /// A Docker Engine API call failed.
+    #[error("{context}: {source}")]
+    Docker {
+        /// What was being done, e.g. `creating container xiji-alice-3f2a-node-1`.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: bollard::errors::Error,
+    },
+
+    /// One node of a cluster failed to start; everything created for the cluster was removed.
+    #[error("{node} failed to start: {reason}{}", log_suffix(.log_tail))]
+    NodeFailed {
+        /// The node, e.g. `node-1`.
+        node: String,
+        /// Why, e.g. `the container exited with status 2`.
+        reason: String,
+        /// The end of the node's output (may be empty).
+        log_tail: String,
+    },
+
     /// The state blob is not one this backend wrote (missing or mistyped fields).
     #[error("invalid spawner state: {0}")]
     InvalidState(String),
@@ -105,7 +132,22 @@ pub enum SpawnerError {
     },
 }
 
+fn log_suffix(log_tail: &str) -> String {
+    if log_tail.trim().is_empty() {
+        String::new()
+    } else {
+        format!("; its output ends with:\n{}", log_tail.trim_end())
+    }
+}
+
 impl SpawnerError {
+    pub(crate) fn docker(context: impl Into<String>, source: bollard::errors::Error) -> Self {
+        Self::Docker {
+            context: context.into(),
+            source,
+        }
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {
             context: context.into(),

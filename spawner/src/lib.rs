@@ -4,18 +4,27 @@
 //! server's URL and a JSON *state blob*; the hub stores the blob in its database, and
 //! `poll`/`stop`/`url_from_state` work from that blob alone, so a restarted hub finds its
 //! servers again. [`wait_for_http_server`] is JupyterHub's readiness check, shared by all
-//! backends. Backends: [`local`] (child processes on this machine).
+//! backends. Backends: [`local`] (child processes on this machine) and [`docker`] (a virtual
+//! cluster of N containers on Docker Engine; see its module docs for how the hub drives it).
+//!
+//! Multi-node backends report every node in [`Started::nodes`] (and again from the state blob
+//! with [`Spawner::nodes_from_state`]); [`Spawner::validate`] turns a spawn request's
+//! `user_options` into [`ClusterResources`] or rejects it with a message for the user.
 
+pub mod docker;
 mod error;
 pub mod local;
 mod readiness;
+mod resources;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use error::SpawnerError;
 pub use readiness::{wait_for_http_server, wait_until_ready};
+pub use resources::{ClusterResources, ResourceLimits};
 
 /// What the hub asks a backend to start: one server of one user.
 pub struct SpawnSpec {
@@ -31,6 +40,10 @@ pub struct SpawnSpec {
     pub env: BTreeMap<String, String>,
     /// The `user_options` of the spawn request (JSON body of the REST call).
     pub user_options: serde_json::Value,
+    /// The host directory that holds the user's persistent work (mounted at
+    /// `/home/jovyan/work` by container backends). `None`: the backend's default
+    /// (`{work_root}/{user}`).
+    pub work_dir: Option<PathBuf>,
 }
 
 /// Debug shows the names of the environment variables only: their values hold the server's
@@ -43,6 +56,7 @@ impl fmt::Debug for SpawnSpec {
             .field("service_prefix", &self.service_prefix)
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .field("user_options", &self.user_options)
+            .field("work_dir", &self.work_dir)
             .finish()
     }
 }
@@ -54,6 +68,25 @@ pub struct Started {
     pub url: String,
     /// The backend's state blob; store it at once, it is all `poll`/`stop` need.
     pub state: serde_json::Value,
+    /// Every node of a multi-node server (a virtual cluster), node-0 first; node-0's `url` is
+    /// `url` and its prefix the server's. Empty for single-node backends.
+    pub nodes: Vec<NodeInfo>,
+}
+
+/// One node of a virtual cluster, as the hub routes and lists it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeInfo {
+    /// The node's host name inside the cluster: `node-0` ... `node-{N-1}`.
+    pub name: String,
+    /// Where the node's single-user server listens (scheme, host, port), e.g.
+    /// `http://172.18.0.3:8888`.
+    pub url: String,
+    /// The node's URL prefix and proxy route: the server's prefix for node-0,
+    /// `{prefix}node-k/` for the others (see [`docker::node_service_prefix`]).
+    pub service_prefix: String,
+    /// The OAuth client id the node's single-user server uses (`JUPYTERHUB_CLIENT_ID`); the
+    /// hub must register it with redirect URI `{service_prefix}oauth_callback`.
+    pub oauth_client_id: Option<String>,
 }
 
 /// One step of a spawn, as shown on the spawn-pending page (`/progress` event stream).
@@ -88,6 +121,18 @@ pub trait Spawner: Send + Sync + 'static {
     /// Short backend name for logs and the admin page, e.g. `"local"`.
     fn backend_name(&self) -> &'static str;
 
+    /// Checks a spawn request's `user_options` before anything is created: the resources it
+    /// asks for, or [`SpawnerError::Rejected`] with a message that says what to change (the hub
+    /// answers 400 with it). The default accepts anything as one node without limits, for
+    /// backends that ignore `user_options`.
+    async fn validate(
+        &self,
+        user_options: &serde_json::Value,
+    ) -> Result<ClusterResources, SpawnerError> {
+        let _ = user_options;
+        Ok(ClusterResources::single_node())
+    }
+
     /// Launches the server and returns once its location is known; it does NOT wait for HTTP
     /// (use [`wait_for_http_server`] or [`wait_until_ready`]). On error, nothing is left running.
     async fn start(
@@ -106,4 +151,11 @@ pub trait Spawner: Send + Sync + 'static {
 
     /// The URL recorded in the state blob (scheme, host, port), for re-adoption after restart.
     fn url_from_state(&self, state: &serde_json::Value) -> Option<String>;
+
+    /// The nodes recorded in the state blob (as [`Started::nodes`]), for re-adoption after a
+    /// restart; empty for single-node backends.
+    fn nodes_from_state(&self, state: &serde_json::Value) -> Vec<NodeInfo> {
+        let _ = state;
+        Vec::new()
+    }
 }

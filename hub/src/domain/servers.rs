@@ -275,6 +275,7 @@ pub async fn start(
         service_prefix: prefix,
         env,
         user_options: options,
+        work_dir: None,
     };
     tracing::info!(user.name = %user.name, server.name = %server_name, "spawn requested");
     let task = tokio::spawn(run_spawn(Arc::clone(hub), server_id, spec, progress));

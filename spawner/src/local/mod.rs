@@ -465,6 +465,7 @@ impl Spawner for LocalSpawner {
             Ok(Started {
                 url: prepared.url,
                 state,
+                nodes: Vec::new(),
             })
         }
         .instrument(span)
@@ -668,6 +669,7 @@ mod tests {
                 .map(|(k, v)| ((*k).into(), (*v).into()))
                 .collect(),
             user_options: serde_json::Value::Null,
+            work_dir: None,
         }
     }
 

@@ -60,6 +60,11 @@ pub struct StandInHub {
 
 impl StandInHub {
     pub async fn start() -> Self {
+        Self::start_on("127.0.0.1").await
+    }
+
+    /// Listens on `ip` (a random port), e.g. the Docker bridge's gateway so containers reach it.
+    pub async fn start_on(ip: &str) -> Self {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
         let app = axum::Router::new().fallback(move |method: Method, uri: Uri, _h: HeaderMap| {
@@ -84,7 +89,7 @@ impl StandInHub {
                 }
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { addr, requests }
@@ -130,6 +135,7 @@ impl StandInHub {
             service_prefix: format!("/user/{user}/"),
             env,
             user_options: serde_json::json!({}),
+            work_dir: None,
         }
     }
 }
@@ -142,6 +148,7 @@ pub fn plain_spec(user: &str) -> SpawnSpec {
         service_prefix: format!("/user/{user}/"),
         env: BTreeMap::new(),
         user_options: serde_json::Value::Null,
+        work_dir: None,
     }
 }
 
