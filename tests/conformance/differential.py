@@ -355,6 +355,55 @@ def scenario(s: Session) -> None:
     c("server-like token posts activity", "POST", "/users/alice/activity", token="alice-server",
       json_body={"last_activity": iso(dt.datetime.now(dt.timezone.utc))})
     c("user token reads groups -> 403", "GET", "/groups", token="alice")
+
+    # --- roles from the configuration: !user, !group and !server filters
+    s.tokens["monitor"] = hubs.MONITOR_TOKEN
+    c("create group class1", "POST", "/groups/class1", json_body={"users": ["bob", "carol"]})
+    r = c("token for the teaching assistant", "POST", "/users/ta/tokens", json_body={"note": "ta"})
+    s.tokens["ta"] = (r.json() or {}).get("token", "missing")
+    c("service role: /user", "GET", "/user", token="monitor")
+    c("service role: list users, filtered to one", "GET", "/users", token="monitor")
+    c("service role: list users, paginated", "GET", "/users", token="monitor",
+      headers={"Accept": PAGINATION})
+    c("service role: the user it names", "GET", "/users/bob", token="monitor")
+    c("service role: another user -> 404", "GET", "/users/carol", token="monitor")
+    c("service role: user of the one server it reads", "GET", "/users/alice", token="monitor")
+    c("service role: list groups, filtered", "GET", "/groups", token="monitor")
+    c("service role: the group it names", "GET", "/groups/g1", token="monitor")
+    c("service role: another group -> 404", "GET", "/groups/g2", token="monitor")
+    c("service role: create a group -> 403", "POST", "/groups/g9", token="monitor")
+    c("service role: list services", "GET", "/services", token="monitor")
+    c("service role: get a service", "GET", "/services/ci", token="monitor")
+    c("service role: tokens of its user", "GET", "/users/bob/tokens", token="monitor")
+    c("service role: start a server -> 403", "POST", "/users/bob/server", token="monitor")
+    c("service role: stop its server", "DELETE", "/users/alice/servers/nb1", token="monitor")
+    c("group role: /user", "GET", "/user", token="ta")
+    c("group role: list users", "GET", "/users", token="ta")
+    c("group role: list users, state=active", "GET", "/users?state=active", token="ta")
+    c("group role: a member", "GET", "/users/carol", token="ta")
+    c("group role: a non-member -> 404", "GET", "/users/alice", token="ta")
+    c("group role: the group", "GET", "/groups/class1", token="ta")
+    c("group role: another group -> 404", "GET", "/groups/g1", token="ta")
+    c("group role: list groups -> 403", "GET", "/groups", token="ta")
+    c("group role: stop a member's stopped server", "DELETE", "/users/carol/server", token="ta")
+    c("group role: stop a non-member's server -> 404", "DELETE", "/users/alice/server",
+      token="ta")
+    c("group role: a non-member's named server -> 404", "DELETE", "/users/alice/servers/x",
+      token="ta")
+    c("group role: a member's unknown named server", "DELETE", "/users/carol/servers/x",
+      token="ta")
+    c("group role: join the group -> 403", "POST", "/groups/class1/users", token="ta",
+      json_body={"users": ["ta"]})
+    c("group role: token for a member -> 403", "POST", "/users/carol/tokens", token="ta",
+      json_body={})
+    c("group role: token with a group-filtered scope", "POST", "/users/ta/tokens", token="ta",
+      json_body={"scopes": ["read:users!group=class1"]})
+    c("group role: token escalating the filter", "POST", "/users/ta/tokens", token="ta",
+      json_body={"scopes": ["read:users"]})
+    c("add alice to class1", "POST", "/groups/class1/users", json_body={"users": ["alice"]})
+    c("group role: a new member is visible", "GET", "/users/alice", token="ta")
+    c("remove alice from class1", "DELETE", "/groups/class1/users", json_body={"users": ["alice"]})
+    c("group role: a removed member -> 404", "GET", "/users/alice", token="ta")
     time.sleep(2.1)
     c("expired token", "GET", "/user", token="bob-short")
     c("expired token is not listed", "GET", "/users/bob/tokens")
@@ -415,6 +464,9 @@ def scenario(s: Session) -> None:
     wait_server(s, "alice", "nb1", True)
     c("start the named server again -> 400", "POST", "/users/alice/servers/nb1")
     c("user with two servers", "GET", "/users/alice")
+    c("server-filtered role sees one server", "GET", "/users/alice", token="monitor")
+    c("server-filtered role: list users", "GET", "/users?state=ready", token="monitor")
+    c("group role: list users, state=ready", "GET", "/users?state=ready", token="ta")
     c("named server name with encoded slash", "POST", "/users/alice/servers/a%2Fb")
     c("named server name with a control char", "POST", "/users/alice/servers/a%01b",
       timeout=90)
@@ -482,9 +534,15 @@ ID_KEYS = {"id", "token_id"}
 SECRET_KEYS = {"token", "session_id"}
 
 
+# Lists JupyterHub returns in database or set order: compared as sets (Xiji sorts them).
+SET_KEYS = {"scopes", "roles", "groups", "users"}
+
+
 def norm(value, key=None):
     if key == "state" and value is not None:
         return "<state>"
+    if key in SET_KEYS and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return sorted(value)
     if isinstance(value, dict):
         return {k: norm(v, k) for k, v in value.items()}
     if isinstance(value, list):

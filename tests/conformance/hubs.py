@@ -157,6 +157,60 @@ def vm_rss_kb(pid: int) -> int | None:
     return None
 
 
+# Extra services and roles both hubs get from their configuration, so RBAC filters that only
+# roles from config can express (`!group=`, `!server=`, services with limited scopes) are compared.
+MONITOR_TOKEN = "monitor-token-0123456789abcdef0123456789"
+EXTRA_SERVICES = [
+    {"name": "monitor", "api_token": MONITOR_TOKEN},
+]
+EXTRA_ROLES = [
+    {
+        "name": "monitor-role",
+        "description": "reads bob, group g1 and one of alice's servers",
+        "scopes": [
+            "list:users!user=bob",
+            "read:users!user=bob",
+            "read:servers!server=alice/nb1",
+            "list:groups!group=g1",
+            "read:groups!group=g1",
+            "read:services",
+        ],
+        "services": ["monitor"],
+    },
+    {
+        "name": "teaching-assistant",
+        "description": "manages the servers of group class1",
+        "scopes": [
+            "list:users!group=class1",
+            "read:users!group=class1",
+            "servers!group=class1",
+            "read:groups!group=class1",
+        ],
+        "users": ["ta"],
+    },
+]
+
+
+def jupyterhub_extra_config() -> str:
+    return (
+        f"c.JupyterHub.services += {EXTRA_SERVICES!r}\n"
+        f"c.JupyterHub.load_roles = {EXTRA_ROLES!r}\n"
+    )
+
+
+def xiji_extra_toml() -> str:
+    lines = []
+    for svc in EXTRA_SERVICES:
+        lines += ["[[services]]", f"name = {json.dumps(svc['name'])}",
+                  f"api_token = {json.dumps(svc['api_token'])}"]
+    for role in EXTRA_ROLES:
+        lines += ["[[roles]]"]
+        for key in ("name", "description", "scopes", "users", "services", "groups"):
+            if key in role:
+                lines.append(f"{key} = {json.dumps(role[key])}")
+    return "\n".join(lines) + "\n"
+
+
 class Hub:
     """A running hub: name, public port, admin service token, process, working dir."""
 
@@ -260,7 +314,7 @@ class JupyterHub(Hub):
             singleuser=str(self.venv / "bin" / "jupyterhub-singleuser"),
             args=["--allow-root"] if os.geteuid() == 0 else [],
             service_token=self.service_token,
-        ) + self.extra_config
+        ) + jupyterhub_extra_config() + self.extra_config
         path = self.workdir / "jupyterhub_config.py"
         path.write_text(cfg)
         return path
@@ -311,6 +365,7 @@ class Xiji(Hub):
             'name = "ci"',
             f"api_token = {json.dumps(self.service_token)}",
             "admin = true",
+            xiji_extra_toml(),
         ]
         path = self.workdir / "xiji.toml"
         path.write_text("\n".join(lines) + "\n")

@@ -61,7 +61,9 @@ pub async fn whoami(State(hub): State<Arc<Hub>>, caller: ApiCaller) -> Result<Re
         Principal::User(user) => {
             let mut view = c.scopes.clone();
             view.extend(&rbac::identify_scopes(Entity::User(&user.name)));
-            let b = bundle(&hub.store, vec![user.clone()]).await?;
+            // The fresh row: the cached caller's copy predates this request's activity.
+            let fresh = hub.store.user_by_id(user.id).await?;
+            let b = bundle(&hub.store, vec![fresh.unwrap_or_else(|| user.clone())]).await?;
             b.first()
                 .map(|b| user_model(&view, b, false))
                 .unwrap_or(Value::Null)
@@ -101,7 +103,10 @@ pub async fn get_proxy(
     let total = i64::try_from(routes.len()).unwrap_or(i64::MAX);
     let mut all: Vec<(String, Value)> = vec![(
         "/".to_owned(),
-        json!({"routespec": "/", "target": hub.internal_url(), "data": {"hub": true}}),
+        // CHP's form: the target without a trailing slash, and the time the route was last used
+        // (this very request came through it).
+        json!({"routespec": "/", "target": hub.internal_url().trim_end_matches('/'),
+            "data": {"hub": true, "last_activity": crate::clock::iso_json(Some(crate::clock::now()))}}),
     )];
     all.extend(routes.into_iter().map(|(spec, r)| {
         (
@@ -133,7 +138,7 @@ pub async fn sync_proxy(
 ) -> Result<Response, ApiError> {
     caller.require(&["proxy"], &Resource::Hub)?;
     servers::check_routes(&hub).await?;
-    Ok(super::empty(StatusCode::OK))
+    Ok(super::empty_json(StatusCode::OK))
 }
 
 /// `GET /hub/api/services`: a dict keyed by name, as JupyterHub answers.

@@ -65,6 +65,11 @@ pub fn routes(hub: Arc<Hub>) -> Router {
             "/hub/api/users/{name}/server/progress",
             get(servers::progress_default),
         )
+        // An empty server name is the default server, as in JupyterHub.
+        .route(
+            "/hub/api/users/{name}/servers/",
+            post(servers::start_default).delete(servers::stop_default),
+        )
         .route(
             "/hub/api/users/{name}/servers/{server}",
             post(servers::start_named).delete(servers::stop_named),
@@ -344,23 +349,44 @@ impl RequestUrl {
         }
     }
 
+    /// The request's query with `offset` and `limit` set, in JupyterHub's order: each key once,
+    /// where it first appeared (with all its values), `offset` then `limit` appended if new.
     fn with_page(&self, offset: i64, limit: i64) -> String {
-        let mut query: Vec<(String, String)> = self
-            .query
-            .iter()
-            .filter(|(k, _)| k != "offset" && k != "limit")
-            .cloned()
+        let mut keys: Vec<(String, Vec<String>)> = Vec::new();
+        for (k, v) in &self.query {
+            match keys.iter_mut().find(|(key, _)| key == k) {
+                Some((_, values)) => values.push(v.clone()),
+                None => keys.push((k.clone(), vec![v.clone()])),
+            }
+        }
+        for (key, value) in [("offset", offset), ("limit", limit)] {
+            match keys.iter_mut().find(|(k, _)| k == key) {
+                Some((_, values)) => *values = vec![value.to_string()],
+                None => keys.push((key.to_owned(), vec![value.to_string()])),
+            }
+        }
+        let query: Vec<(String, String)> = keys
+            .into_iter()
+            .flat_map(|(k, values)| values.into_iter().map(move |v| (k.clone(), v)))
             .collect();
-        query.push(("offset".into(), offset.to_string()));
-        query.push(("limit".into(), limit.to_string()));
         let encoded = serde_urlencoded::to_string(&query).unwrap_or_default();
         format!("{}{}?{}", self.base, self.path, encoded)
     }
 }
 
-/// An empty response with a status, `text/plain` like JupyterHub's.
+/// An empty response with a status, `text/plain` like JupyterHub's (which sends no
+/// `Content-Type` with a 204).
 pub fn empty(status: StatusCode) -> Response {
+    if status == StatusCode::NO_CONTENT {
+        return status.into_response();
+    }
     (status, [(header::CONTENT_TYPE, "text/plain")], "").into_response()
+}
+
+/// An empty response labelled `application/json`, as JupyterHub's API handlers answer when they
+/// finish without a body (`POST /users/{name}/activity`, `POST /proxy`).
+pub fn empty_json(status: StatusCode) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], "").into_response()
 }
 
 /// A JSON response with a status.

@@ -189,16 +189,19 @@ pub fn service_model(scopes: &ScopeSet, s: &ServiceRow, roles: &[RoleRow]) -> Va
     Value::Object(m)
 }
 
-/// The Token model.
-pub fn token_model(t: &TokenRow) -> Value {
-    let raw: Vec<String> = serde_json::from_str(&t.scopes).unwrap_or_default();
-    let scopes: Vec<String> = match (&t.user_name, &t.service_name) {
-        (Some(user), _) => raw
-            .iter()
-            .map(|s| resolve_self_filters(s, user, t.server_name.as_deref()))
-            .collect(),
-        _ => raw,
-    };
+/// The Token model. `scopes` are the token's effective expanded scopes (JupyterHub's
+/// `get_scopes_for(token)`); `None` renders the stored raw scopes with `!user`/`!server` resolved.
+pub fn token_model(t: &TokenRow, scopes: Option<Vec<String>>) -> Value {
+    let scopes = scopes.unwrap_or_else(|| {
+        let raw: Vec<String> = serde_json::from_str(&t.scopes).unwrap_or_default();
+        match (&t.user_name, &t.service_name) {
+            (Some(user), _) => raw
+                .iter()
+                .map(|s| resolve_self_filters(s, user, t.server_name.as_deref()))
+                .collect(),
+            _ => raw,
+        }
+    });
     let mut m = Map::new();
     match (&t.user_name, &t.service_name) {
         (Some(u), _) => {

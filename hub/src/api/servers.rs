@@ -161,11 +161,11 @@ async fn progress(
     let prefix = servers::service_prefix(&user.name, &server);
     let ready_event = json!({"progress": 100, "ready": true, "message": format!("Server ready at {prefix}"),
         "html_message": format!("Server ready at <a href=\"{prefix}\">{prefix}</a>"), "url": prefix});
+    // As JupyterHub: a ready server gets the ready event alone; a spawn in progress its events;
+    // a stopped server 400; a server the user never had 404.
     let body = match (live, row) {
+        (_, Some(row)) if row.status == "running" => Body::from(format!("data: {ready_event}\n\n")),
         (Some(rx), _) => Body::from_stream(follow(rx)),
-        (None, Some(row)) if row.status == "running" => {
-            Body::from(format!("data: {ready_event}\n\n"))
-        }
         (None, Some(_)) => {
             let label = if server.is_empty() {
                 user.name.clone()
@@ -175,12 +175,6 @@ async fn progress(
             return Err(ApiError::bad_request(format!("{label} is not starting...")));
         }
         (None, None) => {
-            if server.is_empty() {
-                return Err(ApiError::bad_request(format!(
-                    "{} is not starting...",
-                    user.name
-                )));
-            }
             return Err(ApiError::not_found(format!(
                 "{} has no server named {server}",
                 user.name

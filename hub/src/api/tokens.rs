@@ -39,14 +39,19 @@ pub async fn list(
     require(&hub, &caller, "read:tokens", &name).await?;
     let user = user_or_404(&hub, &name).await?;
     let now = clock::now();
-    let tokens: Vec<Value> = hub
+    let mut rows: Vec<crate::db::TokenRow> = hub
         .store
         .tokens_of_user(user.id)
         .await?
-        .iter()
+        .into_iter()
         .filter(|t| t.kind != "server" && t.expires_at.is_none_or(|e| e > now))
-        .map(token_model)
         .collect();
+    // JupyterHub's order: by last use, else by creation.
+    rows.sort_by_key(|t| (t.last_activity.unwrap_or(t.created), t.id));
+    let mut tokens: Vec<Value> = Vec::with_capacity(rows.len());
+    for row in &rows {
+        tokens.push(render(&hub, row).await?);
+    }
     Ok(json(
         StatusCode::OK,
         serde_json::json!({"api_tokens": tokens}),
@@ -69,8 +74,21 @@ pub async fn create(
     Path(name): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    require(&hub, &caller, "tokens", &name).await?;
-    let user = user_or_404(&hub, &name).await?;
+    // JupyterHub answers 403 both for an unknown user and for a caller without `tokens` on it.
+    let denied = || {
+        let kind = if caller.0.user().is_some() {
+            "User"
+        } else {
+            "Service"
+        };
+        ApiError::forbidden(format!(
+            "{kind} {name} not found or no permissions to generate tokens"
+        ))
+    };
+    require(&hub, &caller, "tokens", &name)
+        .await
+        .map_err(|_| denied())?;
+    let user = hub.store.user(&name).await?.ok_or_else(denied)?;
     let req: CreateToken = body_as(body)?.unwrap_or_default();
     let mut scopes: Vec<String> = req.scopes.unwrap_or_default();
     for role in req.roles.unwrap_or_default() {
@@ -144,12 +162,20 @@ pub async fn create(
         .token_by_id(id)
         .await?
         .ok_or_else(ApiError::internal)?;
-    let mut model = token_model(&row);
+    let mut model = render(&hub, &row).await?;
     if let Value::Object(m) = &mut model {
         m.insert("token".into(), Value::String(token));
     }
     tracing::info!(user.name = %user.name, token.id = id, "token created");
     Ok(json(StatusCode::CREATED, model))
+}
+
+/// The token model with the token's effective scopes, as JupyterHub's `get_scopes_for(token)`.
+async fn render(hub: &Hub, row: &crate::db::TokenRow) -> Result<Value, ApiError> {
+    let scopes = identity::token_caller(&hub.store, row)
+        .await?
+        .map(|c| c.scopes.to_sorted_strings());
+    Ok(token_model(row, scopes))
 }
 
 async fn find(hub: &Hub, user_id: i64, token_id: &str) -> Result<crate::db::TokenRow, ApiError> {
@@ -174,7 +200,7 @@ pub async fn get_one(
     require(&hub, &caller, "read:tokens", &name).await?;
     let user = user_or_404(&hub, &name).await?;
     let row = find(&hub, user.id, &token_id).await?;
-    Ok(json(StatusCode::OK, token_model(&row)))
+    Ok(json(StatusCode::OK, render(&hub, &row).await?))
 }
 
 /// `DELETE /users/{name}/tokens/{token_id}`.

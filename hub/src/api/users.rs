@@ -460,5 +460,5 @@ pub async fn activity(
     if let Some(t) = latest {
         hub.store.touch_user(user.id, t).await?;
     }
-    Ok(empty(StatusCode::OK))
+    Ok(super::empty_json(StatusCode::OK))
 }

@@ -194,6 +194,9 @@ struct CachedCaller {
     caller: Arc<Caller>,
     expires_at: Option<Micros>,
     last_touch: Micros,
+    /// The user whose `last_activity` each use raises (JupyterHub's `_record_activity`): the
+    /// owner of a login session or of a token other than a server's.
+    user_id: Option<i64>,
 }
 
 /// How often token use is written to the database (JupyterHub's `activity_resolution`).
@@ -208,7 +211,8 @@ impl AuthCache {
         }
     }
 
-    fn get(&self, key: &str, now: Micros) -> Option<(Arc<Caller>, bool)> {
+    /// The cached caller, whether its use should be recorded now, and the user to record it on.
+    fn get(&self, key: &str, now: Micros) -> Option<(Arc<Caller>, bool, Option<i64>)> {
         let generation = self.generation.load(Ordering::SeqCst);
         let mut entries = self.entries.lock().ok()?;
         let entry = entries.get_mut(key)?;
@@ -220,7 +224,7 @@ impl AuthCache {
         if touch {
             entry.last_touch = now;
         }
-        Some((Arc::clone(&entry.caller), touch))
+        Some((Arc::clone(&entry.caller), touch, entry.user_id))
     }
 
     fn put(
@@ -230,6 +234,7 @@ impl AuthCache {
         generation: u64,
         expires_at: Option<Micros>,
         now: Micros,
+        user_id: Option<i64>,
     ) {
         if let Ok(mut entries) = self.entries.lock() {
             if entries.len() > 50_000 {
@@ -242,6 +247,7 @@ impl AuthCache {
                     caller,
                     expires_at,
                     last_touch: now,
+                    user_id,
                 },
             );
         }
@@ -256,10 +262,13 @@ pub async fn caller_for_token(
 ) -> HubResult<Option<Arc<Caller>>> {
     let now = clock::now();
     let hashed = hash_secret(token);
-    if let Some((caller, touch)) = cache.get(&hashed, now) {
+    if let Some((caller, touch, user_id)) = cache.get(&hashed, now) {
         if touch {
             if let Some(id) = caller.token_id {
                 store.touch_token(id, now).await?;
+            }
+            if let Some(id) = user_id {
+                store.touch_user(id, now).await?;
             }
         }
         return Ok(Some(caller));
@@ -275,8 +284,23 @@ pub async fn caller_for_token(
         return Ok(None);
     };
     store.touch_token(row.id, now).await?;
+    // A server's own API requests are not its user's activity (as in JupyterHub).
+    let user_id = match &caller.principal {
+        Principal::User(u) if row.kind != "server" => Some(u.id),
+        _ => None,
+    };
+    if let Some(id) = user_id {
+        store.touch_user(id, now).await?;
+    }
     let caller = Arc::new(caller);
-    cache.put(hashed, Arc::clone(&caller), generation, row.expires_at, now);
+    cache.put(
+        hashed,
+        Arc::clone(&caller),
+        generation,
+        row.expires_at,
+        now,
+        user_id,
+    );
     Ok(Some(caller))
 }
 
@@ -288,7 +312,10 @@ pub async fn caller_for_session(
 ) -> HubResult<Option<Arc<Caller>>> {
     let now = clock::now();
     let key = format!("session:{}", hash_secret(cookie));
-    if let Some((caller, _)) = cache.get(&key, now) {
+    if let Some((caller, touch, user_id)) = cache.get(&key, now) {
+        if let (true, Some(id)) = (touch, user_id) {
+            store.touch_user(id, now).await?;
+        }
         return Ok(Some(caller));
     }
     let generation = cache.generation.load(Ordering::SeqCst);
@@ -299,6 +326,8 @@ pub async fn caller_for_session(
         return Ok(None);
     };
     let scopes = user_scopes(store, &user).await?;
+    let user_id = user.id;
+    store.touch_user(user_id, now).await?;
     let caller = Arc::new(Caller {
         principal: Principal::User(user),
         scopes,
@@ -311,6 +340,7 @@ pub async fn caller_for_session(
         generation,
         Some(session.expires_at),
         now,
+        Some(user_id),
     );
     Ok(Some(caller))
 }
