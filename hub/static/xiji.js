@@ -162,7 +162,11 @@
         self.set(100, t('progress_ready'), 'ready');
         self.handlers.ready(data.url);
       } else {
-        self.set(data.progress, data.message);
+        // The backend's messages are English; Chinese readers get the status and the
+        // percentage, with the details in the event log.
+        var zh = document.documentElement.lang.indexOf('zh') === 0;
+        var line = zh ? t('status_pending') + ' ' + (Number(data.progress) || 0) + '%' : data.message;
+        self.set(data.progress, line);
       }
     };
     es.onerror = function () {

@@ -208,16 +208,21 @@ pub const CATALOGUE: &[Message] = &[
     ("not_running_title", "Server not running", "服务器未运行"),
     (
         "not_running_intro",
+        "Your server is not running. Would you like to start it?",
+        "你的服务器未在运行。要启动它吗？",
+    ),
+    (
+        "not_running_named",
         "Your server {server} is not running. Would you like to start it?",
         "你的服务器 {server} 未在运行。要启动它吗？",
     ),
+    ("not_running_other", "The server of {user} is not running.", "{user} 的服务器未在运行。"),
     (
-        "not_running_other",
+        "not_running_other_named",
         "The server {server} of {user} is not running.",
         "{user} 的服务器 {server} 未在运行。",
     ),
     ("not_running_start", "Start server", "启动服务器"),
-    ("default_server_label", "(default)", "（默认）"),
     ("named_servers_disabled", "Named servers are not enabled on this hub.", "本平台未启用命名服务器。"),
     (
         "redirect_loop",
@@ -267,6 +272,7 @@ pub const CATALOGUE: &[Message] = &[
         "确定撤销此令牌吗？使用它的程序将无法继续工作。",
     ),
     ("all_permissions", "all of your permissions", "全部权限"),
+    ("token_oauth", "Signed-in app: {client}", "已授权应用：{client}"),
     // Admin.
     ("admin_title", "Users", "用户管理"),
     ("admin_add_title", "Add users", "添加用户"),

@@ -210,8 +210,8 @@ async fn render_error_pages(State(hub): State<Arc<Hub>>, req: Request, next: Nex
         Some(Detail::Text(t)) => Some(t),
         None => None,
     };
-    // A refused form post links back to the form.
-    let back = (method == Method::POST).then(|| here.clone());
+    // A refused login links back to the form.
+    let back = (method == Method::POST && here.starts_with("/hub/login")).then(|| here.clone());
     let mut rendered = page.render_with_status(
         status,
         "error.html",

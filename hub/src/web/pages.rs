@@ -106,6 +106,7 @@ pub(crate) async fn home(
 struct TokenView {
     id: String,
     note: String,
+    oauth_client: Option<String>,
     scopes: Vec<String>,
     all_permissions: bool,
     created: Option<String>,
@@ -120,10 +121,9 @@ pub(crate) async fn token(
 ) -> Result<Response, PageError> {
     let (user, _) = page.require_user()?;
     let now = clock::now();
-    let tokens: Vec<TokenView> = hub
-        .store
-        .tokens_of_user(user.id)
-        .await?
+    let mut rows = hub.store.tokens_of_user(user.id).await?;
+    rows.sort_by_key(|t| std::cmp::Reverse(t.created));
+    let tokens: Vec<TokenView> = rows
         .into_iter()
         .filter(|t| t.kind != "server" && t.expires_at.is_none_or(|e| e > now))
         .map(|t| {
@@ -131,6 +131,7 @@ pub(crate) async fn token(
             TokenView {
                 id: crate::domain::tokens::token_id(t.id),
                 note: t.note,
+                oauth_client: t.oauth_client,
                 all_permissions: scopes.iter().any(|s| s == "inherit"),
                 scopes,
                 created: iso(Some(t.created)),

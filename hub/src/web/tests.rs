@@ -689,6 +689,46 @@ async fn a_ready_server_without_a_route_is_retried_a_few_times_then_an_error_pag
     assert_eq!(location(&r), "/user/admin/");
 }
 
+#[tokio::test]
+async fn what_users_typed_is_escaped_in_the_pages() {
+    let t = test_hub(|_| {}).await;
+    let jar = t.login("admin", ADMIN_PASSWORD).await;
+    let xsrf = jar.get("_xsrf").unwrap().to_owned();
+    let r = t
+        .send(
+            Request::post("/hub/api/users/admin/tokens")
+                .header(header::COOKIE, jar.header())
+                .header("X-XSRFToken", xsrf.as_str())
+                .body(Body::from(r#"{"note":"<script>alert('x')</script>"}"#))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let html = body_text(t.get(&jar, "/hub/token").await).await;
+    assert!(!html.contains("<script>alert"), "{html}");
+    assert!(
+        html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"),
+        "{html}"
+    );
+    // The failed login echoes the name, escaped.
+    let jar = t.visit_login().await;
+    let html = body_text(t.try_login(&jar, "\"><b>x", "wrong-password", None).await).await;
+    assert!(html.contains("value=\"&quot;&gt;&lt;b&gt;x\""), "{html}");
+}
+
+#[tokio::test]
+async fn users_cannot_start_or_watch_someone_elses_server() {
+    let t = test_hub(|_| {}).await;
+    t.create_user("bob", "bob-password").await;
+    let bob = t.login("bob", "bob-password").await;
+    for page in ["/hub/spawn/admin", "/hub/spawn-pending/admin"] {
+        let r = t.get(&bob, page).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{page}");
+    }
+    let r = t.get(&bob, "/hub/spawn/nobody").await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
 #[test]
 fn safe_next_accepts_only_local_paths() {
     use super::safe_next;
