@@ -200,7 +200,17 @@ fn build_base(registry: &Registry, cleanup: &mut DockerCleanup, repo: &str) -> S
     let rootfs = tempfile::tempdir().unwrap();
     let root = rootfs.path();
     let binaries = [
-        "sh", "ls", "cat", "rm", "mkdir", "ln", "sleep", "stat", "readlink", "echo",
+        "sh",
+        "ls",
+        "cat",
+        "rm",
+        "mkdir",
+        "ln",
+        "sleep",
+        "stat",
+        "readlink",
+        "echo",
+        "sha256sum",
     ];
     let mut files: BTreeSet<String> = BTreeSet::new();
     for bin in binaries {
@@ -317,6 +327,21 @@ async fn a_saved_container_runs_with_its_changes_and_no_base_layer_is_uploaded_a
          mkdir -p /root/.cache/pip && echo wheel > /root/.cache/pip/cached.whl'"
     ));
 
+    // A 5 MiB file: several 1 MiB gzip members in the layer, which Docker must read as one.
+    let blob: Vec<u8> = (0..5 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ (i % 251) as u8)
+        .collect();
+    let blob_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(blob_file.path(), &blob).unwrap();
+    let blob_sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&blob))
+    };
+    sh(&format!(
+        "docker cp {} {container}:/opt/tools/blob.bin",
+        blob_file.path().display()
+    ));
+
     // The writable layer, found both ways: docker inspect, and the init process's mountinfo.
     let inspect = sh(&format!("docker inspect {container}"));
     let found = docker_container_from_inspect(&inspect).unwrap();
@@ -397,6 +422,13 @@ async fn a_saved_container_runs_with_its_changes_and_no_base_layer_is_uploaded_a
          ls /usr/share/doc; \
          ls /home/jovyan/work 2>&1 || true; ls /tmp; ls /root/.cache 2>&1 || true'"
     ));
+    let blob_in_image = sh(&format!(
+        "docker run --rm {target} sha256sum /opt/tools/blob.bin"
+    ));
+    assert!(
+        blob_in_image.starts_with(&blob_sha),
+        "{blob_in_image} vs {blob_sha}"
+    );
     let lines: Vec<&str> = report.lines().collect();
     assert_eq!(lines[0], "added");
     assert_eq!(lines[1], "added");
