@@ -2,6 +2,7 @@
 //! Nothing here knows about HTTP; handlers in `api/` and `web/` call into it.
 
 pub mod accounts;
+pub mod clusters;
 pub mod identity;
 pub mod images;
 pub mod names;
