@@ -121,6 +121,48 @@ pub fn write_layer_file(
     temp_dir: &Path,
     signals: &Signals,
 ) -> Result<LayerFile> {
+    write_layer_file_to(scan, compression, temp_dir, signals, None)
+}
+
+/// A message to the uploader that streams the layer while it is being written.
+#[derive(Debug)]
+pub enum LayerChunk {
+    /// The next compressed bytes.
+    Data(bytes::Bytes),
+    /// The layer is complete. A channel that closes without it means the writer failed.
+    End,
+}
+
+/// Like [`write_layer_file`], and also sends the compressed bytes, in pieces of
+/// `chunk_size`, to `chunks` as they are produced, so the upload runs alongside compression.
+pub fn write_layer_file_streaming(
+    scan: &LayerScan,
+    compression: &Compression,
+    temp_dir: &Path,
+    signals: &Signals,
+    chunks: tokio::sync::mpsc::Sender<LayerChunk>,
+    chunk_size: usize,
+) -> Result<LayerFile> {
+    write_layer_file_to(
+        scan,
+        compression,
+        temp_dir,
+        signals,
+        Some(ChunkTee {
+            chunks,
+            pending: bytes::BytesMut::with_capacity(chunk_size),
+            chunk_size,
+        }),
+    )
+}
+
+fn write_layer_file_to(
+    scan: &LayerScan,
+    compression: &Compression,
+    temp_dir: &Path,
+    signals: &Signals,
+    tee: Option<ChunkTee>,
+) -> Result<LayerFile> {
     let file = tempfile::Builder::new()
         .prefix("xiji-layer-")
         .suffix(".tar.partial")
@@ -135,7 +177,11 @@ pub fn write_layer_file(
         .as_file()
         .try_clone()
         .map_err(|e| Error::io("cannot open the temporary layer file", e))?;
-    let compressed = HashingWriter::new(BufWriter::with_capacity(1 << 20, out), Some(signals));
+    let sink = LayerSink {
+        file: BufWriter::with_capacity(1 << 20, out),
+        tee,
+    };
+    let compressed = HashingWriter::new(sink, Some(signals));
     let encoder = Encoder::new(compressed, compression)?;
     let uncompressed = HashingWriter::new(encoder, None);
     let (uncompressed, tar) = scan.write_tar(uncompressed, signals)?;
@@ -143,9 +189,8 @@ pub fn write_layer_file(
     let compressed = encoder
         .finish()
         .map_err(|e| Error::io("cannot finish compressing the layer", e))?;
-    let (mut out, digest, size) = compressed.finish();
-    out.flush()
-        .map_err(|e| Error::io("cannot write the temporary layer file", e))?;
+    let (out, digest, size) = compressed.finish();
+    out.finish()?;
     tracing::debug!(%digest, %diff_id, size, uncompressed_size, "layer compressed");
     Ok(LayerFile {
         file,
@@ -156,6 +201,71 @@ pub fn write_layer_file(
         tar,
         compression: *compression,
     })
+}
+
+/// The temporary file, and optionally the uploader.
+struct LayerSink {
+    file: BufWriter<std::fs::File>,
+    tee: Option<ChunkTee>,
+}
+
+struct ChunkTee {
+    chunks: tokio::sync::mpsc::Sender<LayerChunk>,
+    pending: bytes::BytesMut,
+    chunk_size: usize,
+}
+
+/// The uploader hung up: its own error says why.
+const UPLOAD_STOPPED: &str = "the upload stopped";
+
+impl ChunkTee {
+    fn send(&mut self, message: LayerChunk) -> io::Result<()> {
+        self.chunks
+            .blocking_send(message)
+            .map_err(|_| io::Error::other(UPLOAD_STOPPED))
+    }
+}
+
+impl LayerSink {
+    fn finish(mut self) -> Result<()> {
+        self.file
+            .flush()
+            .map_err(|e| Error::io("cannot write the temporary layer file", e))?;
+        if let Some(mut tee) = self.tee.take() {
+            let rest = tee.pending.split().freeze();
+            let sent = if rest.is_empty() {
+                Ok(())
+            } else {
+                tee.send(LayerChunk::Data(rest))
+            };
+            sent.and_then(|()| tee.send(LayerChunk::End))
+                .map_err(|e| Error::io("cannot stream the layer", e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Write for LayerSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        if let Some(tee) = self.tee.as_mut() {
+            tee.pending.extend_from_slice(&buf[..n]);
+            if tee.pending.len() >= tee.chunk_size {
+                let chunk = tee.pending.split_to(tee.chunk_size).freeze();
+                tee.send(LayerChunk::Data(chunk))?;
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Whether a layer-writing error only reflects that the uploader stopped first.
+pub(crate) fn is_upload_stopped(error: &Error) -> bool {
+    error.to_string().contains(UPLOAD_STOPPED)
 }
 
 /// Passes bytes through while computing their sha256 and count.

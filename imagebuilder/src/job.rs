@@ -13,12 +13,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::compress::{write_layer_file, Compression, LayerFile};
+use crate::compress::{is_upload_stopped, write_layer_file_streaming, Compression, LayerFile};
 use crate::error::{Error, Result};
 use crate::image::{extend_config, extend_manifest, sha256_digest, LayerRecord, SaveMetadata};
 use crate::layer::{scan_layer, LayerOptions};
 use crate::progress::{ByteProgress, Signals};
-use crate::registry::{parse_reference, BlobTransfer, RegistryConfig, RegistrySession};
+use crate::registry::{parse_reference, BlobTransfer, RegistryConfig, RegistrySession, CHUNK_SIZE};
 use crate::source::WritableLayer;
 
 /// Pauses the container while its writable layer is read, for a consistent snapshot (the
@@ -338,7 +338,7 @@ impl ImageBuilder {
         };
         let base_ref = parse_reference(&request.base_image)?;
         let target_ref = parse_reference(&request.target_image)?;
-        let registry = RegistrySession::new(&self.config.registry, &[&base_ref, &target_ref]);
+        let registry = RegistrySession::new(&self.config.registry, &[&base_ref, &target_ref])?;
 
         set_state(JobState::Reading);
         // The base first: a registry that is down or a missing base fails in a second, before
@@ -362,51 +362,73 @@ impl ImageBuilder {
                 action: "pause",
                 message,
             })?;
-        let layer_result = {
+        // Three things at once: the layer is written (a blocking thread) while its compressed
+        // bytes are uploaded as they come, and the base layers are checked and mounted.
+        let (chunk_tx, chunk_rx) = tokio::sync::mpsc::channel(4);
+        let compress = {
             let upper = request.source.upper_dir.clone();
-            let signals_for_layer = signals.clone();
+            let signals = signals.clone();
             let status = status.clone();
-            let compress = tokio::task::spawn_blocking(move || -> Result<_> {
-                let scan = scan_layer(&upper, &layer_options, &signals_for_layer)?;
+            tokio::task::spawn_blocking(move || -> Result<_> {
+                let scan = scan_layer(&upper, &layer_options, &signals)?;
                 status.send_modify(|s| {
                     s.state = JobState::Compressing;
-                    s.progress = signals_for_layer.snapshot();
+                    s.progress = signals.snapshot();
                 });
                 let skipped = scan.skipped().to_vec();
-                let file = write_layer_file(&scan, &compression, &temp_dir, &signals_for_layer)?;
+                let file = write_layer_file_streaming(
+                    &scan,
+                    &compression,
+                    &temp_dir,
+                    &signals,
+                    chunk_tx,
+                    CHUNK_SIZE,
+                )?;
+                signals.set_push_total(file.size);
+                status.send_modify(|s| {
+                    s.state = JobState::Pushing;
+                    s.progress = signals.snapshot();
+                });
                 Ok((file, skipped))
-            });
-            // Base layers are mounted meanwhile: they need only the registry.
-            let base_layers = registry.ensure_base_layers(&base_ref, &base.layers, &target_ref);
-            let (compressed, base_layers) = tokio::join!(compress, base_layers);
-            let compressed = compressed
+            })
+        };
+        let compress_then_resume = async {
+            let written = compress
+                .await
                 .map_err(|e| Error::Internal(format!("the layer writer stopped: {e}")))
                 .and_then(|r| r);
-            (compressed, base_layers)
+            let resumed = request
+                .pause
+                .resume()
+                .await
+                .map_err(|message| Error::Pause {
+                    action: "resume",
+                    message,
+                });
+            (written, resumed)
         };
-        let resumed = request.pause.resume().await;
-        let (compressed, base_layers) = layer_result;
-        let (layer, skipped): (LayerFile, Vec<String>) = compressed?;
-        let transfers = base_layers?;
-        resumed.map_err(|message| Error::Pause {
-            action: "resume",
-            message,
-        })?;
+        let upload = registry.push_layer_stream(&target_ref, chunk_rx, signals);
+        let base_layers = registry.ensure_base_layers(&base_ref, &base.layers, &target_ref);
+        let ((written, resumed), uploaded, base_layers) =
+            tokio::join!(compress_then_resume, upload, base_layers);
         if signals.is_cancelled() {
             return Err(Error::Cancelled);
         }
-
+        // Report the cause: when the upload failed, the writer only saw it hang up.
+        let (layer, skipped): (LayerFile, Vec<String>) = match (written, &uploaded) {
+            (Err(e), Err(_)) if is_upload_stopped(&e) => return Err(uploaded.err().unwrap_or(e)),
+            (written, _) => written?,
+        };
+        let (pushed_digest, pushed_size) = uploaded?;
+        let transfers = base_layers?;
+        resumed?;
+        if pushed_digest != layer.digest || pushed_size != layer.size {
+            return Err(Error::Internal(format!(
+                "uploaded {pushed_digest} ({pushed_size} bytes) but wrote {} ({} bytes)",
+                layer.digest, layer.size
+            )));
+        }
         set_state(JobState::Pushing);
-        signals.set_push_total(layer.size);
-        registry
-            .push_layer_file(
-                &target_ref,
-                layer.path(),
-                &layer.digest,
-                layer.size,
-                signals,
-            )
-            .await?;
 
         let record = LayerRecord {
             digest: layer.digest.clone(),

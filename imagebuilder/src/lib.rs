@@ -66,7 +66,9 @@ mod progress;
 mod registry;
 mod source;
 
-pub use compress::{write_layer_file, Compression, LayerFile};
+pub use compress::{
+    write_layer_file, write_layer_file_streaming, Compression, LayerChunk, LayerFile,
+};
 pub use error::{human_bytes, Error, Result};
 pub use exclude::{ExcludeRules, DEFAULT_EXCLUDES};
 pub use image::{

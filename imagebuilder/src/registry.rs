@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
+use crate::compress::LayerChunk;
 use crate::error::{Error, Result};
 use crate::image::{
     manifest_media_type, select_linux_amd64, BaseImage, Descriptor, DOCKER_MANIFEST,
@@ -23,7 +24,7 @@ use crate::image::{
 use crate::progress::Signals;
 
 /// Bytes per upload request of the new layer (`oci-client` sends one PATCH per 4 MiB).
-const CHUNK_SIZE: usize = 4 * 1024 * 1024;
+pub(crate) const CHUNK_SIZE: usize = 4 * 1024 * 1024;
 
 /// How to authenticate to one registry. `Debug` never shows secrets.
 #[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -139,7 +140,7 @@ pub struct RegistrySession {
 
 impl RegistrySession {
     /// A client for the registries that `references` name.
-    pub fn new(config: &RegistryConfig, references: &[&Reference]) -> Self {
+    pub fn new(config: &RegistryConfig, references: &[&Reference]) -> Result<Self> {
         // `oci-client` is built without a bundled crypto provider; ring is the workspace's. A
         // second install (another session, or the hub) is refused harmlessly.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -150,17 +151,19 @@ impl RegistrySession {
                 plain.push(host);
             }
         }
-        let client = Client::new(ClientConfig {
+        // `try_from`, not `new`: `new` falls back to a default client (HTTPS only) on error.
+        let client = Client::try_from(ClientConfig {
             protocol: ClientProtocol::HttpsExcept(plain),
             platform_resolver: Some(Box::new(oci_client::client::linux_amd64_resolver)),
             max_concurrent_upload: config.concurrency.max(1),
             connect_timeout: Some(std::time::Duration::from_secs(10)),
             ..Default::default()
-        });
-        Self {
+        })
+        .map_err(|e| Error::registry("setting up the registry client", e))?;
+        Ok(Self {
             client,
             config: config.clone(),
-        }
+        })
     }
 
     fn auth(&self, reference: &Reference) -> oci_client::secrets::RegistryAuth {
@@ -396,6 +399,53 @@ impl RegistrySession {
                 }
             })?;
         Ok(())
+    }
+
+    /// Uploads the new layer while it is being written: the chunks come from
+    /// [`crate::write_layer_file_streaming`]. Returns the digest and size of what was sent.
+    /// A channel that closes without [`LayerChunk::End`] (the writer failed) or a cancelled
+    /// job aborts the upload before it is committed, so no partial blob is left behind.
+    pub async fn push_layer_stream(
+        &self,
+        target: &Reference,
+        chunks: tokio::sync::mpsc::Receiver<LayerChunk>,
+        signals: &Signals,
+    ) -> Result<(String, u64)> {
+        self.remember_auth(target).await;
+        let signals_for_stream = signals.clone();
+        let body = stream::unfold(Some(chunks), move |chunks| {
+            let signals = signals_for_stream.clone();
+            async move {
+                let mut chunks = chunks?;
+                let abort = |why: &str| {
+                    let err = OciDistributionError::GenericError(Some(why.to_string()));
+                    Some((Err(err), None))
+                };
+                if signals.is_cancelled() {
+                    return abort("cancelled");
+                }
+                match chunks.recv().await {
+                    Some(LayerChunk::Data(bytes)) => {
+                        signals.add_pushed(bytes.len() as u64);
+                        Some((Ok(bytes), Some(chunks)))
+                    }
+                    Some(LayerChunk::End) => None,
+                    None => abort("the layer writer stopped"),
+                }
+            }
+        });
+        let pushed = self
+            .client
+            .push_blob_stream_chunked(target, body)
+            .await
+            .map_err(|e| {
+                if signals.is_cancelled() {
+                    Error::Cancelled
+                } else {
+                    Error::registry("uploading the new layer", e)
+                }
+            })?;
+        Ok((pushed.blob_digest, pushed.size))
     }
 
     /// Uploads a small blob (the config).
