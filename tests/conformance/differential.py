@@ -680,7 +680,12 @@ def allowed(mm: Mismatch, entries: list[dict]) -> str | None:
 
 def print_table(rows: list[Mismatch]) -> None:
     headers = ["step", "kind", "path", "JupyterHub", "Xiji", "allowed by"]
-    table = [[r.label, r.kind, r.path or "-", r.jupyterhub, r.xiji, r.allowed_by or "NO"]
+    def clean(cell: str) -> str:
+        # control characters (from the bad-input names) escaped, so the table stays one line each
+        return json.dumps(cell, ensure_ascii=False)[1:-1]
+
+    table = [[clean(c) for c in (r.label, r.kind, r.path or "-", r.jupyterhub, r.xiji,
+                                 r.allowed_by or "NO")]
              for r in rows]
     widths = [min(48, max([len(h)] + [len(row[i]) for row in table]))
               for i, h in enumerate(headers)]

@@ -5,8 +5,9 @@
 #   tests/conformance/schemathesis.sh [xiji|jupyterhub]     (default: xiji)
 #
 # Needs XIJI_TEST_VENV5 and XIJI_TEST_VENV_TOOLS (source .cache/test-env.sh; defaults are the
-# <repo>/.cache venvs), the xiji binary (XIJI_BIN, default target/debug/xiji), and the spec in
-# shared/conformance/ beside the repository (XIJI_REST_API_SPEC overrides).
+# <repo>/.cache venvs), the xiji binary (XIJI_BIN, default target/debug/xiji), and JupyterHub's
+# spec: XIJI_CONFORMANCE_SPEC, default shared/conformance/rest-api-5.5.1.yml beside the
+# repository (it is JupyterHub's own document, used as test data and not kept in this repository).
 # Bounded: SCHEMATHESIS_MAX_EXAMPLES (default 10) per operation, SCHEMATHESIS_MAX_TIME (default
 # 150) seconds in all.
 set -euo pipefail
@@ -16,14 +17,14 @@ ROOT=$(cd "$HERE/../.." && pwd)
 TARGET=${1:-xiji}
 VENV5=${XIJI_TEST_VENV5:-$ROOT/.cache/venv5}
 VENV_TOOLS=${XIJI_TEST_VENV_TOOLS:-$ROOT/.cache/venv-tools}
-SPEC=${XIJI_REST_API_SPEC:-$ROOT/../shared/conformance/rest-api-5.5.1.yml}
+SPEC=${XIJI_CONFORMANCE_SPEC:-$ROOT/../shared/conformance/rest-api-5.5.1.yml}
 MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-10}
 MAX_TIME=${SCHEMATHESIS_MAX_TIME:-150}
 
 die() { printf 'schemathesis.sh: %s\n' "$*" >&2; exit 2; }
 [ -x "$VENV5/bin/python" ] || die "venv5 missing at $VENV5 (run tests/setup-env.sh; source .cache/test-env.sh)"
 [ -x "$VENV_TOOLS/bin/schemathesis" ] || die "schemathesis missing in $VENV_TOOLS (run tests/setup-env.sh)"
-[ -f "$SPEC" ] || die "REST API spec missing at $SPEC (shared/conformance/ beside the repository, or set XIJI_REST_API_SPEC)"
+[ -f "$SPEC" ] || die "REST API spec missing at $SPEC (JupyterHub 5.5.1 docs/source/_static/rest-api.yml; set XIJI_CONFORMANCE_SPEC)"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/xiji-schemathesis-XXXXXX")
 SERVE_PID=
