@@ -9,7 +9,7 @@ use std::time::Duration;
 use spawner::local::{LocalConfig, LocalSpawner};
 use spawner::Spawner;
 
-use crate::config::{read_secret_file, Config};
+use crate::config::{read_secret_file, Config, ProxyMode};
 use crate::db::{ServiceRow, Store, UserUpdate};
 use crate::domain::accounts::{self, LoginThrottle};
 use crate::domain::identity::AuthCache;
@@ -32,8 +32,11 @@ pub struct Hub {
     pub spawner: Arc<dyn Spawner>,
     /// The route table the proxy serves from.
     pub routes: Arc<proxy::RouteTable>,
-    /// The same table, through the interface a hub drives any proxy with.
+    /// The proxy the hub drives: the embedded table above, or an external proxy's REST API
+    /// (`[proxy] mode = "external"`).
     pub proxy: Arc<dyn proxy::Proxy>,
+    /// With an external proxy: the target of its default route `/` (this hub).
+    pub hub_route_target: Option<String>,
     /// Live spawn progress.
     pub live: LiveServers,
     /// Failed-login throttling.
@@ -87,6 +90,17 @@ pub async fn prepare(config: Config, listener_addr: SocketAddr) -> anyhow::Resul
     load_services_and_roles(&config, &store).await?;
     let spawner = make_spawner(&config).await?;
     let routes = Arc::new(proxy::RouteTable::new());
+    let (driven, hub_route_target): (Arc<dyn proxy::Proxy>, Option<String>) =
+        match config.proxy.mode {
+            ProxyMode::Embedded => (Arc::clone(&routes) as Arc<dyn proxy::Proxy>, None),
+            ProxyMode::External => (
+                Arc::new(proxy::ChpClient::new(
+                    &config.proxy.api_url,
+                    config.proxy.token()?,
+                )?),
+                Some(config.proxy.hub_target(listener_addr)),
+            ),
+        };
     let hub = Arc::new(Hub {
         throttle: LoginThrottle::new(
             config.login_throttle_attempts,
@@ -95,7 +109,8 @@ pub async fn prepare(config: Config, listener_addr: SocketAddr) -> anyhow::Resul
         config,
         store,
         spawner,
-        proxy: Arc::clone(&routes) as Arc<dyn proxy::Proxy>,
+        proxy: driven,
+        hub_route_target,
         routes,
         live: LiveServers::default(),
         auth: AuthCache::default(),
@@ -273,15 +288,33 @@ async fn load_services_and_roles(config: &Config, store: &Store) -> anyhow::Resu
 
 /// Runs the hub until SIGINT/SIGTERM. Running servers are left running (they are re-adopted at the
 /// next start), like JupyterHub with `cleanup_servers = False`.
+///
+/// With `[proxy] mode = "external"` the hub listens on `proxy.hub_bind` only (behind the external
+/// proxy, whose default route it keeps pointing at itself) and serves no user traffic itself.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.bind).await?;
+    let external = config.proxy.mode == ProxyMode::External;
+    let bind = if external {
+        config.proxy.hub_bind
+    } else {
+        config.bind
+    };
+    let listener = tokio::net::TcpListener::bind(bind).await?;
     let addr = listener.local_addr()?;
+    if external {
+        ensure_external_proxy(&config, addr).await?;
+    }
     let hub = prepare(config, addr).await?;
+    if external {
+        if let Err(e) = servers::check_routes(&hub).await {
+            tracing::warn!(error = %e, "could not reconcile the external proxy's routes");
+        }
+    }
     let router = crate::router(Arc::clone(&hub));
     spawn_background_loops(&hub);
-    let shown = match &hub.config.public_url {
-        Some(u) => u.clone(),
-        None => hub.internal_url(),
+    let shown = match (&hub.config.public_url, external) {
+        (Some(u), _) => u.clone(),
+        (None, true) => format!("http://{}/", hub.config.bind),
+        (None, false) => hub.internal_url(),
     };
     println!("Xiji is running at {shown}");
     tracing::info!(listen = %addr, "listening");
@@ -309,7 +342,109 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// With an external proxy: if its API does not answer and `proxy.start` is on, starts it
+/// (detached, so it outlives the hub) and waits until the API answers.
+async fn ensure_external_proxy(config: &Config, hub_addr: SocketAddr) -> anyhow::Result<()> {
+    let settings = &config.proxy;
+    let token = settings.token()?;
+    let client = proxy::ChpClient::new(&settings.api_url, token.clone())?;
+    if client.is_reachable().await {
+        tracing::info!(api_url = %settings.api_url, "using the running external proxy");
+        return Ok(());
+    }
+    if !settings.start {
+        tracing::warn!(
+            api_url = %settings.api_url,
+            "the external proxy's API does not answer; routes are added once it does"
+        );
+        return Ok(());
+    }
+    let api = url::Url::parse(&settings.api_url)?;
+    let api_host = api
+        .host_str()
+        .ok_or_else(|| anyhow::anyhow!("proxy.api_url has no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let api_port = api
+        .port_or_known_default()
+        .ok_or_else(|| anyhow::anyhow!("proxy.api_url has no port"))?;
+    let mut argv = if settings.command.is_empty() {
+        vec![
+            std::env::current_exe()?.display().to_string(),
+            "proxy".to_owned(),
+        ]
+    } else {
+        settings.command.clone()
+    };
+    argv.extend([
+        "--ip".to_owned(),
+        config.bind.ip().to_string(),
+        "--port".to_owned(),
+        config.bind.port().to_string(),
+        "--api-ip".to_owned(),
+        api_host,
+        "--api-port".to_owned(),
+        api_port.to_string(),
+        "--default-target".to_owned(),
+        settings.hub_target(hub_addr),
+    ]);
+    let logs = absolute(config.data_dir.join("logs"));
+    std::fs::create_dir_all(&logs)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(logs.join("proxy.log"))?;
+    let mut command = std::process::Command::new(&argv[0]);
+    command
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // Its own process group: a Ctrl-C or SIGTERM meant for the hub leaves the proxy running.
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    match &token {
+        Some(t) => command.env(proxy::AUTH_TOKEN_ENV, t),
+        None => command.env_remove(proxy::AUTH_TOKEN_ENV),
+    };
+    let mut child = command
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("starting the proxy ({}): {e}", argv[0]))?;
+    let pid = child.id();
+    tracing::info!(pid, command = %argv.join(" "), "started the external proxy");
+    // Reap it if it exits while the hub runs.
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while tokio::time::Instant::now() < deadline {
+        if client.is_reachable().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!(
+        "the proxy started (pid {pid}) but its API at {} did not answer within 15 s; see {}",
+        settings.api_url,
+        logs.join("proxy.log").display()
+    )
+}
+
 fn spawn_background_loops(hub: &Arc<Hub>) {
+    if hub.hub_route_target.is_some() {
+        let every = Duration::from_secs_f64(hub.config.proxy.check_routes_interval.max(1.0));
+        let h = Arc::clone(hub);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = servers::check_routes(&h).await {
+                    tracing::warn!(error = %e, "reconciling the proxy's routes failed");
+                }
+            }
+        });
+    }
     let poll_every = Duration::from_secs_f64(hub.config.spawner.poll_interval.max(1.0));
     let h = Arc::clone(hub);
     tokio::spawn(async move {

@@ -75,6 +75,97 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     /// Extra roles (like JupyterHub's `c.JupyterHub.load_roles`).
     pub roles: Vec<RoleConfig>,
+    /// The proxy: embedded (default) or an external one driven through CHP's REST API.
+    pub proxy: ProxySettings,
+}
+
+/// How the hub reaches users' servers: through its own embedded proxy or an external one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxySettings {
+    /// `embedded` (the proxy runs in the hub's process on `bind`) or `external` (a separate
+    /// `xiji-proxy` or configurable-http-proxy, driven through its REST API at `api_url`).
+    pub mode: ProxyMode,
+    /// The external proxy's REST API, e.g. `http://127.0.0.1:8001`.
+    pub api_url: String,
+    /// Token for the external proxy's API; else `auth_token_file`, else the
+    /// `CONFIGPROXY_AUTH_TOKEN` environment variable.
+    pub auth_token: Option<String>,
+    /// File holding the token (trailing newline ignored).
+    pub auth_token_file: Option<PathBuf>,
+    /// External mode: where the hub itself listens (the proxy's default route points here).
+    pub hub_bind: SocketAddr,
+    /// External mode: the URL the proxy uses to reach the hub; default `http://{hub_bind}`.
+    pub hub_url: Option<String>,
+    /// External mode: start `xiji proxy` (listening on `bind`, API on `api_url`) if the API does
+    /// not answer at start-up. The proxy is left running when the hub stops, so sessions survive
+    /// hub restarts.
+    pub start: bool,
+    /// The command that starts the proxy when `start` is on; default: this `xiji` binary with
+    /// the `proxy` subcommand. Options (`--ip`, `--port`, `--api-ip`, `--api-port`,
+    /// `--default-target`) are appended.
+    pub command: Vec<String>,
+    /// External mode: seconds between reconciliations of the proxy's routes with the running
+    /// servers (missing routes added, stale ones removed).
+    pub check_routes_interval: f64,
+}
+
+/// Where the proxy runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyMode {
+    /// In the hub's process, on `bind`.
+    Embedded,
+    /// A separate process with CHP's REST API.
+    External,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        Self {
+            mode: ProxyMode::Embedded,
+            api_url: "http://127.0.0.1:8001".into(),
+            auth_token: None,
+            auth_token_file: None,
+            hub_bind: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            hub_url: None,
+            start: false,
+            command: Vec::new(),
+            check_routes_interval: 60.0,
+        }
+    }
+}
+
+impl ProxySettings {
+    /// The external proxy's API token: `auth_token`, `auth_token_file` or
+    /// `CONFIGPROXY_AUTH_TOKEN`; `None` if none is set.
+    pub fn token(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(t) = &self.auth_token {
+            return Ok(Some(t.clone()));
+        }
+        if let Some(f) = &self.auth_token_file {
+            return read_secret_file(f).map(Some);
+        }
+        Ok(std::env::var("CONFIGPROXY_AUTH_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()))
+    }
+
+    /// The URL the external proxy forwards hub requests to, given the address the hub's
+    /// listener really got.
+    pub fn hub_target(&self, listening: SocketAddr) -> String {
+        match &self.hub_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => {
+                let ip = match listening.ip() {
+                    ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+                    std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                    v4 => v4.to_string(),
+                };
+                format!("http://{ip}:{}", listening.port())
+            }
+        }
+    }
 }
 
 /// The first administrator account.
@@ -198,6 +289,7 @@ impl Default for Config {
             spawner: SpawnerConfig::default(),
             services: Vec::new(),
             roles: Vec::new(),
+            proxy: ProxySettings::default(),
         }
     }
 }
@@ -326,6 +418,29 @@ impl Config {
                     "service {}: give api_token or api_token_file, not both",
                     service.name
                 )));
+            }
+        }
+        if self.proxy.auth_token.is_some() && self.proxy.auth_token_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "proxy: give auth_token or auth_token_file, not both".into(),
+            ));
+        }
+        if self.proxy.mode == ProxyMode::External {
+            let api = url::Url::parse(&self.proxy.api_url).map_err(|e| {
+                ConfigError::Invalid(format!("proxy.api_url {:?}: {e}", self.proxy.api_url))
+            })?;
+            if api.scheme() != "http" && api.scheme() != "https" {
+                return Err(ConfigError::Invalid(format!(
+                    "proxy.api_url {:?}: must be http:// or https://",
+                    self.proxy.api_url
+                )));
+            }
+            if self.proxy.hub_bind == self.bind && self.bind.port() != 0 {
+                return Err(ConfigError::Invalid(
+                    "proxy.hub_bind must differ from bind in external mode (bind is the proxy's \
+                     public address)"
+                        .into(),
+                ));
             }
         }
         if let Some(url) = &self.public_url {

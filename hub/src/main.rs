@@ -42,11 +42,18 @@ struct Cli {
 enum Command {
     /// Run the hub (the default).
     Serve,
+    /// Run Xiji's proxy on its own, with configurable-http-proxy's REST API (the same as the
+    /// `xiji-proxy` binary); for `[proxy] mode = "external"` or JupyterHub.
+    Proxy(proxy::StandaloneArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Proxy(args)) = cli.command {
+        proxy::init_logging(&args.log_level);
+        return Ok(proxy::run_standalone(args).await?);
+    }
     let overrides = Overrides {
         bind: cli.bind,
         data_dir: cli.data_dir,
@@ -65,5 +72,6 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => hub::app::run(config).await,
+        Command::Proxy(_) => Ok(()),
     }
 }

@@ -574,23 +574,42 @@ pub async fn sync_proxy_activity(hub: &Arc<Hub>) -> HubResult<()> {
     Ok(())
 }
 
-/// Makes the route table match the ready servers: adds missing routes, removes stale ones.
+/// Makes the route table match the ready servers: adds missing routes, removes stale ones. With
+/// an external proxy, also keeps its default route `/` pointing at the hub. Routes the hub did
+/// not make (no `user` in their data) are left alone, as JupyterHub leaves other routes in CHP.
 pub async fn check_routes(hub: &Arc<Hub>) -> HubResult<()> {
     let routes = hub
         .proxy
         .get_all_routes()
         .await
         .map_err(|e| HubError::Spawner(e.to_string()))?;
+    if let Some(target) = &hub.hub_route_target {
+        if routes
+            .get("/")
+            .is_none_or(|r| r.target != *target || r.data.get("hub") != Some(&Value::Bool(true)))
+        {
+            let mut data = serde_json::Map::new();
+            data.insert("hub".into(), Value::Bool(true));
+            data.insert("jupyterhub".into(), Value::Bool(true));
+            hub.proxy
+                .add_route("/", target, data)
+                .await
+                .map_err(|e| HubError::Spawner(e.to_string()))?;
+            tracing::info!(target = %target, "routed / to the hub");
+        }
+    }
+    // Servers starting or stopping keep whatever route they have: a spawn adds its route just
+    // before it is marked running.
     let mut wanted = std::collections::BTreeSet::new();
     for (user, server) in hub.store.active_servers().await? {
+        let prefix = service_prefix(&user, &server.name);
+        wanted.insert(prefix.clone());
         if server.status != "running" {
             continue;
         }
         let Some(url) = server.url.clone() else {
             continue;
         };
-        let prefix = service_prefix(&user, &server.name);
-        wanted.insert(prefix.clone());
         if routes.get(&prefix).is_some_and(|r| r.target == url) {
             continue;
         }
@@ -602,8 +621,8 @@ pub async fn check_routes(hub: &Arc<Hub>) -> HubResult<()> {
             .await
             .map_err(|e| HubError::Spawner(e.to_string()))?;
     }
-    for spec in routes.keys() {
-        if !wanted.contains(spec) {
+    for (spec, route) in &routes {
+        if !wanted.contains(spec) && route.data.contains_key("user") {
             // Pending spawns route themselves when ready; only routes of servers that are gone go.
             hub.proxy
                 .delete_route(spec)

@@ -1,4 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)] // test support: a failed setup should panic loudly; not every test file uses every helper
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::result_large_err,
+    dead_code
+)] // test support: a failed setup should panic loudly; not every test file uses every helper
 //! Real servers on 127.0.0.1 for the proxy's integration tests: the proxy itself (with an axum
 //! "hub" as fallback), echo backends, a websocket echo backend, and small HTTP clients.
 
