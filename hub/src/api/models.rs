@@ -79,6 +79,20 @@ pub fn server_model(user: &str, row: &ServerRow, with_state: bool) -> Value {
     m.insert("progress_url".into(), json!(progress_url));
     m.insert("full_url".into(), Value::Null);
     m.insert("full_progress_url".into(), Value::Null);
+    // Xiji: the nodes of a virtual cluster, each with its own URL (JupyterHub has no such key;
+    // single-node servers do not carry it).
+    let nodes = cluster_nodes(row.state.as_deref());
+    if !nodes.is_empty() {
+        m.insert(
+            "nodes".into(),
+            Value::Array(
+                nodes
+                    .iter()
+                    .map(|n| json!({"name": n.name, "url": n.service_prefix, "ready": ready}))
+                    .collect(),
+            ),
+        );
+    }
     if with_state {
         m.insert(
             "state".into(),
@@ -89,6 +103,15 @@ pub fn server_model(user: &str, row: &ServerRow, with_state: bool) -> Value {
         );
     }
     Value::Object(m)
+}
+
+/// The nodes recorded in a multi-node backend's state blob (`nodes`), node-0 first.
+pub fn cluster_nodes(state: Option<&str>) -> Vec<spawner::NodeInfo> {
+    state
+        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+        .and_then(|mut v| v.get_mut("nodes").map(Value::take))
+        .and_then(|nodes| serde_json::from_value(nodes).ok())
+        .unwrap_or_default()
 }
 
 /// The User model, trimmed to what `scopes` allow (JupyterHub's access map).

@@ -949,21 +949,33 @@ impl Store {
         .bind(spawn.now)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM oauth_clients WHERE identifier = $1")
-            .bind(spawn.client_id)
+        sqlx::query("DELETE FROM oauth_clients WHERE server_id = $1")
+            .bind(server_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO oauth_clients (identifier, description, secret_hash, redirect_uri, server_id) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(spawn.client_id)
-        .bind(spawn.client_description)
-        .bind(spawn.token_hash)
-        .bind(spawn.redirect_uri)
-        .bind(server_id)
-        .execute(&mut *tx)
-        .await?;
+        let clients = std::iter::once((spawn.client_id, spawn.redirect_uri)).chain(
+            spawn
+                .node_clients
+                .iter()
+                .map(|(id, uri)| (id.as_str(), uri.as_str())),
+        );
+        for (client_id, redirect_uri) in clients {
+            sqlx::query("DELETE FROM oauth_clients WHERE identifier = $1")
+                .bind(client_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO oauth_clients (identifier, description, secret_hash, redirect_uri, server_id) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(client_id)
+            .bind(spawn.client_description)
+            .bind(spawn.token_hash)
+            .bind(redirect_uri)
+            .bind(server_id)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(server_id)
     }

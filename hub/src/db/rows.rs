@@ -183,6 +183,8 @@ pub struct BeginSpawn<'a> {
     pub client_description: &'a str,
     /// OAuth redirect URI.
     pub redirect_uri: &'a str,
+    /// OAuth clients of a cluster's other nodes: `(client id, redirect URI)`, same secret.
+    pub node_clients: &'a [(String, String)],
     /// Now.
     pub now: Micros,
 }

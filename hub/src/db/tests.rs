@@ -129,6 +129,10 @@ async fn a_spawn_writes_server_token_and_client_together_and_stop_removes_them_o
     for (store, _dir) in stores().await {
         let alice = store.create_user("alice", false, 1).await.unwrap();
         let scopes = vec!["users:activity!user".to_owned()];
+        let nodes = vec![(
+            "jupyterhub-user-alice-node-1".to_owned(),
+            "/user/alice/node-1/oauth_callback".to_owned(),
+        )];
         let spawn = BeginSpawn {
             user_id: alice.id,
             server_name: "",
@@ -138,6 +142,7 @@ async fn a_spawn_writes_server_token_and_client_together_and_stop_removes_them_o
             client_id: "jupyterhub-user-alice",
             client_description: "Server at /user/alice/",
             redirect_uri: "/user/alice/oauth_callback",
+            node_clients: &nodes,
             now: 5,
         };
         let id = store.begin_spawn(&spawn).await.unwrap();
@@ -162,6 +167,12 @@ async fn a_spawn_writes_server_token_and_client_together_and_stop_removes_them_o
                 .as_deref(),
             Some("alice")
         );
+        let node = store
+            .oauth_client("jupyterhub-user-alice-node-1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(node.redirect_uri, "/user/alice/node-1/oauth_callback");
         store
             .set_server_launched(id, "http://127.0.0.1:1", &serde_json::json!({"pid": 1}))
             .await
@@ -179,11 +190,12 @@ async fn a_spawn_writes_server_token_and_client_together_and_stop_removes_them_o
         assert_eq!(ready.len(), 1);
         store.finish_stop(id).await.unwrap();
         assert!(store.token_by_hash("h1").await.unwrap().is_none());
-        assert!(store
-            .oauth_client("jupyterhub-user-alice")
-            .await
-            .unwrap()
-            .is_none());
+        for client in ["jupyterhub-user-alice", "jupyterhub-user-alice-node-1"] {
+            assert!(
+                store.oauth_client(client).await.unwrap().is_none(),
+                "{client}"
+            );
+        }
         assert!(store.active_servers().await.unwrap().is_empty());
         assert_eq!(
             store.server(alice.id, "").await.unwrap().unwrap().status,

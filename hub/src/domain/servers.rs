@@ -10,7 +10,7 @@ use spawner::{ProgressEvent, SpawnSpec};
 use tokio::sync::watch;
 
 use super::tokens::{hash_secret, new_token};
-use super::{names, HubError, HubResult};
+use super::{clusters, names, HubError, HubResult};
 use crate::app::Hub;
 use crate::clock;
 use crate::db::{BeginSpawn, DbError, ServerRow, UserRow};
@@ -146,6 +146,7 @@ pub async fn start(
             ));
         }
         names::check_server_name(server_name)?;
+        clusters::check_server_name_is_not_a_node(server_name)?;
         let limit = hub.config.named_server_limit_per_user;
         if limit > 0 && hub.store.server(user.id, server_name).await?.is_none() {
             let count = hub.store.count_named_servers(user.id).await?;
@@ -183,11 +184,7 @@ pub async fn start(
             .and_then(|r| serde_json::from_str(&r.user_options).ok())
             .unwrap_or_else(|| json!({})),
     };
-    if !options.is_object() {
-        return Err(HubError::BadRequest(
-            "user_options must be a JSON object".into(),
-        ));
-    }
+    let (options, resources) = clusters::prepare_options(hub, options).await?;
     let token = new_token();
     let token_hash = hash_secret(&token);
     let prefix = service_prefix(&user.name, server_name);
@@ -197,6 +194,7 @@ pub async fn start(
         .map(|s| (*s).to_owned())
         .collect();
     let redirect_uri = format!("{prefix}oauth_callback");
+    let node_clients = clusters::node_clients(&prefix, &client, resources.nodes);
     let options_text = options.to_string();
     let description = format!("Server at {prefix}");
     let begin = BeginSpawn {
@@ -208,6 +206,7 @@ pub async fn start(
         client_id: &client,
         client_description: &description,
         redirect_uri: &redirect_uri,
+        node_clients: &node_clients,
         now: clock::now(),
     };
     let server_id = match hub.store.begin_spawn(&begin).await {
@@ -311,6 +310,8 @@ async fn run_spawn(
     };
     let start_timeout = Duration::from_secs_f64(hub.config.spawner.start_timeout.max(0.1));
     let launched = tokio::time::timeout(start_timeout, hub.spawner.start(&spec, events_tx)).await;
+    // Every route added, so that a failure removes exactly those.
+    let mut routed: Vec<String> = Vec::new();
     let result: Result<(), String> = async {
         let started = match launched {
             Ok(Ok(started)) => started,
@@ -339,19 +340,16 @@ async fn run_spawn(
             let _ = hub.spawner.stop(&started.state, hub.stop_grace()).await;
             return Err(format!("Server at {} didn't respond: {e}", started.url));
         }
-        let mut data = serde_json::Map::new();
-        data.insert("user".into(), Value::String(spec.user.clone()));
-        data.insert(
-            "server_name".into(),
-            Value::String(spec.server_name.clone()),
-        );
-        if let Err(e) = hub
-            .proxy
-            .add_route(&spec.service_prefix, &started.url, data)
-            .await
-        {
-            let _ = hub.spawner.stop(&started.state, hub.stop_grace()).await;
-            return Err(format!("Adding the proxy route failed: {e}"));
+        for (path, target) in clusters::routes(&spec.service_prefix, &started.url, &started.nodes) {
+            if let Err(e) = hub
+                .proxy
+                .add_route(&path, &target, route_data(&spec.user, &spec.server_name))
+                .await
+            {
+                let _ = hub.spawner.stop(&started.state, hub.stop_grace()).await;
+                return Err(format!("Adding the proxy route {path} failed: {e}"));
+            }
+            routed.push(path);
         }
         hub.store
             .set_server_status(server_id, "running")
@@ -376,7 +374,10 @@ async fn run_spawn(
         }
         Err(message) => {
             tracing::warn!(user.name = %spec.user, server.name = %spec.server_name, error = %message, "spawn failed");
-            let _ = hub.proxy.delete_route(&spec.service_prefix).await;
+            routed.push(spec.service_prefix.clone());
+            for path in &routed {
+                let _ = hub.proxy.delete_route(path).await;
+            }
             if let Err(e) = hub.store.finish_stop(server_id).await {
                 tracing::error!(error = %e, "could not record the failed spawn");
             }
@@ -440,9 +441,10 @@ pub async fn stop(hub: &Arc<Hub>, user: &UserRow, server: &ServerRow) -> HubResu
 }
 
 async fn run_stop(hub: Arc<Hub>, user: String, server: ServerRow) -> HubResult<()> {
-    let prefix = service_prefix(&user, &server.name);
-    if let Err(e) = hub.proxy.delete_route(&prefix).await {
-        tracing::warn!(route.path = %prefix, error = %e, "could not delete route");
+    for path in route_paths(&hub, &user, &server) {
+        if let Err(e) = hub.proxy.delete_route(&path).await {
+            tracing::warn!(route.path = %path, error = %e, "could not delete route");
+        }
     }
     if let Some(state) = server
         .state
@@ -464,13 +466,41 @@ async fn run_stop(hub: Arc<Hub>, user: String, server: ServerRow) -> HubResult<(
     Ok(())
 }
 
+/// The data the hub keeps beside a server's routes (the proxy adds `last_activity`).
+fn route_data(user: &str, server_name: &str) -> serde_json::Map<String, Value> {
+    let mut data = serde_json::Map::new();
+    data.insert("user".into(), Value::String(user.to_owned()));
+    data.insert("server_name".into(), Value::String(server_name.to_owned()));
+    data
+}
+
+/// The routes a launched server should have: `(path, target)` per node, or the server's one.
+fn server_routes(hub: &Hub, user: &str, server: &ServerRow) -> Vec<(String, String)> {
+    let Some(url) = server.url.as_deref() else {
+        return Vec::new();
+    };
+    let nodes = clusters::nodes_of(hub, server.state.as_deref());
+    clusters::routes(&service_prefix(user, &server.name), url, &nodes)
+}
+
+/// Every route path a server may have: its prefix and its nodes'.
+fn route_paths(hub: &Hub, user: &str, server: &ServerRow) -> Vec<String> {
+    let prefix = service_prefix(user, &server.name);
+    let mut paths: Vec<String> = server_routes(hub, user, server)
+        .into_iter()
+        .map(|(path, _)| path)
+        .filter(|p| *p != prefix)
+        .collect();
+    paths.insert(0, prefix);
+    paths
+}
+
 /// Cleans up after a server that died on its own.
 async fn reap(hub: &Arc<Hub>, user: &str, server: &ServerRow, why: &str) {
     tracing::warn!(user.name = %user, server.name = %server.name, reason = why, "server is gone; cleaning up");
-    let _ = hub
-        .proxy
-        .delete_route(&service_prefix(user, &server.name))
-        .await;
+    for path in route_paths(hub, user, server) {
+        let _ = hub.proxy.delete_route(&path).await;
+    }
     if let Err(e) = hub.store.finish_stop(server.id).await {
         tracing::error!(error = %e, "could not record a dead server");
     }
@@ -502,12 +532,11 @@ pub async fn readopt(hub: &Arc<Hub>) -> HubResult<()> {
                 let _ = hub.spawner.stop(&state, hub.stop_grace()).await;
                 return reap(&hub, &user, &server, &format!("not answering: {e}")).await;
             }
-            let mut data = serde_json::Map::new();
-            data.insert("user".into(), Value::String(user.clone()));
-            data.insert("server_name".into(), Value::String(server.name.clone()));
-            if let Err(e) = hub.proxy.add_route(&prefix, &url, data).await {
-                tracing::error!(route.path = %prefix, error = %e, "could not route a re-adopted server");
-                return;
+            for (path, target) in server_routes(&hub, &user, &server) {
+                if let Err(e) = hub.proxy.add_route(&path, &target, route_data(&user, &server.name)).await {
+                    tracing::error!(route.path = %path, error = %e, "could not route a re-adopted server");
+                    return;
+                }
             }
             if let Err(e) = hub.store.set_server_status(server.id, "running").await {
                 tracing::error!(error = %e, "could not mark a re-adopted server ready");
@@ -602,24 +631,19 @@ pub async fn check_routes(hub: &Arc<Hub>) -> HubResult<()> {
     // before it is marked running.
     let mut wanted = std::collections::BTreeSet::new();
     for (user, server) in hub.store.active_servers().await? {
-        let prefix = service_prefix(&user, &server.name);
-        wanted.insert(prefix.clone());
+        wanted.extend(route_paths(hub, &user, &server));
         if server.status != "running" {
             continue;
         }
-        let Some(url) = server.url.clone() else {
-            continue;
-        };
-        if routes.get(&prefix).is_some_and(|r| r.target == url) {
-            continue;
+        for (path, target) in server_routes(hub, &user, &server) {
+            if routes.get(&path).is_some_and(|r| r.target == target) {
+                continue;
+            }
+            hub.proxy
+                .add_route(&path, &target, route_data(&user, &server.name))
+                .await
+                .map_err(|e| HubError::Spawner(e.to_string()))?;
         }
-        let mut data = serde_json::Map::new();
-        data.insert("user".into(), Value::String(user.clone()));
-        data.insert("server_name".into(), Value::String(server.name.clone()));
-        hub.proxy
-            .add_route(&prefix, &url, data)
-            .await
-            .map_err(|e| HubError::Spawner(e.to_string()))?;
     }
     for (spec, route) in &routes {
         if !wanted.contains(spec) && route.data.contains_key("user") {
