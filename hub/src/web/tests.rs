@@ -659,24 +659,17 @@ async fn a_stopped_server_gets_a_503_page_with_a_start_button_or_json_for_api_ca
 #[tokio::test]
 async fn a_ready_server_without_a_route_is_retried_a_few_times_then_an_error_page() {
     let t = test_hub(|_| {}).await;
+    // A server row marked ready, with no route (as if the proxy had not caught up).
     let user = t.hub.store.user("admin").await.unwrap().unwrap();
-    let id = t
-        .hub
-        .store
-        .begin_spawn(&crate::db::BeginSpawn {
-            user_id: user.id,
-            server_name: "",
-            user_options: "{}",
-            token_hash: &crate::domain::tokens::hash_secret("server-token"),
-            token_scopes: &[],
-            client_id: "jupyterhub-user-admin",
-            client_description: "test",
-            redirect_uri: "/user/admin/oauth_callback",
-            now: crate::clock::now(),
-        })
+    let db = sqlx::SqlitePool::connect(&t.hub.config.database_url())
         .await
         .unwrap();
-    t.hub.store.set_server_status(id, "running").await.unwrap();
+    sqlx::query("INSERT INTO servers (user_id, name, status) VALUES (?, '', 'running')")
+        .bind(user.id)
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
     let jar = t.login("admin", ADMIN_PASSWORD).await;
     let r = t.get(&jar, "/hub/user/admin/lab?a=b").await;
     assert_eq!(r.status(), StatusCode::FOUND);
