@@ -15,7 +15,7 @@ use tower::ServiceExt;
 use crate::body::{boxed, full, ActivityBody, ResponseBody};
 use crate::config::ProxyConfig;
 use crate::headers::{add_forwarded_headers, is_websocket_upgrade, strip_hop_by_hop};
-use crate::pages::{health, page, ErrorPages};
+use crate::pages::{health, json_error, page, wants_json, ErrorPages};
 use crate::path::normalize_path;
 use crate::server::Drain;
 use crate::table::{RouteEntry, RouteTable};
@@ -53,6 +53,12 @@ impl Forwarder {
             Ok(path) => path,
             Err(rejection) => {
                 tracing::debug!(path = req.uri().path(), %rejection, "request path refused");
+                if wants_json(&req) {
+                    return json_error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("Bad request path: {}", rejection.reason()),
+                    );
+                }
                 return page(
                     StatusCode::BAD_REQUEST,
                     "Bad request path",

@@ -111,6 +111,31 @@ pub(crate) fn page(
     response
 }
 
+/// Whether an error the proxy answers itself should be JSON: API paths (`…/api/…`, where
+/// JupyterHub's and Jupyter's clients expect `{"status", "message"}`) or an `Accept` naming JSON.
+pub(crate) fn wants_json<B>(req: &Request<B>) -> bool {
+    req.uri().path().contains("/api/")
+        || req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("json") && !accept.contains("text/html"))
+}
+
+/// JupyterHub's error body `{"status": N, "message": "..."}` for errors the proxy answers itself.
+pub(crate) fn json_error(status: StatusCode, message: &str) -> Response<ResponseBody> {
+    let body = serde_json::json!({ "status": status.as_u16(), "message": message });
+    let mut response = Response::new(full(body.to_string()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 /// `{"status": "OK"}`, CHP's health check answer.
 pub(crate) fn health() -> Response<ResponseBody> {
     let mut response = Response::new(full(&b"{\"status\": \"OK\"}"[..]));

@@ -115,12 +115,32 @@ pub fn routes(hub: Arc<Hub>) -> Router {
         .route("/hub/api/oauth2/token", post(oauth::token))
         .route("/hub/api/{*rest}", axum::routing::any(not_found))
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::map_response(json_rejections))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(hub)
 }
 
 async fn not_found() -> ApiError {
     ApiError::not_found("Not Found")
+}
+
+/// axum's own extractor rejections (e.g. a path segment that is not UTF-8) are plain text; every
+/// API error must be JupyterHub's JSON body, so they are rewritten with the same status and text.
+async fn json_rejections(response: Response) -> Response {
+    let plain_text = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/plain"));
+    if !response.status().is_client_error() || !plain_text {
+        return response;
+    }
+    let status = response.status();
+    let text = axum::body::to_bytes(response.into_body(), 16 * 1024)
+        .await
+        .unwrap_or_default();
+    let message = String::from_utf8_lossy(&text).trim().to_owned();
+    ApiError::new(status, message).into_response()
 }
 
 async fn method_not_allowed() -> ApiError {
