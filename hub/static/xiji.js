@@ -240,7 +240,7 @@
       answered = true;
       self.progress.stop();
       self.failed = true;
-      self.progress.set(100, err.message, 'failed');
+      self.progress.set(100, t('progress_failed') + ' ' + err.message, 'failed');
       self.setStatus('stopped');
       self.refresh();
     });
