@@ -113,6 +113,43 @@ async fn jupyterlab_works_through_the_proxy(
         resp.status()
     );
 
+    // The same browser logs in on that page and follows the redirects with its cookies: the hub
+    // authorizes, the server exchanges the code, and JupyterLab's page is served.
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let page = browser.get(hub.url("/user/alice/lab")).send().await?;
+    ensure!(
+        page.url().path() == "/hub/login",
+        "a browser without cookies ended at {}",
+        page.url()
+    );
+    let login_url = page.url().clone();
+    let html = page.text().await?;
+    let xsrf = hidden_input(&html, "_xsrf").context("the login page has no _xsrf field")?;
+    let lab = browser
+        .post(login_url.as_str())
+        .form(&[
+            ("username", "alice"),
+            ("password", "alice-password-1"),
+            ("_xsrf", xsrf.as_str()),
+        ])
+        .send()
+        .await?;
+    ensure!(
+        lab.status() == StatusCode::OK && lab.url().path() == "/user/alice/lab",
+        "after logging in the browser is at {} ({})",
+        lab.url(),
+        lab.status()
+    );
+    let html = lab.text().await?;
+    ensure!(
+        html.contains("jupyter-config-data"),
+        "not JupyterLab's page: {}",
+        &html[..html.len().min(500)]
+    );
+
     // Code on a kernel, over the websocket through the proxy.
     let mut kernel = Kernel::start(&hub, "/user/alice/", &token).await?;
     let run = kernel
@@ -128,6 +165,16 @@ async fn jupyterlab_works_through_the_proxy(
     ensure!(run.result.is_some(), "no execute_result: {run:?}");
     kernel.close().await?;
     Ok(())
+}
+
+/// The `value` of `<input name="{name}" value="...">` in a page.
+fn hidden_input(html: &str, name: &str) -> Option<String> {
+    let at = html.find(&format!("name=\"{name}\""))?;
+    let start = html[..at].rfind("<input")?;
+    let end = at + html[at..].find('>')?;
+    let tag = &html[start..end];
+    let value = tag.split("value=\"").nth(1)?.split('"').next()?;
+    Some(value.replace("&amp;", "&"))
 }
 
 fn location(resp: &reqwest::Response) -> Result<String> {
