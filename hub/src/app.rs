@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use spawner::docker::{DockerConfig, DockerSpawner, NodeAddress};
 use spawner::local::{LocalConfig, LocalSpawner};
 use spawner::Spawner;
 
@@ -88,7 +89,7 @@ pub async fn prepare(config: Config, listener_addr: SocketAddr) -> anyhow::Resul
     };
     ensure_first_admin(&config, &store).await?;
     load_services_and_roles(&config, &store).await?;
-    let spawner = make_spawner(&config).await?;
+    let spawner = make_spawner(&config, &store).await?;
     let routes = Arc::new(proxy::RouteTable::new());
     let (driven, hub_route_target): (Arc<dyn proxy::Proxy>, Option<String>) =
         match config.proxy.mode {
@@ -121,7 +122,10 @@ pub async fn prepare(config: Config, listener_addr: SocketAddr) -> anyhow::Resul
     Ok(hub)
 }
 
-async fn make_spawner(config: &Config) -> anyhow::Result<Arc<dyn Spawner>> {
+async fn make_spawner(config: &Config, store: &Store) -> anyhow::Result<Arc<dyn Spawner>> {
+    if config.spawner.backend == "docker" {
+        return make_docker_spawner(config, store).await;
+    }
     let local = &config.spawner.local;
     let cmd = if local.cmd.is_empty() {
         let venv = config.local_venv();
@@ -143,6 +147,99 @@ async fn make_spawner(config: &Config) -> anyhow::Result<Arc<dyn Spawner>> {
         .parse()
         .map_err(|e| anyhow::anyhow!("spawner.local.ip {:?}: {e}", local.ip))?;
     Ok(Arc::new(LocalSpawner::new(cfg)))
+}
+
+/// Connects to Docker Engine, then removes containers and networks carrying this hub's labels
+/// that no stored server knows (left by a hub killed in the middle of a start).
+async fn make_docker_spawner(config: &Config, store: &Store) -> anyhow::Result<Arc<dyn Spawner>> {
+    let d = &config.spawner.docker;
+    let work_root = absolute(
+        d.work_root
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("work")),
+    );
+    let mut cfg = DockerConfig::new(d.image.clone(), work_root);
+    cfg.instance = d.instance.clone();
+    if !d.cmd.is_empty() {
+        cfg.cmd = d.cmd.clone();
+    }
+    cfg.hub_connect_url = d.hub_connect_url.clone();
+    cfg.environment = d.environment.clone();
+    cfg.node_address = match d.node_address.as_str() {
+        "loopback" => NodeAddress::PublishedOnLoopback,
+        _ => NodeAddress::ContainerIp,
+    };
+    cfg.ready_timeout = Duration::from_secs_f64(d.ready_timeout.max(1.0));
+    cfg.max_nodes = d.max_nodes;
+    cfg.default_cpus = d.default_cpus;
+    cfg.default_memory_bytes = d.default_memory_mb.saturating_mul(1024 * 1024);
+    cfg.max_storage_bytes = d.max_storage_gb.saturating_mul(1024 * 1024 * 1024);
+    cfg.pids_limit = (d.pids_limit > 0).then_some(d.pids_limit);
+    cfg.gpus = d.gpus;
+    let spawner = DockerSpawner::connect(cfg).await?;
+    let mut known = std::collections::HashSet::new();
+    for (_, server) in store.active_servers().await? {
+        let state = server
+            .state
+            .as_deref()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok());
+        if let Some(id) = state
+            .as_ref()
+            .and_then(DockerSpawner::cluster_id_from_state)
+        {
+            known.insert(id);
+        }
+    }
+    match spawner.reap_orphans(&known).await {
+        Ok(report) => tracing::info!(?report, "removed Docker leftovers unknown to the database"),
+        Err(e) => tracing::warn!(error = %e, "could not look for Docker leftovers"),
+    }
+    Ok(Arc::new(spawner))
+}
+
+/// The IPv4 address of the `docker0` bridge, which every container can reach the host on.
+fn docker_bridge_address() -> Option<std::net::IpAddr> {
+    nix::ifaddrs::getifaddrs().ok()?.find_map(|ifa| {
+        if ifa.interface_name != "docker0" {
+            return None;
+        }
+        ifa.address
+            .as_ref()
+            .and_then(|a| a.as_sockaddr_in().map(|v4| std::net::IpAddr::V4(v4.ip())))
+    })
+}
+
+/// With the docker backend: a listener containers reach the hub's API on (`spawner.docker.
+/// hub_bind`, default the `docker0` address on any free port); sets `hub_connect_url` from it.
+async fn bind_container_listener(
+    config: &mut Config,
+) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    if config.spawner.backend != "docker" {
+        return Ok(None);
+    }
+    let d = &mut config.spawner.docker;
+    let addr = match (d.hub_bind, &d.hub_connect_url) {
+        (Some(addr), _) => addr,
+        (None, Some(_)) => return Ok(None),
+        (None, None) => {
+            let ip = docker_bridge_address().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the docker backend needs an address containers reach the hub on: no docker0 \
+                     bridge found; set spawner.docker.hub_bind (and hub_connect_url if it differs)"
+                )
+            })?;
+            SocketAddr::new(ip, 0)
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("spawner.docker.hub_bind {addr}: {e}"))?;
+    let bound = listener.local_addr()?;
+    if d.hub_connect_url.is_none() {
+        d.hub_connect_url = Some(format!("http://{bound}"));
+    }
+    tracing::info!(listen = %bound, "hub API listener for containers");
+    Ok(Some(listener))
 }
 
 fn absolute(p: PathBuf) -> PathBuf {
@@ -291,7 +388,8 @@ async fn load_services_and_roles(config: &Config, store: &Store) -> anyhow::Resu
 ///
 /// With `[proxy] mode = "external"` the hub listens on `proxy.hub_bind` only (behind the external
 /// proxy, whose default route it keeps pointing at itself) and serves no user traffic itself.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(mut config: Config) -> anyhow::Result<()> {
+    let container_listener = bind_container_listener(&mut config).await?;
     let external = config.proxy.mode == ProxyMode::External;
     let bind = if external {
         config.proxy.hub_bind
@@ -318,7 +416,30 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     println!("Xiji is running at {shown}");
     tracing::info!(listen = %addr, "listening");
-    let shutdown = async {
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    if let Some(listener) = container_listener {
+        // Hub only: no user routes on the address containers can reach.
+        let mut stopping = stopping.clone();
+        let router = crate::router(Arc::clone(&hub));
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stopping.wait_for(|s| *s).await;
+            };
+            let table = Arc::new(proxy::RouteTable::new());
+            if let Err(e) = proxy::serve(
+                listener,
+                table,
+                router,
+                proxy::ProxyConfig::default(),
+                stopped,
+            )
+            .await
+            {
+                tracing::error!(error = %e, "the containers' hub listener failed");
+            }
+        });
+    }
+    let shutdown = async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 Ok(s) => s,
@@ -329,6 +450,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ = term.recv() => {},
         }
         tracing::info!("shutting down; servers keep running");
+        let _ = stopping_tx.send(true);
     };
     proxy::serve(
         listener,

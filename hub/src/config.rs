@@ -184,7 +184,8 @@ pub struct AdminConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SpawnerConfig {
-    /// Backend: `local` (processes on this host).
+    /// Backend: `local` (processes on this host) or `docker` (virtual clusters of containers
+    /// on Docker Engine).
     pub backend: String,
     /// Seconds the backend may take to launch a server.
     pub start_timeout: f64,
@@ -196,6 +197,46 @@ pub struct SpawnerConfig {
     pub stop_grace: f64,
     /// Settings of the `local` backend.
     pub local: LocalSpawnerConfig,
+    /// Settings of the `docker` backend.
+    pub docker: DockerSpawnerConfig,
+}
+
+/// The `docker` backend: each server is a virtual cluster of containers on Docker Engine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DockerSpawnerConfig {
+    /// Image run when a request names none.
+    pub image: String,
+    /// Users' persistent work directories, `{work_root}/{user}`, mounted at `/home/jovyan/work`
+    /// on every node. Default: `{data_dir}/work`.
+    pub work_root: Option<PathBuf>,
+    /// Value of the `org.xiji.hub` label, telling this hub's containers from another's.
+    pub instance: String,
+    /// The nodes' command; empty: `jupyterhub-singleuser --ip=0.0.0.0 --port=8888`.
+    pub cmd: Vec<String>,
+    /// Address of an extra hub listener that containers reach the hub API on. Default: the
+    /// `docker0` bridge's address, any free port.
+    pub hub_bind: Option<SocketAddr>,
+    /// URL containers use for the hub (scheme and authority); default: `http://{hub_bind}`.
+    pub hub_connect_url: Option<String>,
+    /// Extra environment variables of every node.
+    pub environment: BTreeMap<String, String>,
+    /// How the hub reaches nodes: `container-ip` (default) or `loopback` (published ports).
+    pub node_address: String,
+    /// Seconds a cluster may take until every node answers HTTP.
+    pub ready_timeout: f64,
+    /// Most nodes per cluster.
+    pub max_nodes: u32,
+    /// CPU cores per node when a request does not say.
+    pub default_cpus: f64,
+    /// Memory per node in MiB when a request does not say.
+    pub default_memory_mb: u64,
+    /// Largest writable-layer size per node, in GiB.
+    pub max_storage_gb: u64,
+    /// Process limit per node (0: none).
+    pub pids_limit: i64,
+    /// GPUs of the host, instead of detecting them.
+    pub gpus: Option<u32>,
 }
 
 /// The `local` backend: `jupyterhub-singleuser` processes on this host.
@@ -313,6 +354,29 @@ impl Default for SpawnerConfig {
             poll_interval: 30.0,
             stop_grace: 5.0,
             local: LocalSpawnerConfig::default(),
+            docker: DockerSpawnerConfig::default(),
+        }
+    }
+}
+
+impl Default for DockerSpawnerConfig {
+    fn default() -> Self {
+        Self {
+            image: "127.0.0.1:5000/xiji/base-notebook:latest".into(),
+            work_root: None,
+            instance: "xiji".into(),
+            cmd: Vec::new(),
+            hub_bind: None,
+            hub_connect_url: None,
+            environment: BTreeMap::new(),
+            node_address: "container-ip".into(),
+            ready_timeout: 120.0,
+            max_nodes: 16,
+            default_cpus: 1.0,
+            default_memory_mb: 2048,
+            max_storage_gb: 1024,
+            pids_limit: 4096,
+            gpus: None,
         }
     }
 }
@@ -406,11 +470,23 @@ impl Config {
                 "page limits must be at least 1".into(),
             ));
         }
-        if self.spawner.backend != "local" {
+        if !matches!(self.spawner.backend.as_str(), "local" | "docker") {
             return Err(ConfigError::Invalid(format!(
-                "unknown spawner backend {:?} (available: local)",
+                "unknown spawner backend {:?} (available: local, docker)",
                 self.spawner.backend
             )));
+        }
+        let docker = &self.spawner.docker;
+        if !matches!(docker.node_address.as_str(), "container-ip" | "loopback") {
+            return Err(ConfigError::Invalid(format!(
+                "spawner.docker.node_address {:?}: use \"container-ip\" or \"loopback\"",
+                docker.node_address
+            )));
+        }
+        if docker.max_nodes == 0 || docker.default_cpus <= 0.0 || docker.default_memory_mb < 64 {
+            return Err(ConfigError::Invalid(
+                "spawner.docker: max_nodes ≥ 1, default_cpus > 0 and default_memory_mb ≥ 64".into(),
+            ));
         }
         for service in &self.services {
             if service.api_token.is_some() && service.api_token_file.is_some() {

@@ -265,8 +265,10 @@ pub async fn start(
     ] {
         env.insert(k.to_owned(), v);
     }
-    for (k, v) in &hub.config.spawner.local.environment {
-        env.insert(k.clone(), v.clone());
+    if hub.spawner.backend_name() == "local" {
+        for (k, v) in &hub.config.spawner.local.environment {
+            env.insert(k.clone(), v.clone());
+        }
     }
     let spec = SpawnSpec {
         user: user.name.clone(),
