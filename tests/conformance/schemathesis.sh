@@ -66,7 +66,9 @@ timeout --kill-after=10 $((MAX_TIME + 60)) \
     --report-dir "$WORK/report" \
     || status=$?
 if [ "$status" != 0 ]; then
+    echo "--- errors and warnings in the $TARGET log ---"
+    grep -aE 'ERROR|WARN|panicked' "$HUB_LOG" 2>/dev/null | tail -n 40 || true
     echo "--- last lines of the $TARGET log ---"
-    tail -n 60 "$HUB_LOG" 2>/dev/null || true
+    tail -n 30 "$HUB_LOG" 2>/dev/null || true
 fi
 exit "$status"
