@@ -135,6 +135,8 @@ pub struct HubOptions {
     pub tables_toml: String,
     /// `database_url`; `None` = SQLite in the data directory.
     pub database_url: Option<String>,
+    /// Raw TOML lines inside `[spawner]`, e.g. `backend = "docker"`.
+    pub spawner_toml: String,
 }
 
 impl Default for HubOptions {
@@ -145,6 +147,7 @@ impl Default for HubOptions {
             top_level_toml: String::new(),
             tables_toml: String::new(),
             database_url: None,
+            spawner_toml: String::new(),
         }
     }
 }
@@ -201,6 +204,8 @@ impl Hub {
         toml.push_str("\n[admin]\nusername = \"admin\"\n");
         toml.push_str(&format!("password = {}\n", toml_str(ADMIN_PASSWORD)));
         toml.push_str("\n[spawner]\npoll_interval = 2.0\n");
+        toml.push_str(&options.spawner_toml);
+        toml.push('\n');
         toml.push_str("\n[spawner.local]\n");
         // `cmd`, not `venv`: the hub pip-installs its default packages into a `venv` whose
         // marker does not match them, which would turn a JupyterHub 6 venv into 5.5.

@@ -1,0 +1,287 @@
+//! Virtual clusters through the real hub on a real Docker Engine: a cluster started through the
+//! REST API serves every node through the proxy, is re-adopted by a restarted hub, and a hub
+//! killed in the middle of a 3-node start leaves, once started again, no container, no network
+//! and no half-started server behind.
+//!
+//! Needs `XIJI_TEST_DOCKER=1` (tests/run sets it after tests/setup-docker.sh); without it each
+//! test says so and returns. With it, a Docker Engine that does not work is a failure.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tests::{expect_json, random_hex, Hub, HubOptions};
+
+fn docker_enabled() -> bool {
+    if std::env::var("XIJI_TEST_DOCKER").as_deref() == Ok("1") {
+        return true;
+    }
+    eprintln!(
+        "NOT RUN: needs XIJI_TEST_DOCKER=1 (tests/setup-docker.sh && . .cache/docker-env.sh)"
+    );
+    false
+}
+
+fn image() -> String {
+    std::env::var("XIJI_TEST_DOCKER_IMAGE")
+        .unwrap_or_else(|_| "127.0.0.1:5000/xiji/base-notebook:latest".into())
+}
+
+/// Containers and networks labelled with one test's hub instance; removed on drop whatever
+/// happened, so a failed test leaves nothing running.
+struct Instance(String);
+
+impl Instance {
+    fn new() -> Self {
+        Self(format!("xiji-test-{}", random_hex(6)))
+    }
+
+    fn filter(&self) -> String {
+        format!("label=org.xiji.hub={}", self.0)
+    }
+
+    fn containers(&self) -> Result<Vec<String>> {
+        docker_ids(&["ps", "-a", "-q", "--filter", &self.filter()])
+    }
+
+    fn networks(&self) -> Result<Vec<String>> {
+        docker_ids(&["network", "ls", "-q", "--filter", &self.filter()])
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Ok(ids) = self.containers() {
+            if !ids.is_empty() {
+                let _ = Command::new("docker")
+                    .args(["rm", "-f"])
+                    .args(&ids)
+                    .output();
+            }
+        }
+        if let Ok(ids) = self.networks() {
+            if !ids.is_empty() {
+                let _ = Command::new("docker")
+                    .args(["network", "rm"])
+                    .args(&ids)
+                    .output();
+            }
+        }
+    }
+}
+
+fn docker_ids(args: &[&str]) -> Result<Vec<String>> {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .context("cannot run docker")?;
+    ensure!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect())
+}
+
+/// A hub on the docker backend whose containers carry `instance`'s label, with the test image in
+/// its library.
+async fn docker_hub(instance: &Instance) -> Result<Hub> {
+    let options = HubOptions {
+        spawner_toml: "backend = \"docker\"\nstart_timeout = 300\n".into(),
+        top_level_toml: "slow_spawn_timeout = 1\n".into(),
+        tables_toml: format!(
+            "\n[spawner.docker]\ninstance = \"{}\"\ndefault_memory_mb = 512\ndefault_cpus = 0.5\n",
+            instance.0
+        ),
+        ..HubOptions::default()
+    };
+    let hub = Hub::start_with(options).await?;
+    let (repository, tag) = image()
+        .rsplit_once(':')
+        .map(|(r, t)| (r.to_owned(), t.to_owned()))
+        .context("XIJI_TEST_DOCKER_IMAGE has no tag")?;
+    let resp = hub
+        .admin(Method::POST, "/hub/api/images")
+        .json(&json!({"name": "Python + MPI", "image": repository, "tag": tag}))
+        .send()
+        .await?;
+    expect_json(
+        resp,
+        StatusCode::CREATED,
+        "add the test image to the library",
+    )
+    .await?;
+    Ok(hub)
+}
+
+async fn start_cluster(hub: &Hub, user: &str, nodes: u32) -> Result<()> {
+    let resp = hub
+        .admin(Method::POST, &format!("/hub/api/users/{user}/server"))
+        .json(&json!({"image": "Python + MPI", "nodes": nodes}))
+        .send()
+        .await?;
+    let status = resp.status();
+    ensure!(
+        status == StatusCode::CREATED || status == StatusCode::ACCEPTED,
+        "starting a {nodes}-node cluster gave {status}: {}",
+        resp.text().await.unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// The default server's model once it is ready (or an error with the hub's log).
+async fn wait_ready(hub: &Hub, user: &str, timeout: Duration) -> Result<Value> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let model = hub.user(user).await?;
+        let server = &model["servers"][""];
+        if server["ready"] == json!(true) {
+            return Ok(server.clone());
+        }
+        if server.is_null() && model["pending"].is_null() {
+            bail!(
+                "{user}'s cluster stopped before it was ready; hub log:\n{}",
+                tests::tail(&hub.log(), 40)
+            );
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{user}'s cluster not ready within {timeout:?}: {model}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// GET `{node url}api/status` through the proxy with the user's token: 200 and JSON.
+async fn node_answers(hub: &Hub, node_url: &str, token: &str) -> Result<()> {
+    let resp = hub
+        .with_token(Method::GET, &format!("{node_url}api/status"), token)
+        .send()
+        .await?;
+    expect_json(resp, StatusCode::OK, &format!("GET {node_url}api/status")).await?;
+    Ok(())
+}
+
+fn node_urls(server: &Value) -> Vec<String> {
+    server["nodes"]
+        .as_array()
+        .map(|nodes| {
+            nodes
+                .iter()
+                .filter_map(|n| n["url"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn every_node_of_a_cluster_is_served_through_the_proxy_and_survives_a_hub_restart(
+) -> Result<()> {
+    if !docker_enabled() {
+        return Ok(());
+    }
+    let instance = Instance::new();
+    let mut hub = docker_hub(&instance).await?;
+    hub.create_user("carol", "carol-password-1").await?;
+    let token = hub.create_token("carol", json!({})).await?;
+    start_cluster(&hub, "carol", 2).await?;
+    let server = wait_ready(&hub, "carol", Duration::from_secs(240)).await?;
+    let urls = node_urls(&server);
+    ensure!(
+        urls == ["/user/carol/", "/user/carol/node-1/"],
+        "the cluster lists nodes {urls:?}: {server}"
+    );
+    for url in &urls {
+        node_answers(&hub, url, &token).await?;
+    }
+    ensure!(instance.containers()?.len() == 2, "expected 2 containers");
+
+    hub.terminate().await?;
+    hub.restart().await?;
+    let server = wait_ready(&hub, "carol", Duration::from_secs(60)).await?;
+    for url in node_urls(&server) {
+        node_answers(&hub, &url, &token).await?;
+    }
+    ensure!(
+        instance.containers()?.len() == 2,
+        "a restarted hub must keep the running cluster's containers"
+    );
+
+    let resp = hub
+        .admin(Method::DELETE, "/hub/api/users/carol/server")
+        .send()
+        .await?;
+    ensure!(resp.status().is_success(), "stop gave {}", resp.status());
+    hub.wait_until_stopped("carol", "", Duration::from_secs(60))
+        .await?;
+    ensure!(instance.containers()?.is_empty(), "stop left containers");
+    ensure!(instance.networks()?.is_empty(), "stop left networks");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_hub_killed_during_a_three_node_start_leaves_nothing_behind_after_it_restarts(
+) -> Result<()> {
+    if !docker_enabled() {
+        return Ok(());
+    }
+    let instance = Instance::new();
+    let mut hub = docker_hub(&instance).await?;
+    hub.create_user("dave", "dave-password-1").await?;
+    start_cluster(&hub, "dave", 3).await?;
+    // Kill the hub as soon as the start has created something.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while instance.containers()?.is_empty() && instance.networks()?.is_empty() {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the start created no container or network within 120 s:\n{}",
+            tests::tail(&hub.log(), 40)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    hub.kill().await?;
+    ensure!(
+        !(instance.containers()?.is_empty() && instance.networks()?.is_empty()),
+        "nothing was left to clean up: the kill came too late to prove anything"
+    );
+
+    hub.restart().await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (containers, networks) = (instance.containers()?, instance.networks()?);
+        if containers.is_empty() && networks.is_empty() {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "60 s after the restart, containers {containers:?} and networks {networks:?} remain"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The database agrees: no server is running or pending, and the proxy routes none.
+    let model = hub.user("dave").await?;
+    ensure!(
+        model["pending"].is_null() && model["server"].is_null(),
+        "after the restart dave's server is {model}"
+    );
+    let routes = expect_json(
+        hub.admin(Method::GET, "/hub/api/proxy").send().await?,
+        StatusCode::OK,
+        "GET /proxy",
+    )
+    .await?;
+    ensure!(
+        routes.get("/user/dave/").is_none(),
+        "a route to the dead cluster remains: {routes}"
+    );
+    // And the user can start a cluster again.
+    start_cluster(&hub, "dave", 3).await?;
+    let server = wait_ready(&hub, "dave", Duration::from_secs(300)).await?;
+    ensure!(node_urls(&server).len() == 3, "{server}");
+    ensure!(instance.containers()?.len() == 3);
+    Ok(())
+}
