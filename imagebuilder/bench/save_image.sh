@@ -131,18 +131,18 @@ IMAGES+=("$THEIRS")
 # --- check and report -----------------------------------------------------------------------
 docker rmi -f "$OURS" > /dev/null 2>&1 || true
 docker pull -q "$OURS" > /dev/null
-docker run --rm "$OURS" sh -c "ls /opt/src | wc -l; ls -l /opt/data/model.bin" > "$WORK/check.txt"
+docker run --rm "$OURS" sh -c "ls /opt/src; ls -l /opt/data/model.bin" > "$WORK/check.txt"
 
 python3 - "$WORK/ours.json" "$t0" "$t1" "$t2" "$t3" "$WORK/check.txt" << 'PY'
 import json, sys
 ours = json.load(open(sys.argv[1]))
 t0, t1, t2, t3 = map(float, sys.argv[2:6])
-check = open(sys.argv[6]).read().split()
+check = open(sys.argv[6]).read().splitlines()
 mine, theirs = t1 - t0, t3 - t2
 print(f"change: {ours['layer_uncompressed_size'] / 2**20:.0f} MiB uncompressed tar, "
       f"{ours['layer_entries']} entries; new layer {ours['layer_size'] / 2**20:.0f} MiB compressed")
 print(f"image builder save+push:      {mine:7.2f} s")
 print(f"docker commit + docker push:  {theirs:7.2f} s")
 print(f"ratio (docker / image builder): {theirs / mine:.2f}x")
-print(f"pulled image: {check[0]} package dirs in /opt/src, model.bin {check[5]} bytes")
+print(f"pulled image: {len(check) - 1} package dirs in /opt/src, model.bin {check[-1].split()[4]} bytes")
 PY

@@ -23,7 +23,9 @@ use crate::progress::Signals;
 pub enum Compression {
     /// gzip (`tar+gzip`), readable by every runtime. With `threads > 1` the stream is cut into
     /// `block_size` blocks compressed in parallel and written as consecutive gzip members — one
-    /// valid gzip file (RFC 1952 allows several members) that every gunzip reads.
+    /// valid gzip file (RFC 1952 allows several members) that every gunzip reads. A block
+    /// whose first 64 KiB do not shrink by 3% at level 1 (weights, archives, media) is stored
+    /// uncompressed, which saves most of the CPU time on such data.
     Gzip {
         /// 1 (fastest) to 9 (smallest).
         level: u32,
@@ -457,13 +459,34 @@ impl<W: Write> ParallelGzip<W> {
     }
 }
 
+/// Bytes of a block compressed first to see whether the block compresses at all.
+const PROBE: usize = 64 * 1024;
+
 fn gzip_member(block: &[u8], level: u32) -> io::Result<Vec<u8>> {
+    // Model weights, archives, media: random-looking data that deflate cannot shrink but
+    // spends most of its time on. A fast probe decides; such blocks are stored (level 0).
+    let level = if level > 0 && block.len() >= 2 * PROBE && !compresses(&block[..PROBE])? {
+        0
+    } else {
+        level
+    };
     let mut encoder = flate2::write::GzEncoder::new(
         Vec::with_capacity(block.len() / 2 + 64),
         flate2::Compression::new(level),
     );
     encoder.write_all(block)?;
     encoder.finish()
+}
+
+/// Whether level-1 deflate saves at least 3% on `sample`.
+fn compresses(sample: &[u8]) -> io::Result<bool> {
+    let mut probe = flate2::write::DeflateEncoder::new(
+        Vec::with_capacity(sample.len()),
+        flate2::Compression::fast(),
+    );
+    probe.write_all(sample)?;
+    let size = probe.finish()?.len();
+    Ok(size * 100 < sample.len() * 97)
 }
 
 impl<W: Write> Write for ParallelGzip<W> {

@@ -344,6 +344,11 @@ impl ImageBuilder {
         // The base first: a registry that is down or a missing base fails in a second, before
         // minutes of compression.
         let base = cancellable(signals, registry.fetch_base(&base_ref)).await?;
+        cancellable(
+            signals,
+            registry.check_target(&target_ref, &base.manifest_digest),
+        )
+        .await?;
 
         let mut layer_options = self.config.layer.clone();
         layer_options.excludes = layer_options.excludes.with(request.extra_excludes.clone());
@@ -428,6 +433,13 @@ impl ImageBuilder {
                 layer.digest, layer.size
             )));
         }
+        tracing::info!(
+            layer.size = layer.size,
+            layer.uncompressed_size = layer.uncompressed_size,
+            layer.entries = layer.tar.entries,
+            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "new layer written and uploaded"
+        );
         set_state(JobState::Pushing);
 
         let record = LayerRecord {

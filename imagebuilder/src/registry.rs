@@ -254,6 +254,17 @@ impl RegistrySession {
         BaseImage::from_parts(&shown, &digest, manifest, config)
     }
 
+    /// Fails fast when the target registry is down or refuses the credentials (a `HEAD` of a
+    /// blob in the target repository), before minutes of compression.
+    pub async fn check_target(&self, target: &Reference, some_digest: &str) -> Result<()> {
+        self.remember_auth(target).await;
+        self.client
+            .blob_exists(target, some_digest)
+            .await
+            .map_err(|e| Error::registry(format!("checking access to {}", target.whole()), e))?;
+        Ok(())
+    }
+
     /// Makes every base layer available in `target`'s repository without uploading what the
     /// registry has: present → nothing; same registry → cross-repository mount; otherwise (or
     /// when the registry declines the mount) copy.

@@ -11,11 +11,12 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use imagebuilder::{
     docker_container_from_inspect, BuilderConfig, Compression, Error, ImageBuilder, JobState,
-    LayerOptions, SaveRequest, WritableLayer,
+    LayerOptions, PauseHook, RegistryAuth, SaveRequest, WritableLayer,
 };
 
 fn docker_tests_enabled() -> bool {
@@ -73,7 +74,27 @@ struct Registry {
 
 impl Registry {
     fn start() -> Self {
+        Self::start_with_basic_auth(None)
+    }
+
+    /// With `Some((user, password))`, the registry demands HTTP Basic credentials.
+    fn start_with_basic_auth(credentials: Option<(&str, &str)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let auth = match credentials {
+            None => String::new(),
+            Some((user, password)) => {
+                // distribution wants bcrypt; Python's crypt module (libxcrypt) makes it.
+                let hash = sh(&format!(
+                    "python3 -W ignore -c \"import crypt; print(crypt.crypt('{password}', crypt.mksalt(crypt.METHOD_BLOWFISH)))\""
+                ));
+                let htpasswd = dir.path().join("htpasswd");
+                std::fs::write(&htpasswd, format!("{user}:{}\n", hash.trim())).unwrap();
+                format!(
+                    "auth:\n  htpasswd:\n    realm: xiji-test\n    path: {}\n",
+                    htpasswd.display()
+                )
+            }
+        };
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -86,7 +107,7 @@ impl Registry {
             format!(
                 "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: {addr}\n",
+                 http:\n  addr: {addr}\n{auth}",
                 dir.path().join("data").display()
             ),
         )
@@ -291,6 +312,39 @@ fn base_layer_digests(registry: &Registry, repo: &str) -> Vec<String> {
         .iter()
         .map(|l| l["digest"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// Pauses with `docker pause`, and records the container's state seen at each call.
+struct DockerPause {
+    container: String,
+    calls: Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl PauseHook for DockerPause {
+    async fn pause(&self) -> Result<(), String> {
+        sh(&format!("docker pause {} > /dev/null", self.container));
+        self.record("pause");
+        Ok(())
+    }
+    async fn resume(&self) -> Result<(), String> {
+        self.record("resume");
+        sh(&format!("docker unpause {} > /dev/null", self.container));
+        Ok(())
+    }
+}
+
+impl DockerPause {
+    fn record(&self, call: &str) {
+        let state = sh(&format!(
+            "docker inspect -f '{{{{.State.Status}}}}' {}",
+            self.container
+        ));
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("{call}: {}", state.trim()));
+    }
 }
 
 fn builder() -> ImageBuilder {
@@ -500,16 +554,27 @@ async fn a_saved_container_runs_with_its_changes_and_no_base_layer_is_uploaded_a
     // Saving again into the same repository: the base layers are found present (HEAD) and
     // not even mounted again. (The new layer is streamed up while it is compressed, before its
     // digest is known, so it goes up again; the registry stores it once.)
+    // This time with the container paused for a consistent snapshot (`docker pause`).
     let target2 = format!("{}/users/alice/env:v2", registry.addr);
-    let job = builder()
-        .start(SaveRequest::new(
-            found.writable_layer(),
-            base.clone(),
-            target2,
-            "alice",
+    let mut request = SaveRequest::new(found.writable_layer(), base.clone(), target2, "alice");
+    let pause = Arc::new(DockerPause {
+        container: container.clone(),
+        calls: Mutex::new(Vec::new()),
+    });
+    request.pause = pause.clone();
+    let again = builder().start(request).unwrap().wait().await.unwrap();
+    assert_eq!(
+        *pause.calls.lock().unwrap(),
+        ["pause: paused", "resume: paused"],
+        "paused while read, resumed after"
+    );
+    assert_eq!(
+        sh(&format!(
+            "docker inspect -f '{{{{.State.Status}}}}' {container}"
         ))
-        .unwrap();
-    let again = job.wait().await.unwrap();
+        .trim(),
+        "running"
+    );
     assert_eq!(again.base_layers_present, 2, "{again:?}");
     assert_eq!(again.base_layers_mounted, 0, "{again:?}");
     assert_eq!(
@@ -614,4 +679,88 @@ async fn failures_and_cancellation_leave_no_tagged_image() {
         .err()
         .unwrap();
     assert!(matches!(err, Error::InvalidReference { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_with_basic_auth_takes_the_configured_credentials_and_copies_base_layers() {
+    if !docker_tests_enabled() {
+        return;
+    }
+    // The base on an open registry, the target on another one that wants a password: the base
+    // layers cannot be mounted across registries, so they are copied.
+    let open = Registry::start();
+    let locked = Registry::start_with_basic_auth(Some(("alice", "s3cret-pw")));
+    let mut cleanup = DockerCleanup::default();
+    let base = build_base(&open, &mut cleanup, "xiji/base3");
+    let upper = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(upper.path().join("opt")).unwrap();
+    std::fs::write(upper.path().join("opt/hello.txt"), "hello").unwrap();
+    let layer = WritableLayer::at(upper.path());
+    let target = format!("{}/users/alice/env:v1", locked.addr);
+
+    let with = |auth: RegistryAuth| {
+        let mut config = BuilderConfig::default();
+        config
+            .registry
+            .credentials
+            .insert(locked.addr.clone(), auth);
+        ImageBuilder::new(config)
+    };
+
+    // Wrong password: a clear failure, nothing tagged.
+    let err = with(RegistryAuth::Basic {
+        username: "alice".into(),
+        password: "wrong".into(),
+    })
+    .start(SaveRequest::new(
+        layer.clone(),
+        base.clone(),
+        target.clone(),
+        "alice",
+    ))
+    .unwrap()
+    .wait()
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("registry error while checking access to"),
+        "fails before compressing: {err}"
+    );
+    assert!(err.to_string().contains("401"), "{err}");
+    assert!(matches!(err, Error::Registry { .. }), "{err}");
+    assert!(
+        !err.to_string().contains("wrong"),
+        "no password in messages: {err}"
+    );
+
+    // The right one.
+    let saved = with(RegistryAuth::Basic {
+        username: "alice".into(),
+        password: "s3cret-pw".into(),
+    })
+    .start(SaveRequest::new(layer, base, target.clone(), "alice"))
+    .unwrap()
+    .wait()
+    .await
+    .unwrap();
+    assert_eq!(saved.base_layers_copied, 2, "{saved:?}");
+    let status = sh(&format!(
+        "curl -s -o /dev/null -w '%{{http_code}}' -u alice:s3cret-pw -H 'Accept: {}' http://{}/v2/users/alice/env/manifests/v1",
+        imagebuilder::DOCKER_MANIFEST,
+        locked.addr
+    ));
+    assert_eq!(status, "200");
+    let anonymous = sh(&format!(
+        "curl -s -o /dev/null -w '%{{http_code}}' http://{}/v2/users/alice/env/manifests/v1",
+        locked.addr
+    ));
+    assert_eq!(anonymous, "401");
+    if Command::new("skopeo").arg("--version").output().is_ok() {
+        let inspected = sh(&format!(
+            "skopeo inspect --tls-verify=false --creds alice:s3cret-pw docker://{target}"
+        ));
+        let inspected: serde_json::Value = serde_json::from_str(&inspected).unwrap();
+        assert_eq!(inspected["Layers"].as_array().unwrap().len(), 3);
+    }
 }
