@@ -128,6 +128,16 @@ impl Store {
         self.engine
     }
 
+    /// A transaction that will write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes fails with
+    /// `SQLITE_BUSY_SNAPSHOT` (no retry, no busy timeout) when another writer committed between.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.engine {
+            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Engine::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// Closes the pool.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -157,7 +167,7 @@ impl Store {
         admin: bool,
         now: Micros,
     ) -> Result<Vec<UserRow>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut out = Vec::with_capacity(names.len());
         for name in names {
             let row = sqlx::query_as::<_, UserRow>(&format!(
@@ -285,7 +295,7 @@ impl Store {
 
     /// Applies a partial update to a user.
     pub async fn update_user(&self, id: i64, update: &UserUpdate) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         if let Some(name) = &update.name {
             sqlx::query("UPDATE users SET name = $1 WHERE id = $2")
                 .bind(name)
@@ -424,7 +434,7 @@ impl Store {
 
     /// Adds users (by id) to a group; members already in it are ignored.
     pub async fn add_group_members(&self, group_id: i64, user_ids: &[i64]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for uid in user_ids {
             sqlx::query(
                 "INSERT INTO user_groups (user_id, group_id) SELECT $1, $2 WHERE NOT EXISTS \
@@ -441,7 +451,7 @@ impl Store {
 
     /// Removes users (by id) from a group.
     pub async fn remove_group_members(&self, group_id: i64, user_ids: &[i64]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for uid in user_ids {
             sqlx::query("DELETE FROM user_groups WHERE user_id = $1 AND group_id = $2")
                 .bind(*uid)
@@ -551,7 +561,7 @@ impl Store {
         groups: &[i64],
         services: &[i64],
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for table in ["user_roles", "group_roles", "service_roles"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE role_id = $1"))
                 .bind(role_id)
@@ -898,7 +908,7 @@ impl Store {
     /// Marks a server as spawning, creating its row if needed, together with its API token and
     /// OAuth client, in one transaction. Returns the server row's id.
     pub async fn begin_spawn(&self, spawn: &BeginSpawn<'_>) -> Result<i64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let existing =
             sqlx::query_scalar::<_, i64>("SELECT id FROM servers WHERE user_id = $1 AND name = $2")
                 .bind(spawn.user_id)
@@ -1008,7 +1018,7 @@ impl Store {
 
     /// Marks a server stopped and removes its token and OAuth client, in one transaction.
     pub async fn finish_stop(&self, id: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("UPDATE servers SET status = 'stopped', url = NULL, state = NULL, started = NULL WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -1083,7 +1093,7 @@ impl Store {
 
     /// Removes and returns a code: each code is used once.
     pub async fn take_code(&self, code_hash: &str) -> Result<Option<CodeRow>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query_as::<_, CodeRow>(
             "SELECT client_identifier, user_id, session_id, redirect_uri, scopes, code_challenge, \
              code_challenge_method, expires_at FROM oauth_codes WHERE code_hash = $1",
@@ -1136,7 +1146,7 @@ impl Store {
 
     /// Ends a login session and every token issued within it.
     pub async fn delete_session(&self, session_id: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM login_sessions WHERE session_id = $1")
             .bind(session_id)
             .execute(&mut *tx)
@@ -1163,7 +1173,7 @@ impl Store {
 
     /// Stores a setting.
     pub async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM settings WHERE key = $1")
             .bind(key)
             .execute(&mut *tx)

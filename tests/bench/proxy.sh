@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# Proxy benchmark: wrk through xiji-proxy vs configurable-http-proxy vs nginx as a reverse proxy vs
+# direct to nginx serving a small file; websocket echo round trips; 100,000 routes; memory; CPU
+# time per request. Prints one table of numbers and ratios, all measured in this run.
+#
+# Usage (from the repository root; needs wrk and nginx, and the test environment for CHP):
+#   cargo build --release -p proxy --bin xiji-proxy --example proxy_bench
+#   . .cache/test-env.sh            # XIJI_TEST_NODE_MODULES (configurable-http-proxy)
+#   tests/bench/proxy.sh [SECONDS_PER_RUN]      # default 5
+set -euo pipefail
+
+DUR=${1:-5}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+XP=${XIJI_PROXY_BIN:-$TARGET_DIR/release/xiji-proxy}
+BENCH=${PROXY_BENCH_BIN:-$TARGET_DIR/release/examples/proxy_bench}
+CHP=${XIJI_TEST_NODE_MODULES:?source .cache/test-env.sh first}/.bin/configurable-http-proxy
+for tool in wrk nginx "$XP" "$BENCH" "$CHP"; do
+    command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    sleep 0.5
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+CLK=$(getconf CLK_TCK)
+# utime+stime (ticks) of a process and its direct children (nginx workers).
+cpu_ticks() {
+    local total=0 p
+    for p in "$1" $(pgrep -P "$1" || true); do
+        [ -r "/proc/$p/stat" ] || continue
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    done
+    echo "$total"
+}
+rss_mb() {
+    local total=0 p
+    for p in "$1" $(pgrep -P "$1" || true); do
+        [ -r "/proc/$p/status" ] || continue
+        total=$((total + $(awk '/VmRSS/ {print $2}' "/proc/$p/status")))
+    done
+    awk -v k="$total" 'BEGIN { printf "%.1f", k / 1024 }'
+}
+to_us() { # wrk latency (e.g. 1.23ms, 850.00us, 1.01s) -> microseconds
+    awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) m = 1; else if (v ~ /ms$/) m = 1000; else if (v ~ /s$/) m = 1000000; else m = 1; printf "%.0f", n * m }'
+}
+
+TOKEN=bench-token-0123456789abcdef
+# --- the backend: nginx serving a small file (any path gives the same file) ------------------
+BACKEND=$(port)
+mkdir -p "$WORK/www" "$WORK/nginx-backend" "$WORK/nginx-proxy"
+head -c 100 /dev/zero | tr '\0' 'x' >"$WORK/www/index.html"
+cat >"$WORK/nginx-backend/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx-backend/nginx.pid;
+error_log $WORK/nginx-backend/error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $WORK/nginx-backend;
+    proxy_temp_path $WORK/nginx-backend;
+    fastcgi_temp_path $WORK/nginx-backend;
+    uwsgi_temp_path $WORK/nginx-backend;
+    scgi_temp_path $WORK/nginx-backend;
+    server {
+        listen 127.0.0.1:$BACKEND;
+        root $WORK/www;
+        location / { try_files /index.html =404; }
+    }
+}
+EOF
+nginx -p "$WORK/nginx-backend" -c "$WORK/nginx-backend/nginx.conf" 2>/dev/null &
+PIDS+=($!)
+wait_port "$BACKEND"
+
+# --- websocket echo backend -------------------------------------------------------------------
+ECHO=$(port)
+"$BENCH" ws-echo-server "$ECHO" &
+PIDS+=($!)
+wait_port "$ECHO"
+
+# --- nginx as a reverse proxy -----------------------------------------------------------------
+NGP=$(port)
+cat >"$WORK/nginx-proxy/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx-proxy/nginx.pid;
+error_log $WORK/nginx-proxy/error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $WORK/nginx-proxy;
+    proxy_temp_path $WORK/nginx-proxy;
+    fastcgi_temp_path $WORK/nginx-proxy;
+    uwsgi_temp_path $WORK/nginx-proxy;
+    scgi_temp_path $WORK/nginx-proxy;
+    upstream backend { server 127.0.0.1:$BACKEND; keepalive 64; }
+    upstream echo { server 127.0.0.1:$ECHO; }
+    server {
+        listen 127.0.0.1:$NGP;
+        location /ws/ {
+            proxy_pass http://echo;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Connection "upgrade";
+        }
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For \$remote_addr;
+        }
+    }
+}
+EOF
+nginx -p "$WORK/nginx-proxy" -c "$WORK/nginx-proxy/nginx.conf" 2>/dev/null &
+NGP_PID=$!
+PIDS+=($NGP_PID)
+wait_port "$NGP"
+
+# --- xiji-proxy and CHP, default target = the backend -----------------------------------------
+XPORT=$(port); XAPI=$(port)
+CONFIGPROXY_AUTH_TOKEN=$TOKEN "$XP" --ip 127.0.0.1 --port "$XPORT" --api-port "$XAPI" \
+    --default-target "http://127.0.0.1:$BACKEND" --log-level warn &
+XP_PID=$!
+PIDS+=($XP_PID)
+CPORT=$(port); CAPI=$(port)
+CONFIGPROXY_AUTH_TOKEN=$TOKEN "$CHP" --ip 127.0.0.1 --port "$CPORT" --api-ip 127.0.0.1 --api-port "$CAPI" \
+    --default-target "http://127.0.0.1:$BACKEND" --log-level error >/dev/null 2>&1 &
+CHP_PID=$!
+PIDS+=($CHP_PID)
+wait_port "$XPORT"; wait_port "$CPORT"; wait_port "$CAPI"
+for api in "$XAPI" "$CAPI"; do
+    curl -sf -X POST -H "Authorization: token $TOKEN" "http://127.0.0.1:$api/api/routes/ws" \
+        -d "{\"target\": \"http://127.0.0.1:$ECHO\"}" >/dev/null
+done
+
+# run NAME URL PID  -> prints "rps p50_us p99_us cpu_us_per_req" per concurrency into $WORK/NAME
+run_wrk() {
+    local name=$1 url=$2 pid=${3:-} c t out before after reqs rps p50 p99 cpu
+    for c in 1 16 64 256; do
+        t=$((c < 2 ? 1 : 2))
+        [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+        out=$(wrk -t "$t" -c "$c" -d "${DUR}s" --latency "$url")
+        [ -n "$pid" ] && after=$(cpu_ticks "$pid")
+        reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+        rps=$(echo "$out" | awk '/Requests\/sec/ {printf "%.0f", $2}')
+        p50=$(to_us "$(echo "$out" | awk '$1 == "50%" {print $2}')")
+        p99=$(to_us "$(echo "$out" | awk '$1 == "99%" {print $2}')")
+        if [ -n "$pid" ] && [ "$reqs" -gt 0 ]; then
+            cpu=$(awk -v d=$((after - before)) -v clk="$CLK" -v n="$reqs" 'BEGIN { printf "%.1f", d / clk * 1e6 / n }')
+        else
+            cpu=-
+        fi
+        echo "$c $rps $p50 $p99 $cpu" >>"$WORK/$name"
+        echo "  $name c=$c: $rps req/s, p50 ${p50}us, p99 ${p99}us, cpu/req ${cpu}us" >&2
+    done
+}
+ws_rtt() { "$BENCH" ws-rtt "$1" 3; }
+
+echo "measuring (about $((DUR * 4 * 5 + 40)) s)..." >&2
+run_wrk direct "http://127.0.0.1:$BACKEND/index.html"
+run_wrk nginx "http://127.0.0.1:$NGP/index.html" "$NGP_PID"
+run_wrk xiji "http://127.0.0.1:$XPORT/index.html" "$XP_PID"
+run_wrk chp "http://127.0.0.1:$CPORT/index.html" "$CHP_PID"
+WS_DIRECT=$(ws_rtt "ws://127.0.0.1:$ECHO/ws/")
+WS_NGINX=$(ws_rtt "ws://127.0.0.1:$NGP/ws/")
+WS_XIJI=$(ws_rtt "ws://127.0.0.1:$XPORT/ws/")
+WS_CHP=$(ws_rtt "ws://127.0.0.1:$CPORT/ws/")
+RSS_XIJI_1=$(rss_mb "$XP_PID")
+RSS_CHP_1=$(rss_mb "$CHP_PID")
+RSS_NGINX=$(rss_mb "$NGP_PID")
+
+# 100,000 routes in xiji-proxy (to the same backend), then the same load through one of them.
+ADD_XIJI=$("$BENCH" add-routes "http://127.0.0.1:$XAPI" "$TOKEN" 100000 "http://127.0.0.1:$BACKEND")
+RSS_XIJI_100K=$(rss_mb "$XP_PID")
+run_wrk xiji100k "http://127.0.0.1:$XPORT/bench/u77777/index.html" "$XP_PID"
+# CHP: 10,000 routes (the issue's reference point for CHP).
+ADD_CHP=$("$BENCH" add-routes "http://127.0.0.1:$CAPI" "$TOKEN" 10000 "http://127.0.0.1:$BACKEND")
+RSS_CHP_10K=$(rss_mb "$CHP_PID")
+
+col() { awk -v c="$2" -v f="$3" '$1 == c { print $f }' "$WORK/$1"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+
+echo
+echo "## Throughput (wrk, ${DUR}s per run; 100-byte file; 2 wrk threads)"
+echo
+echo "| c | direct req/s | nginx-proxy | xiji-proxy | xiji 100k routes | CHP | xiji/direct | xiji/nginx | xiji/CHP | xiji100k/xiji |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+for c in 1 16 64 256; do
+    d=$(col direct $c 2); n=$(col nginx $c 2); x=$(col xiji $c 2); k=$(col xiji100k $c 2); h=$(col chp $c 2)
+    echo "| $c | $d | $n | $x | $k | $h | $(ratio "$x" "$d") | $(ratio "$x" "$n") | $(ratio "$x" "$h") | $(ratio "$k" "$x") |"
+done
+echo
+echo "## Latency p50 / p99 (µs, wrk's own percentiles)"
+echo
+echo "| c | direct | nginx-proxy | xiji-proxy | xiji 100k routes | CHP |"
+echo "|---|---|---|---|---|---|"
+for c in 1 16 64 256; do
+    row="| $c |"
+    for s in direct nginx xiji xiji100k chp; do row="$row $(col $s $c 3) / $(col $s $c 4) |"; done
+    echo "$row"
+done
+echo
+echo "## Proxy CPU time per request (µs, utime+stime of the proxy's processes / requests)"
+echo
+echo "| c | nginx-proxy | xiji-proxy | xiji 100k routes | CHP |"
+echo "|---|---|---|---|---|"
+for c in 1 16 64 256; do
+    echo "| $c | $(col nginx $c 5) | $(col xiji $c 5) | $(col xiji100k $c 5) | $(col chp $c 5) |"
+done
+echo
+echo "## Websocket echo, one connection, 32-byte messages (p50 µs / p99 µs / messages per s)"
+echo
+echo "| direct | nginx-proxy | xiji-proxy | CHP |"
+echo "|---|---|---|---|"
+echo "| $WS_DIRECT | $WS_NGINX | $WS_XIJI | $WS_CHP |"
+set -- $WS_DIRECT; WD=$1
+set -- $WS_XIJI; WX=$1
+set -- $WS_CHP; WC=$1
+echo
+echo "xiji-proxy adds $(awk -v a="$WX" -v b="$WD" 'BEGIN { printf "%.1f", a - b }') µs to the p50 round trip; CHP adds $(awk -v a="$WC" -v b="$WD" 'BEGIN { printf "%.1f", a - b }') µs."
+echo
+echo "## Routes and memory"
+echo
+echo "| | xiji-proxy | CHP |"
+echo "|---|---|---|"
+echo "| RSS with 1 route (after the load above) | $RSS_XIJI_1 MB | $RSS_CHP_1 MB |"
+echo "| time to add 100,000 routes (xiji) / 10,000 routes (CHP) over the REST API | $ADD_XIJI s | $ADD_CHP s |"
+echo "| RSS with 100,000 routes (xiji) / 10,000 routes (CHP) | $RSS_XIJI_100K MB | $RSS_CHP_10K MB |"
+echo
+echo "nginx-proxy RSS (master + worker): $RSS_NGINX MB"
