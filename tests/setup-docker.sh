@@ -41,7 +41,8 @@ fi
 # --- dockerd ----------------------------------------------------------------
 if ! docker info > /dev/null 2>&1; then
     log "starting dockerd (log: $CACHE/dockerd.log)"
-    as_root nohup dockerd > "$CACHE/dockerd.log" 2>&1 &
+    # 9>&-: the daemon must not inherit (and so hold forever) the setup lock.
+    as_root nohup dockerd > "$CACHE/dockerd.log" 2>&1 9>&- &
     echo $! > "$CACHE/dockerd.pid"
     for _ in $(seq 1 120); do
         docker info > /dev/null 2>&1 && break
@@ -67,7 +68,7 @@ http:
   addr: $REGISTRY_ADDR
 CONFIG
     log "starting docker-registry on $REGISTRY_ADDR (log: $CACHE/registry.log)"
-    nohup docker-registry serve "$CACHE/registry/config.yml" > "$CACHE/registry.log" 2>&1 &
+    nohup docker-registry serve "$CACHE/registry/config.yml" > "$CACHE/registry.log" 2>&1 9>&- &
     echo $! > "$CACHE/registry.pid"
     for _ in $(seq 1 60); do
         registry_up && break

@@ -19,7 +19,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
-use spawner::docker::{DockerConfig, DockerSpawner, HOSTFILE_PATH, LABEL_CLUSTER, LABEL_HUB};
+use spawner::docker::{
+    DockerConfig, DockerSpawner, NodeAddress, HOSTFILE_PATH, LABEL_CLUSTER, LABEL_HUB,
+};
 use spawner::{wait_for_http_server, ProgressEvent, SpawnSpec, Spawner, SpawnerError, Started};
 use support::StandInHub;
 use tokio::sync::mpsc;
@@ -456,4 +458,67 @@ async fn reap_orphans_removes_labelled_leftovers_the_hub_does_not_know() {
     let report = spawner.reap_orphans(&HashSet::new()).await.unwrap();
     assert_eq!(report.containers.len(), 1);
     assert_eq!(labelled(instance), (vec![], vec![]));
+}
+
+#[tokio::test]
+async fn a_node_pulls_its_image_from_the_registry_and_can_be_reached_on_a_loopback_port() {
+    if !docker_tests_enabled() {
+        return;
+    }
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let instance = "xiji-test-pull";
+    let hub = reachable_hub().await;
+    let mut cfg = config(instance, dir.path());
+    docker_config_for(&hub, &mut cfg);
+    cfg.node_address = NodeAddress::PublishedOnLoopback;
+    let spawner = connect(cfg).await;
+
+    // A tag that only the registry has: the spawner must pull it.
+    let image = test_image();
+    let (repository, _) = image.rsplit_once(':').unwrap();
+    let pulled = format!("{repository}:pull-test");
+    for args in [
+        vec!["tag", image.as_str(), pulled.as_str()],
+        vec!["push", "-q", pulled.as_str()],
+        vec!["rmi", pulled.as_str()],
+    ] {
+        let (code, out) = docker(&args);
+        assert_eq!(code, 0, "docker {args:?}: {out}");
+    }
+
+    let options = json!({"image": pulled, "cpus": 0.5, "memory": "384M", "storage": "5G"});
+    let (started, events) = start(&spawner, &spec(&hub, "dave", options, None)).await;
+    let started = started.unwrap();
+    let messages: Vec<&str> = events.iter().map(|e| e.message.as_str()).collect();
+    assert!(
+        messages.contains(&format!("Pulling {pulled}").as_str()),
+        "{messages:?}"
+    );
+    if !spawner.host().storage_limit_supported {
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.starts_with("Storage limit not enforced")),
+            "{messages:?}"
+        );
+    }
+    assert!(
+        started.url.starts_with("http://127.0.0.1:"),
+        "{}",
+        started.url
+    );
+    assert_eq!(started.nodes.len(), 1);
+    wait_for_http_server(
+        &format!("{}/user/dave/api", started.url),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    spawner
+        .stop(&started.state, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(labelled(instance), (vec![], vec![]));
+    let _ = docker(&["rmi", pulled.as_str()]);
 }
