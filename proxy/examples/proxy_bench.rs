@@ -49,9 +49,8 @@ async fn add_routes(api: &str, token: &str, n: usize, target: &str, prefix: &str
             let mut i = w;
             while i < n {
                 let url = format!("{api}/api/routes{prefix}/u{i}");
-                let body = format!(
-                    r#"{{"target": "{target}", "user": "u{i}", "server_name": ""}}"#
-                );
+                let body =
+                    format!(r#"{{"target": "{target}", "user": "u{i}", "server_name": ""}}"#);
                 let r = client
                     .post(url)
                     .header("Authorization", format!("token {token}"))
