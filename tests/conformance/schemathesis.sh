@@ -7,7 +7,8 @@
 # Needs XIJI_TEST_VENV5 and XIJI_TEST_VENV_TOOLS (source .cache/test-env.sh; defaults are the
 # <repo>/.cache venvs), the xiji binary (XIJI_BIN, default target/debug/xiji), and JupyterHub's
 # spec: XIJI_CONFORMANCE_SPEC, default shared/conformance/rest-api-5.5.1.yml beside the
-# repository (it is JupyterHub's own document, used as test data and not kept in this repository).
+# repository, else the same document from JupyterHub 5.5.1's sdist on PyPI (cached in .cache/);
+# it is JupyterHub's own document, used as test data and not kept in this repository.
 # Bounded: SCHEMATHESIS_MAX_EXAMPLES (default 10) per operation, SCHEMATHESIS_MAX_TIME (default
 # 150) seconds in all.
 set -euo pipefail
@@ -24,6 +25,22 @@ MAX_TIME=${SCHEMATHESIS_MAX_TIME:-150}
 die() { printf 'schemathesis.sh: %s\n' "$*" >&2; exit 2; }
 [ -x "$VENV5/bin/python" ] || die "venv5 missing at $VENV5 (run tests/setup-env.sh; source .cache/test-env.sh)"
 [ -x "$VENV_TOOLS/bin/schemathesis" ] || die "schemathesis missing in $VENV_TOOLS (run tests/setup-env.sh)"
+if [ ! -f "$SPEC" ] && [ -z "${XIJI_CONFORMANCE_SPEC:-}" ]; then
+    # No copy beside the repository (e.g. a clean CI clone): take JupyterHub's own document from
+    # its 5.5.1 source distribution on PyPI, once.
+    SPEC="$ROOT/.cache/conformance/rest-api-5.5.1.yml"
+    if [ ! -f "$SPEC" ]; then
+        mkdir -p "$ROOT/.cache/conformance"
+        sdist_dir=$(mktemp -d "${TMPDIR:-/tmp}/xiji-jh-sdist-XXXXXX")
+        "$VENV5/bin/python" -m pip download -q --disable-pip-version-check --no-deps \
+            --no-binary :all: -d "$sdist_dir" 'jupyterhub==5.5.1' \
+            || die "cannot download the jupyterhub 5.5.1 sdist from the package index"
+        tar -xzf "$sdist_dir"/jupyterhub-5.5.1.tar.gz -C "$sdist_dir" \
+            jupyterhub-5.5.1/docs/source/_static/rest-api.yml
+        mv "$sdist_dir"/jupyterhub-5.5.1/docs/source/_static/rest-api.yml "$SPEC"
+        rm -rf "$sdist_dir"
+    fi
+fi
 [ -f "$SPEC" ] || die "REST API spec missing at $SPEC (JupyterHub 5.5.1 docs/source/_static/rest-api.yml; set XIJI_CONFORMANCE_SPEC)"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/xiji-schemathesis-XXXXXX")
