@@ -85,21 +85,21 @@ try {
     kernelDialog.waitFor({ state: 'visible', timeout: 120_000 }).then(() => kernelDialog.click()),
   ]);
   await editor.waitFor({ state: 'visible', timeout: 120_000 });
-  // Wait for the kernel to be idle before running (the status shows "Idle").
+  // Wait until the kernel is connected and idle, as a user would see it in the status bar
+  // ("Python 3 (ipykernel) | Idle"); a cell run before that is dropped.
   await page
-    .locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator[data-status="idle"]')
+    .locator('#jp-main-statusbar')
+    .getByText(/\|\s*Idle/)
     .first()
-    .waitFor({ state: 'attached', timeout: 120_000 })
-    .catch(() => step('no idle indicator found; running anyway'));
+    .waitFor({ state: 'visible', timeout: 120_000 });
+  await screenshot(page, 'notebook');
 
   step('run print(6*7)');
+  const firstCell = page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell').first();
+  const output = firstCell.locator('.jp-OutputArea-output').filter({ hasText: '42' }).first();
   await editor.click();
   await page.keyboard.type('print(6*7)');
   await page.keyboard.press('Shift+Enter');
-  const output = page
-    .locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output')
-    .filter({ hasText: '42' })
-    .first();
   await output.waitFor({ state: 'visible', timeout: 120_000 });
   const text = (await output.innerText()).trim();
   await screenshot(page, 'output');
