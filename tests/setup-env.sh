@@ -4,7 +4,7 @@
 #   tests/setup-env.sh && . .cache/test-env.sh
 #
 # Idempotent: a second run only checks and is quick. Safe for developers and CI.
-#   - Debian packages: PostgreSQL, Chromium, fonts, python3-venv, CA certificates
+#   - Debian packages: PostgreSQL, Chromium, fonts (Latin and Chinese), python3-venv, CA certificates
 #   - Python venvs under .cache/: venv5 (JupyterHub 5.5 + JupyterLab + idle culler),
 #     venv6 (JupyterHub 6.x + JupyterLab), venv-tools (schemathesis)
 #   - npm packages under .cache/node: playwright-core, configurable-http-proxy
@@ -38,6 +38,7 @@ APT_PACKAGES=(
     chromium
     fonts-liberation
     fonts-dejavu-core
+    fonts-wqy-microhei
     python3-venv
 )
 missing=()
