@@ -48,6 +48,8 @@ pub struct Hub {
     pub local_addr: SocketAddr,
     /// Key for signing short-lived values (XSRF), generated per database.
     pub secret: String,
+    /// Saves of running nodes as images, and their builder.
+    pub save_images: crate::domain::save_image::SaveImages,
 }
 
 impl Hub {
@@ -90,6 +92,7 @@ pub async fn prepare(config: Config, listener_addr: SocketAddr) -> anyhow::Resul
     ensure_first_admin(&config, &store).await?;
     load_services_and_roles(&config, &store).await?;
     let spawner = make_spawner(&config, &store).await?;
+    let save_images = crate::domain::save_image::SaveImages::from_config(&config.images)?;
     let routes = Arc::new(proxy::RouteTable::new());
     let (driven, hub_route_target): (Arc<dyn proxy::Proxy>, Option<String>) =
         match config.proxy.mode {
@@ -117,6 +120,7 @@ pub async fn prepare(config: Config, listener_addr: SocketAddr) -> anyhow::Resul
         auth: AuthCache::default(),
         local_addr: listener_addr,
         secret,
+        save_images,
     });
     servers::readopt(&hub).await?;
     Ok(hub)

@@ -77,6 +77,87 @@ pub struct Config {
     pub roles: Vec<RoleConfig>,
     /// The proxy: embedded (default) or an external one driven through CHP's REST API.
     pub proxy: ProxySettings,
+    /// Saving running nodes as images (`POST …/save-image`).
+    pub images: ImagesConfig,
+}
+
+/// Saving a node as an image: where saved images go, what they leave out, who approves them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImagesConfig {
+    /// The registry saved images are pushed to, `host[:port]`.
+    pub registry: String,
+    /// Repository path below the registry: a save is `{registry}/{repository_prefix}/{user}/{name}:{tag}`.
+    pub repository_prefix: String,
+    /// Container paths never saved (each with everything below it; `*` and `?` match within
+    /// a component). Default: the work directory, `/tmp`, caches, runtime mounts.
+    pub excludes: Vec<String>,
+    /// Paths excluded besides `excludes` (e.g. dataset mount points).
+    pub extra_excludes: Vec<String>,
+    /// Largest change saved, in GiB of file content (0: no cap).
+    pub size_cap_gb: f64,
+    /// `gzip` (one thread), `pgzip` (parallel gzip, default) or `zstd` (needs Docker ≥ 23 to pull).
+    pub compression: String,
+    /// Compression level (gzip 1–9, zstd 1–19); default 6 for gzip, 3 for zstd.
+    pub compression_level: Option<i32>,
+    /// Saved images go straight into the library (visibility `library`) instead of staying
+    /// private to their owner until an administrator approves them.
+    pub auto_approve: bool,
+    /// Saves running at once; more wait in `queued`.
+    pub max_concurrent_jobs: usize,
+    /// Pause the node while its writable layer is read (a consistent snapshot; the node's
+    /// processes are frozen for that time).
+    pub pause: bool,
+    /// Where temporary layer files go (default: the system's temporary directory).
+    pub temp_dir: Option<PathBuf>,
+    /// Registry hosts spoken to over plain HTTP (loopback registries always are).
+    pub plain_http: Vec<String>,
+    /// Credentials per registry host (`host[:port]`), for the target and for base images.
+    pub credentials: BTreeMap<String, RegistryCredentials>,
+    /// Minutes a finished save job stays readable through the API.
+    pub job_retention_minutes: u64,
+}
+
+/// How the hub authenticates to one registry: `username` + `password` (or `password_file`),
+/// or a bearer `token`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryCredentials {
+    /// User name (HTTP Basic, or the token service's Basic exchange).
+    pub username: Option<String>,
+    /// Password.
+    pub password: Option<String>,
+    /// File holding the password (trailing newline ignored).
+    pub password_file: Option<PathBuf>,
+    /// A bearer token sent as it is.
+    pub token: Option<String>,
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        Self {
+            registry: "127.0.0.1:5000".into(),
+            repository_prefix: "xiji-saved".into(),
+            // The builder's defaults, and what the docker backend writes into every node (the
+            // cluster's SSH keys and host file must not travel with an image).
+            excludes: imagebuilder::DEFAULT_EXCLUDES
+                .iter()
+                .map(|p| (*p).to_owned())
+                .chain(["/etc/xiji/ssh".to_owned(), "/etc/xiji/hostfile".to_owned()])
+                .collect(),
+            extra_excludes: Vec::new(),
+            size_cap_gb: 10.0,
+            compression: "pgzip".into(),
+            compression_level: None,
+            auto_approve: false,
+            max_concurrent_jobs: 1,
+            pause: false,
+            temp_dir: None,
+            plain_http: Vec::new(),
+            credentials: BTreeMap::new(),
+            job_retention_minutes: 24 * 60,
+        }
+    }
 }
 
 /// How the hub reaches users' servers: through its own embedded proxy or an external one.
@@ -331,6 +412,7 @@ impl Default for Config {
             services: Vec::new(),
             roles: Vec::new(),
             proxy: ProxySettings::default(),
+            images: ImagesConfig::default(),
         }
     }
 }
@@ -519,9 +601,49 @@ impl Config {
                 ));
             }
         }
+        self.validate_images()?;
         if let Some(url) = &self.public_url {
             url::Url::parse(url)
                 .map_err(|e| ConfigError::Invalid(format!("public_url {url:?}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    fn validate_images(&self) -> Result<(), ConfigError> {
+        let images = &self.images;
+        if !matches!(images.compression.as_str(), "gzip" | "pgzip" | "zstd") {
+            return Err(ConfigError::Invalid(format!(
+                "images.compression {:?}: use \"gzip\", \"pgzip\" or \"zstd\"",
+                images.compression
+            )));
+        }
+        let registry_ok = !images.registry.is_empty()
+            && !images.registry.contains('/')
+            && !images.registry.contains(char::is_whitespace);
+        if !registry_ok {
+            return Err(ConfigError::Invalid(format!(
+                "images.registry {:?}: give host[:port], e.g. \"127.0.0.1:5000\"",
+                images.registry
+            )));
+        }
+        if !(images.size_cap_gb >= 0.0 && images.size_cap_gb.is_finite()) {
+            return Err(ConfigError::Invalid(
+                "images.size_cap_gb must be 0 (no cap) or more".into(),
+            ));
+        }
+        for (host, c) in &images.credentials {
+            let basic = c.username.is_some();
+            let secret = usize::from(c.password.is_some()) + usize::from(c.password_file.is_some());
+            let ok = if basic {
+                secret == 1 && c.token.is_none()
+            } else {
+                secret == 0 && c.token.is_some()
+            };
+            if !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "images.credentials.\"{host}\": give username with password or password_file, or a token"
+                )));
+            }
         }
         Ok(())
     }

@@ -6,6 +6,7 @@ mod hub_info;
 mod images;
 mod models;
 mod oauth;
+mod save_image;
 mod servers;
 mod tokens;
 mod users;
@@ -110,6 +111,26 @@ pub fn routes(hub: Arc<Hub>) -> Router {
             get(images::get_one)
                 .patch(images::patch)
                 .delete(images::delete),
+        )
+        .route(
+            "/hub/api/users/{name}/server/save-image",
+            post(save_image::save_default),
+        )
+        .route(
+            "/hub/api/users/{name}/servers//save-image",
+            post(save_image::save_default),
+        )
+        .route(
+            "/hub/api/users/{name}/servers/{server}/save-image",
+            post(save_image::save_named),
+        )
+        .route(
+            "/hub/api/users/{name}/save-jobs",
+            get(save_image::list_jobs),
+        )
+        .route(
+            "/hub/api/save-jobs/{id}",
+            get(save_image::get_job).delete(save_image::cancel_job),
         )
         .route("/hub/api/oauth2/authorize", get(oauth::authorize))
         .route("/hub/api/oauth2/token", post(oauth::token))

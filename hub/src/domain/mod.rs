@@ -7,6 +7,7 @@ pub mod identity;
 pub mod images;
 pub mod names;
 pub mod oauth;
+pub mod save_image;
 pub mod servers;
 pub mod tokens;
 

@@ -1,0 +1,201 @@
+//! Saving a running node as an image (a Xiji extension; JupyterHub has no such API):
+//!
+//! - `POST /users/{name}/server/save-image`, `POST /users/{name}/servers/{server}/save-image`
+//!   `{"node", "name", "tag", "description"}` → 202 with the job;
+//! - `GET /save-jobs/{id}`, `DELETE /save-jobs/{id}` (cancel), `GET /users/{name}/save-jobs`.
+//!
+//! Who may: holders of `servers` on the server (its owner, administrators), as for starting it;
+//! and the server's own API token (the one the hub gave the server when it started), which may
+//! save only its own server and read or cancel only that server's jobs.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::Value;
+
+use super::users::groups_for_check;
+use super::{body_as, json, ApiCaller, JsonBody};
+use crate::app::{user_or_404, Hub};
+use crate::db::TokenRow;
+use crate::domain::save_image::{self, SaveImageRequest, SaveJobEntry};
+use crate::error::ApiError;
+use crate::rbac::Resource;
+
+/// The caller's token when it is a server's own token (`kind = server`).
+async fn server_token(hub: &Hub, caller: &ApiCaller) -> Result<Option<TokenRow>, ApiError> {
+    let Some(id) = caller.0.token_id else {
+        return Ok(None);
+    };
+    Ok(hub
+        .store
+        .token_by_id(id)
+        .await?
+        .filter(|t| t.kind == "server"))
+}
+
+/// Checks `scope` on a user's server, except for that server's own token, which is allowed
+/// exactly on its own server (`server_id` known once the server row is read).
+async fn authorize(
+    hub: &Hub,
+    caller: &ApiCaller,
+    scope: &str,
+    user: &str,
+    server: &str,
+    server_id: impl FnOnce() -> Option<i64>,
+) -> Result<(), ApiError> {
+    if let Some(token) = server_token(hub, caller).await? {
+        let own_user = caller.0.user().is_some_and(|u| u.name == user);
+        if !own_user {
+            return Err(ApiError::no_access());
+        }
+        return match (token.server_id, server_id()) {
+            (Some(mine), Some(target)) if mine == target => Ok(()),
+            _ => Err(ApiError::forbidden(
+                "A server's API token may save only its own server",
+            )),
+        };
+    }
+    let groups = groups_for_check(hub, caller, user).await?;
+    caller.require(
+        &[scope],
+        &Resource::Server {
+            user,
+            server_name: server,
+            user_groups: &groups,
+        },
+    )
+}
+
+async fn save(
+    hub: Arc<Hub>,
+    caller: ApiCaller,
+    name: String,
+    server: String,
+    body: Option<Value>,
+) -> Result<Response, ApiError> {
+    // Scope check first (404/403 before anything about the user is revealed), then again with
+    // the server's row for a server token.
+    let server_token = server_token(&hub, &caller).await?;
+    if server_token.is_none() {
+        authorize(&hub, &caller, "servers", &name, &server, || None).await?;
+    } else if caller.0.user().is_none_or(|u| u.name != name) {
+        return Err(ApiError::no_access());
+    }
+    let user = user_or_404(&hub, &name).await?;
+    let row = hub.store.server(user.id, &server).await?.ok_or_else(|| {
+        ApiError::not_found(format!("{} has no server named {server:?}", user.name))
+    })?;
+    if server_token.is_some() {
+        authorize(&hub, &caller, "servers", &name, &server, || Some(row.id)).await?;
+    }
+    let request: SaveImageRequest = body_as(body)?.unwrap_or_default();
+    let job = save_image::start(&hub, &user, &row, request).await?;
+    Ok(json(StatusCode::ACCEPTED, job.model()))
+}
+
+/// `POST /users/{name}/server/save-image`.
+pub async fn save_default(
+    State(hub): State<Arc<Hub>>,
+    caller: ApiCaller,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    save(hub, caller, name, String::new(), body).await
+}
+
+/// `POST /users/{name}/servers/{server}/save-image`.
+pub async fn save_named(
+    State(hub): State<Arc<Hub>>,
+    caller: ApiCaller,
+    Path((name, server)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    save(hub, caller, name, server, body).await
+}
+
+/// The job, if the caller may see it with `scope`; 404 otherwise (as for a missing job).
+async fn visible_job(
+    hub: &Hub,
+    caller: &ApiCaller,
+    scope: &str,
+    id: &str,
+) -> Result<Arc<SaveJobEntry>, ApiError> {
+    let missing = || ApiError::not_found(format!("No such save job: {id}"));
+    let job = hub.save_images.job(id).ok_or_else(missing)?;
+    let server_id = job.server_id;
+    authorize(hub, caller, scope, &job.user_name, &job.server_name, || {
+        Some(server_id)
+    })
+    .await
+    .map_err(|e| {
+        let hidden = e.status == StatusCode::NOT_FOUND
+            || (e.status == StatusCode::FORBIDDEN && scope == "read:servers");
+        if hidden {
+            missing()
+        } else {
+            e
+        }
+    })?;
+    Ok(job)
+}
+
+/// `GET /save-jobs/{id}`.
+pub async fn get_job(
+    State(hub): State<Arc<Hub>>,
+    caller: ApiCaller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = visible_job(&hub, &caller, "read:servers", &id).await?;
+    Ok(json(StatusCode::OK, job.model()))
+}
+
+/// `DELETE /save-jobs/{id}`: cancels the job (a finished job is left as it is); answers the
+/// job's model.
+pub async fn cancel_job(
+    State(hub): State<Arc<Hub>>,
+    caller: ApiCaller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = visible_job(&hub, &caller, "servers", &id).await?;
+    job.cancel();
+    Ok(json(StatusCode::ACCEPTED, job.model()))
+}
+
+/// `GET /users/{name}/save-jobs`: the user's save jobs, newest first (a server's token sees
+/// its own server's).
+pub async fn list_jobs(
+    State(hub): State<Arc<Hub>>,
+    caller: ApiCaller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let own_server = match server_token(&hub, &caller).await? {
+        Some(token) => {
+            if caller.0.user().is_none_or(|u| u.name != name) {
+                return Err(ApiError::no_access());
+            }
+            Some(token.server_id.unwrap_or(-1))
+        }
+        None => {
+            let groups = groups_for_check(&hub, &caller, &name).await?;
+            caller.require(
+                &["read:servers"],
+                &Resource::User {
+                    name: &name,
+                    groups: &groups,
+                },
+            )?;
+            None
+        }
+    };
+    let user = user_or_404(&hub, &name).await?;
+    let jobs: Vec<Value> = hub
+        .save_images
+        .jobs_of(user.id)
+        .iter()
+        .filter(|j| own_server.is_none_or(|s| j.server_id == s))
+        .map(|j| j.model())
+        .collect();
+    Ok(json(StatusCode::OK, Value::Array(jobs)))
+}
