@@ -55,6 +55,7 @@
 mod files;
 mod host;
 mod naming;
+mod state;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -87,6 +88,7 @@ use crate::{
     ClusterResources, NodeInfo, ProgressEvent, ProgressSender, ResourceLimits, SpawnSpec, Spawner,
     SpawnerError, Started,
 };
+use state::{ClusterState, NodeState};
 
 /// Where the MPI hostfile is inside every node (also in `$XIJI_HOSTFILE`).
 pub const HOSTFILE_PATH: &str = "/etc/xiji/hostfile";
@@ -188,58 +190,6 @@ impl DockerConfig {
             init: false,
             test_failing_node: None,
         }
-    }
-}
-
-/// The state blob of a cluster.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct ClusterState {
-    backend: String,
-    cluster_id: String,
-    network_id: String,
-    network_name: String,
-    /// node-0's URL.
-    url: String,
-    nodes: Vec<NodeState>,
-    storage_enforced: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct NodeState {
-    name: String,
-    container_id: String,
-    container_name: String,
-    url: String,
-    service_prefix: String,
-    oauth_client_id: Option<String>,
-}
-
-impl ClusterState {
-    fn from_blob(state: &serde_json::Value) -> Result<Option<Self>, SpawnerError> {
-        let empty = state.is_null() || state.as_object().is_some_and(|o| o.is_empty());
-        if empty {
-            return Ok(None);
-        }
-        let parsed: Self = serde_json::from_value(state.clone())
-            .map_err(|e| SpawnerError::InvalidState(e.to_string()))?;
-        if parsed.backend != "docker" || parsed.cluster_id.is_empty() {
-            return Err(SpawnerError::InvalidState(
-                "not a docker cluster state".into(),
-            ));
-        }
-        Ok(Some(parsed))
-    }
-
-    fn node_infos(&self) -> Vec<NodeInfo> {
-        self.nodes
-            .iter()
-            .map(|n| NodeInfo {
-                name: n.name.clone(),
-                url: n.url.clone(),
-                service_prefix: n.service_prefix.clone(),
-                oauth_client_id: n.oauth_client_id.clone(),
-            })
-            .collect()
     }
 }
 
@@ -568,7 +518,14 @@ impl DockerSpawner {
                 )
             })?;
 
-        let url = self.node_url(&id, &plan.name, &node).await?;
+        let url = match self.node_url(&id, &plan.name, &node).await {
+            Ok(url) => url,
+            // A node that exits at once has no address any more: say why it exited.
+            Err(e) => match self.container_exit(&id).await {
+                Ok(Some(status)) => return Err(self.exited_early(&id, &node, status).await),
+                _ => return Err(e),
+            },
+        };
         let prefix = node_service_prefix(&plan.server_prefix, k);
         self.wait_node_ready(&id, &node, &format!("{url}{prefix}api"))
             .await?;
@@ -748,15 +705,7 @@ impl DockerSpawner {
             loop {
                 tokio::time::sleep(NODE_CHECK_INTERVAL).await;
                 match self.container_exit(id).await {
-                    Ok(Some(status)) => {
-                        return node_failed(
-                            node,
-                            format!(
-                            "its container exited with status {status} before the server answered"
-                        ),
-                            self.log_tail(id).await,
-                        )
-                    }
+                    Ok(Some(status)) => return self.exited_early(id, node, status).await,
                     Ok(None) => {}
                     Err(e) => return e,
                 }
@@ -769,6 +718,15 @@ impl DockerSpawner {
             },
             failed = exited => Err(failed),
         }
+    }
+
+    /// The error for a node whose container stopped before its server answered.
+    async fn exited_early(&self, id: &str, node: &str, status: i32) -> SpawnerError {
+        node_failed(
+            node,
+            format!("its container exited with status {status} before the server answered"),
+            self.log_tail(id).await,
+        )
     }
 
     /// `None` while the container runs; `Some(status)` once it is gone or stopped.
@@ -1165,37 +1123,6 @@ fn path_component(name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_state_blob_round_trips_and_foreign_blobs_are_refused() {
-        let state = ClusterState {
-            backend: "docker".into(),
-            cluster_id: "00ff00ff00ff".into(),
-            network_id: "net".into(),
-            network_name: "xiji-alice-00ff00ff00ff".into(),
-            url: "http://172.18.0.2:8888".into(),
-            nodes: vec![NodeState {
-                name: "node-0".into(),
-                container_id: "c0".into(),
-                container_name: "xiji-alice-00ff00ff00ff-node-0".into(),
-                url: "http://172.18.0.2:8888".into(),
-                service_prefix: "/user/alice/".into(),
-                oauth_client_id: Some("jupyterhub-user-alice".into()),
-            }],
-            storage_enforced: false,
-        };
-        let blob = serde_json::to_value(&state).unwrap();
-        assert_eq!(ClusterState::from_blob(&blob).unwrap(), Some(state));
-        assert_eq!(
-            DockerSpawner::cluster_id_from_state(&blob).as_deref(),
-            Some("00ff00ff00ff")
-        );
-        assert_eq!(
-            ClusterState::from_blob(&serde_json::json!({})).unwrap(),
-            None
-        );
-        assert!(ClusterState::from_blob(&serde_json::json!({"pid": 3})).is_err());
-    }
 
     #[test]
     fn progress_only_moves_forward_and_stays_below_100() {
