@@ -27,8 +27,8 @@ export DOCKER_BUILDKIT=0
 log() { echo "[images/build.sh] $*" >&2; }
 
 content_hash() {
-    (cd "$here/base-notebook" && find . -type f -print0 | LC_ALL=C sort -z \
-        | xargs -0 sha256sum) | sha256sum | cut -c1-16
+    { (cd "$here/base-notebook" && find . -type f -print0 | LC_ALL=C sort -z \
+        | xargs -0 sha256sum); cat "$here"/../extensions/dist/*.whl.hash; } | sha256sum | cut -c1-16
 }
 
 ensure_base_rootfs() {
@@ -56,6 +56,8 @@ SOURCES
 
 build_notebook() {
     local hash current
+    # Xiji's JupyterLab extension, installed in the image (quick when it is up to date).
+    "$here/../extensions/build.sh"
     hash="$(content_hash)"
     current="$(docker image inspect -f '{{ index .Config.Labels "org.xiji.content-hash" }}' \
         "$image:latest" 2>/dev/null || true)"
@@ -68,6 +70,7 @@ build_notebook() {
     context="$(mktemp -d /tmp/xiji-build.XXXXXX)"
     cp -a "$here/base-notebook/." "$context/"
     cp "$ca_bundle" "$context/ca-certificates.crt"
+    mkdir -p "$context/xiji-wheels" && cp "$here"/../extensions/dist/*.whl "$context/xiji-wheels/"
     log "building $image:latest (content hash $hash)"
     docker build --quiet --label "org.xiji.content-hash=$hash" \
         --build-arg "BASE_IMAGE=$base_image" -t "$image:latest" "$context" > /dev/null
