@@ -157,6 +157,9 @@ impl RegistrySession {
             platform_resolver: Some(Box::new(oci_client::client::linux_amd64_resolver)),
             max_concurrent_upload: config.concurrency.max(1),
             connect_timeout: Some(std::time::Duration::from_secs(10)),
+            // Per read, not per request: a registry that stops answering fails the job
+            // instead of holding it (and its queue slot) forever.
+            read_timeout: Some(std::time::Duration::from_secs(120)),
             ..Default::default()
         })
         .map_err(|e| Error::registry("setting up the registry client", e))?;
