@@ -197,13 +197,28 @@
       open: $('.js-open', card), del: $('.js-delete', card)
     };
     this.progressBox = $('.js-progress', card);
+    // The default server's card holds the spawn form (image and sizes) and, when running, the
+    // cluster's nodes.
+    this.form = $('.js-spawn-form', card);
+    this.optionsBox = $('.js-spawn-options', card);
+    this.clusterBox = $('.js-cluster', card);
+    this.spawnError = $('.js-spawn-error', card);
     this.progress = new ProgressView(card, card.dataset.progress, {
-      ready: function () { self.setStatus('running'); setTimeout(function () { if (self.card.dataset.status === 'running') { show(self.progressBox, false); } }, 4000); },
+      ready: function () { self.setStatus('running'); self.loadCluster(); setTimeout(function () { if (self.card.dataset.status === 'running') { show(self.progressBox, false); } }, 4000); },
       failed: function () { self.failed = true; self.setStatus('stopped'); },
       lost: function () { self.refresh(); }
     });
     this.failed = false;
-    if (this.buttons.start) { this.buttons.start.addEventListener('click', function () { self.start(); }); }
+    if (this.form) {
+      // The Start button submits the form (also with the Enter key in a field).
+      this.form.addEventListener('submit', function (ev) {
+        ev.preventDefault();
+        if (self.card.dataset.status === 'stopped') { self.start(spawnOptions(self.form)); }
+      });
+    } else if (this.buttons.start && this.buttons.start.tagName === 'BUTTON') {
+      // A link (a named server's spawn page) just navigates.
+      this.buttons.start.addEventListener('click', function () { self.start(); });
+    }
     if (this.buttons.stop) { this.buttons.stop.addEventListener('click', function () { self.stop(); }); }
     if (this.buttons.del) { this.buttons.del.addEventListener('click', function () { self.remove(); }); }
     if (card.dataset.status === 'pending') { this.progress.follow(); }
@@ -221,24 +236,59 @@
     show(this.buttons.open, status === 'running');
     show(this.buttons.stop, status === 'running');
     show(this.buttons.del, status === 'stopped');
+    show(this.optionsBox, status === 'stopped');
+    show(this.clusterBox, status === 'running');
     if (this.buttons.start) { busy(this.buttons.start, false); }
     if (this.buttons.stop) { busy(this.buttons.stop, false); }
     show(this.progressBox, status === 'pending' || (status === 'running' && !this.progressBox.hidden) || (status === 'stopped' && this.failed));
   };
 
-  ServerCard.prototype.start = function () {
+  ServerCard.prototype.showSpawnError = function (message) {
+    if (!this.spawnError) { return; }
+    this.spawnError.textContent = message ? t('spawn_refused') + ' ' + message : '';
+    show(this.spawnError, !!message);
+  };
+
+  // Re-reads the cluster's nodes (image, size, links) from the page once the server is ready.
+  ServerCard.prototype.loadCluster = function () {
+    var self = this;
+    if (!self.clusterBox) { return; }
+    fetch(window.location.pathname, { credentials: 'same-origin' })
+      .then(function (r) { return r.text(); })
+      .then(function (html) {
+        var doc = new DOMParser().parseFromString(html, 'text/html');
+        var fresh = $$('.server', doc).filter(function (c) {
+          return (c.dataset.server || '') === self.name() && !c.closest('template');
+        })[0];
+        var box = fresh && $('.js-cluster', fresh);
+        if (box) { self.clusterBox.innerHTML = box.innerHTML; }
+      })
+      .catch(function () { /* the links appear on the next visit */ });
+  };
+
+  ServerCard.prototype.start = function (options) {
     var self = this;
     self.failed = false;
+    self.showSpawnError('');
     self.progress.reset();
     self.setStatus('pending');
     var answered = false;
-    api('POST', self.card.dataset.api).then(function () {
+    var body = options && Object.keys(options).length ? options : undefined;
+    api('POST', self.card.dataset.api, body).then(function () {
       answered = true;
       // 201: ready already; 202: still starting. The stream says which, either way.
       if (!self.progress.active && self.card.dataset.status === 'pending') { self.progress.follow(); }
     }).catch(function (err) {
       answered = true;
       self.progress.stop();
+      if (err.status === 400 && self.form) {
+        // Refused before anything started: say why next to the form, values as typed.
+        self.setStatus('stopped');
+        show(self.progressBox, false);
+        self.showSpawnError(err.message);
+        if (self.spawnError) { self.spawnError.scrollIntoView({ block: 'nearest' }); }
+        return;
+      }
       self.failed = true;
       self.progress.set(100, t('progress_failed') + ' ' + err.message, 'failed');
       self.setStatus('stopped');
@@ -319,6 +369,11 @@
       var input = $('#server-name', form);
       var name = input.value.trim();
       if (!name) { return; }
+      if (form.dataset.spawnBase) {
+        // Clusters: the new server's spawn page asks for its image and sizes.
+        window.location.assign(form.dataset.spawnBase + encodeURIComponent(name));
+        return;
+      }
       var existing = $$('.server', $('#named-servers')).filter(function (c) { return c.dataset.server === name; })[0];
       if (existing) { existing.scrollIntoView({ block: 'center' }); return; }
       var card = tpl.content.querySelector('.server').cloneNode(true);
@@ -336,6 +391,95 @@
       list.appendChild(card);
       input.value = '';
       new ServerCard(card, userApi).start();
+    });
+  }
+
+  // ---- spawn form and cluster nodes ---------------------------------------------------------
+
+  var OPTION_FIELDS = ['image', 'nodes', 'cpus', 'memory', 'gpus', 'storage'];
+
+  // The spawn form's filled-in fields, as the API's user_options.
+  function spawnOptions(form) {
+    var data = new FormData(form);
+    var out = {};
+    OPTION_FIELDS.forEach(function (k) {
+      var v = data.get(k);
+      if (typeof v === 'string' && v.trim()) { out[k] = v.trim(); }
+    });
+    return out;
+  }
+
+  function initSpawnForms() {
+    $$('.js-spawn-form').forEach(function (form) {
+      // An image that needs a GPU asks for one.
+      form.addEventListener('change', function (ev) {
+        var radio = ev.target;
+        if (radio.name !== 'image' || radio.dataset.needsGpu !== 'true') { return; }
+        var gpus = form.elements.gpus;
+        if (gpus && !gpus.disabled && (gpus.value === '' || gpus.value === '0')) { gpus.value = '1'; }
+      });
+    });
+  }
+
+  // "Save image" on a node: the save-image API starts a job; its progress shows beside the node.
+  function initSaveImage() {
+    document.addEventListener('click', function (ev) {
+      var button = ev.target.closest('.js-save-image');
+      if (!button) { return; }
+      var node = button.closest('.node');
+      var status = node ? $('.js-save-status', node) : null;
+      var say = function (text) { if (status) { status.textContent = text; } else { flash(text, 'ok'); } };
+      var name = window.prompt(t('save_image_prompt'), '');
+      if (name === null || !name.trim()) { return; }
+      busy(button, true);
+      say(t('save_image_started'));
+      api('POST', button.dataset.api, { node: button.dataset.node, name: name.trim() }).then(function (r) {
+        var job = r.data || {};
+        if (!job.id) { busy(button, false); say(t('save_image_started')); return; }
+        followSaveJob(job.id, button, say, 0);
+      }).catch(function (err) {
+        busy(button, false);
+        say(err.status === 404 || err.status === 405 ? t('save_image_unavailable') : t('save_image_failed', { reason: err.message }));
+      });
+    });
+  }
+
+  function followSaveJob(id, button, say, polls) {
+    api('GET', '/hub/api/save-jobs/' + encodeURIComponent(id)).then(function (r) {
+      var job = r.data || {};
+      if (job.state === 'done') {
+        busy(button, false);
+        say(t('save_image_done', { image: job.image || job.name || '' }));
+      } else if (job.state === 'failed' || job.state === 'cancelled') {
+        busy(button, false);
+        say(t('save_image_failed', { reason: job.reason || job.state }));
+      } else if (polls < 3600) {
+        say(t('save_image_progress', { percent: Math.round(Number(job.percent) || 0) }));
+        setTimeout(function () { followSaveJob(id, button, say, polls + 1); }, 2000);
+      } else {
+        busy(button, false);
+      }
+    }).catch(function (err) {
+      busy(button, false);
+      say(t('save_image_failed', { reason: err.message }));
+    });
+  }
+
+  // ---- image library forms -----------------------------------------------------------------
+
+  function initImageForms() {
+    // Desktop-only fields (start command, VNC password and port) follow the kind.
+    var kind = $('#image-kind');
+    if (kind) {
+      kind.addEventListener('change', function () {
+        $$('.js-desktop-only').forEach(function (el) { show(el, kind.value === 'desktop'); });
+      });
+    }
+    document.addEventListener('submit', function (ev) {
+      var form = ev.target;
+      if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+        ev.preventDefault();
+      }
     });
   }
 
@@ -522,6 +666,9 @@
     showPendingFlash();
     localizeTimes(document);
     initHome();
+    initSpawnForms();
+    initSaveImage();
+    initImageForms();
     initPending();
     initToken();
     initAdmin();

@@ -4,7 +4,11 @@
 //! (cookie authentication plus the `X-XSRFToken` header), as JupyterHub's pages do.
 
 mod auth;
+mod cluster;
+#[cfg(test)]
+mod cluster_tests;
 mod i18n;
+mod images;
 mod pages;
 mod spawn;
 mod templates;
@@ -43,6 +47,24 @@ pub fn routes(hub: Arc<Hub>) -> Router {
         .route("/hub/home", get(pages::home))
         .route("/hub/token", get(pages::token))
         .route("/hub/admin", get(pages::admin))
+        .route("/hub/admin/images", get(images::admin_list))
+        .route(
+            "/hub/admin/images/new",
+            get(images::admin_new).post(images::admin_create),
+        )
+        .route(
+            "/hub/admin/images/{id}",
+            get(images::admin_edit).post(images::admin_update),
+        )
+        .route(
+            "/hub/admin/images/{id}/{action}",
+            axum::routing::post(images::admin_action),
+        )
+        .route("/hub/images", get(images::mine))
+        .route(
+            "/hub/images/{id}/{action}",
+            axum::routing::post(images::mine_action),
+        )
         .route(
             "/hub/spawn/{name}",
             get(spawn::spawn_get).post(spawn::spawn_post),
@@ -347,6 +369,10 @@ impl PageRequest {
                 name => u.name.clone(),
                 admin => u.is_admin(),
                 can_admin => self.caller.as_ref().is_some_and(|c| can_admin(c)),
+                library_admin => self
+                    .caller
+                    .as_ref()
+                    .is_some_and(|c| crate::domain::images::is_library_admin(&c.scopes)),
             }
         });
         let base = context! {

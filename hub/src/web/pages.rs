@@ -8,6 +8,7 @@ use axum::response::Response;
 use minijinja::context;
 use serde::Serialize;
 
+use super::cluster::{cluster_view, spawn_form, ClusterView, FormRequest};
 use super::{can_admin, login_url, redirect, PageError, PageRequest};
 use crate::app::Hub;
 use crate::clock::{self, Micros};
@@ -45,7 +46,11 @@ pub(crate) struct ServerView {
     url: String,
     api_url: String,
     progress_url: String,
+    /// The spawn page (`/hub/spawn/{user}[/{server}]`).
+    spawn_url: String,
     last_activity: Option<String>,
+    /// A running cluster's image, size and nodes.
+    cluster: Option<ClusterView>,
 }
 
 pub(crate) fn server_view(user: &str, name: &str, row: Option<&ServerRow>) -> ServerView {
@@ -65,14 +70,32 @@ pub(crate) fn server_view(user: &str, name: &str, row: Option<&ServerRow>) -> Se
         url: service_prefix(user, name),
         api_url,
         progress_url,
+        spawn_url: super::spawn::spawn_path(user, name),
         last_activity: iso(row.and_then(|r| r.last_activity)),
+        cluster: None,
     }
 }
 
-/// `GET /hub/home`: the default server and the named ones, with start/stop/open.
+/// [`server_view`] with the cluster of a running server.
+async fn server_view_with_cluster(
+    hub: &Hub,
+    user: &str,
+    name: &str,
+    row: Option<&ServerRow>,
+) -> Result<ServerView, PageError> {
+    let mut view = server_view(user, name, row);
+    if let Some(row) = row {
+        view.cluster = cluster_view(hub, user, row).await?;
+    }
+    Ok(view)
+}
+
+/// `GET /hub/home[?image=ID]`: the default server (with the spawn form when stopped, its
+/// cluster's nodes when running) and the named ones, with start/stop/open.
 pub(crate) async fn home(
     State(hub): State<Arc<Hub>>,
     page: PageRequest,
+    Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
     let (user, _) = page.require_user()?;
     let rows = hub
@@ -81,18 +104,37 @@ pub(crate) async fn home(
         .await?
         .remove(&user.id)
         .unwrap_or_default();
-    let default = server_view(&user.name, "", rows.iter().find(|r| r.name.is_empty()));
-    let named: Vec<ServerView> = rows
+    let default_row = rows.iter().find(|r| r.name.is_empty());
+    let default = server_view_with_cluster(&hub, &user.name, "", default_row).await?;
+    let mut named = Vec::new();
+    for r in rows.iter().filter(|r| !r.name.is_empty()) {
+        named.push(server_view_with_cluster(&hub, &user.name, &r.name, Some(r)).await?);
+    }
+    let wanted_image = query
         .iter()
-        .filter(|r| !r.name.is_empty())
-        .map(|r| server_view(&user.name, &r.name, Some(r)))
-        .collect();
+        .rev()
+        .find(|(k, _)| k == "image")
+        .map(|(_, v)| v.as_str());
+    let spawn = spawn_form(
+        &hub,
+        FormRequest {
+            user: &user.name,
+            server: "",
+            row: default_row,
+            values: None,
+            wanted_image,
+            error: None,
+            next: None,
+        },
+    )
+    .await?;
     Ok(page.render(
         "home.html",
         context! {
             page => "home",
             default => default,
             named => named,
+            spawn => spawn,
             // The card the script copies for a new named server.
             placeholder => server_view(&user.name, "new", None),
             allow_named => hub.config.allow_named_servers,
@@ -198,22 +240,20 @@ pub(crate) async fn admin(
         .await?;
     let ids: Vec<i64> = rows.iter().map(|u| u.id).collect();
     let mut servers = hub.store.servers_of(&ids).await?;
-    let users: Vec<UserView> = rows
-        .into_iter()
-        .map(|u| {
-            let own = servers.remove(&u.id).unwrap_or_default();
-            let default = own.iter().find(|s| s.name.is_empty());
-            UserView {
-                server: server_view(&u.name, "", default),
-                api_url: format!("/hub/api/users/{}", url_quote(&u.name)),
-                is_self: u.id == me.id,
-                admin: u.is_admin(),
-                last_activity: iso(u.last_activity),
-                account_role: u.account_role,
-                name: u.name,
-            }
-        })
-        .collect();
+    let mut users: Vec<UserView> = Vec::with_capacity(rows.len());
+    for u in rows {
+        let own = servers.remove(&u.id).unwrap_or_default();
+        let default = own.iter().find(|s| s.name.is_empty());
+        users.push(UserView {
+            server: server_view_with_cluster(&hub, &u.name, "", default).await?,
+            api_url: format!("/hub/api/users/{}", url_quote(&u.name)),
+            is_self: u.id == me.id,
+            admin: u.is_admin(),
+            last_activity: iso(u.last_activity),
+            account_role: u.account_role,
+            name: u.name,
+        });
+    }
     let page_link = |offset: i64| {
         let offset = offset.to_string();
         let mut pairs = vec![("offset", offset.as_str())];

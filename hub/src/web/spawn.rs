@@ -15,12 +15,15 @@ use minijinja::context;
 use serde_json::json;
 
 use super::auth::{check_xsrf, parse_form};
+use super::cluster::{spawn_form, FormRequest, SpawnForm, SpawnValues};
 use super::pages::status_of;
 use super::{encode_query, redirect, safe_next, PageError, PageRequest};
 use crate::app::Hub;
 use crate::db::{ServerRow, UserRow};
+use crate::domain::clusters;
 use crate::domain::identity::Caller;
 use crate::domain::servers::{self, service_prefix, url_quote, Outcome};
+use crate::domain::HubError;
 use crate::rbac::{self, Access, Resource};
 
 /// How long a spawn started from a page may take before the browser is sent to the progress
@@ -117,8 +120,9 @@ fn next_param(query: &[(String, String)]) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// `GET /hub/spawn/{name}[/{server}]`: starts the server (owner, or anyone with `servers` on
-/// it) and shows its progress.
+/// `GET /hub/spawn/{name}[/{server}][?image=ID]`: shows the spawn form when the backend takes
+/// options (a cluster's image and sizes), else starts the server (owner, or anyone with
+/// `servers` on it) and shows its progress.
 pub(crate) async fn spawn_get(
     State(hub): State<Arc<Hub>>,
     page: PageRequest,
@@ -126,10 +130,24 @@ pub(crate) async fn spawn_get(
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
     let (name, server) = path_params(&params);
-    spawn(&hub, &page, &name, &server, next_param(&query)).await
+    let wanted_image = query
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "image")
+        .map(|(_, v)| v.as_str());
+    let request = SpawnRequest {
+        name: &name,
+        server: &server,
+        next: next_param(&query),
+        // A backend that takes sizes asks for them first (JupyterHub's options form).
+        form: FormMode::AskFirst { wanted_image },
+    };
+    spawn(&hub, &page, request).await
 }
 
-/// `POST /hub/spawn/{name}[/{server}]`: the same from a form (the "not running" page).
+/// `POST /hub/spawn/{name}[/{server}]`: starts the server with the spawn form's options (a
+/// refused request shows the form again, with the reason and the values as typed); a form
+/// without option fields (the "not running" page's button) starts with the previous options.
 pub(crate) async fn spawn_post(
     State(hub): State<Arc<Hub>>,
     page: PageRequest,
@@ -141,16 +159,49 @@ pub(crate) async fn spawn_post(
     let form = parse_form(&body)?;
     check_xsrf(&headers, &form)?;
     let (name, server) = path_params(&params);
-    spawn(&hub, &page, &name, &server, next_param(&query)).await
+    let request = SpawnRequest {
+        name: &name,
+        server: &server,
+        next: next_param(&query),
+        form: match SpawnValues::from_form(&form) {
+            Some(values) => FormMode::Posted(values),
+            None => FormMode::Start,
+        },
+    };
+    spawn(&hub, &page, request).await
+}
+
+/// How a spawn request relates to the spawn form.
+enum FormMode<'a> {
+    /// Show the form if the backend takes options, else start.
+    AskFirst {
+        /// Image to preselect.
+        wanted_image: Option<&'a str>,
+    },
+    /// Start with these options from the form; show it again if they are refused.
+    Posted(SpawnValues),
+    /// Start with the previous options.
+    Start,
+}
+
+struct SpawnRequest<'a> {
+    name: &'a str,
+    server: &'a str,
+    next: Option<String>,
+    form: FormMode<'a>,
 }
 
 async fn spawn(
     hub: &Arc<Hub>,
     page: &PageRequest,
-    name: &str,
-    server: &str,
-    next: Option<String>,
+    request: SpawnRequest<'_>,
 ) -> Result<Response, PageError> {
+    let SpawnRequest {
+        name,
+        server,
+        next,
+        form,
+    } = request;
     let (_, caller) = page.require_user()?;
     if !server.is_empty() && !hub.config.allow_named_servers {
         return Err(PageError::with_key(
@@ -162,6 +213,7 @@ async fn spawn(
     check_access(caller, "servers", name, server, &groups)?;
     let user = find_user(hub, name).await?;
     let row = hub.store.server(user.id, server).await?;
+    let next_given = next.clone();
     let target = next.unwrap_or_else(|| service_prefix(&user.name, server));
     match status_of(row.as_ref()) {
         "running" => return Ok(redirect(&target)),
@@ -174,16 +226,49 @@ async fn spawn(
         }
         _ => {}
     }
+    let form_request =
+        |values: Option<SpawnValues>, error: Option<String>, wanted_image| FormRequest {
+            user: name,
+            server,
+            row: row.as_ref(),
+            values,
+            wanted_image,
+            error,
+            next: next_given.as_deref(),
+        };
+    let values = match form {
+        FormMode::AskFirst { wanted_image } => {
+            if clusters::size_choices(hub).await.is_some() {
+                let form = spawn_form(hub, form_request(None, None, wanted_image)).await?;
+                return Ok(render_spawn_page(page, StatusCode::OK, &user, server, form));
+            }
+            None
+        }
+        FormMode::Posted(values) => Some(values),
+        FormMode::Start => None,
+    };
+    let options = values.as_ref().map(SpawnValues::user_options);
     let task = {
         let hub = Arc::clone(hub);
         let user = user.clone();
         let server = server.to_owned();
-        tokio::spawn(async move { servers::start(&hub, &user, &server, None).await })
+        tokio::spawn(async move { servers::start(&hub, &user, &server, options).await })
     };
     match tokio::time::timeout(SPAWN_PAGE_PATIENCE, task).await {
         Ok(Ok(Ok(Outcome::Done))) => Ok(redirect(&target)),
         Ok(Ok(Ok(Outcome::Pending))) | Err(_) => {
             Ok(redirect(&pending_path(&user.name, server, &target)))
+        }
+        Ok(Ok(Err(HubError::BadRequest(message)))) if values.is_some() => {
+            tracing::info!(user.name = %user.name, server.name = %server, reason = %message, "spawn form refused");
+            let form = spawn_form(hub, form_request(values, Some(message), None)).await?;
+            Ok(render_spawn_page(
+                page,
+                StatusCode::BAD_REQUEST,
+                &user,
+                server,
+                form,
+            ))
         }
         Ok(Ok(Err(e))) => Err(e.into()),
         Ok(Err(join)) => {
@@ -191,6 +276,27 @@ async fn spawn(
             Err(PageError::status(StatusCode::INTERNAL_SERVER_ERROR))
         }
     }
+}
+
+/// The spawn form on a page of its own (`spawn.html`).
+fn render_spawn_page(
+    page: &PageRequest,
+    status: StatusCode,
+    user: &UserRow,
+    server: &str,
+    form: SpawnForm,
+) -> Response {
+    page.render_with_status(
+        status,
+        "spawn.html",
+        context! {
+            page => "spawn",
+            owner => user.name.clone(),
+            is_owner => page.user().is_some_and(|me| me.id == user.id),
+            server_name => server,
+            form => form,
+        },
+    )
 }
 
 /// `GET /hub/spawn-pending/{name}[/{server}]?next=`: a progress bar fed by the progress stream;

@@ -29,6 +29,28 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("token.html", include_str!("../../templates/token.html")),
     ("admin.html", include_str!("../../templates/admin.html")),
+    (
+        "admin_nav.html",
+        include_str!("../../templates/admin_nav.html"),
+    ),
+    (
+        "admin_images.html",
+        include_str!("../../templates/admin_images.html"),
+    ),
+    (
+        "admin_image_form.html",
+        include_str!("../../templates/admin_image_form.html"),
+    ),
+    (
+        "my_images.html",
+        include_str!("../../templates/my_images.html"),
+    ),
+    ("spawn.html", include_str!("../../templates/spawn.html")),
+    (
+        "spawn_form.html",
+        include_str!("../../templates/spawn_form.html"),
+    ),
+    ("cluster.html", include_str!("../../templates/cluster.html")),
     ("error.html", include_str!("../../templates/error.html")),
 ];
 

@@ -13,15 +13,23 @@ use super::templates::TEMPLATES;
 use crate::app::Hub;
 use crate::config::Config;
 
-const ADMIN_PASSWORD: &str = "admin-secret-1";
+pub(super) const ADMIN_PASSWORD: &str = "admin-secret-1";
 
-struct TestHub {
-    hub: Arc<Hub>,
+pub(super) struct TestHub {
+    pub(super) hub: Arc<Hub>,
     router: axum::Router,
     _dir: tempfile::TempDir,
 }
 
-async fn test_hub(configure: impl FnOnce(&mut Config)) -> TestHub {
+pub(super) async fn test_hub(configure: impl FnOnce(&mut Config)) -> TestHub {
+    test_hub_with(configure, None).await
+}
+
+/// A hub whose backend is `spawner` (e.g. a multi-node backend without Docker), if given.
+pub(super) async fn test_hub_with(
+    configure: impl FnOnce(&mut Config),
+    spawner: Option<Arc<dyn spawner::Spawner>>,
+) -> TestHub {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config {
         data_dir: dir.path().to_path_buf(),
@@ -32,9 +40,14 @@ async fn test_hub(configure: impl FnOnce(&mut Config)) -> TestHub {
     // Never started here: a command that exists, so no notebook environment is set up.
     config.spawner.local.cmd = vec!["false".into()];
     configure(&mut config);
-    let hub = crate::app::prepare(config, "127.0.0.1:0".parse().unwrap())
+    let mut hub = crate::app::prepare(config, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
+    if let Some(spawner) = spawner {
+        Arc::get_mut(&mut hub)
+            .expect("nothing else holds the hub yet")
+            .spawner = spawner;
+    }
     let router = crate::router(Arc::clone(&hub));
     TestHub {
         hub,
@@ -45,10 +58,10 @@ async fn test_hub(configure: impl FnOnce(&mut Config)) -> TestHub {
 
 /// A browser's cookie jar, enough for these tests (paths ignored).
 #[derive(Default, Clone)]
-struct Jar(BTreeMap<String, String>);
+pub(super) struct Jar(pub(super) BTreeMap<String, String>);
 
 impl Jar {
-    fn header(&self) -> String {
+    pub(super) fn header(&self) -> String {
         self.0
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
@@ -56,7 +69,7 @@ impl Jar {
             .join("; ")
     }
 
-    fn take(&mut self, response: &Response) {
+    pub(super) fn take(&mut self, response: &Response) {
         for value in response.headers().get_all(header::SET_COOKIE) {
             let text = value.to_str().unwrap();
             let (pair, attrs) = text.split_once(';').unwrap_or((text, ""));
@@ -69,7 +82,7 @@ impl Jar {
         }
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
     }
 }
@@ -83,7 +96,7 @@ fn set_cookies(response: &Response) -> Vec<String> {
         .collect()
 }
 
-fn location(response: &Response) -> &str {
+pub(super) fn location(response: &Response) -> &str {
     response
         .headers()
         .get(header::LOCATION)
@@ -91,23 +104,23 @@ fn location(response: &Response) -> &str {
         .unwrap_or("")
 }
 
-async fn body_text(response: Response) -> String {
+pub(super) async fn body_text(response: Response) -> String {
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 22)
         .await
         .unwrap();
     String::from_utf8(bytes.to_vec()).unwrap()
 }
 
-fn form(pairs: &[(&str, &str)]) -> String {
+pub(super) fn form(pairs: &[(&str, &str)]) -> String {
     serde_urlencoded::to_string(pairs).unwrap()
 }
 
 impl TestHub {
-    async fn send(&self, req: Request<Body>) -> Response {
+    pub(super) async fn send(&self, req: Request<Body>) -> Response {
         self.router.clone().oneshot(req).await.unwrap()
     }
 
-    async fn get(&self, jar: &Jar, uri: &str) -> Response {
+    pub(super) async fn get(&self, jar: &Jar, uri: &str) -> Response {
         self.get_with(jar, uri, &[]).await
     }
 
@@ -119,7 +132,7 @@ impl TestHub {
         self.send(req.body(Body::empty()).unwrap()).await
     }
 
-    async fn post_form(&self, jar: &Jar, uri: &str, body: String) -> Response {
+    pub(super) async fn post_form(&self, jar: &Jar, uri: &str, body: String) -> Response {
         self.send(
             Request::post(uri)
                 .header(header::COOKIE, jar.header())
@@ -160,7 +173,7 @@ impl TestHub {
         .await
     }
 
-    async fn login(&self, user: &str, password: &str) -> Jar {
+    pub(super) async fn login(&self, user: &str, password: &str) -> Jar {
         let mut jar = self.visit_login().await;
         let response = self.try_login(&jar, user, password, None).await;
         assert_eq!(response.status(), StatusCode::FOUND);
@@ -168,7 +181,7 @@ impl TestHub {
         jar
     }
 
-    async fn create_user(&self, name: &str, password: &str) {
+    pub(super) async fn create_user(&self, name: &str, password: &str) {
         let user = self
             .hub
             .store
@@ -784,6 +797,26 @@ fn every_message_key_used_by_templates_and_script_exists() {
     for role in ["student", "teacher", "admin"] {
         used.insert(("role".into(), format!("role_{role}")));
     }
+    for visibility in crate::domain::images::VISIBILITIES {
+        used.insert(("image".into(), format!("visibility_{visibility}")));
+    }
+    for kind in crate::domain::images::KINDS {
+        used.insert(("image".into(), format!("image_kind_{kind}")));
+    }
+    for done in [
+        "added",
+        "saved",
+        "enabled",
+        "disabled",
+        "approved",
+        "rejected",
+        "deleted",
+        "requested",
+        "withdrawn",
+    ] {
+        used.insert(("image".into(), format!("image_done_{done}")));
+    }
+    used.insert(("image".into(), "image_vnc_port_invalid".into()));
     for code in [400, 403, 404, 429, 500, 503] {
         used.insert(("error".into(), format!("error_{code}_title")));
         used.insert(("error".into(), format!("error_{code}_text")));

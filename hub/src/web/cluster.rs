@@ -1,0 +1,436 @@
+//! Virtual clusters on the pages: the spawn form (a library image and the size of each node,
+//! with the backend's defaults and limits) and what the home and admin pages show of a running
+//! cluster (its image, its size, and each node with its links).
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::PageError;
+use crate::app::Hub;
+use crate::db::{ImageFilter, ImageRow, ServerRow};
+use crate::domain::clusters::{self, SizeChoices};
+use crate::domain::servers::{service_prefix, url_quote};
+
+/// The spawn form's fields, which are also the `user_options` keys it sends.
+pub(crate) const OPTION_FIELDS: [&str; 6] = ["image", "nodes", "cpus", "memory", "gpus", "storage"];
+
+/// What the spawn form holds, as typed (so a refused request shows the same values again).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub(crate) struct SpawnValues {
+    /// Library image id.
+    pub image: String,
+    /// Number of nodes.
+    pub nodes: String,
+    /// CPU cores per node.
+    pub cpus: String,
+    /// Memory per node, e.g. `2G`.
+    pub memory: String,
+    /// GPUs per node.
+    pub gpus: String,
+    /// Storage per node; empty: no limit.
+    pub storage: String,
+}
+
+impl SpawnValues {
+    /// The values of a posted form, or `None` if it has none of the fields (a bare Start
+    /// button: the previous options are used again).
+    pub(crate) fn from_form(form: &HashMap<String, String>) -> Option<Self> {
+        if !OPTION_FIELDS.iter().any(|k| form.contains_key(*k)) {
+            return None;
+        }
+        let get = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
+        Some(Self {
+            image: get("image"),
+            nodes: get("nodes"),
+            cpus: get("cpus"),
+            memory: get("memory"),
+            gpus: get("gpus"),
+            storage: get("storage"),
+        })
+    }
+
+    /// The `user_options` of a spawn request: the fields that are filled in.
+    pub(crate) fn user_options(&self) -> Value {
+        let mut map = Map::new();
+        for (key, value) in self.pairs() {
+            if !value.is_empty() {
+                map.insert(key.to_owned(), Value::String(value.to_owned()));
+            }
+        }
+        Value::Object(map)
+    }
+
+    fn pairs(&self) -> [(&'static str, &str); 6] {
+        [
+            ("image", &self.image),
+            ("nodes", &self.nodes),
+            ("cpus", &self.cpus),
+            ("memory", &self.memory),
+            ("gpus", &self.gpus),
+            ("storage", &self.storage),
+        ]
+    }
+
+    /// The values of a previous start's stored `user_options` (the library image by its id).
+    fn from_options(options: &Value) -> Self {
+        let text = |key: &str| -> String {
+            let value = match options.get(key) {
+                Some(Value::Array(items)) => items.first(),
+                other => other,
+            };
+            match value {
+                Some(Value::String(s)) => s.trim().to_owned(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => String::new(),
+            }
+        };
+        Self {
+            image: text("image_id"),
+            nodes: text("nodes"),
+            cpus: text("cpus"),
+            memory: text("memory"),
+            gpus: text("gpus"),
+            storage: text("storage"),
+        }
+    }
+}
+
+/// A library image the form offers.
+#[derive(Debug, Serialize)]
+struct ImageChoice {
+    id: String,
+    name: String,
+    description: String,
+    desktop: bool,
+    needs_gpu: bool,
+    reference: String,
+    /// Needs a GPU on a host without one.
+    unavailable: bool,
+}
+
+/// The limits the form shows, as the form's inputs want them.
+#[derive(Debug, Serialize)]
+struct SizeLimitsView {
+    max_nodes: u32,
+    min_cpus: String,
+    max_cpus: String,
+    min_memory: String,
+    max_memory: String,
+    /// `None`: GPUs present but not counted.
+    max_gpus: Option<u32>,
+    no_gpu: bool,
+    max_storage: Option<String>,
+}
+
+/// Everything the spawn form template needs.
+#[derive(Debug, Serialize)]
+pub(crate) struct SpawnForm {
+    /// Where the form posts (`/hub/spawn/{user}[/{server}]`, with `next` if any).
+    action: String,
+    /// The backend takes sizes (docker); `false`: only a Start button (local).
+    sizes_configurable: bool,
+    limits: Option<SizeLimitsView>,
+    images: Vec<ImageChoice>,
+    values: SpawnValues,
+    /// Why the last attempt was refused.
+    error: Option<String>,
+}
+
+/// `512M`, `2G`, `1.5G`: sizes in the syntax the form takes.
+pub(crate) fn size_text(bytes: u64) -> String {
+    const UNITS: [(&str, u64); 4] = [
+        ("T", 1 << 40),
+        ("G", 1 << 30),
+        ("M", 1 << 20),
+        ("K", 1 << 10),
+    ];
+    for (unit, div) in UNITS {
+        if bytes >= div {
+            // Exact enough for display: sizes are far below 2^53.
+            let value = bytes as f64 / div as f64;
+            return format!("{}{unit}", number_text(value));
+        }
+    }
+    format!("{bytes}")
+}
+
+/// `1`, `0.5`, `2.25`: a number with at most two decimals.
+pub(crate) fn number_text(x: f64) -> String {
+    let text = format!("{x:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// Which spawn form to show.
+pub(crate) struct FormRequest<'a> {
+    /// The server's owner.
+    pub user: &'a str,
+    /// The server's name (empty: the default server).
+    pub server: &'a str,
+    /// The server's row, for the previous options.
+    pub row: Option<&'a ServerRow>,
+    /// Values typed in a refused attempt.
+    pub values: Option<SpawnValues>,
+    /// An image to preselect (from a Start link on the images page).
+    pub wanted_image: Option<&'a str>,
+    /// Why the last attempt was refused.
+    pub error: Option<String>,
+    /// Where to go once started.
+    pub next: Option<&'a str>,
+}
+
+/// The spawn form of a user's server: values as typed (`values`), else those of the server's
+/// previous start, else the backend's defaults; `wanted_image` (an id) is preselected if
+/// startable.
+pub(crate) async fn spawn_form(hub: &Hub, req: FormRequest<'_>) -> Result<SpawnForm, PageError> {
+    let mut action = super::spawn::spawn_path(req.user, req.server);
+    if let Some(next) = req.next {
+        action = format!("{action}?{}", super::encode_query(&[("next", next)]));
+    }
+    let Some(sizes) = clusters::size_choices(hub).await else {
+        return Ok(SpawnForm {
+            action,
+            sizes_configurable: false,
+            limits: None,
+            images: Vec::new(),
+            values: req.values.unwrap_or_default(),
+            error: req.error,
+        });
+    };
+    let no_gpu = sizes.max_gpus == Some(0);
+    let images: Vec<ImageChoice> = hub
+        .store
+        .list_images(ImageFilter::Startable)
+        .await?
+        .iter()
+        .map(|row| image_choice(row, no_gpu))
+        .collect();
+    let values = match req.values {
+        Some(v) => v,
+        None => {
+            let previous = req
+                .row
+                .and_then(|r| serde_json::from_str::<Value>(&r.user_options).ok())
+                .map(|o| SpawnValues::from_options(&o))
+                .unwrap_or_default();
+            with_defaults(previous, &sizes, &images, req.wanted_image)
+        }
+    };
+    Ok(SpawnForm {
+        action,
+        sizes_configurable: true,
+        limits: Some(limits_view(&sizes)),
+        images,
+        values,
+        error: req.error,
+    })
+}
+
+fn image_choice(row: &ImageRow, no_gpu: bool) -> ImageChoice {
+    ImageChoice {
+        id: row.id.to_string(),
+        name: row.name.clone(),
+        description: row.description.clone(),
+        desktop: row.kind == "desktop",
+        needs_gpu: row.needs_gpu != 0,
+        reference: crate::domain::images::reference(row),
+        unavailable: no_gpu && row.needs_gpu != 0,
+    }
+}
+
+fn limits_view(s: &SizeChoices) -> SizeLimitsView {
+    SizeLimitsView {
+        max_nodes: s.max_nodes,
+        min_cpus: number_text(s.min_cpus),
+        max_cpus: number_text(s.max_cpus),
+        min_memory: size_text(s.min_memory_bytes),
+        max_memory: size_text(s.max_memory_bytes),
+        max_gpus: s.max_gpus,
+        no_gpu: s.max_gpus == Some(0),
+        max_storage: s.max_storage_bytes.map(size_text),
+    }
+}
+
+/// Fills what the previous start left empty with the backend's defaults, and picks the image:
+/// the wanted one, else the previous one, else the first that can start here.
+fn with_defaults(
+    mut v: SpawnValues,
+    sizes: &SizeChoices,
+    images: &[ImageChoice],
+    wanted: Option<&str>,
+) -> SpawnValues {
+    let startable = |id: &str| images.iter().any(|i| i.id == id && !i.unavailable);
+    v.image = match wanted.map(str::trim) {
+        Some(w) if startable(w) => w.to_owned(),
+        _ if startable(&v.image) => v.image,
+        _ => images
+            .iter()
+            .find(|i| !i.unavailable)
+            .map(|i| i.id.clone())
+            .unwrap_or_default(),
+    };
+    if v.nodes.is_empty() {
+        v.nodes = "1".into();
+    }
+    if v.cpus.is_empty() {
+        v.cpus = number_text(sizes.default_cpus);
+    }
+    if v.memory.is_empty() {
+        v.memory = size_text(sizes.default_memory_bytes);
+    }
+    let needs_gpu = images.iter().any(|i| i.id == v.image && i.needs_gpu);
+    if v.gpus.is_empty() || (needs_gpu && v.gpus == "0") {
+        v.gpus = if needs_gpu { "1" } else { "0" }.into();
+    }
+    v
+}
+
+/// A node of a running cluster as the pages show it.
+#[derive(Debug, Serialize)]
+struct NodeView {
+    /// 0 for node-0.
+    index: usize,
+    name: String,
+    /// Its public URL path (`/user/alice/node-1/`).
+    url: String,
+    /// `{url}lab`.
+    lab_url: String,
+    /// `{url}desktop/` for desktop images.
+    desktop_url: Option<String>,
+}
+
+/// The size of a cluster's nodes.
+#[derive(Debug, Serialize)]
+struct SizeView {
+    nodes: u32,
+    cpus: String,
+    memory: String,
+    gpus: u32,
+    storage: Option<String>,
+}
+
+/// A running cluster: its image, size and nodes.
+#[derive(Debug, Serialize)]
+pub(crate) struct ClusterView {
+    image_name: Option<String>,
+    desktop: bool,
+    size: Option<SizeView>,
+    nodes: Vec<NodeView>,
+    /// `POST` here saves a node as an image (the save-image API).
+    save_image_api: String,
+}
+
+/// What the pages show of a server's cluster; `None` for a server without nodes (a single
+/// process of the local backend) or one that is not running.
+pub(crate) async fn cluster_view(
+    hub: &Hub,
+    user: &str,
+    row: &ServerRow,
+) -> Result<Option<ClusterView>, PageError> {
+    if row.status != "running" {
+        return Ok(None);
+    }
+    let nodes = clusters::nodes_of(hub, row.state.as_deref());
+    if nodes.is_empty() {
+        return Ok(None);
+    }
+    let options: Value = serde_json::from_str(&row.user_options).unwrap_or(Value::Null);
+    let image = match options.get("image_id").and_then(Value::as_i64) {
+        Some(id) => hub.store.image(id).await?,
+        None => None,
+    };
+    let desktop = image.as_ref().is_some_and(|i| i.kind == "desktop");
+    let image_name = image.map(|i| i.name).or_else(|| {
+        ["image_name", "image"]
+            .iter()
+            .find_map(|k| options.get(*k).and_then(Value::as_str).map(str::to_owned))
+    });
+    let size = hub.spawner.validate(&options).await.ok().map(|r| SizeView {
+        nodes: r.nodes,
+        cpus: r.cpus.map(number_text).unwrap_or_default(),
+        memory: r.memory_bytes.map(size_text).unwrap_or_default(),
+        gpus: r.gpus,
+        storage: r.storage_bytes.map(size_text),
+    });
+    let prefix = service_prefix(user, &row.name);
+    let nodes = nodes
+        .into_iter()
+        .enumerate()
+        .map(|(index, node)| {
+            // Node-0 is served at the server's own prefix.
+            let url = if node.service_prefix.is_empty() {
+                prefix.clone()
+            } else {
+                node.service_prefix
+            };
+            NodeView {
+                index,
+                lab_url: format!("{url}lab"),
+                desktop_url: desktop.then(|| format!("{url}desktop/")),
+                name: node.name,
+                url,
+            }
+        })
+        .collect();
+    let user_q = url_quote(user);
+    let save_image_api = if row.name.is_empty() {
+        format!("/hub/api/users/{user_q}/server/save-image")
+    } else {
+        format!(
+            "/hub/api/users/{user_q}/servers/{}/save-image",
+            url_quote(&row.name)
+        )
+    };
+    Ok(Some(ClusterView {
+        image_name,
+        desktop,
+        size,
+        nodes,
+        save_image_api,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_the_form_takes_them() {
+        assert_eq!(size_text(2 << 30), "2G");
+        assert_eq!(size_text(512 << 20), "512M");
+        assert_eq!(size_text(3 << 29), "1.5G");
+        assert_eq!(number_text(1.0), "1");
+        assert_eq!(number_text(0.5), "0.5");
+        assert_eq!(number_text(0.1 + 0.2), "0.3");
+    }
+
+    #[test]
+    fn only_filled_in_fields_become_user_options() {
+        let form: HashMap<String, String> = [("_xsrf", "x"), ("nodes", " 2 "), ("storage", "")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let values = SpawnValues::from_form(&form).unwrap();
+        assert_eq!(values.nodes, "2");
+        assert_eq!(values.user_options(), serde_json::json!({"nodes": "2"}));
+        let bare: HashMap<String, String> = [("_xsrf".to_owned(), "x".to_owned())].into();
+        assert_eq!(SpawnValues::from_form(&bare), None);
+    }
+
+    #[test]
+    fn a_previous_start_fills_the_form_again() {
+        let v = SpawnValues::from_options(&serde_json::json!({
+            "image": "r/x:1", "image_id": 7, "nodes": "3", "cpus": 0.5, "memory": ["2G"]
+        }));
+        assert_eq!(
+            (
+                v.image.as_str(),
+                v.nodes.as_str(),
+                v.cpus.as_str(),
+                v.memory.as_str()
+            ),
+            ("7", "3", "0.5", "2G")
+        );
+    }
+}
