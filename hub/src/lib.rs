@@ -6,6 +6,7 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod desktop;
 pub mod domain;
 pub mod error;
 pub mod rbac;
@@ -21,6 +22,7 @@ pub fn router(hub: Arc<app::Hub>) -> axum::Router {
     axum::Router::new()
         .merge(api::routes(Arc::clone(&hub)))
         .merge(web::routes(Arc::clone(&hub)))
+        .merge(desktop::routes(Arc::clone(&hub)))
         .layer(axum::middleware::map_response(add_hub_headers))
 }
 

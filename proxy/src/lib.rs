@@ -31,6 +31,7 @@ mod server;
 mod standalone;
 mod table;
 mod tunnel;
+pub mod vnc;
 
 pub use api::serve_api;
 pub use client::ChpClient;

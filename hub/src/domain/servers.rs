@@ -185,6 +185,8 @@ pub async fn start(
             .unwrap_or_else(|| json!({})),
     };
     let (options, resources) = clusters::prepare_options(hub, options).await?;
+    // A desktop image's nodes start its VNC server: command, port and password of its record.
+    let desktop_env = crate::desktop::node_env(hub, &options).await?;
     let token = new_token();
     let token_hash = hash_secret(&token);
     let prefix = service_prefix(&user.name, server_name);
@@ -265,6 +267,7 @@ pub async fn start(
     ] {
         env.insert(k.to_owned(), v);
     }
+    env.extend(desktop_env);
     if hub.spawner.backend_name() == "local" {
         for (k, v) in &hub.config.spawner.local.environment {
             env.insert(k.clone(), v.clone());

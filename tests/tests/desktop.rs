@@ -1,0 +1,474 @@
+//! Web desktops through the real hub on a real Docker Engine: a desktop image added to the
+//! library through the API, a 2-node cluster started with it; in Chromium
+//! (`tests/browser/desktop.mjs`) each node's desktop is opened from `{node url}desktop/`, drawn
+//! (screenshot, pixel variance), typed into (a file appears in that node, checked here with
+//! `docker exec`), and node-0's connection is dropped server-side and comes back by itself;
+//! another logged-in user gets 404 on the page and a refused websocket. Here, without a
+//! browser: anonymous and other users' websockets are refused, cross-origin websockets too,
+//! and the owner's websocket speaks RFB with security type None (the password stays in the hub).
+//!
+//! Needs `XIJI_TEST_DOCKER=1` (tests/run sets it after tests/setup-docker.sh, which builds
+//! `xiji/desktop` through images/build.sh); without it the test says so and returns. With it, a
+//! Docker Engine, image, noVNC or browser that does not work is a failure.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use futures_util::{SinkExt, StreamExt};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tests::{
+    artifacts_dir, expect_json, random_hex, required_env, tail, workspace_root, Hub, HubOptions,
+};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn docker_enabled() -> bool {
+    if std::env::var("XIJI_TEST_DOCKER").as_deref() == Ok("1") {
+        return true;
+    }
+    eprintln!(
+        "NOT RUN: needs XIJI_TEST_DOCKER=1 (tests/setup-docker.sh && . .cache/docker-env.sh)"
+    );
+    false
+}
+
+fn desktop_image() -> String {
+    std::env::var("XIJI_TEST_DESKTOP_IMAGE")
+        .unwrap_or_else(|_| "127.0.0.1:5000/xiji/desktop:latest".into())
+}
+
+/// Containers and networks of one test's hub instance; removed on drop.
+struct Instance(String);
+
+impl Instance {
+    fn filter(&self) -> String {
+        format!("label=org.xiji.hub={}", self.0)
+    }
+
+    fn node_container(&self, node: &str) -> Result<String> {
+        let ids = docker_out(&[
+            "ps",
+            "-q",
+            "--filter",
+            &self.filter(),
+            "--filter",
+            &format!("label=org.xiji.node={node}"),
+        ])?;
+        let mut ids = ids.split_whitespace();
+        let id = ids.next().context(format!("no container for {node}"))?;
+        ensure!(ids.next().is_none(), "more than one container for {node}");
+        Ok(id.to_owned())
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        for args in [
+            vec!["ps", "-a", "-q", "--filter"],
+            vec!["network", "ls", "-q", "--filter"],
+        ] {
+            let mut args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+            args.push(self.filter());
+            let Ok(out) = Command::new("docker").args(&args).output() else {
+                continue;
+            };
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let rm: &[&str] = if args[0] == "network" {
+                &["network", "rm"]
+            } else {
+                &["rm", "-f"]
+            };
+            let _ = Command::new("docker").args(rm).args(&ids).output();
+        }
+    }
+}
+
+fn docker_out(args: &[&str]) -> Result<String> {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .context("cannot run docker")?;
+    ensure!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn novnc_present() -> Result<()> {
+    let dir = std::env::var("XIJI_NOVNC_DIR").unwrap_or_else(|_| "/usr/share/novnc".into());
+    ensure!(
+        PathBuf::from(&dir).join("core/rfb.js").is_file(),
+        "noVNC is not in {dir}: run images/desktop/build.sh (it installs Debian's novnc) or set \
+         XIJI_NOVNC_DIR"
+    );
+    Ok(())
+}
+
+async fn wait_ready(hub: &Hub, user: &str, timeout: Duration) -> Result<Value> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let model = hub.user(user).await?;
+        let server = &model["servers"][""];
+        if server["ready"] == json!(true) {
+            return Ok(server.clone());
+        }
+        if server.is_null() && model["pending"].is_null() {
+            bail!(
+                "{user}'s cluster stopped before it was ready; hub log:\n{}",
+                tail(&hub.log(), 40)
+            );
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{user}'s cluster not ready within {timeout:?}: {model}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Opens a websocket to `path` with extra headers; `Ok(status)` of the refusal, or the stream.
+async fn websocket(
+    hub: &Hub,
+    path: &str,
+    headers: &[(&str, String)],
+) -> Result<
+    std::result::Result<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        u16,
+    >,
+> {
+    let mut request = hub.ws_url(path).into_client_request()?;
+    for (name, value) in headers {
+        request.headers_mut().insert(
+            reqwest::header::HeaderName::from_bytes(name.as_bytes())?,
+            value.parse()?,
+        );
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((ws, _)) => Ok(Ok(ws)),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Ok(Err(response.status().as_u16()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn read_at_least(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    inbox: &mut Vec<u8>,
+    n: usize,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while inbox.len() < n {
+        let next = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .context("no RFB data from the bridge within 20 s")?;
+        match next {
+            Some(Ok(Message::Binary(b))) => inbox.extend_from_slice(&b),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => bail!("websocket failed: {e}"),
+            None => bail!("websocket closed after {} bytes", inbox.len()),
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cluster_of_a_desktop_image_opens_each_node_as_a_desktop_only_for_its_owner() -> Result<()>
+{
+    if !docker_enabled() {
+        return Ok(());
+    }
+    novnc_present()?;
+    let node_modules = PathBuf::from(required_env("XIJI_TEST_NODE_MODULES")?);
+    ensure!(
+        node_modules.join("playwright-core/package.json").is_file(),
+        "{} has no playwright-core: run tests/setup-env.sh",
+        node_modules.display()
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    ensure!(
+        PathBuf::from(&chromium).is_file(),
+        "no Chromium at {chromium}: run tests/setup-env.sh"
+    );
+    let image = desktop_image();
+    let (repository, tag) = image
+        .rsplit_once(':')
+        .context("XIJI_TEST_DESKTOP_IMAGE has no tag")?;
+    let pulled = Command::new("docker")
+        .args(["image", "inspect", &image])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?
+        .success()
+        || Command::new("docker")
+            .args(["pull", &image])
+            .status()?
+            .success();
+    ensure!(
+        pulled,
+        "the desktop image {image} is neither local nor pullable: run images/desktop/build.sh"
+    );
+
+    let instance = Instance(format!("xiji-test-{}", random_hex(6)));
+    let hub = Hub::start_with(HubOptions {
+        spawner_toml: "backend = \"docker\"\nstart_timeout = 300\n".into(),
+        top_level_toml: "slow_spawn_timeout = 1\n".into(),
+        tables_toml: format!(
+            "\n[spawner.docker]\ninstance = \"{}\"\ndefault_memory_mb = 768\ndefault_cpus = 0.5\n",
+            instance.0
+        ),
+        ..HubOptions::default()
+    })
+    .await?;
+    let resp = hub
+        .admin(Method::POST, "/hub/api/images")
+        .json(&json!({
+            "kind": "desktop",
+            "name": "Xfce desktop",
+            "image": repository,
+            "tag": tag,
+            "start_command": "xiji-desktop-vnc",
+            "vnc_port": 5901,
+            "vnc_password": "vnc-pw1",
+        }))
+        .send()
+        .await?;
+    expect_json(resp, StatusCode::CREATED, "add the desktop image").await?;
+    hub.create_user("erin", "erin-password-1").await?;
+    hub.create_user("frank", "frank-password-1").await?;
+    let frank_token = hub.create_token("frank", json!({})).await?;
+    let erin_token = hub.create_token("erin", json!({})).await?;
+
+    let resp = hub
+        .admin(Method::POST, "/hub/api/users/erin/server")
+        .json(&json!({"image": "Xfce desktop", "nodes": 2}))
+        .send()
+        .await?;
+    ensure!(
+        resp.status() == StatusCode::CREATED || resp.status() == StatusCode::ACCEPTED,
+        "starting erin's desktop cluster gave {}: {}",
+        resp.status(),
+        resp.text().await.unwrap_or_default()
+    );
+    let server = wait_ready(&hub, "erin", Duration::from_secs(300)).await?;
+    let urls: Vec<String> = server["nodes"]
+        .as_array()
+        .map(|n| {
+            n.iter()
+                .filter_map(|n| n["url"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    ensure!(
+        urls == ["/user/erin/", "/user/erin/node-1/"],
+        "nodes {urls:?}: {server}"
+    );
+
+    // `{node url}desktop/` is the node's Jupyter server, which sends the browser to the hub.
+    for url in &urls {
+        let resp = hub
+            .client()
+            .get(hub.url(&format!("{url}desktop/")))
+            .send()
+            .await?;
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        ensure!(
+            resp.status().is_redirection() && location.ends_with(&format!("/hub/desktop{url}")),
+            "{url}desktop/ gave {} to {location:?}",
+            resp.status()
+        );
+    }
+
+    // Refusals, without a browser.
+    let ws_path = "/hub/desktop/user/erin/websockify";
+    let anonymous = websocket(&hub, ws_path, &[]).await?;
+    ensure!(
+        matches!(anonymous, Err(403)),
+        "an anonymous websocket must be refused with 403, got {:?}",
+        anonymous.as_ref().err()
+    );
+    let other = websocket(
+        &hub,
+        ws_path,
+        &[("authorization", format!("token {frank_token}"))],
+    )
+    .await?;
+    ensure!(
+        matches!(other, Err(404)),
+        "another user's websocket must get 404, got {:?}",
+        other.as_ref().err()
+    );
+    let resp = hub
+        .with_token(Method::GET, "/hub/desktop/user/erin/node-1/", &frank_token)
+        .send()
+        .await?;
+    ensure!(
+        resp.status() == StatusCode::NOT_FOUND,
+        "another user's desktop page must be 404, got {}",
+        resp.status()
+    );
+    let cross = websocket(
+        &hub,
+        ws_path,
+        &[
+            ("authorization", format!("token {erin_token}")),
+            ("origin", "http://evil.example".into()),
+        ],
+    )
+    .await?;
+    ensure!(
+        matches!(cross, Err(403)),
+        "a cross-origin websocket must be refused, got {:?}",
+        cross.as_ref().err()
+    );
+    // The owner's websocket: the bridge has done VNC authentication; the browser is offered None.
+    let mut ws = websocket(
+        &hub,
+        ws_path,
+        &[("authorization", format!("token {erin_token}"))],
+    )
+    .await?
+    .map_err(|s| anyhow::anyhow!("the owner's websocket was refused with {s}"))?;
+    let mut inbox = Vec::new();
+    read_at_least(&mut ws, &mut inbox, 12).await?;
+    ensure!(
+        &inbox[..12] == b"RFB 003.008\n",
+        "banner {:?}",
+        &inbox[..12]
+    );
+    ws.send(Message::Binary(b"RFB 003.008\n".to_vec().into()))
+        .await?;
+    read_at_least(&mut ws, &mut inbox, 14).await?;
+    ensure!(
+        inbox[12..14] == [1, 1],
+        "security types {:?}",
+        &inbox[12..14]
+    );
+    ws.send(Message::Binary(vec![1u8].into())).await?;
+    read_at_least(&mut ws, &mut inbox, 18).await?;
+    ensure!(
+        inbox[14..18] == [0, 0, 0, 0],
+        "security result {:?}",
+        &inbox[14..18]
+    );
+    ws.send(Message::Binary(vec![1u8].into())).await?; // ClientInit, shared
+    read_at_least(&mut ws, &mut inbox, 18 + 24).await?;
+    let width = u16::from_be_bytes([inbox[18], inbox[19]]);
+    let height = u16::from_be_bytes([inbox[20], inbox[21]]);
+    ensure!(width > 0 && height > 0, "ServerInit gave {width}x{height}");
+    ws.close(None).await?;
+
+    // The browser.
+    let artifacts = artifacts_dir().join("desktop");
+    let _ = std::fs::remove_dir_all(&artifacts);
+    std::fs::create_dir_all(&artifacts)?;
+    let proof = format!("/tmp/xiji-desktop-proof-{}", random_hex(4));
+    let nodes: Vec<Value> = urls
+        .iter()
+        .enumerate()
+        .map(|(k, url)| {
+            Ok(json!({
+                "url": url,
+                "container": instance.node_container(&format!("node-{k}"))?,
+                "proof": format!("{proof}-node-{k}"),
+            }))
+        })
+        .collect::<Result<_>>()?;
+    let log_path = hub.scratch_path("desktop-browser.log");
+    let log = std::fs::File::create(&log_path)?;
+    let mut child = hub
+        .command("node")
+        .arg(workspace_root().join("tests/browser/desktop.mjs"))
+        .env("XIJI_URL", hub.base_url())
+        .env("XIJI_USER", "erin")
+        .env("XIJI_PASSWORD", "erin-password-1")
+        .env("XIJI_OTHER_USER", "frank")
+        .env("XIJI_OTHER_PASSWORD", "frank-password-1")
+        .env("XIJI_NODES", Value::Array(nodes.clone()).to_string())
+        .env("XIJI_ARTIFACTS", &artifacts)
+        .env("XIJI_TEST_NODE_MODULES", &node_modules)
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot run node")?;
+    let deadline = Instant::now() + BROWSER_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "the browser run took more than {BROWSER_TIMEOUT:?}:\n{}",
+                tail(&std::fs::read_to_string(&log_path).unwrap_or_default(), 80)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+    eprintln!("===== browser =====\n{output}");
+    ensure!(
+        status.success(),
+        "the browser run failed ({status}); screenshots in {}:\n{}\nhub log:\n{}",
+        artifacts.display(),
+        tail(&output, 60),
+        tail(&hub.log(), 40)
+    );
+
+    // Each file is in its own node only (the work directory is shared; /tmp is not).
+    for (k, node) in nodes.iter().enumerate() {
+        let container = node["container"].as_str().unwrap_or_default();
+        let mine = format!("{proof}-node-{k}");
+        let content = docker_out(&["exec", container, "cat", &mine])?;
+        ensure!(
+            content.trim() == format!("typed-in-node-{k}"),
+            "node-{k}'s {mine} says {content:?}"
+        );
+        let theirs = format!("{proof}-node-{}", 1 - k);
+        let absent = Command::new("docker")
+            .args(["exec", container, "test", "!", "-e", &theirs])
+            .status()?;
+        ensure!(absent.success(), "node-{k} has the other node's file");
+    }
+    for shot in ["desktop-node-0.png", "desktop-node-1.png"] {
+        let size = std::fs::metadata(artifacts.join(shot))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        ensure!(size > 10_000, "{shot} is missing or tiny ({size} bytes)");
+    }
+
+    let resp = hub
+        .admin(Method::DELETE, "/hub/api/users/erin/server")
+        .send()
+        .await?;
+    ensure!(resp.status().is_success(), "stop gave {}", resp.status());
+    hub.wait_until_stopped("erin", "", Duration::from_secs(60))
+        .await?;
+    Ok(())
+}
