@@ -15,7 +15,8 @@
 # XIJI_BENCH_SMALL_BYTES (default 4096), XIJI_BENCH_COMPRESSION (pgzip | gzip | zstd,
 # default pgzip; Docker 20.10 cannot pull zstd, so the final check fails with it),
 # XIJI_BENCH_BIG_KIND (random: incompressible like model weights, the default; base64:
-# compressible text that makes deflate work), XIJI_BENCH_BASE (a local image as the base).
+# compressible text that makes deflate work), XIJI_BENCH_BASE (a local image as the base),
+# XIJI_BENCH_SKIP_BUILD=1 (use target/release/examples/save_image as it is).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -43,9 +44,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-log "building the example binary (release)"
-(cd "$ROOT" && cargo build -q --release -p imagebuilder --example save_image)
 SAVE="$ROOT/target/release/examples/save_image"
+if [ "${XIJI_BENCH_SKIP_BUILD:-0}" = 1 ] && [ -x "$SAVE" ]; then
+    log "using the example binary already built: $SAVE"
+else
+    log "building the example binary (release)"
+    (cd "$ROOT" && cargo build -q --release -p imagebuilder --example save_image)
+fi
 
 # --- our own registry ---------------------------------------------------------------------
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
