@@ -24,7 +24,7 @@ pub enum Compression {
     /// gzip (`tar+gzip`), readable by every runtime. With `threads > 1` the stream is cut into
     /// `block_size` blocks compressed in parallel and written as consecutive gzip members — one
     /// valid gzip file (RFC 1952 allows several members) that every gunzip reads. A block
-    /// whose first 64 KiB do not shrink by 3% at level 1 (weights, archives, media) is stored
+    /// whose first 64 KiB do not shrink by 3% at deflate level 2 (weights, archives, media) is stored
     /// uncompressed, which saves most of the CPU time on such data.
     Gzip {
         /// 1 (fastest) to 9 (smallest).
