@@ -199,13 +199,10 @@ pub(crate) async fn spawn_form(hub: &Hub, req: FormRequest<'_>) -> Result<SpawnF
         });
     };
     let no_gpu = sizes.max_gpus == Some(0);
-    let images: Vec<ImageChoice> = hub
-        .store
-        .list_images(ImageFilter::Startable)
-        .await?
-        .iter()
-        .map(|row| image_choice(row, no_gpu))
-        .collect();
+    let mut rows = hub.store.list_images(ImageFilter::Startable).await?;
+    // Jupyter images first: the usual choice, and the first is the default.
+    rows.sort_by(|a, b| (a.kind != "jupyter", &a.name).cmp(&(b.kind != "jupyter", &b.name)));
+    let images: Vec<ImageChoice> = rows.iter().map(|row| image_choice(row, no_gpu)).collect();
     let values = match req.values {
         Some(v) => v,
         None => {

@@ -162,6 +162,7 @@ async fn the_limits_the_form_shows_are_those_the_backend_enforces() {
 #[tokio::test]
 async fn the_home_page_offers_enabled_library_images_and_the_sizes_within_the_hosts_limits() {
     let t = cluster_hub().await;
+    let desktop = add_image(&t, fields("A desktop", "desktop")).await;
     let python = add_image(&t, fields("Python + MPI", "jupyter")).await;
     let mut gpu = fields("CUDA", "jupyter");
     gpu.needs_gpu = true;
@@ -185,7 +186,10 @@ async fn the_home_page_offers_enabled_library_images_and_the_sizes_within_the_ho
     ] {
         assert!(html.contains(needle), "{needle} missing: {html}");
     }
-    // The first image that can start is chosen; a GPU image cannot start on this host.
+    // Jupyter images come first, and the first that can start is chosen; a GPU image cannot
+    // start on this host.
+    let at = |id: i64| html.find(&format!(r#"id="spawn-image-{id}""#)).unwrap();
+    assert!(at(gpu.id) < at(python.id) && at(python.id) < at(desktop.id));
     assert!(html.contains(&format!(
         r#"id="spawn-image-{}" data-needs-gpu="false" checked"#,
         python.id

@@ -489,7 +489,9 @@ pub(crate) async fn mine(
         .store
         .list_images(images::listing(Some(user.id), admin, true))
         .await?;
-    let library = hub.store.list_images(ImageFilter::Startable).await?;
+    let mut library = hub.store.list_images(ImageFilter::Startable).await?;
+    // As the spawn form lists them: Jupyter images first.
+    library.sort_by(|a, b| (a.kind != "jupyter", &a.name).cmp(&(b.kind != "jupyter", &b.name)));
     Ok(page.render(
         "my_images.html",
         context! {
