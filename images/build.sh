@@ -8,6 +8,7 @@
 # 2. xiji/base-notebook: `docker build` of images/base-notebook FROM that rootfs. The image
 #    carries a label with a hash of images/base-notebook; a build is reused when the hash matches.
 # 3. Tags and pushes ${XIJI_REGISTRY}/xiji/base-notebook:latest (cheap when the layers are there).
+# 4. images/desktop/build.sh: xiji/desktop FROM xiji/base-notebook (skip: XIJI_BUILD_DESKTOP=0).
 #
 # Environment: XIJI_REGISTRY (default 127.0.0.1:5000; empty = do not push),
 # XIJI_DEBIAN_MIRROR (default http://deb.debian.org/debian), XIJI_CA_BUNDLE (the CA bundle pip
@@ -88,3 +89,7 @@ push_notebook() {
 build_notebook
 push_notebook
 log "ready: ${registry:+$registry/}$image:latest"
+# The desktop image FROM it (XIJI_BUILD_DESKTOP=0 skips it).
+if [ "${XIJI_BUILD_DESKTOP:-1}" != 0 ]; then
+    "$here/desktop/build.sh"
+fi
