@@ -117,10 +117,6 @@ pub fn routes(hub: Arc<Hub>) -> Router {
             post(save_image::save_default),
         )
         .route(
-            "/hub/api/users/{name}/servers//save-image",
-            post(save_image::save_default),
-        )
-        .route(
             "/hub/api/users/{name}/servers/{server}/save-image",
             post(save_image::save_named),
         )

@@ -85,7 +85,11 @@ async fn save(
     }
     let user = user_or_404(&hub, &name).await?;
     let row = hub.store.server(user.id, &server).await?.ok_or_else(|| {
-        ApiError::not_found(format!("{} has no server named {server:?}", user.name))
+        ApiError::not_found(if server.is_empty() {
+            format!("{} has no server; start it, then save", user.name)
+        } else {
+            format!("{} has no server named {server:?}", user.name)
+        })
     })?;
     if server_token.is_some() {
         authorize(&hub, &caller, "servers", &name, &server, || Some(row.id)).await?;

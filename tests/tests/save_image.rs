@@ -1,0 +1,819 @@
+//! Saving a running node as an image, through the real hub on a real Docker Engine and a real
+//! Debian `docker-registry` (our own, on a free port, with its access log):
+//!
+//! - in a running node: a package is `pip install`ed (from a wheel copied in), files are added,
+//!   a file of the base image is deleted, a directory is replaced, files are written into the
+//!   work directory and `/tmp`;
+//! - saved through the JupyterLab extension's server part (`/user/{name}/xiji/save-image`, which
+//!   calls the hub with the server's own token), and with the server's token and a user token
+//!   directly; the job goes queued → … → done and a private image appears in "My images";
+//! - `docker pull` + `docker run` of the result: the package imports, the deleted file is gone,
+//!   the replaced directory holds only the new content, the work directory's and `/tmp`'s files
+//!   are absent; the registry's log shows that only the new layer and the config were uploaded;
+//! - an administrator adds it to the library and another user starts a cluster from it;
+//! - bad input: unknown node (404), another user's server (404), a server token on another
+//!   server (404/403), names and tags the registry would reject (400), a name used already (409),
+//!   a server that is not running (400), a cancel (no image), a registry that is down (a failed
+//!   job that says so, no image).
+//!
+//! Needs `XIJI_TEST_DOCKER=1` (tests/run sets it after tests/setup-docker.sh); without it each
+//! test says so and returns. With it, a Docker Engine that does not work is a failure.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tests::{expect_json, random_hex, Hub, HubOptions};
+
+fn docker_enabled() -> Result<bool> {
+    if std::env::var("XIJI_TEST_DOCKER").as_deref() != Ok("1") {
+        eprintln!(
+            "NOT RUN: needs XIJI_TEST_DOCKER=1 (tests/setup-docker.sh && . .cache/docker-env.sh)"
+        );
+        return Ok(false);
+    }
+    let out = Command::new("docker")
+        .args(["info", "--format", "{{.Driver}}"])
+        .output()
+        .context("XIJI_TEST_DOCKER=1 but the docker CLI cannot run")?;
+    ensure!(
+        out.status.success(),
+        "XIJI_TEST_DOCKER=1 but Docker Engine does not answer: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let which = Command::new("sh")
+        .args(["-c", "command -v docker-registry"])
+        .output()?;
+    ensure!(
+        which.status.success(),
+        "XIJI_TEST_DOCKER=1 but docker-registry is not installed (tests/setup-docker.sh installs it)"
+    );
+    Ok(true)
+}
+
+fn base_image() -> String {
+    std::env::var("XIJI_TEST_DOCKER_IMAGE")
+        .unwrap_or_else(|_| "127.0.0.1:5000/xiji/base-notebook:latest".into())
+}
+
+/// Runs a command; its stdout, or an error with its stderr.
+fn run(program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {program}"))?;
+    ensure!(
+        out.status.success(),
+        "{program} {args:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `sh -c` inside a container, as `user`.
+fn exec(container: &str, user: &str, script: &str) -> Result<String> {
+    run(
+        "docker",
+        &["exec", "-u", user, container, "sh", "-c", script],
+    )
+}
+
+/// Our own `docker-registry` (never the shared one on :5000), with its access log.
+struct Registry {
+    child: Option<Child>,
+    addr: String,
+    config: PathBuf,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("xiji-save-registry-")
+            .tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n\
+                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+                 http:\n  addr: {addr}\n",
+                dir.path().join("data").display()
+            ),
+        )?;
+        let log = dir.path().join("registry.log");
+        let mut registry = Registry {
+            child: None,
+            addr,
+            config,
+            log,
+            _dir: dir,
+        };
+        registry.launch()?;
+        Ok(registry)
+    }
+
+    fn launch(&mut self) -> Result<()> {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        self.child = Some(
+            Command::new("docker-registry")
+                .arg("serve")
+                .arg(&self.config)
+                .stdout(log_file.try_clone()?)
+                .stderr(log_file)
+                .spawn()
+                .context("cannot start docker-registry")?,
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&self.addr).is_err() {
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "the registry did not start: {}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Digests of blobs whose upload into `repo` completed (`PUT …/blobs/uploads/…?digest=`).
+    fn uploaded_digests(&self, repo: &str) -> Vec<String> {
+        let prefix = format!("\"PUT /v2/{repo}/blobs/uploads/");
+        self.log_text()
+            .lines()
+            .filter_map(|line| {
+                let request = &line[line.find(&prefix)?..];
+                let digest = request.split("digest=").nth(1)?;
+                let digest: String = digest
+                    .chars()
+                    .take_while(|c| !matches!(c, ' ' | '&' | '"'))
+                    .collect();
+                Some(digest.replace("%3A", ":").replace("%3a", ":"))
+            })
+            .collect()
+    }
+
+    /// The layer digests of `repo:tag`'s manifest.
+    fn layers(&self, repo: &str, tag: &str) -> Result<Vec<String>> {
+        let text = run(
+            "curl",
+            &[
+                "-fsS",
+                "-H",
+                "Accept: application/vnd.docker.distribution.manifest.v2+json",
+                "-H",
+                "Accept: application/vnd.oci.image.manifest.v1+json",
+                &format!("http://{}/v2/{repo}/manifests/{tag}", self.addr),
+            ],
+        )?;
+        let manifest: Value = serde_json::from_str(&text)?;
+        Ok(manifest["layers"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|d| d["digest"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// The HTTP status of `repo:tag`'s manifest.
+    fn manifest_status(&self, repo: &str, tag: &str) -> Result<String> {
+        run(
+            "curl",
+            &[
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                "Accept: application/vnd.docker.distribution.manifest.v2+json",
+                &format!("http://{}/v2/{repo}/manifests/{tag}", self.addr),
+            ],
+        )
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Containers, networks and images of one test, removed on drop whatever happened.
+struct Cleanup {
+    instance: String,
+    images: Vec<String>,
+}
+
+impl Cleanup {
+    fn filter(&self) -> String {
+        format!("label=org.xiji.hub={}", self.instance)
+    }
+
+    fn containers(&self) -> Result<Vec<String>> {
+        Ok(
+            run("docker", &["ps", "-a", "-q", "--filter", &self.filter()])?
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
+    /// The one running container of this test's hub whose name contains `user`.
+    fn node_of(&self, user: &str) -> Result<String> {
+        let out = run(
+            "docker",
+            &[
+                "ps",
+                "-q",
+                "--filter",
+                &self.filter(),
+                "--filter",
+                &format!("name={user}"),
+            ],
+        )?;
+        let ids: Vec<&str> = out.split_whitespace().collect();
+        ensure!(
+            ids.len() == 1,
+            "expected one container of {user}, got {ids:?}"
+        );
+        Ok(ids[0].to_owned())
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Ok(ids) = self.containers() {
+            if !ids.is_empty() {
+                let _ = Command::new("docker")
+                    .args(["rm", "-f"])
+                    .args(&ids)
+                    .output();
+            }
+        }
+        if let Ok(out) = run(
+            "docker",
+            &["network", "ls", "-q", "--filter", &self.filter()],
+        ) {
+            for id in out.split_whitespace() {
+                let _ = Command::new("docker").args(["network", "rm", id]).output();
+            }
+        }
+        for image in &self.images {
+            let _ = Command::new("docker").args(["rmi", "-f", image]).output();
+        }
+    }
+}
+
+/// A tiny pure-Python wheel, `xiji_probe` (imports and reports its version).
+fn probe_wheel(dir: &Path) -> Result<PathBuf> {
+    let script = r#"
+import base64, hashlib, sys, zipfile
+path = sys.argv[1] + "/xiji_probe-1.0-py3-none-any.whl"
+files = {
+    "xiji_probe/__init__.py": "VERSION = '1.0'\n",
+    "xiji_probe-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: xiji_probe\nVersion: 1.0\n",
+    "xiji_probe-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: xiji-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = []
+with zipfile.ZipFile(path, "w") as z:
+    for name, text in files.items():
+        data = text.encode()
+        z.writestr(name, data)
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(data)}")
+    record.append("xiji_probe-1.0.dist-info/RECORD,,")
+    z.writestr("xiji_probe-1.0.dist-info/RECORD", "\n".join(record) + "\n")
+print(path)
+"#;
+    let out = run("python3", &["-c", script, &dir.display().to_string()])?;
+    Ok(PathBuf::from(out.trim()))
+}
+
+/// A hub on the docker backend saving into `registry`, with `base` in its library as "Base".
+async fn hub_saving_to(cleanup: &Cleanup, registry: &Registry, base: &str) -> Result<Hub> {
+    let options = HubOptions {
+        spawner_toml: "backend = \"docker\"\nstart_timeout = 300\n".into(),
+        top_level_toml: "slow_spawn_timeout = 1\n".into(),
+        tables_toml: format!(
+            "\n[spawner.docker]\ninstance = \"{}\"\ndefault_memory_mb = 768\ndefault_cpus = 1.0\n\
+             \n[images]\nregistry = \"{}\"\nrepository_prefix = \"saved\"\n",
+            cleanup.instance, registry.addr
+        ),
+        ..HubOptions::default()
+    };
+    let hub = Hub::start_with(options).await?;
+    let (repository, tag) = base.rsplit_once(':').context("the base has no tag")?;
+    let resp = hub
+        .admin(Method::POST, "/hub/api/images")
+        .json(&json!({"name": "Base", "image": repository, "tag": tag}))
+        .send()
+        .await?;
+    expect_json(
+        resp,
+        StatusCode::CREATED,
+        "add the base image to the library",
+    )
+    .await?;
+    Ok(hub)
+}
+
+async fn start_cluster(hub: &Hub, user: &str, image: &str) -> Result<Value> {
+    let resp = hub
+        .admin(Method::POST, &format!("/hub/api/users/{user}/server"))
+        .json(&json!({"image": image, "nodes": 1}))
+        .send()
+        .await?;
+    let status = resp.status();
+    ensure!(
+        status == StatusCode::CREATED || status == StatusCode::ACCEPTED,
+        "starting {user}'s cluster from {image} gave {status}: {}",
+        resp.text().await.unwrap_or_default()
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let model = hub.user(user).await?;
+        let server = &model["servers"][""];
+        if server["ready"] == json!(true) {
+            return Ok(server.clone());
+        }
+        if server.is_null() && model["pending"].is_null() {
+            bail!(
+                "{user}'s cluster stopped before it was ready; hub log:\n{}",
+                tests::tail(&hub.log(), 40)
+            );
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{user}'s cluster not ready within 300 s: {model}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Polls a job until it has finished; every state seen on the way, and the last model.
+async fn wait_job(hub: &Hub, token: &str, id: &str) -> Result<(Vec<String>, Value)> {
+    let mut states: Vec<String> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        let resp = hub
+            .with_token(Method::GET, &format!("/hub/api/save-jobs/{id}"), token)
+            .send()
+            .await?;
+        let job = expect_json(resp, StatusCode::OK, "GET the save job").await?;
+        let state = job["state"].as_str().unwrap_or_default().to_owned();
+        if states.last() != Some(&state) {
+            states.push(state);
+        }
+        if job["finished"] == json!(true) {
+            return Ok((states, job));
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the save did not finish within 600 s: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn save(hub: &Hub, token: &str, path: &str, body: Value) -> Result<reqwest::Response> {
+    Ok(hub
+        .with_token(Method::POST, path, token)
+        .json(&body)
+        .send()
+        .await?)
+}
+
+/// The status and message of an API error.
+async fn error_of(resp: reqwest::Response) -> (u16, String) {
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    (
+        status,
+        body["message"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+async fn my_images(hub: &Hub, token: &str) -> Result<Vec<Value>> {
+    let resp = hub
+        .with_token(Method::GET, "/hub/api/images?mine=1", token)
+        .send()
+        .await?;
+    let list = expect_json(resp, StatusCode::OK, "GET my images").await?;
+    Ok(list.as_array().cloned().unwrap_or_default())
+}
+
+#[tokio::test]
+async fn a_node_saved_through_the_hub_runs_with_its_changes_and_starts_as_a_cluster() -> Result<()>
+{
+    if !docker_enabled()? {
+        return Ok(());
+    }
+    let mut registry = Registry::start()?;
+    let mut cleanup = Cleanup {
+        instance: format!("xiji-test-{}", random_hex(6)),
+        images: Vec::new(),
+    };
+    // The base in our registry, so the registry's log shows every blob a save uploads.
+    let base = format!("{}/xiji/base-notebook:latest", registry.addr);
+    run("docker", &["pull", &base_image()])?;
+    run("docker", &["tag", &base_image(), &base])?;
+    cleanup.images.push(base.clone());
+    run("docker", &["push", &base])?;
+    let base_layers = registry.layers("xiji/base-notebook", "latest")?;
+    ensure!(!base_layers.is_empty(), "the base has no layers");
+
+    let hub = hub_saving_to(&cleanup, &registry, &base).await?;
+    hub.create_user("erin", "erin-password-1").await?;
+    hub.create_user("frank", "frank-password-1").await?;
+    let erin = hub.create_token("erin", json!({})).await?;
+    let frank = hub.create_token("frank", json!({})).await?;
+    start_cluster(&hub, "erin", "Base").await?;
+    let node = cleanup.node_of("erin")?;
+
+    // --- changes in the running node ---------------------------------------------------
+    let scratch = tempfile::tempdir()?;
+    let wheel = probe_wheel(scratch.path())?;
+    run(
+        "docker",
+        &["cp", &wheel.display().to_string(), &format!("{node}:/tmp/")],
+    )?;
+    // The image's venv belongs to root (jovyan's user site is not visible in it).
+    exec(
+        &node,
+        "root",
+        "/opt/venv/bin/pip install --no-index --no-deps /tmp/xiji_probe-1.0-py3-none-any.whl \
+         && /opt/venv/bin/python -c 'import xiji_probe'",
+    )?;
+    exec(
+        &node,
+        "root",
+        "set -e; mkdir -p /opt/xiji-test && echo added > /opt/xiji-test/added.txt \
+         && rm /usr/bin/nano \
+         && rm -rf /usr/share/doc/git && mkdir /usr/share/doc/git \
+         && echo new > /usr/share/doc/git/only.txt \
+         && echo scratch > /tmp/scratch.txt",
+    )?;
+    exec(&node, "jovyan", "echo mine > /home/jovyan/work/in-work.txt")?;
+
+    // --- bad input first (nothing may be listed afterwards) -----------------------------
+    let path = "/hub/api/users/erin/server/save-image";
+    let (status, message) =
+        error_of(save(&hub, &erin, path, json!({"name": "env", "node": "node-7"})).await?).await;
+    ensure!(
+        status == 404 && message.contains("node-7") && message.contains("node-0"),
+        "unknown node: {status} {message}"
+    );
+    let (status, message) = error_of(save(&hub, &frank, path, json!({"name": "env"})).await?).await;
+    ensure!(status == 404, "another user's server: {status} {message}");
+    for (body, rule) in [
+        (json!({"name": "My Env"}), "lower-case"),
+        (json!({"name": "a/b"}), "lower-case"),
+        (json!({"name": ""}), "name"),
+        (json!({"name": "env", "tag": "-v1"}), "Invalid tag"),
+        (json!({"name": "env", "tag": "v:1"}), "Invalid tag"),
+        (json!({"name": "env", "colour": "red"}), "unknown field"),
+    ] {
+        let (status, message) = error_of(save(&hub, &erin, path, body.clone()).await?).await;
+        ensure!(
+            status == 400 && message.contains(rule),
+            "{body}: {status} {message}"
+        );
+    }
+    let (status, message) = error_of(
+        save(
+            &hub,
+            &frank,
+            "/hub/api/users/frank/server/save-image",
+            json!({"name": "env"}),
+        )
+        .await?,
+    )
+    .await;
+    ensure!(status == 404, "frank has no server: {status} {message}");
+
+    // --- save 1: through the extension's server part, which uses the server's token ------
+    let resp = hub
+        .with_token(Method::POST, "/user/erin/xiji/save-image", &erin)
+        .json(&json!({"name": "my-env", "tag": "v1", "description": "probe, files, no nano"}))
+        .send()
+        .await?;
+    let job = expect_json(
+        resp,
+        StatusCode::ACCEPTED,
+        "POST /user/erin/xiji/save-image (the extension's handler)",
+    )
+    .await?;
+    ensure!(
+        job["node"] == "node-0" && job["user"] == "erin",
+        "the extension saved another node: {job}"
+    );
+    let id = job["id"].as_str().context("no job id")?.to_owned();
+    // Its progress, read through the extension as the browser does.
+    let resp = hub
+        .with_token(
+            Method::GET,
+            &format!("/user/erin/xiji/save-jobs/{id}"),
+            &erin,
+        )
+        .send()
+        .await?;
+    expect_json(resp, StatusCode::OK, "GET the job through the extension").await?;
+    let (states, job) = wait_job(&hub, &erin, &id).await?;
+    ensure!(
+        job["state"] == "done",
+        "the save ended {}: {job}\nhub log:\n{}",
+        job["state"],
+        tests::tail(&hub.log(), 30)
+    );
+    ensure!(
+        states.last().map(String::as_str) == Some("done"),
+        "{states:?}"
+    );
+    let reference = format!("{}/saved/erin/my-env:v1", registry.addr);
+    ensure!(job["image"] == reference.as_str(), "{job}");
+    let image_id = job["image_id"].as_i64().context("no image_id")?;
+    let mine = my_images(&hub, &erin).await?;
+    ensure!(
+        mine.iter().any(|i| i["id"] == image_id
+            && i["visibility"] == "private"
+            && i["reference"] == reference.as_str()
+            && i["description"] == "probe, files, no nano"),
+        "the saved image is not among erin's private images: {mine:?}"
+    );
+
+    // Only the new layer and the config went up; every base layer was mounted or skipped.
+    let uploaded = registry.uploaded_digests("saved/erin/my-env");
+    ensure!(
+        uploaded.len() == 2,
+        "expected 2 uploads (layer, config) into saved/erin/my-env, got {uploaded:?}"
+    );
+    for layer in &base_layers {
+        ensure!(
+            !uploaded.contains(layer),
+            "base layer {layer} was uploaded again"
+        );
+    }
+    ensure!(
+        job["result"]["base_layers_copied"] == 0,
+        "base layers were copied: {}",
+        job["result"]
+    );
+
+    // The image runs with the changes.
+    run("docker", &["rmi", "-f", &reference]).ok();
+    run("docker", &["pull", &reference])?;
+    cleanup.images.push(reference.clone());
+    let checks = run(
+        "docker",
+        &[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "bash",
+            &reference,
+            "-c",
+            "python -c 'import xiji_probe; print(\"probe\", xiji_probe.VERSION)'; \
+             test -e /usr/bin/nano && echo nano-present || echo nano-gone; \
+             echo git-doc: $(ls -A /usr/share/doc/git); \
+             cat /opt/xiji-test/added.txt; \
+             echo work: $(ls -A /home/jovyan/work); \
+             test -e /tmp/scratch.txt && echo tmp-present || echo tmp-gone; \
+             test -e /etc/xiji/ssh/id_ed25519 && echo key-present || echo key-gone",
+        ],
+    )?;
+    for want in [
+        "probe 1.0",
+        "nano-gone",
+        "git-doc: only.txt\n",
+        "added",
+        "work:\n",
+        "tmp-gone",
+        "key-gone",
+    ] {
+        ensure!(
+            checks.contains(want),
+            "{want:?} missing in the image's checks:\n{checks}"
+        );
+    }
+    let inspect = run(
+        "docker",
+        &[
+            "image",
+            "inspect",
+            "-f",
+            "{{index .Config.Labels \"org.xiji.saved-by\"}}",
+            &reference,
+        ],
+    )?;
+    ensure!(inspect.trim() == "erin", "saved-by label: {inspect}");
+
+    // --- save 2: the server's own token, directly; save 3: cancelled ---------------------
+    let server_token = exec(&node, "jovyan", "printf %s \"$JUPYTERHUB_API_TOKEN\"")?;
+    ensure!(
+        !server_token.is_empty(),
+        "the node has no JUPYTERHUB_API_TOKEN"
+    );
+    let (status, message) = error_of(
+        save(
+            &hub,
+            &server_token,
+            "/hub/api/users/frank/server/save-image",
+            json!({"name": "x"}),
+        )
+        .await?,
+    )
+    .await;
+    ensure!(
+        status == 404,
+        "server token on another user's server: {status} {message}"
+    );
+    let (status, message) = error_of(
+        save(
+            &hub,
+            &server_token,
+            "/hub/api/users/erin/servers/other/save-image",
+            json!({"name": "x"}),
+        )
+        .await?,
+    )
+    .await;
+    ensure!(
+        status == 404,
+        "server token on a server erin does not have: {status} {message}"
+    );
+    let (status, message) =
+        error_of(save(&hub, &erin, path, json!({"name": "my-env", "tag": "v1"})).await?).await;
+    ensure!(status == 409, "a used name: {status} {message}");
+    let resp = save(
+        &hub,
+        &server_token,
+        "/hub/api/users/erin/server/save-image",
+        json!({"name": "my-env", "tag": "v2"}),
+    )
+    .await?;
+    let job2 = expect_json(resp, StatusCode::ACCEPTED, "save with the server's token").await?;
+    let id2 = job2["id"].as_str().context("no job id")?.to_owned();
+    // A second save of the same node while one runs is refused (unless the first is done).
+    let resp = save(&hub, &erin, path, json!({"name": "other", "tag": "v1"})).await?;
+    let mut expected_names = vec!["erin/my-env:v1".to_owned(), "erin/my-env:v2".to_owned()];
+    if resp.status() == StatusCode::ACCEPTED {
+        let other: Value = resp.json().await?;
+        let other_id = other["id"].as_str().context("no job id")?.to_owned();
+        let (_, other) = wait_job(&hub, &erin, &other_id).await?;
+        ensure!(other["state"] == "done", "{other}");
+        expected_names.push("erin/other:v1".to_owned());
+    } else {
+        let (status, message) = error_of(resp).await;
+        ensure!(
+            status == 409 && message.contains("under way"),
+            "a second save of a busy node: {status} {message}"
+        );
+    }
+    let (_, job2) = wait_job(&hub, &server_token, &id2).await?;
+    ensure!(job2["state"] == "done", "save 2 ended {job2}");
+    // The server's token sees its server's jobs; frank sees none of erin's.
+    let resp = hub
+        .with_token(Method::GET, "/hub/api/users/erin/save-jobs", &server_token)
+        .send()
+        .await?;
+    let list = expect_json(resp, StatusCode::OK, "list with the server's token").await?;
+    ensure!(
+        list.as_array().map(Vec::len) == Some(expected_names.len()),
+        "{list}"
+    );
+    let resp = hub
+        .with_token(Method::GET, &format!("/hub/api/save-jobs/{id2}"), &frank)
+        .send()
+        .await?;
+    ensure!(
+        resp.status() == StatusCode::NOT_FOUND,
+        "frank read erin's job: {}",
+        resp.status()
+    );
+
+    // Enough data that the save takes seconds, so the cancel lands while it runs.
+    exec(
+        &node,
+        "root",
+        "head -c 300000000 /dev/urandom > /opt/xiji-big.bin",
+    )?;
+    let resp = save(&hub, &erin, path, json!({"name": "cancelled", "tag": "v1"})).await?;
+    let job3 = expect_json(resp, StatusCode::ACCEPTED, "save 3").await?;
+    let id3 = job3["id"].as_str().context("no job id")?.to_owned();
+    let resp = hub
+        .with_token(Method::DELETE, &format!("/hub/api/save-jobs/{id3}"), &erin)
+        .send()
+        .await?;
+    ensure!(
+        resp.status() == StatusCode::ACCEPTED,
+        "cancel gave {}",
+        resp.status()
+    );
+    let (_, job3) = wait_job(&hub, &erin, &id3).await?;
+    ensure!(
+        job3["state"] == "cancelled",
+        "the cancelled save ended {job3}"
+    );
+    ensure!(
+        registry.manifest_status("saved/erin/cancelled", "v1")? == "404",
+        "a cancelled save left a tag"
+    );
+    let mut names: Vec<String> = my_images(&hub, &erin)
+        .await?
+        .iter()
+        .filter_map(|i| i["name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    expected_names.sort();
+    ensure!(names == expected_names, "erin's images: {names:?}");
+
+    // --- into the library, and a cluster from it ----------------------------------------
+    let resp = hub
+        .with_token(Method::PATCH, &format!("/hub/api/images/{image_id}"), &erin)
+        .json(&json!({"visibility": "library"}))
+        .send()
+        .await?;
+    ensure!(
+        resp.status() == StatusCode::FORBIDDEN,
+        "a user approved their own image"
+    );
+    let resp = hub
+        .admin(Method::PATCH, &format!("/hub/api/images/{image_id}"))
+        .json(&json!({"visibility": "library"}))
+        .send()
+        .await?;
+    expect_json(resp, StatusCode::OK, "approve the image").await?;
+    start_cluster(&hub, "frank", "erin/my-env:v1").await?;
+    let franks = cleanup.node_of("frank")?;
+    let out = exec(
+        &franks,
+        "jovyan",
+        "python -c 'import xiji_probe; print(xiji_probe.VERSION)'; cat /opt/xiji-test/added.txt",
+    )?;
+    ensure!(
+        out.contains("1.0") && out.contains("added"),
+        "frank's node: {out}"
+    );
+
+    // --- a server that is not running, a registry that is down ---------------------------
+    let resp = hub
+        .admin(Method::DELETE, "/hub/api/users/erin/server")
+        .send()
+        .await?;
+    ensure!(resp.status().is_success(), "stop gave {}", resp.status());
+    hub.wait_until_stopped("erin", "", Duration::from_secs(60))
+        .await?;
+    let (status, message) = error_of(save(&hub, &erin, path, json!({"name": "late"})).await?).await;
+    ensure!(
+        status == 400 && message.contains("not running"),
+        "a stopped server: {status} {message}"
+    );
+    registry.stop();
+    let resp = save(
+        &hub,
+        &frank,
+        "/hub/api/users/frank/server/save-image",
+        json!({"name": "offline"}),
+    )
+    .await?;
+    let job4 = expect_json(resp, StatusCode::ACCEPTED, "save with the registry down").await?;
+    let id4 = job4["id"].as_str().context("no job id")?.to_owned();
+    let (_, job4) = wait_job(&hub, &frank, &id4).await?;
+    let reason = job4["reason"].as_str().unwrap_or_default();
+    ensure!(
+        job4["state"] == "failed" && reason.contains("registry"),
+        "with the registry down the save ended {job4}"
+    );
+    ensure!(
+        my_images(&hub, &frank).await?.is_empty(),
+        "a failed save listed an image"
+    );
+    Ok(())
+}
