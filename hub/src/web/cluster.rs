@@ -201,7 +201,7 @@ pub(crate) async fn spawn_form(hub: &Hub, req: FormRequest<'_>) -> Result<SpawnF
     let no_gpu = sizes.max_gpus == Some(0);
     let mut rows = hub.store.list_images(ImageFilter::Startable).await?;
     // Jupyter images first: the usual choice, and the first is the default.
-    rows.sort_by(|a, b| (a.kind != "jupyter", &a.name).cmp(&(b.kind != "jupyter", &b.name)));
+    rows.sort_by_cached_key(|i| (i.kind != "jupyter", i.name.to_lowercase()));
     let images: Vec<ImageChoice> = rows.iter().map(|row| image_choice(row, no_gpu)).collect();
     let values = match req.values {
         Some(v) => v,

@@ -491,7 +491,7 @@ pub(crate) async fn mine(
         .await?;
     let mut library = hub.store.list_images(ImageFilter::Startable).await?;
     // As the spawn form lists them: Jupyter images first.
-    library.sort_by(|a, b| (a.kind != "jupyter", &a.name).cmp(&(b.kind != "jupyter", &b.name)));
+    library.sort_by_cached_key(|i| (i.kind != "jupyter", i.name.to_lowercase()));
     Ok(page.render(
         "my_images.html",
         context! {
