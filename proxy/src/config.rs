@@ -17,7 +17,9 @@ pub struct ProxyConfig {
     pub client_idle_timeout: Duration,
     /// How long an idle pooled connection to a backend is kept for reuse.
     pub backend_idle_timeout: Duration,
-    /// Most idle pooled connections kept per backend.
+    /// Most idle pooled connections kept per backend. It should exceed the concurrency one
+    /// backend sees: a connection that finds the pool full is closed, and the next request pays
+    /// for a new one (idle connections still go after `backend_idle_timeout`).
     pub backend_max_idle_per_host: usize,
     /// Largest request head (request line plus headers) in bytes; larger gets 431.
     pub max_header_size: usize,
@@ -48,7 +50,7 @@ impl Default for ProxyConfig {
             response_timeout: Some(Duration::from_secs(300)),
             client_idle_timeout: Duration::from_secs(60),
             backend_idle_timeout: Duration::from_secs(60),
-            backend_max_idle_per_host: 32,
+            backend_max_idle_per_host: 1024,
             // Tornado's limit; JupyterHub deployments can carry many `jupyterhub-user-*` cookies.
             max_header_size: 64 * 1024,
             max_headers: 100,

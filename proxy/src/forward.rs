@@ -1,6 +1,7 @@
 //! One request: normalise the path, then forward it to its route's target or hand it to the
 //! fallback.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use crate::body::{boxed, full, ActivityBody, ResponseBody};
 use crate::config::ProxyConfig;
 use crate::headers::{add_forwarded_headers, is_websocket_upgrade, strip_hop_by_hop};
 use crate::pages::{health, json_error, page, wants_json, ErrorPages};
-use crate::path::normalize_path;
+use crate::path::normalize_path_cow;
 use crate::server::Drain;
 use crate::table::{RouteEntry, RouteTable};
 use crate::tunnel::spawn_tunnel;
@@ -49,8 +50,9 @@ impl Forwarder {
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<crate::body::BoxError>,
     {
-        let path = match normalize_path(req.uri().path()) {
-            Ok(path) => path,
+        let normalized = match normalize_path_cow(req.uri().path()) {
+            Ok(Cow::Borrowed(_)) => None,
+            Ok(Cow::Owned(path)) => Some(path),
             Err(rejection) => {
                 tracing::debug!(path = req.uri().path(), %rejection, "request path refused");
                 if wants_json(&req) {
@@ -66,12 +68,14 @@ impl Forwarder {
                 );
             }
         };
-        if path != req.uri().path() {
+        if let Some(path) = normalized {
             match with_path(req.uri(), &path) {
                 Some(uri) => *req.uri_mut() = uri,
                 None => return page(StatusCode::BAD_REQUEST, "Bad request", "malformed URL"),
             }
         }
+        // Now normal: what is routed is what is forwarded.
+        let path = req.uri().path();
 
         if self.config.health_check && path == "/_chp_healthz" {
             return health();
@@ -82,11 +86,11 @@ impl Forwarder {
                 let mut key = String::with_capacity(host.len() + 1 + path.len());
                 key.push('/');
                 key.push_str(&host);
-                key.push_str(&path);
+                key.push_str(path);
                 self.table.lookup(&key)
             })
         } else {
-            self.table.lookup(&path)
+            self.table.lookup(path)
         };
         match route {
             Some(route) => self.forward(route, peer, https, req).await,
@@ -107,11 +111,6 @@ impl Forwarder {
         https: bool,
         mut req: Request<Incoming>,
     ) -> Response<ResponseBody> {
-        let original_url = req
-            .uri()
-            .path_and_query()
-            .map_or("/", PathAndQuery::as_str)
-            .to_owned();
         let websocket = is_websocket_upgrade(req.headers());
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
 
@@ -119,7 +118,11 @@ impl Forwarder {
         let Some(uri) = backend_uri(&route, &parts.uri) else {
             return page(StatusCode::BAD_REQUEST, "Bad request", "malformed URL");
         };
-        parts.uri = uri;
+        // Kept for error pages (`?url=` of the error target): the path and query as routed.
+        let original_uri = std::mem::replace(&mut parts.uri, uri);
+        let original_url = original_uri
+            .path_and_query()
+            .map_or("/", PathAndQuery::as_str);
         parts.version = Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers, websocket);
         if self.config.x_forward {
@@ -142,7 +145,7 @@ impl Forwarder {
                         .errors
                         .render(
                             StatusCode::GATEWAY_TIMEOUT,
-                            &original_url,
+                            original_url,
                             "Gateway Timeout",
                             "The server at this address did not answer in time.",
                         )
@@ -163,7 +166,7 @@ impl Forwarder {
                     );
                     return self.errors.render(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    &original_url,
+                    original_url,
                     "Service Unavailable",
                     "The server at this address is not reachable. It may be stopped or still \
                      starting; try again in a moment.",
@@ -178,7 +181,7 @@ impl Forwarder {
                     );
                     return self.errors.render(
                     StatusCode::BAD_GATEWAY,
-                    &original_url,
+                    original_url,
                     "Bad Gateway",
                     "The server at this address closed the connection without a valid answer.",
                 ).await;
@@ -261,15 +264,23 @@ fn with_path(uri: &Uri, path: &str) -> Option<Uri> {
 /// `http://{target authority}{target path}{request path}?{query}` (CHP's prepend-path and
 /// include-prefix defaults).
 fn backend_uri(route: &RouteEntry, request_uri: &Uri) -> Option<Uri> {
-    let path_and_query = request_uri
-        .path_and_query()
-        .map_or("/", PathAndQuery::as_str);
-    Uri::builder()
-        .scheme("http")
-        .authority(route.target.authority.clone())
-        .path_and_query(format!("{}{path_and_query}", route.target.path_prefix))
-        .build()
-        .ok()
+    let path_and_query = if route.target.path_prefix.is_empty() {
+        // Already validated when the request was parsed: reused without a copy.
+        request_uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"))
+    } else {
+        let request = request_uri
+            .path_and_query()
+            .map_or("/", PathAndQuery::as_str);
+        PathAndQuery::try_from(format!("{}{request}", route.target.path_prefix)).ok()?
+    };
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(http::uri::Scheme::HTTP);
+    parts.authority = Some(route.target.authority.clone());
+    parts.path_and_query = Some(path_and_query);
+    Uri::from_parts(parts).ok()
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {

@@ -18,6 +18,7 @@
 //! - Matching is case-sensitive (`/user/Alice/` is not `/user/alice/`), as in CHP; the hub
 //!   normalises user names to lower case itself.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Why a request path (or a routespec) was refused.
@@ -58,6 +59,50 @@ impl fmt::Display for PathRejection {
 
 /// Normalises a raw (still percent-encoded) request path; see the module docs for the rules.
 pub(crate) fn normalize_path(raw: &str) -> Result<String, PathRejection> {
+    normalize_path_cow(raw).map(Cow::into_owned)
+}
+
+/// [`normalize_path`] without an allocation when the path is already normal (the common case):
+/// `Cow::Borrowed(raw)` then.
+pub(crate) fn normalize_path_cow(raw: &str) -> Result<Cow<'_, str>, PathRejection> {
+    if is_already_normal(raw) {
+        Ok(Cow::Borrowed(raw))
+    } else {
+        normalize_slow(raw).map(Cow::Owned)
+    }
+}
+
+/// Whether [`normalize_slow`] would return `raw` unchanged: it starts with `/`, holds no `%`, no
+/// backslash, no `//` and no `.`/`..` segment.
+fn is_already_normal(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return false;
+    }
+    // `segment_len` counts the bytes since the last `/`; `dots` how many of them are `.`.
+    let mut segment_len = 0usize;
+    let mut dots = 0usize;
+    for &b in &bytes[1..] {
+        match b {
+            b'%' | b'\\' => return false,
+            b'/' => {
+                if segment_len == 0 || (dots == segment_len && dots <= 2) {
+                    return false;
+                }
+                segment_len = 0;
+                dots = 0;
+            }
+            b'.' => {
+                segment_len += 1;
+                dots += 1;
+            }
+            _ => segment_len += 1,
+        }
+    }
+    !(segment_len > 0 && dots == segment_len && dots <= 2)
+}
+
+fn normalize_slow(raw: &str) -> Result<String, PathRejection> {
     let Some(rest) = raw.strip_prefix('/') else {
         return Err(PathRejection::NotOriginForm);
     };
@@ -138,17 +183,17 @@ fn is_unreserved(b: u8) -> bool {
 /// `/a/b`, `/a`, `` (the root route). Only keys with at most `max_depth` segments are produced.
 pub(crate) fn prefix_keys(path: &str, max_depth: usize) -> impl Iterator<Item = &str> {
     let trimmed = path.strip_suffix('/').unwrap_or(path);
-    let mut ends: Vec<usize> = trimmed
+    // The `/` that starts segment `max_depth + 1`, if any, ends the longest key worth trying.
+    let cut = trimmed
         .match_indices('/')
-        .map(|(i, _)| i)
-        .skip(1)
-        .chain((!trimmed.is_empty()).then_some(trimmed.len()))
-        .take(max_depth)
-        .collect();
-    ends.reverse();
-    ends.into_iter()
-        .map(move |end| &trimmed[..end])
-        .chain(std::iter::once(""))
+        .nth(max_depth)
+        .map_or(trimmed.len(), |(i, _)| i);
+    let mut next = Some(&trimmed[..cut]);
+    std::iter::from_fn(move || {
+        let key = next?;
+        next = (!key.is_empty()).then(|| &key[..key.rfind('/').unwrap_or(0)]);
+        Some(key)
+    })
 }
 
 /// Number of segments in a route key (`""` → 0, `/user/alice` → 2).
@@ -251,6 +296,37 @@ mod tests {
         }
         fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
             items[(self.next() % items.len() as u64) as usize]
+        }
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_full_normalisation() {
+        let pieces = [
+            "/", "//", "a", "bc", ".", "..", "...", ".a", "a.", "%2e", "%41", "\\", "é", "?",
+        ];
+        let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
+        for i in 0..50_000 {
+            let len = rng.next() % 7;
+            let mut raw = String::from(if i % 10 == 0 { "" } else { "/" });
+            for _ in 0..len {
+                raw.push_str(rng.pick(&pieces));
+            }
+            let fast = normalize_path_cow(&raw);
+            let slow = normalize_slow(&raw);
+            assert_eq!(
+                fast.as_deref().map_err(|e| *e),
+                slow.as_deref().map_err(|e| *e),
+                "{raw:?}"
+            );
+            if matches!(fast, Ok(Cow::Borrowed(_))) {
+                assert_eq!(slow.as_deref(), Ok(raw.as_str()));
+            }
+        }
+        for clean in ["/", "/user/alice/lab", "/user/alice/", "/a.b/...", "/..a/"] {
+            assert!(
+                matches!(normalize_path_cow(clean), Ok(Cow::Borrowed(_))),
+                "{clean}"
+            );
         }
     }
 
