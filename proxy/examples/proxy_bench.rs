@@ -2,7 +2,8 @@
 //! Helpers for `tests/bench/proxy.sh`:
 //!
 //! - `proxy_bench add-routes API_URL TOKEN N TARGET [PREFIX]`: adds N routes to TARGET through
-//!   CHP's REST API (64 keep-alive connections) and prints the seconds it took.
+//!   CHP's REST API (64 keep-alive connections, one request at a time on each) and prints the
+//!   seconds it took.
 //! - `proxy_bench ws-echo-server PORT`: a websocket echo server.
 //! - `proxy_bench ws-rtt URL SECONDS`: one websocket, ping-pong of 32-byte text messages for
 //!   SECONDS; prints `p50_us p99_us msgs_per_s`.
@@ -31,34 +32,66 @@ async fn main() {
     }
 }
 
+/// One plain HTTP/1.1 keep-alive connection per worker, one request at a time (no pipelining):
+/// what any CHP client does, without a general-purpose client's own cost on this shared machine.
 async fn add_routes(api: &str, token: &str, n: usize, target: &str, prefix: &str) {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()
-        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let authority = api
+        .strip_prefix("http://")
+        .expect("an http:// API URL")
+        .to_owned();
     let started = Instant::now();
     let workers = 64;
     let mut tasks = Vec::new();
     for w in 0..workers {
-        let client = client.clone();
-        let api = api.to_owned();
+        let authority = authority.clone();
         let token = token.to_owned();
         let prefix = prefix.to_owned();
         let target = target.to_owned();
         tasks.push(tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let mut request = Vec::with_capacity(512);
+            let mut buf = vec![0u8; 4096];
             let mut i = w;
             while i < n {
-                let url = format!("{api}/api/routes{prefix}/u{i}");
                 let body =
                     format!(r#"{{"target": "{target}", "user": "u{i}", "server_name": ""}}"#);
-                let r = client
-                    .post(url)
-                    .header("Authorization", format!("token {token}"))
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status().as_u16(), 201);
+                request.clear();
+                request.extend_from_slice(
+                    format!(
+                        "POST /api/routes{prefix}/u{i} HTTP/1.1\r\nHost: {authority}\r\n\
+                         Authorization: token {token}\r\nContent-Type: application/json\r\n\
+                         Content-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+                stream.write_all(&request).await.unwrap();
+                // Read the head, then as much body as `Content-Length` says.
+                let mut got = 0;
+                let mut need = usize::MAX;
+                while got < need {
+                    let read = stream.read(&mut buf[got..]).await.unwrap();
+                    assert!(read > 0, "the API closed the connection");
+                    got += read;
+                    if need == usize::MAX {
+                        if let Some(end) = buf[..got].windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                            let length = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                            need = end + 4 + length;
+                        }
+                    }
+                }
+                assert!(
+                    buf.starts_with(b"HTTP/1.1 201"),
+                    "{}",
+                    String::from_utf8_lossy(&buf[..got])
+                );
                 i += workers;
             }
         }));

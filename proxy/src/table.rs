@@ -54,7 +54,7 @@ pub(crate) struct Target {
     /// `host:port` of the backend.
     pub(crate) authority: Authority,
     /// The target URL's path without its trailing `/` (often empty); prepended to forwarded paths.
-    pub(crate) path_prefix: String,
+    pub(crate) path_prefix: Box<str>,
 }
 
 impl Target {
@@ -73,7 +73,7 @@ impl Target {
         {
             return Err(invalid("only http:// targets are supported"));
         }
-        let authority = uri.authority().ok_or_else(|| invalid("no host"))?.clone();
+        let authority = uri.authority().ok_or_else(|| invalid("no host"))?;
         if authority.host().is_empty() {
             return Err(invalid("no host"));
         }
@@ -85,11 +85,16 @@ impl Target {
         }
         let path = uri.path();
         let path_prefix = if path == "/" || path.is_empty() {
-            String::new()
+            Box::default()
         } else {
             let normalized = normalize_path(path).map_err(|e| invalid(e.reason()))?;
-            normalized.trim_end_matches('/').to_owned()
+            normalized.trim_end_matches('/').into()
         };
+        // A copy of just `host:port`: the parsed `Uri` would keep the whole target string alive.
+        let authority = Authority::from_maybe_shared(bytes::Bytes::copy_from_slice(
+            authority.as_str().as_bytes(),
+        ))
+        .map_err(|_| invalid("no host"))?;
         Ok(Self {
             authority,
             path_prefix,
@@ -101,11 +106,13 @@ impl Target {
 #[derive(Debug)]
 pub(crate) struct RouteEntry {
     /// The routespec exactly as the hub added it (returned by `get_all_routes`).
-    pub(crate) routespec: String,
+    pub(crate) routespec: Box<str>,
     /// The target exactly as the hub added it.
-    pub(crate) target_url: String,
+    pub(crate) target_url: Box<str>,
     pub(crate) target: Target,
-    data: Map<String, Value>,
+    /// The hub's data as a JSON object text (`""` when empty): a few dozen bytes, where a
+    /// `serde_json::Map` costs over 600 per route. Only read back by `get_all_routes`.
+    data: Box<str>,
     /// Milliseconds since the Unix epoch of the last traffic (or of the route's creation).
     last_activity_ms: AtomicI64,
 }
@@ -120,7 +127,12 @@ impl RouteEntry {
     }
 
     fn to_route(&self) -> Route {
-        let mut data = self.data.clone();
+        let mut data = if self.data.is_empty() {
+            Map::new()
+        } else {
+            // Written by `serde_json` from a `Map` in `add_route`, so it always reads back.
+            serde_json::from_str(&self.data).unwrap_or_default()
+        };
         data.insert(
             "last_activity".to_owned(),
             Value::String(format_timestamp(
@@ -128,8 +140,8 @@ impl RouteEntry {
             )),
         );
         Route {
-            routespec: self.routespec.clone(),
-            target: self.target_url.clone(),
+            routespec: self.routespec.clone().into(),
+            target: self.target_url.clone().into(),
             data,
         }
     }
@@ -311,9 +323,14 @@ impl Proxy for RouteTable {
         let parsed_target = Target::parse(routespec, target)?;
         // `last_activity` is ours to keep; a stale copy in the hub's data would shadow it.
         data.remove("last_activity");
+        let data = if data.is_empty() {
+            Box::default()
+        } else {
+            Value::Object(data).to_string().into_boxed_str()
+        };
         let entry = Arc::new(RouteEntry {
-            routespec: routespec.to_owned(),
-            target_url: target.to_owned(),
+            routespec: routespec.into(),
+            target_url: target.into(),
             target: parsed_target,
             data,
             last_activity_ms: AtomicI64::new(now_ms()),

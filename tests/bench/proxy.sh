@@ -183,11 +183,16 @@ RSS_CHP_1=$(rss_mb "$CHP_PID")
 RSS_NGINX=$(rss_mb "$NGP_PID")
 
 # 100,000 routes in xiji-proxy (to the same backend), then the same load through one of them.
+ticks_ms() { awk -v d="$1" -v clk="$CLK" 'BEGIN { printf "%.2f", d / clk }'; }
+before=$(cpu_ticks "$XP_PID")
 ADD_XIJI=$("$BENCH" add-routes "http://127.0.0.1:$XAPI" "$TOKEN" 100000 "http://127.0.0.1:$BACKEND")
+ADD_XIJI_CPU=$(ticks_ms $(($(cpu_ticks "$XP_PID") - before)))
 RSS_XIJI_100K=$(rss_mb "$XP_PID")
 run_wrk xiji100k "http://127.0.0.1:$XPORT/bench/u77777/index.html" "$XP_PID"
 # CHP: 10,000 routes (the reference point for CHP).
+before=$(cpu_ticks "$CHP_PID")
 ADD_CHP=$("$BENCH" add-routes "http://127.0.0.1:$CAPI" "$TOKEN" 10000 "http://127.0.0.1:$BACKEND")
+ADD_CHP_CPU=$(ticks_ms $(($(cpu_ticks "$CHP_PID") - before)))
 RSS_CHP_10K=$(rss_mb "$CHP_PID")
 
 col() { awk -v c="$2" -v f="$3" '$1 == c { print $f }' "$WORK/$1"; }
@@ -238,6 +243,7 @@ echo "| | xiji-proxy | CHP |"
 echo "|---|---|---|"
 echo "| RSS with 1 route (after the load above) | $RSS_XIJI_1 MB | $RSS_CHP_1 MB |"
 echo "| time to add 100,000 routes (xiji) / 10,000 routes (CHP) over the REST API | $ADD_XIJI s | $ADD_CHP s |"
+echo "| the proxy's CPU time while adding them | $ADD_XIJI_CPU s | $ADD_CHP_CPU s |"
 echo "| RSS with 100,000 routes (xiji) / 10,000 routes (CHP) | $RSS_XIJI_100K MB | $RSS_CHP_10K MB |"
 echo
 echo "nginx-proxy RSS (master + worker): $RSS_NGINX MB"
