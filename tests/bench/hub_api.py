@@ -9,8 +9,9 @@ Run it through tests/bench/hub_api.sh (which builds Xiji in release mode). It me
 
 at each concurrency (default 1, 16, 64), with a token the hub issued itself (an admin user's API
 token: JupyterHub re-hashes tokens from its config file on every request, which would halve its
-speed), then each hub's start-up time and resident memory with 100,000 users in its database, and
-prints a Markdown table of req/s, p50 and p99 with the ratios Xiji/JupyterHub.
+speed); then POST → ready of a local single-user server against the process's own start-up (see
+`spawn_overhead`); then each hub's start-up time and resident memory with 100,000 users in its
+database; and prints Markdown tables of req/s, p50 and p99 with the ratios Xiji/JupyterHub.
 
 Standard library only, plus `wrk` on PATH. Every wait is bounded; processes are stopped by id.
 """
@@ -18,15 +19,18 @@ Standard library only, plus `wrk` on PATH. Every wait is bounded; processes are 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import platform
 import re
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -186,6 +190,240 @@ def startup(hub: hubs.Hub, n_big: int) -> dict:
             "users": total}
 
 
+def _proc_environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode(errors="replace").split("=", 1) for item in raw if b"=" in item)
+
+
+def _proc_cmdline(pid: int) -> list[str]:
+    return [a.decode(errors="replace")
+            for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+
+
+def _descendants(root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = set(), [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            if c not in out:
+                out.add(c)
+                todo.append(c)
+    return out
+
+
+def singleuser_process(hub: hubs.Hub, user: str) -> tuple[list[str], dict[str, str], str]:
+    """Command line, environment and working directory of the single-user server the hub
+    started for `user` (a descendant of the hub's process with JUPYTERHUB_USER = user)."""
+    assert hub.proc is not None
+    for pid in sorted(_descendants(hub.proc.pid)):
+        try:
+            env = _proc_environ(pid)
+            if env.get("JUPYTERHUB_USER") == user and "JUPYTERHUB_SERVICE_URL" in env:
+                return _proc_cmdline(pid), env, os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+    raise RuntimeError(f"{hub.name}: no single-user process of {user} found")
+
+
+def wait_http_below_500(port: int, path: str, timeout: float, proc=None) -> None:
+    """Polls GET path every 5 ms until it answers with a status below 500 (the hubs' readiness
+    rule)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the single-user process exited with {proc.returncode}")
+        r = hubs.http_request(port, "GET", path, timeout=2)
+        if 0 < r.status < 500:
+            return
+        time.sleep(0.005)
+    raise RuntimeError(f"127.0.0.1:{port}{path} did not answer within {timeout:.0f} s")
+
+
+def direct_start(cmd: list[str], env: dict[str, str], cwd: str, workdir: Path) -> float:
+    """Runs the single-user command itself, with the environment the hub gave it (on another
+    port), and returns the seconds from launch until its `{prefix}api` answers."""
+    old = env["JUPYTERHUB_SERVICE_URL"]
+    m = re.match(r"^(https?://[^/:]+):(\d+)(/.*)?$", old)
+    if not m:
+        raise RuntimeError(f"unexpected JUPYTERHUB_SERVICE_URL {old!r}")
+    port = hubs.free_port()
+    env = dict(env)
+    env["JUPYTERHUB_SERVICE_URL"] = f"{m.group(1)}:{port}{m.group(3) or '/'}"
+    cmd = [a.replace(f"--port={m.group(2)}", f"--port={port}") for a in cmd]
+    prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+    with open(workdir / "direct-singleuser.log", "ab") as out:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_http_below_500(port, f"{prefix}api", 120, proc)
+            return time.monotonic() - t0
+        finally:
+            hubs._kill_group(proc, grace=10.0)
+
+
+def boottime() -> float:
+    """Seconds since boot: the clock of /proc/<pid>/stat's start time."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def _start_time(pid: int) -> float:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    ticks = int(stat.rsplit(")", 1)[1].split()[19])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class SpawnWatcher(threading.Thread):
+    """While the hub spawns, finds the single-user process among the hub's descendants (its
+    fork time from /proc) and polls its `{prefix}api` itself every 5 ms, to learn when the
+    process alone was up."""
+
+    def __init__(self, hub: hubs.Hub, user: str, timeout: float = 120.0):
+        super().__init__(daemon=True)
+        self.hub, self.user, self.timeout = hub, user, timeout
+        self.forked: float | None = None
+        self.up: float | None = None
+        self.error: str | None = None
+        self.stop_flag = False
+
+    def run(self) -> None:
+        deadline = time.monotonic() + self.timeout
+        pid, port, path = None, 0, ""
+        try:
+            while pid is None and not self.stop_flag and time.monotonic() < deadline:
+                assert self.hub.proc is not None
+                for cand in sorted(_descendants(self.hub.proc.pid)):
+                    try:
+                        env = _proc_environ(cand)
+                    except OSError:
+                        continue
+                    url = env.get("JUPYTERHUB_SERVICE_URL", "")
+                    m = re.match(r"^https?://[^/:]+:(\d+)", url)
+                    if env.get("JUPYTERHUB_USER") == self.user and m:
+                        pid, port = cand, int(m.group(1))
+                        path = env.get("JUPYTERHUB_SERVICE_PREFIX", "/") + "api"
+                        self.forked = _start_time(cand)
+                        break
+                else:
+                    time.sleep(0.002)
+            while pid is not None and not self.stop_flag and time.monotonic() < deadline:
+                r = hubs.http_request(port, "GET", path, timeout=2)
+                if 0 < r.status < 500:
+                    self.up = boottime()
+                    return
+                time.sleep(0.005)
+        except Exception as e:  # noqa: BLE001
+            self.error = str(e)
+
+
+def spawn_until_ready(hub: hubs.Hub, user: str) -> dict:
+    """POST /users/{user}/server, then (if the hub answered 202) follows the progress stream
+    until its `ready` event. Returns, in seconds: `total` (POST sent → ready), `process` (the
+    single-user process's fork → its own `api` answering) and `overhead` (the rest: before the
+    fork, and between the process answering and the hub reporting ready)."""
+    auth = {"Authorization": f"token {hub.service_token}"}
+    watcher = SpawnWatcher(hub, user)
+    watcher.start()
+    t_post = boottime()
+    try:
+        r = hub.request("POST", f"/hub/api/users/{user}/server", auth, timeout=120)
+        if r.status == 201:
+            t_ready = boottime()
+        elif r.status != 202:
+            raise RuntimeError(f"{hub.name}: POST /users/{user}/server -> {r.status} "
+                               f"{r.body[:200]!r}")
+        else:
+            t_ready = _wait_progress_ready(hub, user, auth)
+        watcher.join(timeout=30)
+    finally:
+        watcher.stop_flag = True
+    if watcher.forked is None or watcher.up is None:
+        raise RuntimeError(f"{hub.name}: could not watch the single-user process "
+                           f"({watcher.error or 'not found'})")
+    # The watcher may see the process answer a few ms after the hub did.
+    up = min(watcher.up, t_ready)
+    return {"total": t_ready - t_post, "process": up - watcher.forked,
+            "overhead": (watcher.forked - t_post) + (t_ready - up),
+            "before_fork": watcher.forked - t_post, "after_up": t_ready - up}
+
+
+def _wait_progress_ready(hub: hubs.Hub, user: str, auth: dict) -> float:
+    conn = http.client.HTTPConnection("127.0.0.1", hub.port, timeout=120)
+    try:
+        conn.request("GET", f"/hub/api/users/{user}/server/progress", headers=auth)
+        resp = conn.getresponse()
+        while True:
+            line = resp.readline()
+            if not line:
+                raise RuntimeError(f"{hub.name}: progress stream ended before ready")
+            if line.startswith(b"data:"):
+                event = json.loads(line[5:])
+                if event.get("ready"):
+                    return boottime()
+                if event.get("failed"):
+                    raise RuntimeError(f"{hub.name}: spawn failed: {event}")
+    finally:
+        conn.close()
+
+
+def stop_server(hub: hubs.Hub, user: str) -> None:
+    auth = {"Authorization": f"token {hub.service_token}"}
+    r = hub.request("DELETE", f"/hub/api/users/{user}/server", auth, timeout=120)
+    if r.status not in (202, 204):
+        raise RuntimeError(f"{hub.name}: DELETE /users/{user}/server -> {r.status}")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        model = api(hub, "GET", f"/users/{user}", hub.service_token)
+        if not model.get("servers"):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{hub.name}: {user}'s server did not stop within 60 s")
+
+
+def spawn_overhead(hub: hubs.Hub, runs: int, workdir: Path) -> dict:
+    """POST → ready of a local server against the single-user process's own start. Each run:
+    the hub starts the server, timed from the POST until ready, while the process is watched
+    (its fork time, and when its own `api` first answers); then the same command with the same
+    environment is run directly on another port, timed from launch until its `api` answers;
+    then the hub stops the server. One warm-up round is not counted. The overhead is taken
+    within each spawn (total − the process's own fork → up), so the large run-to-run variation
+    of Python's start-up on a loaded machine cancels out; the direct runs check that the process
+    under the hub starts as fast as alone."""
+    user = "spawnbench"
+    api(hub, "POST", f"/users/{user}", hub.service_token)
+    rows = []
+    for i in range(runs + 1):
+        spawn = spawn_until_ready(hub, user)
+        cmd, env, cwd = singleuser_process(hub, user)
+        spawn["direct"] = direct_start(cmd, env, cwd, workdir)
+        stop_server(hub, user)
+        if i == 0:
+            continue
+        rows.append(spawn)
+        log(f"{hub.name} spawn {i}: POST → ready {spawn['total'] * 1000:.0f} ms, of which the "
+            f"process {spawn['process'] * 1000:.0f} ms, overhead {spawn['overhead'] * 1000:.0f} ms "
+            f"({spawn['before_fork'] * 1000:.0f} before the fork, "
+            f"{spawn['after_up'] * 1000:.0f} after it answered); "
+            f"the process alone {spawn['direct'] * 1000:.0f} ms")
+
+    def med(key: str) -> float:
+        return statistics.median(r[key] for r in rows) * 1000
+
+    return {"total_ms": med("total"), "process_ms": med("process"),
+            "overhead_ms": med("overhead"),
+            "overhead_max_ms": max(r["overhead"] for r in rows) * 1000,
+            "direct_ms": med("direct"), "runs": runs}
+
+
 def fmt_ms(v):
     return "–" if v is None else (f"{v:.2f}" if v < 10 else f"{v:.0f}")
 
@@ -201,6 +439,12 @@ def main() -> int:
     ap.add_argument("--users", type=int, default=1000)
     ap.add_argument("--startup-users", type=int, default=100_000,
                     help="users in the database for the start-up measurement (0: skip)")
+    ap.add_argument("--spawn-runs", type=int, default=5,
+                    help="POST → ready measurements of a local server per hub (0: skip)")
+    ap.add_argument("--parts", default="api,spawn,startup",
+                    help="which measurements to run (comma-separated subset of the default)")
+    ap.add_argument("--hubs", default="jupyterhub,xiji",
+                    help="which hubs to measure; the tables need both, one alone prints JSON")
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = ap.parse_args()
     if not shutil.which("wrk"):
@@ -211,13 +455,20 @@ def main() -> int:
     xiji_bin = hubs.require(hubs.env_path("XIJI_BIN", "target/release/xiji"),
                             "the xiji binary (cargo build --release -p hub)")
     concs = [int(c) for c in args.concurrency.split(",")]
+    parts = set(args.parts.split(","))
+    if "api" not in parts:
+        concs = []
+    if "spawn" not in parts:
+        args.spawn_runs = 0
+    if "startup" not in parts:
+        args.startup_users = 0
     endpoints = [("get_user", "GET /users/{name}"),
                  ("list_users", "GET /users?limit=100 (paginated)"),
                  ("post_user", "POST /users/{name}")]
 
     results: dict = {}
     load_before = os.getloadavg()
-    for which in ("jupyterhub", "xiji"):
+    for which in args.hubs.split(","):
         wd = Path(tempfile.mkdtemp(prefix=f"xiji-bench-{which}-"))
         svc = uuid.uuid4().hex
         if which == "jupyterhub":
@@ -239,6 +490,9 @@ def main() -> int:
                     res[f"{ep}@{c}"] = r
                     log(f"{which} {ep} c={c}: {r['rps']:.0f} req/s, p50 {fmt_ms(r['p50'])} ms, "
                         f"p99 {fmt_ms(r['p99'])} ms")
+            if args.spawn_runs:
+                res["spawn"] = spawn_overhead(hub, args.spawn_runs, wd)
+                log(f"{which} spawn: {res['spawn']}")
             if args.startup_users:
                 res["startup"] = startup(hub, args.startup_users)
                 log(f"{which} start-up with {args.startup_users} users: {res['startup']}")
@@ -250,6 +504,11 @@ def main() -> int:
             hub.stop()
             hubs.remove_workdir(wd)
 
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    if "jupyterhub" not in results or "xiji" not in results:
+        print(json.dumps(results, indent=1))
+        return 0
     jh, xi = results["jupyterhub"], results["xiji"]
     cpu = platform.processor() or platform.machine()
     load_after = os.getloadavg()
@@ -265,6 +524,19 @@ def main() -> int:
             print(f"| `{label}` | {c} | {a['rps']:.0f} | {b['rps']:.0f} | "
                   f"{ratio(b['rps'], a['rps'])} | {fmt_ms(a['p50'])} / {fmt_ms(a['p99'])} | "
                   f"{fmt_ms(b['p50'])} / {fmt_ms(b['p99'])} |")
+    if "spawn" in jh and "spawn" in xi:
+        a, b = jh["spawn"], xi["spawn"]
+        print(f"\nPOST → ready of a local server (`jupyterhub-singleuser`), median of "
+              f"{args.spawn_runs} runs; ms\n")
+        print("| | JupyterHub | Xiji |")
+        print("|---|---:|---:|")
+        print(f"| POST → ready | {a['total_ms']:.0f} | {b['total_ms']:.0f} |")
+        print(f"| of which the process (fork → its `api` answers) | {a['process_ms']:.0f} | "
+              f"{b['process_ms']:.0f} |")
+        print(f"| overhead: the rest (median / worst) | {a['overhead_ms']:.0f} / "
+              f"{a['overhead_max_ms']:.0f} | {b['overhead_ms']:.0f} / {b['overhead_max_ms']:.0f} |")
+        print(f"| the same command run directly (launch → `api` answers) | "
+              f"{a['direct_ms']:.0f} | {b['direct_ms']:.0f} |")
     if "startup" in jh and "startup" in xi:
         a, b = jh["startup"], xi["startup"]
         print(f"\nStart-up with {args.startup_users:,} users in the database (until "
@@ -278,8 +550,6 @@ def main() -> int:
         print(f"| RSS after one list of 100 (MiB) | {a['rss_after_list_mb']:.0f} | "
               f"{b['rss_after_list_mb']:.0f} | "
               f"{ratio(a['rss_after_list_mb'], b['rss_after_list_mb'])} smaller |")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
     return 0
 
 

@@ -4,7 +4,8 @@
 # docs/benchmarks.md). Not a timed test. Takes about 5 minutes.
 #
 #   tests/bench/hub_api.sh [--concurrency 1,16,64] [--seconds 5] [--users 1000]
-#                          [--startup-users 100000] [--json FILE]
+#                          [--spawn-runs 5] [--startup-users 100000] [--json FILE]
+#                          [--parts api,spawn,startup] [--hubs jupyterhub,xiji]
 #
 # Needs tests/setup-env.sh (XIJI_TEST_VENV5, XIJI_TEST_NODE_MODULES; .cache/test-env.sh is sourced
 # if they are unset) and `wrk` (Debian package wrk). XIJI_BIN overrides the binary; by default it
