@@ -429,23 +429,33 @@ async fn my_images(hub: &Hub, token: &str) -> Result<Vec<Value>> {
     Ok(list.as_array().cloned().unwrap_or_default())
 }
 
+/// The tests of this file one at a time: each runs clusters and a registry on a small machine.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Our registry holding the base image (so its log shows every blob a save uploads), and the
+/// cleanup of this test's containers and images.
+fn registry_with_base() -> Result<(Registry, Cleanup, String)> {
+    let registry = Registry::start()?;
+    let mut cleanup = Cleanup {
+        instance: format!("xiji-test-{}", random_hex(6)),
+        images: Vec::new(),
+    };
+    let base = format!("{}/xiji/base-notebook:latest", registry.addr);
+    run("docker", &["pull", &base_image()])?;
+    run("docker", &["tag", &base_image(), &base])?;
+    cleanup.images.push(base.clone());
+    run("docker", &["push", &base])?;
+    Ok((registry, cleanup, base))
+}
+
 #[tokio::test]
 async fn a_node_saved_through_the_hub_runs_with_its_changes_and_starts_as_a_cluster() -> Result<()>
 {
     if !docker_enabled()? {
         return Ok(());
     }
-    let mut registry = Registry::start()?;
-    let mut cleanup = Cleanup {
-        instance: format!("xiji-test-{}", random_hex(6)),
-        images: Vec::new(),
-    };
-    // The base in our registry, so the registry's log shows every blob a save uploads.
-    let base = format!("{}/xiji/base-notebook:latest", registry.addr);
-    run("docker", &["pull", &base_image()])?;
-    run("docker", &["tag", &base_image(), &base])?;
-    cleanup.images.push(base.clone());
-    run("docker", &["push", &base])?;
+    let _serial = SERIAL.lock().await;
+    let (mut registry, mut cleanup, base) = registry_with_base()?;
     let base_layers = registry.layers("xiji/base-notebook", "latest")?;
     ensure!(!base_layers.is_empty(), "the base has no layers");
 
@@ -815,5 +825,119 @@ async fn a_node_saved_through_the_hub_runs_with_its_changes_and_starts_as_a_clus
         my_images(&hub, &frank).await?.is_empty(),
         "a failed save listed an image"
     );
+    Ok(())
+}
+
+/// The browser run, including JupyterLab's first load on a busy 2-core machine.
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(900);
+
+#[tokio::test]
+async fn chromium_saves_the_environment_from_jupyterlab_and_the_image_starts_as_a_cluster(
+) -> Result<()> {
+    if !docker_enabled()? {
+        return Ok(());
+    }
+    let node_modules = PathBuf::from(tests::required_env("XIJI_TEST_NODE_MODULES")?);
+    ensure!(
+        node_modules.join("playwright-core/package.json").is_file(),
+        "{} has no playwright-core: run tests/setup-env.sh",
+        node_modules.display()
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    ensure!(
+        PathBuf::from(&chromium).is_file(),
+        "no Chromium at {chromium}: run tests/setup-env.sh"
+    );
+    let _serial = SERIAL.lock().await;
+    let (registry, mut cleanup, base) = registry_with_base()?;
+    let hub = hub_saving_to(&cleanup, &registry, &base).await?;
+    hub.create_user("gina", "gina-password-1").await?;
+    let gina = hub.create_token("gina", json!({})).await?;
+    start_cluster(&hub, "gina", "Base").await?;
+    let node = cleanup.node_of("gina")?;
+    exec(
+        &node,
+        "root",
+        "mkdir -p /opt/gina && echo from-the-browser > /opt/gina/note.txt",
+    )?;
+
+    let artifacts = tests::artifacts_dir().join("save-image");
+    let _ = std::fs::remove_dir_all(&artifacts);
+    std::fs::create_dir_all(&artifacts)?;
+    let log_path = hub.scratch_path("browser.log");
+    let log = std::fs::File::create(&log_path)?;
+    let mut child = hub
+        .command("node")
+        .arg(tests::workspace_root().join("tests/browser/save_image.mjs"))
+        .env("XIJI_URL", hub.base_url())
+        .env("XIJI_USER", "gina")
+        .env("XIJI_PASSWORD", "gina-password-1")
+        .env("XIJI_ARTIFACTS", &artifacts)
+        .env("XIJI_IMAGE_NAME", "lab-env")
+        .env("XIJI_IMAGE_TAG", "v1")
+        .env("XIJI_TEST_NODE_MODULES", &node_modules)
+        .env("CHROMIUM", &chromium)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot run node")?;
+    let deadline = std::time::Instant::now() + BROWSER_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "the browser run took more than {BROWSER_TIMEOUT:?}:\n{}",
+                tests::tail(&std::fs::read_to_string(&log_path).unwrap_or_default(), 60)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+    eprintln!("===== browser =====\n{output}");
+    ensure!(
+        status.success() && output.contains("\"ok\":true"),
+        "the browser run failed ({status}); screenshots in {}:\n{}\nhub log:\n{}",
+        artifacts.display(),
+        tests::tail(&output, 40),
+        tests::tail(&hub.log(), 30)
+    );
+
+    // The image is in gina's "My images"; an administrator adds it to the library; a new
+    // cluster starts from it with the node's change in place.
+    let mine = my_images(&hub, &gina).await?;
+    let image = mine
+        .iter()
+        .find(|i| i["name"] == "gina/lab-env:v1")
+        .with_context(|| format!("the saved image is not in gina's images: {mine:?}"))?;
+    ensure!(image["visibility"] == "private", "{image}");
+    let id = image["id"].as_i64().context("no id")?;
+    let resp = hub
+        .admin(Method::PATCH, &format!("/hub/api/images/{id}"))
+        .json(&json!({"visibility": "library"}))
+        .send()
+        .await?;
+    expect_json(resp, StatusCode::OK, "approve the image").await?;
+    let resp = hub
+        .admin(Method::DELETE, "/hub/api/users/gina/server")
+        .send()
+        .await?;
+    ensure!(resp.status().is_success(), "stop gave {}", resp.status());
+    hub.wait_until_stopped("gina", "", Duration::from_secs(60))
+        .await?;
+    start_cluster(&hub, "gina", "gina/lab-env:v1").await?;
+    let node = cleanup.node_of("gina")?;
+    let note = exec(&node, "jovyan", "cat /opt/gina/note.txt")?;
+    ensure!(
+        note.trim() == "from-the-browser",
+        "the new cluster's node: {note}"
+    );
+    cleanup
+        .images
+        .push(format!("{}/saved/gina/lab-env:v1", registry.addr));
     Ok(())
 }

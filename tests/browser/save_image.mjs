@@ -1,0 +1,99 @@
+// "Save environment as image" in JupyterLab, in Debian's Chromium driven by playwright-core:
+// log in at /hub/login, open the running node's JupyterLab, choose Xiji → "Save environment as
+// image…", fill in name, tag and description, press "Save image", and wait until the progress
+// notification says the image is saved. Screenshots go to $XIJI_ARTIFACTS.
+//
+// Run by tests/tests/save_image.rs, which starts the hub, the user's cluster and the registry.
+// Environment: XIJI_URL, XIJI_USER, XIJI_PASSWORD, XIJI_ARTIFACTS, XIJI_IMAGE_NAME,
+//   XIJI_IMAGE_TAG, XIJI_TEST_NODE_MODULES (holds playwright-core), CHROMIUM
+import { createRequire } from 'node:module';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+
+const require = createRequire(import.meta.url);
+const env = (name, fallback) => {
+  const value = process.env[name] ?? fallback;
+  if (!value) throw new Error(`${name} is not set (tests/run sets everything)`);
+  return value;
+};
+const base = env('XIJI_URL');
+const user = env('XIJI_USER');
+const password = env('XIJI_PASSWORD');
+const artifacts = env('XIJI_ARTIFACTS');
+const imageName = env('XIJI_IMAGE_NAME');
+const imageTag = env('XIJI_IMAGE_TAG');
+const { chromium } = require(path.join(env('XIJI_TEST_NODE_MODULES'), 'playwright-core'));
+mkdirSync(artifacts, { recursive: true });
+
+const step = (message) => console.log(`[browser] ${new Date().toISOString()} ${message}`);
+let shot = 0;
+const screenshot = async (page, name) => {
+  shot += 1;
+  const file = path.join(artifacts, `${String(shot).padStart(2, '0')}-${name}.png`);
+  await page.screenshot({ path: file, fullPage: false });
+  step(`screenshot ${file}`);
+};
+
+const browser = await chromium.launch({
+  executablePath: env('CHROMIUM', '/usr/bin/chromium'),
+  headless: true,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+    '--disable-component-update', '--disable-dev-shm-usage'],
+});
+let page;
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US' });
+  page = await context.newPage();
+  page.setDefaultTimeout(60_000);
+  page.on('pageerror', (e) => step(`page error: ${e.message}`));
+
+  step('log in');
+  await page.goto(`${base}/hub/login`);
+  await page.fill('input[name="username"]', user);
+  await page.fill('input[name="password"]', password);
+  await Promise.all([page.waitForURL('**/hub/**'), page.click('#login')]);
+
+  step('open JupyterLab on node-0');
+  await page.goto(`${base}/user/${encodeURIComponent(user)}/lab`);
+  const xijiMenu = page.locator('.lm-MenuBar-itemLabel', { hasText: /^Xiji$/ }).first();
+  await xijiMenu.waitFor({ state: 'visible', timeout: 180_000 });
+  await screenshot(page, 'jupyterlab');
+
+  step('Xiji → Save environment as image…');
+  await xijiMenu.click();
+  await page.locator('.lm-Menu-itemLabel', { hasText: 'Save environment as image' }).first().click();
+  const dialog = page.locator('.jp-Dialog');
+  await dialog.locator('input[name="name"]').waitFor({ state: 'visible' });
+  await dialog.locator('input[name="name"]').fill(imageName);
+  await dialog.locator('input[name="tag"]').fill(imageTag);
+  await dialog.locator('textarea[name="description"]').fill('Saved from JupyterLab by the browser test');
+  await screenshot(page, 'dialog');
+  await dialog.locator('button.jp-mod-accept').click();
+
+  step('wait for the save to finish');
+  const inProgress = page.getByText(/Saving .*:/).first();
+  await inProgress.waitFor({ state: 'visible', timeout: 60_000 }).then(
+    () => screenshot(page, 'progress'),
+    () => step('the in-progress notification was not seen (the save may have been quicker)'),
+  );
+  const saved = page.getByText(/^Saved .* "My images"/).first();
+  const failed = page.getByText(/The save of .* failed|The image was not saved|Cannot save the image/).first();
+  await Promise.race([
+    saved.waitFor({ state: 'visible', timeout: 600_000 }),
+    failed.waitFor({ state: 'visible', timeout: 600_000 }).then(async () => {
+      throw new Error(`the save failed: ${await failed.innerText()}`);
+    }),
+  ]);
+  const text = (await saved.innerText()).trim();
+  await screenshot(page, 'saved');
+  step(`saw: ${text}`);
+  console.log(JSON.stringify({ ok: true, message: text }));
+} catch (error) {
+  if (page) {
+    await screenshot(page, 'failure').catch(() => {});
+  }
+  console.error(`[browser] FAILED: ${error.stack || error}`);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
