@@ -131,7 +131,16 @@ async fn make_spawner(config: &Config, store: &Store) -> anyhow::Result<Arc<dyn 
         return make_docker_spawner(config, store).await;
     }
     let local = &config.spawner.local;
-    let cmd = if local.cmd.is_empty() {
+    // A venv the operator named and already filled is used as it is: reinstalling the default
+    // packages into it could change its JupyterHub version under them.
+    let given = local
+        .venv
+        .as_ref()
+        .map(|v| v.join("bin").join("jupyterhub-singleuser"))
+        .filter(|exe| exe.is_file());
+    let cmd = if let (true, Some(exe)) = (local.cmd.is_empty(), given) {
+        vec![absolute(exe).display().to_string()]
+    } else if local.cmd.is_empty() {
         let venv = config.local_venv();
         println!("Checking the notebook environment in {} (the first start installs it; this takes a few minutes)...", venv.display());
         let singleuser =
