@@ -720,4 +720,33 @@ mod tests {
         assert_eq!(config.bind.port(), 2);
         assert_eq!(config.admin.username, "root1");
     }
+
+    #[test]
+    fn image_settings_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.toml");
+        for (text, wanted) in [
+            ("[images]\ncompression = \"lz4\"\n", "images.compression"),
+            ("[images]\nregistry = \"http://r/x\"\n", "images.registry"),
+            (
+                "[images.credentials.\"r:5000\"]\nusername = \"u\"\n",
+                "images.credentials",
+            ),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = Config::load(Some(&path), Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(wanted), "{text}: {err}");
+        }
+        std::fs::write(
+            &path,
+            "[images]\nregistry = \"r.example.edu\"\nauto_approve = true\n\
+             [images.credentials.\"r.example.edu\"]\nusername = \"u\"\npassword = \"p\"\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path), Overrides::default()).unwrap();
+        assert!(config.images.auto_approve);
+        assert!(config.images.excludes.iter().any(|e| e == "/etc/xiji/ssh"));
+    }
 }
