@@ -5,7 +5,7 @@
 #   tests/setup-docker.sh && . .cache/docker-env.sh
 #
 # Idempotent; a second run only checks and is quick.
-#   - Debian packages: docker.io, debootstrap, docker-registry (installed when missing)
+#   - Debian packages: docker.io, debootstrap, docker-registry, skopeo (installed when missing)
 #   - dockerd running (started in the background, log in .cache/docker/dockerd.log, when
 #     `docker info` fails)
 #   - a registry on 127.0.0.1:5000 (Debian's docker-registry, data in .cache/docker/registry)
@@ -31,6 +31,7 @@ missing=()
 command -v dockerd > /dev/null || missing+=(docker.io)
 command -v debootstrap > /dev/null || missing+=(debootstrap)
 command -v docker-registry > /dev/null || missing+=(docker-registry)
+command -v skopeo > /dev/null || missing+=(skopeo)
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]}"
     as_root apt-get update -qq > /dev/null
