@@ -25,10 +25,18 @@ pub struct UserBundle {
 /// Loads groups, roles and servers for a page of users in three queries.
 pub async fn bundle(store: &Store, users: Vec<UserRow>) -> Result<Vec<UserBundle>, ApiError> {
     let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
-    let mut groups = store.user_groups(&ids).await?;
-    let mut roles = store.user_roles(&ids).await?;
-    let mut servers = store.servers_of(&ids).await?;
-    Ok(users
+    let details = store.user_details(&ids).await?;
+    Ok(bundle_with(users, details))
+}
+
+/// Pairs users with their already loaded groups, roles and servers.
+pub fn bundle_with(users: Vec<UserRow>, details: crate::db::UserDetails) -> Vec<UserBundle> {
+    let crate::db::UserDetails {
+        mut groups,
+        mut roles,
+        mut servers,
+    } = details;
+    users
         .into_iter()
         .map(|u| UserBundle {
             groups: groups.remove(&u.id).unwrap_or_default(),
@@ -36,7 +44,7 @@ pub async fn bundle(store: &Store, users: Vec<UserRow>) -> Result<Vec<UserBundle
             servers: servers.remove(&u.id).unwrap_or_default(),
             user: u,
         })
-        .collect())
+        .collect()
 }
 
 /// The Server model.

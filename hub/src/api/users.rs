@@ -8,7 +8,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::models::{bundle, user_model};
+use super::models::{bundle, bundle_with, user_model};
 use super::{body_as, empty, json, ApiCaller, JsonBody, Page, RequestUrl};
 use crate::app::{user_or_404, Hub};
 use crate::clock;
@@ -208,8 +208,12 @@ pub async fn get_one(
             groups: &groups,
         },
     )?;
-    let user = user_or_404(&hub, &name).await?;
-    let b = bundle(&hub.store, vec![user]).await?;
+    let (user, details) = hub
+        .store
+        .user_with_details(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("No such user: {name}")))?;
+    let b = bundle_with(vec![user], details);
     let include_stopped = flag(&query, "include_stopped_servers");
     let model = b
         .first()

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyConnection, AnyPool, Row};
 
 pub use images::{ImageFields, ImageFilter, ImageRow};
 pub use rows::*;
@@ -43,6 +43,17 @@ impl From<sqlx::Error> for DbError {
             _ => DbError::Sql(e),
         }
     }
+}
+
+/// Groups, configured roles and servers of a set of users, by user id.
+#[derive(Debug, Default)]
+pub struct UserDetails {
+    /// Group names.
+    pub groups: BTreeMap<i64, Vec<String>>,
+    /// Configured roles (directly or through groups).
+    pub roles: BTreeMap<i64, Vec<RoleRow>>,
+    /// All server rows.
+    pub servers: BTreeMap<i64, Vec<ServerRow>>,
 }
 
 /// Which database engine is behind the pool.
@@ -93,8 +104,11 @@ impl Store {
                     .foreign_keys(true);
                 let setup = sqlx::SqlitePool::connect_with(opts).await?;
                 setup.close().await;
+                // A local file cannot drop the connection: no ping (a round trip to the
+                // connection's worker thread) before every acquire; sqlx still pings on release.
                 options
                     .max_connections(8)
+                    .test_before_acquire(false)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             sqlx::query("PRAGMA foreign_keys = ON")
@@ -281,7 +295,8 @@ impl Store {
         for b in &binds {
             count = count.bind(b.as_str());
         }
-        let total: i64 = count.fetch_one(&self.pool).await?.try_get(0)?;
+        let mut conn = self.pool.acquire().await?;
+        let total: i64 = count.fetch_one(&mut *conn).await?.try_get(0)?;
         let sql = format!(
             "SELECT {USER_COLUMNS} FROM users {where_clause} ORDER BY {order} LIMIT {} OFFSET {}",
             query.limit, query.offset
@@ -290,7 +305,7 @@ impl Store {
         for b in &binds {
             q = q.bind(b.as_str());
         }
-        Ok((q.fetch_all(&self.pool).await?, total))
+        Ok((q.fetch_all(&mut *conn).await?, total))
     }
 
     /// Applies a partial update to a user.
@@ -486,8 +501,50 @@ impl Store {
         Ok(out)
     }
 
+    /// Groups, configured roles and servers of each user id, read on one connection (each
+    /// acquisition from the pool costs round trips to SQLite's worker thread).
+    pub async fn user_details(&self, user_ids: &[i64]) -> Result<UserDetails> {
+        if user_ids.is_empty() {
+            return Ok(UserDetails::default());
+        }
+        let mut conn = self.pool.acquire().await?;
+        Self::user_details_on(&mut conn, user_ids).await
+    }
+
+    async fn user_details_on(conn: &mut AnyConnection, user_ids: &[i64]) -> Result<UserDetails> {
+        Ok(UserDetails {
+            groups: Self::user_groups_on(conn, user_ids).await?,
+            roles: Self::user_roles_on(conn, user_ids).await?,
+            servers: Self::servers_of_on(conn, user_ids).await?,
+        })
+    }
+
+    /// A user by name with its groups, roles and servers, read on one connection.
+    pub async fn user_with_details(&self, name: &str) -> Result<Option<(UserRow, UserDetails)>> {
+        let mut conn = self.pool.acquire().await?;
+        let user = sqlx::query_as::<_, UserRow>(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(user) = user else {
+            return Ok(None);
+        };
+        let details = Self::user_details_on(&mut conn, &[user.id]).await?;
+        Ok(Some((user, details)))
+    }
+
     /// Group names of each user id.
     pub async fn user_groups(&self, user_ids: &[i64]) -> Result<BTreeMap<i64, Vec<String>>> {
+        let mut conn = self.pool.acquire().await?;
+        Self::user_groups_on(&mut conn, user_ids).await
+    }
+
+    async fn user_groups_on(
+        conn: &mut AnyConnection,
+        user_ids: &[i64],
+    ) -> Result<BTreeMap<i64, Vec<String>>> {
         let mut out: BTreeMap<i64, Vec<String>> = BTreeMap::new();
         if user_ids.is_empty() {
             return Ok(out);
@@ -501,7 +558,7 @@ impl Store {
         for id in user_ids {
             q = q.bind(*id);
         }
-        for row in q.fetch_all(&self.pool).await? {
+        for row in q.fetch_all(&mut *conn).await? {
             out.entry(row.try_get(0)?)
                 .or_default()
                 .push(row.try_get(1)?);
@@ -607,6 +664,14 @@ impl Store {
 
     /// Configured roles (name and raw scopes) held by each user id, directly or through groups.
     pub async fn user_roles(&self, user_ids: &[i64]) -> Result<BTreeMap<i64, Vec<RoleRow>>> {
+        let mut conn = self.pool.acquire().await?;
+        Self::user_roles_on(&mut conn, user_ids).await
+    }
+
+    async fn user_roles_on(
+        conn: &mut AnyConnection,
+        user_ids: &[i64],
+    ) -> Result<BTreeMap<i64, Vec<RoleRow>>> {
         let mut out: BTreeMap<i64, Vec<RoleRow>> = BTreeMap::new();
         if user_ids.is_empty() {
             return Ok(out);
@@ -623,7 +688,7 @@ impl Store {
         for id in user_ids {
             q = q.bind(*id);
         }
-        for row in q.fetch_all(&self.pool).await? {
+        for row in q.fetch_all(&mut *conn).await? {
             let role = role_from_row(&row, 1)?;
             out.entry(row.try_get(0)?).or_default().push(role);
         }
@@ -861,6 +926,14 @@ impl Store {
 
     /// Servers of each user id.
     pub async fn servers_of(&self, user_ids: &[i64]) -> Result<BTreeMap<i64, Vec<ServerRow>>> {
+        let mut conn = self.pool.acquire().await?;
+        Self::servers_of_on(&mut conn, user_ids).await
+    }
+
+    async fn servers_of_on(
+        conn: &mut AnyConnection,
+        user_ids: &[i64],
+    ) -> Result<BTreeMap<i64, Vec<ServerRow>>> {
         let mut out: BTreeMap<i64, Vec<ServerRow>> = BTreeMap::new();
         if user_ids.is_empty() {
             return Ok(out);
@@ -873,7 +946,7 @@ impl Store {
         for id in user_ids {
             q = q.bind(*id);
         }
-        for row in q.fetch_all(&self.pool).await? {
+        for row in q.fetch_all(&mut *conn).await? {
             out.entry(row.user_id).or_default().push(row);
         }
         Ok(out)

@@ -283,22 +283,38 @@ pub async fn caller_for_token(
     let Some(caller) = token_caller(store, &row).await? else {
         return Ok(None);
     };
-    store.touch_token(row.id, now).await?;
+    // As JupyterHub's `_record_activity`: written only when older than the resolution, so that
+    // re-resolving after the cache was invalidated (by any write) does not write twice more.
+    let stale = |last: Option<Micros>| last.is_none_or(|t| now - t > ACTIVITY_RESOLUTION_MICROS);
+    let mut touched = false;
+    if stale(row.last_activity) {
+        store.touch_token(row.id, now).await?;
+        touched = true;
+    }
     // A server's own API requests are not its user's activity (as in JupyterHub).
     let user_id = match &caller.principal {
         Principal::User(u) if row.kind != "server" => Some(u.id),
         _ => None,
     };
-    if let Some(id) = user_id {
-        store.touch_user(id, now).await?;
+    if let (Some(id), Principal::User(u)) = (user_id, &caller.principal) {
+        if stale(u.last_activity) {
+            store.touch_user(id, now).await?;
+            touched = true;
+        }
     }
+    // Untouched: the next write is due a resolution after the stored one.
+    let last_touch = if touched {
+        now
+    } else {
+        row.last_activity.unwrap_or(now)
+    };
     let caller = Arc::new(caller);
     cache.put(
         hashed,
         Arc::clone(&caller),
         generation,
         row.expires_at,
-        now,
+        last_touch,
         user_id,
     );
     Ok(Some(caller))
