@@ -12,6 +12,7 @@
 
 #![allow(clippy::missing_panics_doc)]
 
+pub mod browser;
 pub mod kernel;
 pub mod process;
 

@@ -1,7 +1,8 @@
 //! Virtual clusters through the real hub on a real Docker Engine: a cluster started through the
 //! REST API serves every node through the proxy, is re-adopted by a restarted hub, and a hub
 //! killed in the middle of a 3-node start leaves, once started again, no container, no network
-//! and no half-started server behind.
+//! and no half-started server behind; in Chromium, node-1's JupyterLab opens from the home page
+//! and runs a cell on node-1.
 //!
 //! Needs `XIJI_TEST_DOCKER=1` (tests/run sets it after tests/setup-docker.sh); without it each
 //! test says so and returns. With it, a Docker Engine that does not work is a failure.
@@ -12,7 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tests::{expect_json, random_hex, Hub, HubOptions};
+use tests::{browser, expect_json, random_hex, Hub, HubOptions};
 
 fn docker_enabled() -> bool {
     if std::env::var("XIJI_TEST_DOCKER").as_deref() == Ok("1") {
@@ -283,5 +284,36 @@ async fn a_hub_killed_during_a_three_node_start_leaves_nothing_behind_after_it_r
     let server = wait_ready(&hub, "dave", Duration::from_secs(300)).await?;
     ensure!(node_urls(&server).len() == 3, "{server}");
     ensure!(instance.containers()?.len() == 3);
+    Ok(())
+}
+
+#[tokio::test]
+async fn node_one_of_a_cluster_opens_in_jupyterlab_in_chromium_and_runs_a_cell_there() -> Result<()>
+{
+    if !docker_enabled() {
+        return Ok(());
+    }
+    let instance = Instance::new();
+    let hub = docker_hub(&instance).await?;
+    hub.create_user("erin", "erin-password-1").await?;
+    start_cluster(&hub, "erin", 2).await?;
+    wait_ready(&hub, "erin", Duration::from_secs(240)).await?;
+    let run = browser::run_script(
+        &hub,
+        "cluster_node.mjs",
+        "cluster-node",
+        &[
+            ("XIJI_USER", "erin"),
+            ("XIJI_PASSWORD", "erin-password-1"),
+            ("XIJI_NODE", "1"),
+        ],
+    )
+    .await?;
+    ensure!(
+        run.output.contains("\"output\":\"node-1\""),
+        "the browser did not report node-1's host name:\n{}",
+        run.output
+    );
+    run.expect_screenshot("output")?;
     Ok(())
 }

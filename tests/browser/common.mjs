@@ -1,0 +1,86 @@
+// What every browser test shares: its environment, Debian's Chromium through playwright-core,
+// numbered screenshots, logging in at /hub/login, and running a cell in a JupyterLab notebook.
+//
+// Environment: XIJI_URL (http://127.0.0.1:PORT), XIJI_ARTIFACTS (screenshots),
+// XIJI_TEST_NODE_MODULES (holds playwright-core), CHROMIUM (default /usr/bin/chromium).
+import { createRequire } from 'node:module';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+
+const require = createRequire(import.meta.url);
+
+/** A required environment variable (or the fallback). */
+export const env = (name, fallback) => {
+  const value = process.env[name] ?? fallback;
+  if (!value) throw new Error(`${name} is not set (run tests/setup-env.sh; tests/run sets everything)`);
+  return value;
+};
+
+export const step = (message) => console.log(`[browser] ${new Date().toISOString()} ${message}`);
+
+/** Chromium with the flags this machine needs, and a page helper with numbered screenshots. */
+export async function launch() {
+  const artifacts = env('XIJI_ARTIFACTS');
+  mkdirSync(artifacts, { recursive: true });
+  const { chromium } = require(path.join(env('XIJI_TEST_NODE_MODULES'), 'playwright-core'));
+  const browser = await chromium.launch({
+    executablePath: env('CHROMIUM', '/usr/bin/chromium'),
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-dev-shm-usage'],
+  });
+  let shot = 0;
+  const screenshot = async (page, name) => {
+    shot += 1;
+    const file = path.join(artifacts, `${String(shot).padStart(2, '0')}-${name}.png`);
+    await page.screenshot({ path: file, fullPage: false });
+    step(`screenshot ${file}`);
+  };
+  const newPage = async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US' });
+    const page = await context.newPage();
+    page.setDefaultTimeout(60_000);
+    page.on('pageerror', (e) => step(`page error: ${e.message}`));
+    return page;
+  };
+  return { browser, screenshot, newPage };
+}
+
+/** Logs in at /hub/login and waits until the hub has moved on from the login page. */
+export async function login(page, base, user, password) {
+  await page.goto(`${base}/hub/login`);
+  await page.fill('input[name="username"]', user);
+  await page.fill('input[name="password"]', password);
+  await Promise.all([page.waitForURL('**/hub/**'), page.click('#login')]);
+}
+
+/** In an open JupyterLab: a new notebook from the launcher, `code` run in its first cell; the
+ *  output that contains `expect` is returned (its text). */
+export async function runInNewNotebook(page, code, expect) {
+  const notebookCard = page.locator('.jp-LauncherCard[data-category="Notebook"]').first();
+  await notebookCard.waitFor({ state: 'visible', timeout: 180_000 });
+  await notebookCard.click();
+  // Some versions ask for a kernel; accept the proposed one.
+  const kernelDialog = page.locator('.jp-Dialog .jp-mod-accept');
+  const editor = page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .cm-content').first();
+  await Promise.race([
+    editor.waitFor({ state: 'visible', timeout: 120_000 }),
+    kernelDialog.waitFor({ state: 'visible', timeout: 120_000 }).then(() => kernelDialog.click()),
+  ]);
+  await editor.waitFor({ state: 'visible', timeout: 120_000 });
+  // A cell run before the kernel is idle can be dropped: wait for the status bar's "Idle".
+  await page
+    .locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator[data-status="idle"]')
+    .first()
+    .waitFor({ state: 'attached', timeout: 120_000 })
+    .catch(() => step('no idle indicator found; running anyway'));
+  await editor.click();
+  await page.keyboard.type(code);
+  await page.keyboard.press('Shift+Enter');
+  const output = page
+    .locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output')
+    .filter({ hasText: expect })
+    .first();
+  await output.waitFor({ state: 'visible', timeout: 120_000 });
+  return (await output.innerText()).trim();
+}
