@@ -5,8 +5,9 @@
 //! challenge-response, RFC 6143 §7.2.2). Only then does it accept the browser's websocket
 //! ([`accept`]), to which it offers the security type *None*: the password never leaves the
 //! hub. After both handshakes the bridge relays raw RFB bytes in binary websocket frames both
-//! ways, one frame per TCP read, awaiting each write before reading more (backpressure), and
-//! closes both sides when either closes.
+//! ways (one frame per TCP read; towards the browser, frames are flushed when the VNC server has
+//! nothing more to read, and a full socket stops the reading: backpressure), and closes both
+//! sides when either closes.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -403,17 +404,28 @@ where
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         loop {
             buf.reserve(READ_CHUNK);
-            let n = tcp_read.read_buf(&mut buf).await?;
+            // Frames are fed (buffered by tungstenite, written out once its write buffer fills,
+            // and awaited when the socket is full: backpressure) while the VNC server has more
+            // to read; the websocket is flushed only when it has nothing more right now.
+            let n = match tcp_read.try_read_buf(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    sink.flush().await.map_err(io::Error::other)?;
+                    tcp_read.read_buf(&mut buf).await?
+                }
+                Err(e) => return Err(e),
+            };
             if n == 0 {
                 break;
             }
             let chunk = buf.split().freeze();
             stats.down.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            sink.send(Message::Binary(chunk))
+            sink.feed(Message::Binary(chunk))
                 .await
                 .map_err(io::Error::other)?;
             activity.touch();
         }
+        sink.flush().await.map_err(io::Error::other)?;
         Ok::<_, io::Error>(())
     };
     let ended = tokio::select! {

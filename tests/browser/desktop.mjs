@@ -1,10 +1,12 @@
 // Web desktops in Debian's Chromium driven by playwright-core. For each node given:
-// open `{node url}desktop/` (the node's Jupyter server redirects to the hub's desktop page),
+// click its "Desktop" link on the home page (`{node url}desktop/`, which the node's Jupyter
+// server redirects to the hub's desktop page),
 // wait until the remote desktop is drawn, save a screenshot and check the canvas is not blank
 // (pixel variance), type into the desktop's terminal a command that creates a file in the node's
 // /tmp; for node-0 also drop the VNC connection on the server side and wait for the page to
-// reconnect by itself. Then another user, logged in, must get 404 on the page and a refused
-// websocket.
+// reconnect by itself; for the last node check the clipboard both ways (xclip in the desktop →
+// the page's clipboard panel; the panel → pasted into the terminal). Then another user, logged
+// in, must get 404 on the page and a refused websocket.
 //
 // Run by tests/tests/desktop.rs. Environment:
 //   XIJI_URL, XIJI_USER, XIJI_PASSWORD, XIJI_OTHER_USER, XIJI_OTHER_PASSWORD,
@@ -107,12 +109,16 @@ function docker(...args) {
   return execFileSync('docker', args, { encoding: 'utf8', timeout: 30_000 });
 }
 
-async function typeInTerminal(page, command) {
+async function focusTerminal(page) {
   const canvas = page.locator('#screen canvas');
   const box = await canvas.boundingBox();
   // The terminal opens maximised; a click in the middle focuses it (and the canvas).
   await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
   await sleep(300);
+}
+
+async function typeInTerminal(page, command) {
+  await focusTerminal(page);
   await page.keyboard.type(command, { delay: 30 });
   await page.keyboard.press('Enter');
 }
@@ -139,9 +145,15 @@ try {
 
   for (const [index, node] of nodes.entries()) {
     const label = `node-${index}`;
-    step(`${label}: open ${node.url}desktop/`);
-    await page.goto(`${base}${node.url}desktop/`);
-    await page.waitForURL(`**/hub/desktop${node.url}`);
+    // The home page lists the running cluster's nodes with a "Desktop" link each, to
+    // `{node url}desktop/`, which the node's Jupyter server redirects to the hub's desktop page.
+    step(`${label}: click #desktop-${label} on the home page`);
+    await page.goto(`${base}/hub/home`);
+    const link = page.locator(`#desktop-${label}`);
+    await link.waitFor({ state: 'visible', timeout: 30_000 });
+    const href = await link.getAttribute('href');
+    if (href !== `${node.url}desktop/`) throw new Error(`#desktop-${label} links to ${href}, not ${node.url}desktop/`);
+    await Promise.all([page.waitForURL(`**/hub/desktop${node.url}`), link.click()]);
     await waitConnected(page, 1, 90_000);
     const stats = await waitDrawn(page, label);
     // The remote session follows the window (resizeSession): the canvas fills the screen area.
@@ -166,6 +178,30 @@ try {
     const content = await waitForFile(node.container, node.proof, label);
     step(`${label}: ${node.proof} says ${content}`);
     await page.screenshot({ path: path.join(artifacts, `desktop-${label}-typed.png`) });
+
+    if (index === nodes.length - 1) {
+      // Clipboard both ways: the desktop's clipboard reaches the panel; the panel's text is
+      // pasted into the terminal.
+      step(`${label}: clipboard`);
+      await typeInTerminal(page, `printf from-desktop-${label} | xclip -selection clipboard`);
+      await page.waitForFunction(
+        (want) => window.xijiDesktop.clipboard === want,
+        `from-desktop-${label}`,
+        { timeout: 20_000 },
+      );
+      await page.click('#clipboard-toggle');
+      await page.fill('#clipboard-text', `from-browser-${label}`);
+      await page.click('#clipboard-send');
+      await focusTerminal(page);
+      await page.keyboard.type(`echo "`, { delay: 30 });
+      await page.keyboard.press('Control+Shift+V');
+      await page.keyboard.type(`" > ${node.proof}.clip`, { delay: 30 });
+      await page.keyboard.press('Enter');
+      const pasted = await waitForFile(node.container, `${node.proof}.clip`, `${label} clipboard`);
+      if (pasted !== `from-browser-${label}`) throw new Error(`${label}: pasted ${JSON.stringify(pasted)}`);
+      step(`${label}: clipboard works both ways`);
+      await page.click('#clipboard-toggle');
+    }
 
     if (index === 0) {
       step(`${label}: drop the connection on the VNC server's side`);

@@ -48,6 +48,7 @@ const MESSAGES: &[Message] = &[
     ("jupyterlab", "JupyterLab", "JupyterLab"),
     ("language", "中文", "English"),
     ("no_audio", "No sound: VNC desktops carry no audio.", "提示：VNC 桌面不传输声音。"),
+    ("novnc_missing", "The hub cannot serve the desktop client (noVNC): ask an administrator to install Debian's novnc package.", "平台无法提供桌面客户端（noVNC）：请联系管理员安装 Debian 的 novnc 软件包。"),
     ("error_title", "The desktop cannot be opened", "无法打开桌面"),
     ("error_403", "You may not open this desktop.", "你无权打开这个桌面。"),
     ("error_404", "There is no desktop here, or it is not yours.", "这里没有桌面，或者它不属于你。"),

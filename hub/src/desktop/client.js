@@ -2,12 +2,20 @@
 // server; the browser is offered no VNC authentication), resizes the remote desktop to the
 // window, syncs a clipboard panel, sets quality and compression, goes full screen, and
 // reconnects with backoff after a drop. State is exposed on window.xijiDesktop for tests.
-import RFB from "/hub/desktop-static/novnc/core/rfb.js";
-
 const config = JSON.parse(document.getElementById("desktop-config").textContent);
 const t = (key, vars = {}) =>
   (config.messages[key] || key).replace(/\{(\w+)\}/g, (_, k) => String(vars[k] ?? ""));
 const $ = (id) => document.getElementById(id);
+
+let RFB = null;
+try {
+  ({ default: RFB } = await import("/hub/desktop-static/novnc/core/rfb.js"));
+} catch (e) {
+  const el = $("status");
+  el.className = "status disconnected";
+  el.textContent = t("novnc_missing");
+  throw e;
+}
 
 const state = {
   status: "connecting",
