@@ -474,10 +474,10 @@ async fn a_node_saved_through_the_hub_runs_with_its_changes_and_starts_as_a_clus
         "docker",
         &["cp", &wheel.display().to_string(), &format!("{node}:/tmp/")],
     )?;
-    // The image's venv belongs to root (jovyan's user site is not visible in it).
+    // As the user: the image's venv belongs to jovyan.
     exec(
         &node,
-        "root",
+        "jovyan",
         "/opt/venv/bin/pip install --no-index --no-deps /tmp/xiji_probe-1.0-py3-none-any.whl \
          && /opt/venv/bin/python -c 'import xiji_probe'",
     )?;
