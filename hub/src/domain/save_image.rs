@@ -533,17 +533,35 @@ async fn record(
     visibility: &str,
     display_name: &str,
 ) -> Result<i64, String> {
+    // A saved image starts like the image it was saved from: a desktop stays a desktop (same
+    // VNC command, port and password), a GPU image keeps needing a GPU.
+    let base = store
+        .list_images(crate::db::ImageFilter::All)
+        .await
+        .ok()
+        .and_then(|rows| {
+            rows.into_iter()
+                .find(|r| images::reference(r) == job.base_image)
+        });
     let fields = ImageFields {
-        kind: "jupyter".into(),
+        kind: base
+            .as_ref()
+            .map_or_else(|| "jupyter".into(), |b| b.kind.clone()),
         name: display_name.to_owned(),
         image: job.repository.clone(),
         tag: job.tag.clone(),
-        start_options: String::new(),
-        start_command: String::new(),
-        vnc_password: None,
-        vnc_port: None,
+        start_options: base
+            .as_ref()
+            .map(|b| b.start_options.clone())
+            .unwrap_or_default(),
+        start_command: base
+            .as_ref()
+            .map(|b| b.start_command.clone())
+            .unwrap_or_default(),
+        vnc_password: base.as_ref().and_then(|b| b.vnc_password.clone()),
+        vnc_port: base.as_ref().and_then(|b| b.vnc_port),
         description: job.description.clone(),
-        needs_gpu: false,
+        needs_gpu: base.as_ref().is_some_and(|b| b.needs_gpu != 0),
         enabled: true,
         visibility: visibility.to_owned(),
         owner_id: Some(job.user_id),
