@@ -13,6 +13,7 @@
 #![allow(clippy::missing_panics_doc)]
 
 pub mod browser;
+pub mod docker;
 pub mod kernel;
 pub mod process;
 

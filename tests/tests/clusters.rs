@@ -7,86 +7,17 @@
 //! Needs `XIJI_TEST_DOCKER=1` (tests/run sets it after tests/setup-docker.sh); without it each
 //! test says so and returns. With it, a Docker Engine that does not work is a failure.
 
-use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tests::{browser, expect_json, random_hex, Hub, HubOptions};
-
-fn docker_enabled() -> bool {
-    if std::env::var("XIJI_TEST_DOCKER").as_deref() == Ok("1") {
-        return true;
-    }
-    eprintln!(
-        "NOT RUN: needs XIJI_TEST_DOCKER=1 (tests/setup-docker.sh && . .cache/docker-env.sh)"
-    );
-    false
-}
+use tests::docker::{self, wait_cluster_ready, Instance};
+use tests::{browser, expect_json, Hub, HubOptions};
 
 fn image() -> String {
     std::env::var("XIJI_TEST_DOCKER_IMAGE")
         .unwrap_or_else(|_| "127.0.0.1:5000/xiji/base-notebook:latest".into())
-}
-
-/// Containers and networks labelled with one test's hub instance; removed on drop whatever
-/// happened, so a failed test leaves nothing running.
-struct Instance(String);
-
-impl Instance {
-    fn new() -> Self {
-        Self(format!("xiji-test-{}", random_hex(6)))
-    }
-
-    fn filter(&self) -> String {
-        format!("label=org.xiji.hub={}", self.0)
-    }
-
-    fn containers(&self) -> Result<Vec<String>> {
-        docker_ids(&["ps", "-a", "-q", "--filter", &self.filter()])
-    }
-
-    fn networks(&self) -> Result<Vec<String>> {
-        docker_ids(&["network", "ls", "-q", "--filter", &self.filter()])
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        if let Ok(ids) = self.containers() {
-            if !ids.is_empty() {
-                let _ = Command::new("docker")
-                    .args(["rm", "-f"])
-                    .args(&ids)
-                    .output();
-            }
-        }
-        if let Ok(ids) = self.networks() {
-            if !ids.is_empty() {
-                let _ = Command::new("docker")
-                    .args(["network", "rm"])
-                    .args(&ids)
-                    .output();
-            }
-        }
-    }
-}
-
-fn docker_ids(args: &[&str]) -> Result<Vec<String>> {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .context("cannot run docker")?;
-    ensure!(
-        out.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect())
 }
 
 /// A hub on the docker backend whose containers carry `instance`'s label, with the test image in
@@ -135,28 +66,6 @@ async fn start_cluster(hub: &Hub, user: &str, nodes: u32) -> Result<()> {
     Ok(())
 }
 
-/// The default server's model once it is ready (or an error with the hub's log).
-async fn wait_ready(hub: &Hub, user: &str, timeout: Duration) -> Result<Value> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let model = hub.user(user).await?;
-        let server = &model["servers"][""];
-        if server["ready"] == json!(true) {
-            return Ok(server.clone());
-        }
-        if server.is_null() && model["pending"].is_null() {
-            bail!(
-                "{user}'s cluster stopped before it was ready; hub log:\n{}",
-                tests::tail(&hub.log(), 40)
-            );
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("{user}'s cluster not ready within {timeout:?}: {model}");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 /// GET `{node url}api/status` through the proxy with the user's token: 200 and JSON.
 async fn node_answers(hub: &Hub, node_url: &str, token: &str) -> Result<()> {
     let resp = hub
@@ -182,15 +91,15 @@ fn node_urls(server: &Value) -> Vec<String> {
 #[tokio::test]
 async fn every_node_of_a_cluster_is_served_through_the_proxy_and_survives_a_hub_restart(
 ) -> Result<()> {
-    if !docker_enabled() {
+    if !docker::enabled() {
         return Ok(());
     }
-    let instance = Instance::new();
+    let instance = Instance::new("xiji-test");
     let mut hub = docker_hub(&instance).await?;
     hub.create_user("carol", "carol-password-1").await?;
     let token = hub.create_token("carol", json!({})).await?;
     start_cluster(&hub, "carol", 2).await?;
-    let server = wait_ready(&hub, "carol", Duration::from_secs(240)).await?;
+    let server = wait_cluster_ready(&hub, "carol", Duration::from_secs(240)).await?;
     let urls = node_urls(&server);
     ensure!(
         urls == ["/user/carol/", "/user/carol/node-1/"],
@@ -203,7 +112,7 @@ async fn every_node_of_a_cluster_is_served_through_the_proxy_and_survives_a_hub_
 
     hub.terminate().await?;
     hub.restart().await?;
-    let server = wait_ready(&hub, "carol", Duration::from_secs(60)).await?;
+    let server = wait_cluster_ready(&hub, "carol", Duration::from_secs(60)).await?;
     for url in node_urls(&server) {
         node_answers(&hub, &url, &token).await?;
     }
@@ -227,10 +136,10 @@ async fn every_node_of_a_cluster_is_served_through_the_proxy_and_survives_a_hub_
 #[tokio::test]
 async fn a_hub_killed_during_a_three_node_start_leaves_nothing_behind_after_it_restarts(
 ) -> Result<()> {
-    if !docker_enabled() {
+    if !docker::enabled() {
         return Ok(());
     }
-    let instance = Instance::new();
+    let instance = Instance::new("xiji-test");
     let mut hub = docker_hub(&instance).await?;
     hub.create_user("dave", "dave-password-1").await?;
     start_cluster(&hub, "dave", 3).await?;
@@ -281,7 +190,7 @@ async fn a_hub_killed_during_a_three_node_start_leaves_nothing_behind_after_it_r
     );
     // And the user can start a cluster again.
     start_cluster(&hub, "dave", 3).await?;
-    let server = wait_ready(&hub, "dave", Duration::from_secs(300)).await?;
+    let server = wait_cluster_ready(&hub, "dave", Duration::from_secs(300)).await?;
     ensure!(node_urls(&server).len() == 3, "{server}");
     ensure!(instance.containers()?.len() == 3);
     Ok(())
@@ -290,14 +199,14 @@ async fn a_hub_killed_during_a_three_node_start_leaves_nothing_behind_after_it_r
 #[tokio::test]
 async fn node_one_of_a_cluster_opens_in_jupyterlab_in_chromium_and_runs_a_cell_there() -> Result<()>
 {
-    if !docker_enabled() {
+    if !docker::enabled() {
         return Ok(());
     }
-    let instance = Instance::new();
+    let instance = Instance::new("xiji-test");
     let hub = docker_hub(&instance).await?;
     hub.create_user("erin", "erin-password-1").await?;
     start_cluster(&hub, "erin", 2).await?;
-    wait_ready(&hub, "erin", Duration::from_secs(240)).await?;
+    wait_cluster_ready(&hub, "erin", Duration::from_secs(240)).await?;
     let run = browser::run_script(
         &hub,
         "cluster_node.mjs",

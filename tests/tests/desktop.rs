@@ -20,6 +20,7 @@ use anyhow::{bail, ensure, Context, Result};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use tests::docker::{self, docker_out, wait_cluster_ready, Instance};
 use tests::{
     artifacts_dir, expect_json, random_hex, required_env, tail, workspace_root, Hub, HubOptions,
 };
@@ -29,84 +30,9 @@ use tokio_tungstenite::tungstenite::Message;
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(600);
 const VNC_PASSWORD: &str = "vnc-pw1";
 
-fn docker_enabled() -> bool {
-    if std::env::var("XIJI_TEST_DOCKER").as_deref() == Ok("1") {
-        return true;
-    }
-    eprintln!(
-        "NOT RUN: needs XIJI_TEST_DOCKER=1 (tests/setup-docker.sh && . .cache/docker-env.sh)"
-    );
-    false
-}
-
 fn desktop_image() -> String {
     std::env::var("XIJI_TEST_DESKTOP_IMAGE")
         .unwrap_or_else(|_| "127.0.0.1:5000/xiji/desktop:latest".into())
-}
-
-/// Containers and networks of one test's hub instance; removed on drop.
-struct Instance(String);
-
-impl Instance {
-    fn filter(&self) -> String {
-        format!("label=org.xiji.hub={}", self.0)
-    }
-
-    fn node_container(&self, node: &str) -> Result<String> {
-        let ids = docker_out(&[
-            "ps",
-            "-q",
-            "--filter",
-            &self.filter(),
-            "--filter",
-            &format!("label=org.xiji.node={node}"),
-        ])?;
-        let mut ids = ids.split_whitespace();
-        let id = ids.next().context(format!("no container for {node}"))?;
-        ensure!(ids.next().is_none(), "more than one container for {node}");
-        Ok(id.to_owned())
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        for args in [
-            vec!["ps", "-a", "-q", "--filter"],
-            vec!["network", "ls", "-q", "--filter"],
-        ] {
-            let mut args: Vec<String> = args.into_iter().map(str::to_owned).collect();
-            args.push(self.filter());
-            let Ok(out) = Command::new("docker").args(&args).output() else {
-                continue;
-            };
-            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect();
-            if ids.is_empty() {
-                continue;
-            }
-            let rm: &[&str] = if args[0] == "network" {
-                &["network", "rm"]
-            } else {
-                &["rm", "-f"]
-            };
-            let _ = Command::new("docker").args(rm).args(&ids).output();
-        }
-    }
-}
-
-fn docker_out(args: &[&str]) -> Result<String> {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .context("cannot run docker")?;
-    ensure!(
-        out.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn novnc_present() -> Result<()> {
@@ -181,7 +107,7 @@ async fn start_desktop_cluster(hub: &Hub, user: &str, nodes: u32) -> Result<Vec<
         resp.status(),
         resp.text().await.unwrap_or_default()
     );
-    let server = wait_ready(hub, user, Duration::from_secs(300)).await?;
+    let server = wait_cluster_ready(hub, user, Duration::from_secs(300)).await?;
     Ok(server["nodes"]
         .as_array()
         .map(|n| {
@@ -190,28 +116,6 @@ async fn start_desktop_cluster(hub: &Hub, user: &str, nodes: u32) -> Result<Vec<
                 .collect()
         })
         .unwrap_or_default())
-}
-
-async fn wait_ready(hub: &Hub, user: &str, timeout: Duration) -> Result<Value> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let model = hub.user(user).await?;
-        let server = &model["servers"][""];
-        if server["ready"] == json!(true) {
-            return Ok(server.clone());
-        }
-        if server.is_null() && model["pending"].is_null() {
-            bail!(
-                "{user}'s cluster stopped before it was ready; hub log:\n{}",
-                tail(&hub.log(), 40)
-            );
-        }
-        ensure!(
-            tokio::time::Instant::now() < deadline,
-            "{user}'s cluster not ready within {timeout:?}: {model}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 /// Opens a websocket to `path` with extra headers; `Ok(status)` of the refusal, or the stream.
@@ -268,7 +172,7 @@ async fn read_at_least(
 #[tokio::test]
 async fn a_cluster_of_a_desktop_image_opens_each_node_as_a_desktop_only_for_its_owner() -> Result<()>
 {
-    if !docker_enabled() {
+    if !docker::enabled() {
         return Ok(());
     }
     novnc_present()?;
@@ -283,7 +187,7 @@ async fn a_cluster_of_a_desktop_image_opens_each_node_as_a_desktop_only_for_its_
         PathBuf::from(&chromium).is_file(),
         "no Chromium at {chromium}: run tests/setup-env.sh"
     );
-    let instance = Instance(format!("xiji-test-{}", random_hex(6)));
+    let instance = Instance::new("xiji-test");
     let hub = desktop_hub(&instance).await?;
     hub.create_user("erin", "erin-password-1").await?;
     hub.create_user("frank", "frank-password-1").await?;
@@ -688,7 +592,7 @@ async fn bench_bridge_against_websockify() -> Result<()> {
         return Ok(());
     }
     ensure!(
-        docker_enabled(),
+        docker::enabled(),
         "the benchmark needs XIJI_TEST_DOCKER=1 and Docker"
     );
     let seconds: f64 = std::env::var("XIJI_BENCH_SECONDS")
@@ -696,7 +600,7 @@ async fn bench_bridge_against_websockify() -> Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(10.0);
     let websockify = std::env::var("WEBSOCKIFY").unwrap_or_else(|_| "websockify".into());
-    let instance = Instance(format!("xiji-bench-{}", random_hex(6)));
+    let instance = Instance::new("xiji-bench");
     let hub = desktop_hub(&instance).await?;
     hub.create_user("bench", "bench-password-1").await?;
     let token = hub.create_token("bench", json!({})).await?;

@@ -356,25 +356,7 @@ async fn start_cluster(hub: &Hub, user: &str, image: &str) -> Result<Value> {
         "starting {user}'s cluster from {image} gave {status}: {}",
         resp.text().await.unwrap_or_default()
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-    loop {
-        let model = hub.user(user).await?;
-        let server = &model["servers"][""];
-        if server["ready"] == json!(true) {
-            return Ok(server.clone());
-        }
-        if server.is_null() && model["pending"].is_null() {
-            bail!(
-                "{user}'s cluster stopped before it was ready; hub log:\n{}",
-                tests::tail(&hub.log(), 40)
-            );
-        }
-        ensure!(
-            tokio::time::Instant::now() < deadline,
-            "{user}'s cluster not ready within 300 s: {model}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    tests::docker::wait_cluster_ready(hub, user, Duration::from_secs(300)).await
 }
 
 /// Polls a job until it has finished; every state seen on the way, and the last model.

@@ -110,6 +110,26 @@ pub enum ImageFilter {
     Requested,
 }
 
+type ImageQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Any, ImageRow, sqlx::any::AnyArguments<'q>>;
+
+/// Binds every writable field, as `$1…$13` in `ImageFields`' order.
+fn bind_fields<'q>(query: ImageQuery<'q>, f: &'q ImageFields) -> ImageQuery<'q> {
+    query
+        .bind(&f.kind)
+        .bind(&f.name)
+        .bind(&f.image)
+        .bind(&f.tag)
+        .bind(&f.start_options)
+        .bind(&f.start_command)
+        .bind(&f.vnc_password)
+        .bind(f.vnc_port)
+        .bind(&f.description)
+        .bind(i64::from(f.needs_gpu))
+        .bind(i64::from(f.enabled))
+        .bind(&f.visibility)
+        .bind(f.owner_id)
+}
+
 impl Store {
     /// Images matching `filter`, ordered by kind then name.
     pub async fn list_images(&self, filter: ImageFilter) -> Result<Vec<ImageRow>> {
@@ -152,28 +172,16 @@ impl Store {
 
     /// Adds an image; `DbError::Conflict` if the name is taken.
     pub async fn create_image(&self, f: &ImageFields, now: Micros) -> Result<ImageRow> {
-        Ok(sqlx::query_as::<_, ImageRow>(&format!(
+        let sql = format!(
             "INSERT INTO images (kind, name, image, tag, start_options, start_command, vnc_password, \
              vnc_port, description, needs_gpu, enabled, visibility, owner_id, created, updated) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) \
              RETURNING {IMAGE_COLUMNS}"
-        ))
-        .bind(&f.kind)
-        .bind(&f.name)
-        .bind(&f.image)
-        .bind(&f.tag)
-        .bind(&f.start_options)
-        .bind(&f.start_command)
-        .bind(&f.vnc_password)
-        .bind(f.vnc_port)
-        .bind(&f.description)
-        .bind(i64::from(f.needs_gpu))
-        .bind(i64::from(f.enabled))
-        .bind(&f.visibility)
-        .bind(f.owner_id)
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await?)
+        );
+        Ok(bind_fields(sqlx::query_as::<_, ImageRow>(&sql), f)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Replaces every writable field; `None` if the image is gone.
@@ -183,29 +191,17 @@ impl Store {
         f: &ImageFields,
         now: Micros,
     ) -> Result<Option<ImageRow>> {
-        Ok(sqlx::query_as::<_, ImageRow>(&format!(
+        let sql = format!(
             "UPDATE images SET kind = $1, name = $2, image = $3, tag = $4, start_options = $5, \
              start_command = $6, vnc_password = $7, vnc_port = $8, description = $9, \
              needs_gpu = $10, enabled = $11, visibility = $12, owner_id = $13, updated = $14 \
              WHERE id = $15 RETURNING {IMAGE_COLUMNS}"
-        ))
-        .bind(&f.kind)
-        .bind(&f.name)
-        .bind(&f.image)
-        .bind(&f.tag)
-        .bind(&f.start_options)
-        .bind(&f.start_command)
-        .bind(&f.vnc_password)
-        .bind(f.vnc_port)
-        .bind(&f.description)
-        .bind(i64::from(f.needs_gpu))
-        .bind(i64::from(f.enabled))
-        .bind(&f.visibility)
-        .bind(f.owner_id)
-        .bind(now)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
+        );
+        Ok(bind_fields(sqlx::query_as::<_, ImageRow>(&sql), f)
+            .bind(now)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// Deletes an image record; whether it existed.

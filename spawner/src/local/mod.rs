@@ -501,6 +501,15 @@ impl Spawner for LocalSpawner {
         };
         let span = tracing::info_span!("local_stop", pid = state.pid);
         async move {
+            // Every server this backend starts leads its own process group. A state saying
+            // otherwise was not written by it; signalling its group could hit the hub's own.
+            if state.pgid != state.pid {
+                tracing::warn!(
+                    pgid = state.pgid,
+                    "state's process group is not the server's own; nothing signalled"
+                );
+                return Ok(());
+            }
             if process::group_is_gone(state.pgid, state.start_time) {
                 self.forget_child(state.pid);
                 return Ok(());

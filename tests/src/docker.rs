@@ -1,0 +1,129 @@
+//! What the Docker Engine tests share: whether they run (`XIJI_TEST_DOCKER=1`), the containers
+//! and networks of one test's hub (its own `org.xiji.hub` label, removed on drop), and waiting
+//! for a user's cluster to be ready.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::{json, Value};
+
+use crate::{random_hex, tail, Hub};
+
+/// Whether the Docker tests run; says so when they do not.
+pub fn enabled() -> bool {
+    if std::env::var("XIJI_TEST_DOCKER").as_deref() == Ok("1") {
+        return true;
+    }
+    eprintln!(
+        "NOT RUN: needs XIJI_TEST_DOCKER=1 (tests/setup-docker.sh && . .cache/docker-env.sh)"
+    );
+    false
+}
+
+/// Runs `docker args…`; its standard output, or an error with its standard error.
+pub fn docker_out(args: &[&str]) -> Result<String> {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .context("cannot run docker")?;
+    ensure!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn ids(args: &[&str]) -> Result<Vec<String>> {
+    Ok(docker_out(args)?
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect())
+}
+
+/// The containers and networks labelled with one test's hub instance (`[spawner.docker]
+/// instance`); removed on drop whatever happened, so a failed test leaves nothing running.
+pub struct Instance(pub String);
+
+impl Instance {
+    /// A fresh instance name with this prefix, e.g. `xiji-test-3fa2c1`.
+    pub fn new(prefix: &str) -> Self {
+        Self(format!("{prefix}-{}", random_hex(6)))
+    }
+
+    fn filter(&self) -> String {
+        format!("label=org.xiji.hub={}", self.0)
+    }
+
+    /// Ids of its containers, running or not.
+    pub fn containers(&self) -> Result<Vec<String>> {
+        ids(&["ps", "-a", "-q", "--filter", &self.filter()])
+    }
+
+    /// Ids of its networks.
+    pub fn networks(&self) -> Result<Vec<String>> {
+        ids(&["network", "ls", "-q", "--filter", &self.filter()])
+    }
+
+    /// The one running container of a node, e.g. `node-1`.
+    pub fn node_container(&self, node: &str) -> Result<String> {
+        let found = ids(&[
+            "ps",
+            "-q",
+            "--filter",
+            &self.filter(),
+            "--filter",
+            &format!("label=org.xiji.node={node}"),
+        ])?;
+        match found.as_slice() {
+            [id] => Ok(id.clone()),
+            [] => bail!("no container for {node}"),
+            _ => bail!("more than one container for {node}"),
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Ok(ids) = self.containers() {
+            if !ids.is_empty() {
+                let _ = Command::new("docker")
+                    .args(["rm", "-f"])
+                    .args(&ids)
+                    .output();
+            }
+        }
+        if let Ok(ids) = self.networks() {
+            if !ids.is_empty() {
+                let _ = Command::new("docker")
+                    .args(["network", "rm"])
+                    .args(&ids)
+                    .output();
+            }
+        }
+    }
+}
+
+/// The user's default server's model once it is ready; an error with the hub's log if it
+/// stops first or `timeout` passes.
+pub async fn wait_cluster_ready(hub: &Hub, user: &str, timeout: Duration) -> Result<Value> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let model = hub.user(user).await?;
+        let server = &model["servers"][""];
+        if server["ready"] == json!(true) {
+            return Ok(server.clone());
+        }
+        if server.is_null() && model["pending"].is_null() {
+            bail!(
+                "{user}'s cluster stopped before it was ready; hub log:\n{}",
+                tail(&hub.log(), 40)
+            );
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{user}'s cluster not ready within {timeout:?}: {model}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
