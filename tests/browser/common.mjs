@@ -76,11 +76,22 @@ export async function runInNewNotebook(page, code, expect) {
     .catch(() => step('no idle indicator found; running anyway'));
   await editor.click();
   await page.keyboard.type(code);
-  await page.keyboard.press('Shift+Enter');
   const output = page
     .locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output')
     .filter({ hasText: expect })
     .first();
-  await output.waitFor({ state: 'visible', timeout: 120_000 });
+  // An execute request sent while the kernel's websocket is still settling can be lost (the cell
+  // keeps its empty prompt): run the cell again, in place, until its output shows.
+  for (let attempt = 1; ; attempt += 1) {
+    await editor.click();
+    await page.keyboard.press('Control+Enter');
+    try {
+      await output.waitFor({ state: 'visible', timeout: 30_000 });
+      break;
+    } catch (error) {
+      if (attempt >= 4) throw error;
+      step(`no output after run ${attempt}; running the cell again`);
+    }
+  }
   return (await output.innerText()).trim();
 }
