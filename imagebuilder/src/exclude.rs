@@ -2,10 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The user's persistent work directory in a node: a volume, never part of an image.
+pub const WORK_DIR: &str = "/home/jovyan/work";
+
 /// The paths excluded by default: the work directory (a volume), scratch space, caches, and
 /// mount points a runtime may have created in the writable layer.
 pub const DEFAULT_EXCLUDES: &[&str] = &[
-    "/home/jovyan/work",
+    WORK_DIR,
     "/tmp",
     "/var/tmp",
     "/root/.cache",

@@ -70,7 +70,7 @@ pub use compress::{
     write_layer_file, write_layer_file_streaming, Compression, LayerChunk, LayerFile,
 };
 pub use error::{human_bytes, Error, Result};
-pub use exclude::{ExcludeRules, DEFAULT_EXCLUDES};
+pub use exclude::{ExcludeRules, DEFAULT_EXCLUDES, WORK_DIR};
 pub use image::{
     extend_config, extend_manifest, manifest_media_type, select_linux_amd64, sha256_digest,
     BaseImage, Descriptor, LayerRecord, SaveMetadata, DOCKER_CONFIG, DOCKER_LAYER_GZIP,

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use imagebuilder::{
     docker_container_from_inspect, BuilderConfig, Compression, Error, ImageBuilder, JobState,
-    LayerOptions, PauseHook, RegistryAuth, SaveRequest, WritableLayer,
+    LayerOptions, PauseHook, RegistryAuth, SaveRequest, WritableLayer, WORK_DIR,
 };
 
 fn docker_tests_enabled() -> bool {
@@ -376,7 +376,7 @@ async fn a_saved_container_runs_with_its_changes_and_no_base_layer_is_uploaded_a
          ln /opt/tools/added.txt /opt/tools/hardlink.txt && ln -s added.txt /opt/tools/symlink.txt && \
          rm /etc/debian_version && \
          rm -rf /usr/share/doc && mkdir -p /usr/share/doc && echo new docs > /usr/share/doc/only.txt && \
-         mkdir -p /home/jovyan/work && echo secret > /home/jovyan/work/notebook.txt && \
+         mkdir -p {WORK_DIR} && echo secret > {WORK_DIR}/notebook.txt && \
          echo scratch > /tmp/scratch.txt && \
          mkdir -p /root/.cache/pip && echo wheel > /root/.cache/pip/cached.whl'"
     ));
@@ -474,7 +474,7 @@ async fn a_saved_container_runs_with_its_changes_and_no_base_layer_is_uploaded_a
          stat -c %i /opt/tools/added.txt /opt/tools/hardlink.txt; \
          ls /etc/debian_version 2>&1 || true; cat /etc/base-file; \
          ls /usr/share/doc; \
-         ls /home/jovyan/work 2>&1 || true; ls /tmp; ls /root/.cache 2>&1 || true'"
+         ls {WORK_DIR} 2>&1 || true; ls /tmp; ls /root/.cache 2>&1 || true'"
     ));
     let blob_in_image = sh(&format!(
         "docker run --rm {target} sha256sum /opt/tools/blob.bin"

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use common::{mknod_whiteout, read_tar, run, write, TarItem};
-use imagebuilder::{scan_layer, Error, ExcludeRules, LayerOptions, Signals};
+use imagebuilder::{scan_layer, Error, ExcludeRules, LayerOptions, Signals, WORK_DIR};
 
 fn layer(upper: &Path, options: &LayerOptions) -> Vec<TarItem> {
     let signals = Signals::default();
@@ -251,7 +251,8 @@ fn device_nodes_and_fifos_are_kept_and_sockets_are_skipped() {
 fn excluded_paths_are_left_out_with_everything_below_them() {
     let dir = tempfile::tempdir().unwrap();
     let upper = dir.path();
-    write(&upper.join("home/jovyan/work/notebook.ipynb"), b"{}");
+    let work = upper.join(WORK_DIR.trim_start_matches('/'));
+    write(&work.join("notebook.ipynb"), b"{}");
     write(&upper.join("home/jovyan/.cache/pip/wheel.whl"), b"w");
     write(&upper.join("home/jovyan/.bashrc"), b"alias ll='ls -l'");
     write(&upper.join("tmp/scratch"), b"s");
@@ -259,7 +260,7 @@ fn excluded_paths_are_left_out_with_everything_below_them() {
     write(&upper.join("root/.cache/pip/http/x"), b"x");
     write(&upper.join("data/sets/big.csv"), b"1,2");
     write(&upper.join("database/keep.db"), b"db");
-    mknod_whiteout(&upper.join("home/jovyan/work/deleted-in-work"));
+    mknod_whiteout(&work.join("deleted-in-work"));
 
     let options = LayerOptions {
         excludes: ExcludeRules::default().with(["/data"]),

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use spawner::docker::{
-    DockerConfig, DockerSpawner, NodeAddress, HOSTFILE_PATH, LABEL_CLUSTER, LABEL_HUB,
+    DockerConfig, DockerSpawner, NodeAddress, HOSTFILE_PATH, LABEL_CLUSTER, LABEL_HUB, WORK_MOUNT,
 };
 use spawner::{wait_for_http_server, ProgressEvent, SpawnSpec, Spawner, SpawnerError, Started};
 use support::StandInHub;
@@ -231,10 +231,10 @@ async fn a_two_node_cluster_runs_mpi_across_nodes_shares_its_work_dir_and_enforc
     // The work directory is shared.
     let (code, out) = exec(
         node1,
-        "echo written-on-node-1 > /home/jovyan/work/shared.txt",
+        &format!("echo written-on-node-1 > {WORK_MOUNT}/shared.txt"),
     );
     assert_eq!(code, 0, "{out}");
-    let (code, out) = exec(node0, "cat /home/jovyan/work/shared.txt");
+    let (code, out) = exec(node0, &format!("cat {WORK_MOUNT}/shared.txt"));
     assert_eq!((code, out.trim()), (0, "written-on-node-1"));
     assert!(work.join("shared.txt").exists());
 
@@ -300,7 +300,7 @@ async fn a_two_node_cluster_runs_mpi_across_nodes_shares_its_work_dir_and_enforc
     let (again, _) = start(&spawner, &spec).await;
     let again = again.unwrap();
     let names = container_names(&again.state);
-    let (code, out) = exec(&names[0], "cat /home/jovyan/work/shared.txt");
+    let (code, out) = exec(&names[0], &format!("cat {WORK_MOUNT}/shared.txt"));
     assert_eq!((code, out.trim()), (0, "written-on-node-1"));
     spawner
         .stop(&again.state, Duration::from_secs(5))

@@ -10,6 +10,9 @@ use serde_json::{json, Value};
 
 use crate::{random_hex, tail, Hub};
 
+/// The user's persistent work directory in every node (the product's contract, docs/docker.md).
+pub const WORK_DIR: &str = "/home/jovyan/work";
+
 /// Whether the Docker tests run; says so when they do not.
 pub fn enabled() -> bool {
     if std::env::var("XIJI_TEST_DOCKER").as_deref() == Ok("1") {

@@ -472,7 +472,11 @@ async fn a_node_saved_through_the_hub_runs_with_its_changes_and_starts_as_a_clus
          && echo new > /usr/share/doc/git/only.txt \
          && echo scratch > /tmp/scratch.txt",
     )?;
-    exec(&node, "jovyan", "echo mine > /home/jovyan/work/in-work.txt")?;
+    exec(
+        &node,
+        "jovyan",
+        &format!("echo mine > {}/in-work.txt", tests::docker::WORK_DIR),
+    )?;
 
     // --- bad input first (nothing may be listed afterwards) -----------------------------
     let path = "/hub/api/users/erin/server/save-image";

@@ -686,7 +686,7 @@ mod tests {
     fn the_server_environment_has_the_hub_variables_the_service_url_and_the_legacy_token() {
         let mut cfg = LocalConfig::new(
             vec!["/opt/venv/bin/jupyterhub-singleuser".into()],
-            "/srv/work".into(),
+            "/srv/xiji-homes".into(),
             "/srv/logs".into(),
         );
         cfg.env_keep = vec!["XIJI_SURELY_UNSET_VARIABLE".into()];
@@ -701,7 +701,7 @@ mod tests {
         let env = spawner.server_env(
             &spec,
             "/opt/venv/bin/jupyterhub-singleuser",
-            Path::new("/srv/work/alice"),
+            Path::new("/srv/xiji-homes/alice"),
             "http://127.0.0.1:4000/user/alice/",
         );
         assert_eq!(
@@ -710,7 +710,7 @@ mod tests {
         );
         assert_eq!(env["JPY_API_TOKEN"], "secret");
         assert_eq!(env["JUPYTERHUB_USER"], "alice");
-        assert_eq!(env["HOME"], "/srv/work/alice");
+        assert_eq!(env["HOME"], "/srv/xiji-homes/alice");
         assert_eq!(env["PATH"], "/opt/venv/bin");
         assert_eq!(env["EXTRA"], "1");
         assert!(!env.contains_key("XIJI_SURELY_UNSET_VARIABLE"));
