@@ -18,54 +18,36 @@ use serde_json::Value;
 use super::users::groups_for_check;
 use super::{body_as, json, ApiCaller, JsonBody};
 use crate::app::{user_or_404, Hub};
-use crate::db::TokenRow;
+use crate::domain::identity;
 use crate::domain::save_image::{self, SaveImageRequest, SaveJobEntry};
 use crate::error::ApiError;
 use crate::rbac::Resource;
 
-/// The caller's token when it is a server's own token (`kind = server`).
-async fn server_token(hub: &Hub, caller: &ApiCaller) -> Result<Option<TokenRow>, ApiError> {
-    let Some(id) = caller.0.token_id else {
-        return Ok(None);
-    };
-    Ok(hub
-        .store
-        .token_by_id(id)
-        .await?
-        .filter(|t| t.kind == "server"))
-}
-
-/// Checks `scope` on a user's server, except for that server's own token, which is allowed
-/// exactly on its own server (`server_id` known once the server row is read).
+/// Checks `scope` on a user's server, except for a server's own token (`kind = server`), which
+/// is allowed exactly on its own server (`server_id`, known once the server row is read).
 async fn authorize(
     hub: &Hub,
     caller: &ApiCaller,
     scope: &str,
     user: &str,
     server: &str,
-    server_id: impl FnOnce() -> Option<i64>,
+    server_id: Option<i64>,
 ) -> Result<(), ApiError> {
-    if let Some(token) = server_token(hub, caller).await? {
-        let own_user = caller.0.user().is_some_and(|u| u.name == user);
-        if !own_user {
-            return Err(ApiError::no_access());
-        }
-        return match (token.server_id, server_id()) {
-            (Some(mine), Some(target)) if mine == target => Ok(()),
-            _ => Err(ApiError::forbidden(
-                "A server's API token may save only its own server",
-            )),
-        };
+    let Some(mine) = caller.0.server_id else {
+        return Ok(
+            identity::check_server_access(&hub.store, &caller.0, &[scope], user, server).await?,
+        );
+    };
+    if caller.0.user().is_none_or(|u| u.name != user) {
+        return Err(ApiError::no_access());
     }
-    let groups = groups_for_check(hub, caller, user).await?;
-    caller.require(
-        &[scope],
-        &Resource::Server {
-            user,
-            server_name: server,
-            user_groups: &groups,
-        },
-    )
+    if server_id == Some(mine) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "A server's API token may save only its own server",
+        ))
+    }
 }
 
 async fn save(
@@ -77,9 +59,9 @@ async fn save(
 ) -> Result<Response, ApiError> {
     // Scope check first (404/403 before anything about the user is revealed), then again with
     // the server's row for a server token.
-    let server_token = server_token(&hub, &caller).await?;
-    if server_token.is_none() {
-        authorize(&hub, &caller, "servers", &name, &server, || None).await?;
+    let server_token = caller.0.server_id.is_some();
+    if !server_token {
+        authorize(&hub, &caller, "servers", &name, &server, None).await?;
     } else if caller.0.user().is_none_or(|u| u.name != name) {
         return Err(ApiError::no_access());
     }
@@ -91,8 +73,8 @@ async fn save(
             format!("{} has no server named {server:?}", user.name)
         })
     })?;
-    if server_token.is_some() {
-        authorize(&hub, &caller, "servers", &name, &server, || Some(row.id)).await?;
+    if server_token {
+        authorize(&hub, &caller, "servers", &name, &server, Some(row.id)).await?;
     }
     let request: SaveImageRequest = body_as(body)?.unwrap_or_default();
     let job = save_image::start(&hub, &user, &row, request).await?;
@@ -129,9 +111,14 @@ async fn visible_job(
     let missing = || ApiError::not_found(format!("No such save job: {id}"));
     let job = hub.save_images.job(id).ok_or_else(missing)?;
     let server_id = job.server_id;
-    authorize(hub, caller, scope, &job.user_name, &job.server_name, || {
-        Some(server_id)
-    })
+    authorize(
+        hub,
+        caller,
+        scope,
+        &job.user_name,
+        &job.server_name,
+        Some(server_id),
+    )
     .await
     .map_err(|e| {
         let hidden = e.status == StatusCode::NOT_FOUND
@@ -174,12 +161,12 @@ pub async fn list_jobs(
     caller: ApiCaller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let own_server = match server_token(&hub, &caller).await? {
-        Some(token) => {
+    let own_server = match caller.0.server_id {
+        Some(server_id) => {
             if caller.0.user().is_none_or(|u| u.name != name) {
                 return Err(ApiError::no_access());
             }
-            Some(token.server_id.unwrap_or(-1))
+            Some(server_id)
         }
         None => {
             let groups = groups_for_check(&hub, &caller, &name).await?;

@@ -9,12 +9,11 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use super::users::groups_for_check;
 use super::{empty, ApiCaller, JsonBody};
 use crate::app::{user_or_404, Hub};
+use crate::domain::identity;
 use crate::domain::servers::{self, Outcome};
 use crate::error::ApiError;
-use crate::rbac::Resource;
 
 async fn require_server(
     hub: &Hub,
@@ -23,15 +22,7 @@ async fn require_server(
     user: &str,
     server: &str,
 ) -> Result<(), ApiError> {
-    let groups = groups_for_check(hub, caller, user).await?;
-    caller.require(
-        &[scope],
-        &Resource::Server {
-            user,
-            server_name: server,
-            user_groups: &groups,
-        },
-    )
+    Ok(identity::check_server_access(&hub.store, &caller.0, &[scope], user, server).await?)
 }
 
 /// The user options of a start request: JupyterHub 6's `{"user_options": {...}}` or, as in 5.x,

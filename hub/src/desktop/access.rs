@@ -7,9 +7,8 @@ use serde_json::Value;
 
 use crate::app::Hub;
 use crate::db::ImageRow;
-use crate::domain::identity::Caller;
+use crate::domain::identity::{self, Caller};
 use crate::domain::{clusters, HubError, HubResult};
-use crate::rbac::{self, Access, Resource};
 
 /// The scopes that let a caller open a desktop: JupyterHub's `access:servers` (the owner holds
 /// it through the `user` role), or `admin:servers`, each possibly filtered to the server.
@@ -92,23 +91,18 @@ pub fn parse_prefix(prefix: &str) -> HubResult<DesktopPath> {
 /// say so (only to callers who may know).
 pub async fn find(hub: &Hub, caller: &Caller, prefix: &str) -> HubResult<DesktopNode> {
     let path = parse_prefix(prefix)?;
-    let groups = if caller.scopes.needs_groups() {
-        hub.store.groups_of(&path.user).await?
-    } else {
-        Vec::new()
-    };
-    let resource = Resource::Server {
-        user: &path.user,
-        server_name: &path.server_name,
-        user_groups: &groups,
-    };
-    match rbac::check(&caller.scopes, &DESKTOP_SCOPES, &resource) {
-        Access::Allowed => {}
-        Access::NotFound => {
-            return Err(HubError::NotFound(format!("No desktop at {prefix}")));
-        }
-        Access::Forbidden { message } => return Err(HubError::Forbidden(message)),
-    }
+    identity::check_server_access(
+        &hub.store,
+        caller,
+        &DESKTOP_SCOPES,
+        &path.user,
+        &path.server_name,
+    )
+    .await
+    .map_err(|e| match e {
+        HubError::NotFound(_) => HubError::NotFound(format!("No desktop at {prefix}")),
+        other => other,
+    })?;
     let user = hub
         .store
         .user(&path.user)

@@ -41,6 +41,8 @@ pub struct Caller {
     pub token_id: Option<i64>,
     /// The login session (cookie, or OAuth tokens issued within it).
     pub session_id: Option<String>,
+    /// The server whose own API token (`kind = server`) the caller used, if it did.
+    pub server_id: Option<i64>,
 }
 
 impl Caller {
@@ -50,6 +52,33 @@ impl Caller {
             Principal::User(u) => Some(u),
             Principal::Service(_) => None,
         }
+    }
+}
+
+/// JupyterHub's check of `any_of` on one server of `user`: a filtered scope that misses is a
+/// 404 (the server's existence is not revealed), holding none of them a 403. Group memberships
+/// are read only when the caller's filters need them.
+pub async fn check_server_access(
+    store: &Store,
+    caller: &Caller,
+    any_of: &[&str],
+    user: &str,
+    server: &str,
+) -> HubResult<()> {
+    let groups = if caller.scopes.needs_groups() {
+        store.groups_of(user).await?
+    } else {
+        Vec::new()
+    };
+    let resource = rbac::Resource::Server {
+        user,
+        server_name: server,
+        user_groups: &groups,
+    };
+    match rbac::check(&caller.scopes, any_of, &resource) {
+        rbac::Access::Allowed => Ok(()),
+        rbac::Access::NotFound => Err(HubError::NotFound(rbac::NOT_FOUND_MESSAGE.into())),
+        rbac::Access::Forbidden { message } => Err(HubError::Forbidden(message)),
     }
 }
 
@@ -158,6 +187,7 @@ pub async fn token_caller(store: &Store, token: &TokenRow) -> HubResult<Option<C
         scopes,
         token_id: Some(token.id),
         session_id: token.session_id.clone(),
+        server_id: token.server_id.filter(|_| token.kind == "server"),
     }))
 }
 
@@ -349,6 +379,7 @@ pub async fn caller_for_session(
         scopes,
         token_id: None,
         session_id: Some(session.session_id),
+        server_id: None,
     });
     cache.put(
         key,
