@@ -152,6 +152,12 @@ pub trait Spawner: Send + Sync + 'static {
     /// The URL recorded in the state blob (scheme, host, port), for re-adoption after restart.
     fn url_from_state(&self, state: &serde_json::Value) -> Option<String>;
 
+    /// The sizes this backend accepts and its defaults (what [`validate`](Self::validate)
+    /// enforces), for a spawn form; `None` for a backend that takes no sizes.
+    fn resource_limits(&self) -> Option<ResourceLimits> {
+        None
+    }
+
     /// The nodes recorded in the state blob (as [`Started::nodes`]), for re-adoption after a
     /// restart; empty for single-node backends.
     fn nodes_from_state(&self, state: &serde_json::Value) -> Vec<NodeInfo> {

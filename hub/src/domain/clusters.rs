@@ -147,9 +147,7 @@ pub fn nodes_of(hub: &Hub, state: Option<&str>) -> Vec<NodeInfo> {
 }
 
 /// What a spawn form may offer for a cluster: the backend's defaults and the smallest and
-/// largest sizes it accepts (for one node, except `max_nodes`). The `Spawner` contract shows its
-/// limits only through `validate`, so they are found by asking it (bisection over cheap, pure
-/// checks, a few hundred calls at most).
+/// largest sizes it accepts (for one node, except `max_nodes`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SizeChoices {
     /// Most nodes one cluster may have, at the smallest node size.
@@ -168,123 +166,37 @@ pub struct SizeChoices {
     pub max_memory_bytes: u64,
     /// Most GPUs per node: `Some(0)` the host has none; `None` present but not counted.
     pub max_gpus: Option<u32>,
-    /// Largest storage per node; `None`: the backend takes no storage size.
+    /// Largest storage per node.
     pub max_storage_bytes: Option<u64>,
 }
 
-const MIB: u64 = 1024 * 1024;
-const GIB: u64 = 1024 * MIB;
-
-/// The sizes the backend accepts, or `None` when it ignores them (one node without limits, as
+/// The sizes the backend accepts, or `None` when it takes none (one node without limits, as
 /// the local backend).
-pub async fn size_choices(hub: &Hub) -> Option<SizeChoices> {
-    if hub.spawner.backend_name() == "local" {
-        return None;
-    }
-    let ok = |options: Value| async move { hub.spawner.validate(&options).await.is_ok() };
-    let defaults = hub
-        .spawner
-        .validate(&Value::Object(Map::new()))
-        .await
-        .ok()?;
-    let default_cpus = defaults.cpus?;
-    let default_memory_bytes = defaults.memory_bytes?;
-    // CPU in hundredths of a core, memory in MiB.
-    let cpu_units = |c: u64| serde_json::json!(c as f64 / 100.0);
-    let mem_text = |m: u64| format!("{m}M");
-    let default_cpu_units = (default_cpus * 100.0).round().max(0.0) as u64;
-    let default_mib = default_memory_bytes / MIB;
-    let min_cpu_units = smallest_accepted(0, default_cpu_units, |c| {
-        ok(serde_json::json!({"cpus": cpu_units(c), "memory": mem_text(default_mib)}))
-    })
-    .await;
-    let max_cpu_units = largest_accepted(default_cpu_units, 1_000_000, |c| {
-        ok(serde_json::json!({"cpus": cpu_units(c), "memory": mem_text(default_mib)}))
-    })
-    .await;
-    let min_mib = smallest_accepted(1, default_mib.max(1), |m| {
-        ok(serde_json::json!({"cpus": cpu_units(min_cpu_units), "memory": mem_text(m)}))
-    })
-    .await;
-    let max_mib = largest_accepted(default_mib, 1 << 40, |m| {
-        ok(serde_json::json!({"cpus": cpu_units(min_cpu_units), "memory": mem_text(m)}))
-    })
-    .await;
-    let max_nodes = largest_accepted(1, 100_000, |n| {
-        ok(serde_json::json!({
-            "nodes": n, "cpus": cpu_units(min_cpu_units), "memory": mem_text(min_mib)
-        }))
-    })
-    .await;
-    let gpus_ok = |g: u64| ok(serde_json::json!({"gpus": g}));
-    let max_gpus = if !gpus_ok(1).await {
-        Some(0)
-    } else if gpus_ok(4096).await {
-        None
-    } else {
-        Some(largest_accepted(1, 4096, gpus_ok).await)
+pub fn size_choices(hub: &Hub) -> Option<SizeChoices> {
+    let l = hub.spawner.resource_limits()?;
+    // How many of the smallest nodes the host holds: the whole cluster must fit.
+    let fit = |host: f64, least: f64| {
+        if least > 0.0 {
+            (host / least + 1e-9).floor()
+        } else {
+            f64::from(u32::MAX)
+        }
     };
-    let storage_ok = |s: u64| ok(serde_json::json!({"storage": format!("{s}G")}));
-    let max_storage_bytes = if storage_ok(1).await {
-        Some(largest_accepted(1, 1 << 20, storage_ok).await * GIB)
-    } else {
-        None
-    };
+    let max_nodes = f64::from(l.max_nodes)
+        .min(fit(l.host_cpus, l.min_cpus))
+        .min(fit(l.host_memory_bytes as f64, l.min_memory_bytes as f64))
+        .max(1.0);
     Some(SizeChoices {
-        max_nodes: u32::try_from(max_nodes).unwrap_or(u32::MAX),
-        default_cpus,
-        min_cpus: min_cpu_units as f64 / 100.0,
-        max_cpus: max_cpu_units as f64 / 100.0,
-        default_memory_bytes,
-        min_memory_bytes: min_mib * MIB,
-        max_memory_bytes: max_mib * MIB,
-        max_gpus: max_gpus.map(|g| u32::try_from(g).unwrap_or(u32::MAX)),
-        max_storage_bytes,
+        max_nodes: max_nodes as u32,
+        default_cpus: l.default_cpus,
+        min_cpus: l.min_cpus,
+        max_cpus: l.host_cpus,
+        default_memory_bytes: l.default_memory_bytes,
+        min_memory_bytes: l.min_memory_bytes,
+        max_memory_bytes: l.host_memory_bytes,
+        max_gpus: l.host_gpus,
+        max_storage_bytes: Some(l.max_storage_bytes),
     })
-}
-
-/// The largest `x` in `lo..=hi` that `accepted` takes, for a check that takes `lo` and every
-/// value up to some limit (`lo` if it takes nothing larger).
-async fn largest_accepted<F, Fut>(lo: u64, hi: u64, accepted: F) -> u64
-where
-    F: Fn(u64) -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let (mut good, mut bad) = (lo, hi.saturating_add(1));
-    if accepted(hi).await {
-        return hi;
-    }
-    while bad - good > 1 {
-        let mid = good + (bad - good) / 2;
-        if accepted(mid).await {
-            good = mid;
-        } else {
-            bad = mid;
-        }
-    }
-    good
-}
-
-/// The smallest `x` in `lo..=hi` that `accepted` takes, for a check that takes `hi` and every
-/// value down to some limit.
-async fn smallest_accepted<F, Fut>(lo: u64, hi: u64, accepted: F) -> u64
-where
-    F: Fn(u64) -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    if accepted(lo).await {
-        return lo;
-    }
-    let (mut bad, mut good) = (lo, hi);
-    while good - bad > 1 {
-        let mid = bad + (good - bad) / 2;
-        if accepted(mid).await {
-            good = mid;
-        } else {
-            bad = mid;
-        }
-    }
-    good
 }
 
 #[cfg(test)]

@@ -188,7 +188,7 @@ pub(crate) async fn spawn_form(hub: &Hub, req: FormRequest<'_>) -> Result<SpawnF
     if let Some(next) = req.next {
         action = format!("{action}?{}", super::encode_query(&[("next", next)]));
     }
-    let Some(sizes) = clusters::size_choices(hub).await else {
+    let Some(sizes) = clusters::size_choices(hub) else {
         return Ok(SpawnForm {
             action,
             sizes_configurable: false,

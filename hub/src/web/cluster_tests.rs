@@ -47,6 +47,10 @@ impl Spawner for StandInClusters {
         self.limits.admit(user_options)
     }
 
+    fn resource_limits(&self) -> Option<ResourceLimits> {
+        Some(self.limits.clone())
+    }
+
     async fn start(
         &self,
         _spec: &SpawnSpec,
@@ -142,7 +146,7 @@ fn input_value<'a>(html: &'a str, id: &str) -> &'a str {
 #[tokio::test]
 async fn the_limits_the_form_shows_are_those_the_backend_enforces() {
     let t = cluster_hub().await;
-    let sizes = clusters::size_choices(&t.hub).await.unwrap();
+    let sizes = clusters::size_choices(&t.hub).unwrap();
     assert_eq!(
         sizes,
         SizeChoices {
@@ -157,6 +161,23 @@ async fn the_limits_the_form_shows_are_those_the_backend_enforces() {
             max_storage_bytes: Some(1024 * GIB),
         }
     );
+    // The bounds are the backend's own: it takes each one and refuses one step beyond.
+    let takes = |options: Value| {
+        let hub = Arc::clone(&t.hub);
+        async move { hub.spawner.validate(&options).await.is_ok() }
+    };
+    let mib = |bytes: u64| format!("{}M", bytes >> 20);
+    let (cpus, memory) = (sizes.min_cpus, mib(sizes.min_memory_bytes));
+    assert!(takes(serde_json::json!({"cpus": sizes.max_cpus})).await);
+    assert!(!takes(serde_json::json!({"cpus": sizes.max_cpus + 0.01})).await);
+    assert!(takes(serde_json::json!({"cpus": cpus, "memory": &memory})).await);
+    assert!(!takes(serde_json::json!({"cpus": cpus - 0.01, "memory": &memory})).await);
+    assert!(takes(serde_json::json!({"memory": mib(sizes.max_memory_bytes)})).await);
+    assert!(!takes(serde_json::json!({"memory": mib(sizes.max_memory_bytes + (1 << 20))})).await);
+    let nodes = |n: u32| serde_json::json!({"nodes": n, "cpus": cpus, "memory": &memory});
+    assert!(takes(nodes(sizes.max_nodes)).await);
+    assert!(!takes(nodes(sizes.max_nodes + 1)).await);
+    assert!(!takes(serde_json::json!({"gpus": 1})).await);
 }
 
 #[tokio::test]

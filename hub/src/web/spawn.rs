@@ -238,7 +238,7 @@ async fn spawn(
         };
     let values = match form {
         FormMode::AskFirst { wanted_image } => {
-            if clusters::size_choices(hub).await.is_some() {
+            if clusters::size_choices(hub).is_some() {
                 let form = spawn_form(hub, form_request(None, None, wanted_image)).await?;
                 return Ok(render_spawn_page(page, StatusCode::OK, &user, server, form));
             }

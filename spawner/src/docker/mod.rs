@@ -909,6 +909,10 @@ impl Progress {
 
 #[async_trait::async_trait]
 impl Spawner for DockerSpawner {
+    fn resource_limits(&self) -> Option<ResourceLimits> {
+        Some(self.limits())
+    }
+
     fn backend_name(&self) -> &'static str {
         "docker"
     }
