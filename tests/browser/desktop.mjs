@@ -12,17 +12,10 @@
 //   XIJI_URL, XIJI_USER, XIJI_PASSWORD, XIJI_OTHER_USER, XIJI_OTHER_PASSWORD,
 //   XIJI_NODES (JSON: [{"url": "/user/erin/", "container": "<id>", "proof": "/tmp/…"}]),
 //   XIJI_ARTIFACTS, XIJI_TEST_NODE_MODULES, CHROMIUM
-import { createRequire } from 'node:module';
-import { mkdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
+import { env, launch, login as hubLogin } from './common.mjs';
 
-const require = createRequire(import.meta.url);
-const env = (name, fallback) => {
-  const value = process.env[name] ?? fallback;
-  if (!value) throw new Error(`${name} is not set (tests/tests/desktop.rs sets everything)`);
-  return value;
-};
 const base = env('XIJI_URL');
 const user = env('XIJI_USER');
 const password = env('XIJI_PASSWORD');
@@ -30,24 +23,11 @@ const otherUser = env('XIJI_OTHER_USER');
 const otherPassword = env('XIJI_OTHER_PASSWORD');
 const nodes = JSON.parse(env('XIJI_NODES'));
 const artifacts = env('XIJI_ARTIFACTS');
-const { chromium } = require(path.join(env('XIJI_TEST_NODE_MODULES'), 'playwright-core'));
-mkdirSync(artifacts, { recursive: true });
 
 const step = (message) => console.log(`[desktop] ${new Date().toISOString()} ${message}`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-const browser = await chromium.launch({
-  executablePath: env('CHROMIUM', '/usr/bin/chromium'),
-  headless: true,
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-dev-shm-usage',
-  ],
-});
+const { browser } = await launch();
 
 async function login(context, name, pass) {
   const page = await context.newPage();
@@ -56,10 +36,8 @@ async function login(context, name, pass) {
   page.on('console', (m) => {
     if (m.type() === 'error') step(`console error: ${m.text()}`);
   });
-  await page.goto(`${base}/hub/login`);
-  await page.fill('input[name="username"]', name);
-  await page.fill('input[name="password"]', pass);
-  await Promise.all([page.waitForURL('**/hub/home**'), page.click('#login')]);
+  await hubLogin(page, base, name, pass);
+  await page.waitForURL('**/hub/home**');
   return page;
 }
 

@@ -6,52 +6,20 @@
 // Run by tests/tests/save_image.rs, which starts the hub, the user's cluster and the registry.
 // Environment: XIJI_URL, XIJI_USER, XIJI_PASSWORD, XIJI_ARTIFACTS, XIJI_IMAGE_NAME,
 //   XIJI_IMAGE_TAG, XIJI_TEST_NODE_MODULES (holds playwright-core), CHROMIUM
-import { createRequire } from 'node:module';
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
+import { env, launch, login, step } from './common.mjs';
 
-const require = createRequire(import.meta.url);
-const env = (name, fallback) => {
-  const value = process.env[name] ?? fallback;
-  if (!value) throw new Error(`${name} is not set (tests/run sets everything)`);
-  return value;
-};
 const base = env('XIJI_URL');
 const user = env('XIJI_USER');
 const password = env('XIJI_PASSWORD');
-const artifacts = env('XIJI_ARTIFACTS');
 const imageName = env('XIJI_IMAGE_NAME');
 const imageTag = env('XIJI_IMAGE_TAG');
-const { chromium } = require(path.join(env('XIJI_TEST_NODE_MODULES'), 'playwright-core'));
-mkdirSync(artifacts, { recursive: true });
-
-const step = (message) => console.log(`[browser] ${new Date().toISOString()} ${message}`);
-let shot = 0;
-const screenshot = async (page, name) => {
-  shot += 1;
-  const file = path.join(artifacts, `${String(shot).padStart(2, '0')}-${name}.png`);
-  await page.screenshot({ path: file, fullPage: false });
-  step(`screenshot ${file}`);
-};
-
-const browser = await chromium.launch({
-  executablePath: env('CHROMIUM', '/usr/bin/chromium'),
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-dev-shm-usage'],
-});
+const { browser, screenshot, newPage } = await launch();
 let page;
 try {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US' });
-  page = await context.newPage();
-  page.setDefaultTimeout(60_000);
-  page.on('pageerror', (e) => step(`page error: ${e.message}`));
+  page = await newPage();
 
   step('log in');
-  await page.goto(`${base}/hub/login`);
-  await page.fill('input[name="username"]', user);
-  await page.fill('input[name="password"]', password);
-  await Promise.all([page.waitForURL('**/hub/**'), page.click('#login')]);
+  await login(page, base, user, password);
 
   step('open JupyterLab on node-0');
   await page.goto(`${base}/user/${encodeURIComponent(user)}/lab`);

@@ -10,7 +10,7 @@ use anyhow::{bail, ensure, Context, Result};
 use crate::{artifacts_dir, required_env, tail, workspace_root, Hub};
 
 /// The longest a browser script may run, including JupyterLab's first load on a busy machine.
-pub const BROWSER_TIMEOUT: Duration = Duration::from_secs(600);
+pub const BROWSER_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// What a finished script left.
 pub struct BrowserRun {

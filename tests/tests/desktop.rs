@@ -20,14 +20,12 @@ use anyhow::{bail, ensure, Context, Result};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use tests::browser;
 use tests::docker::{self, docker_out, wait_cluster_ready, Instance};
-use tests::{
-    artifacts_dir, expect_json, random_hex, required_env, tail, workspace_root, Hub, HubOptions,
-};
+use tests::{expect_json, random_hex, Hub, HubOptions};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-const BROWSER_TIMEOUT: Duration = Duration::from_secs(600);
 const VNC_PASSWORD: &str = "vnc-pw1";
 
 fn desktop_image() -> String {
@@ -176,17 +174,6 @@ async fn a_cluster_of_a_desktop_image_opens_each_node_as_a_desktop_only_for_its_
         return Ok(());
     }
     novnc_present()?;
-    let node_modules = PathBuf::from(required_env("XIJI_TEST_NODE_MODULES")?);
-    ensure!(
-        node_modules.join("playwright-core/package.json").is_file(),
-        "{} has no playwright-core: run tests/setup-env.sh",
-        node_modules.display()
-    );
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    ensure!(
-        PathBuf::from(&chromium).is_file(),
-        "no Chromium at {chromium}: run tests/setup-env.sh"
-    );
     let instance = Instance::new("xiji-test");
     let hub = desktop_hub(&instance).await?;
     hub.create_user("erin", "erin-password-1").await?;
@@ -313,9 +300,6 @@ async fn a_cluster_of_a_desktop_image_opens_each_node_as_a_desktop_only_for_its_
     ws.close(None).await?;
 
     // The browser.
-    let artifacts = artifacts_dir().join("desktop");
-    let _ = std::fs::remove_dir_all(&artifacts);
-    std::fs::create_dir_all(&artifacts)?;
     let proof = format!("/tmp/xiji-desktop-proof-{}", random_hex(4));
     let nodes: Vec<Value> = urls
         .iter()
@@ -328,49 +312,21 @@ async fn a_cluster_of_a_desktop_image_opens_each_node_as_a_desktop_only_for_its_
             }))
         })
         .collect::<Result<_>>()?;
-    let log_path = hub.scratch_path("desktop-browser.log");
-    let log = std::fs::File::create(&log_path)?;
-    let mut child = hub
-        .command("node")
-        .arg(workspace_root().join("tests/browser/desktop.mjs"))
-        .env("XIJI_URL", hub.base_url())
-        .env("XIJI_USER", "erin")
-        .env("XIJI_PASSWORD", "erin-password-1")
-        .env("XIJI_OTHER_USER", "frank")
-        .env("XIJI_OTHER_PASSWORD", "frank-password-1")
-        .env("XIJI_NODES", Value::Array(nodes.clone()).to_string())
-        .env("XIJI_ARTIFACTS", &artifacts)
-        .env("XIJI_TEST_NODE_MODULES", &node_modules)
-        .env("CHROMIUM", &chromium)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("cannot run node")?;
-    let deadline = Instant::now() + BROWSER_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!(
-                "the browser run took more than {BROWSER_TIMEOUT:?}:\n{}",
-                tail(&std::fs::read_to_string(&log_path).unwrap_or_default(), 80)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let output = std::fs::read_to_string(&log_path).unwrap_or_default();
-    eprintln!("===== browser =====\n{output}");
-    ensure!(
-        status.success(),
-        "the browser run failed ({status}); screenshots in {}:\n{}\nhub log:\n{}",
-        artifacts.display(),
-        tail(&output, 60),
-        tail(&hub.log(), 40)
-    );
+    let nodes_json = Value::Array(nodes.clone()).to_string();
+    let run = browser::run_script(
+        &hub,
+        "desktop.mjs",
+        "desktop",
+        &[
+            ("XIJI_USER", "erin"),
+            ("XIJI_PASSWORD", "erin-password-1"),
+            ("XIJI_OTHER_USER", "frank"),
+            ("XIJI_OTHER_PASSWORD", "frank-password-1"),
+            ("XIJI_NODES", &nodes_json),
+        ],
+    )
+    .await?;
+    let artifacts = run.artifacts;
 
     // Each file is in its own node only (the work directory is shared; /tmp is not).
     for (k, node) in nodes.iter().enumerate() {

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tests::{expect_json, random_hex, Hub, HubOptions};
@@ -814,26 +814,12 @@ async fn a_node_saved_through_the_hub_runs_with_its_changes_and_starts_as_a_clus
     Ok(())
 }
 
-/// The browser run, including JupyterLab's first load on a busy 2-core machine.
-const BROWSER_TIMEOUT: Duration = Duration::from_secs(900);
-
 #[tokio::test]
 async fn chromium_saves_the_environment_from_jupyterlab_and_the_image_starts_as_a_cluster(
 ) -> Result<()> {
     if !docker_enabled()? {
         return Ok(());
     }
-    let node_modules = PathBuf::from(tests::required_env("XIJI_TEST_NODE_MODULES")?);
-    ensure!(
-        node_modules.join("playwright-core/package.json").is_file(),
-        "{} has no playwright-core: run tests/setup-env.sh",
-        node_modules.display()
-    );
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    ensure!(
-        PathBuf::from(&chromium).is_file(),
-        "no Chromium at {chromium}: run tests/setup-env.sh"
-    );
     let _serial = SERIAL.lock().await;
     let (registry, mut cleanup, base) = registry_with_base()?;
     let hub = hub_saving_to(&cleanup, &registry, &base).await?;
@@ -847,50 +833,23 @@ async fn chromium_saves_the_environment_from_jupyterlab_and_the_image_starts_as_
         "mkdir -p /opt/gina && echo from-the-browser > /opt/gina/note.txt",
     )?;
 
-    let artifacts = tests::artifacts_dir().join("save-image");
-    let _ = std::fs::remove_dir_all(&artifacts);
-    std::fs::create_dir_all(&artifacts)?;
-    let log_path = hub.scratch_path("browser.log");
-    let log = std::fs::File::create(&log_path)?;
-    let mut child = hub
-        .command("node")
-        .arg(tests::workspace_root().join("tests/browser/save_image.mjs"))
-        .env("XIJI_URL", hub.base_url())
-        .env("XIJI_USER", "gina")
-        .env("XIJI_PASSWORD", "gina-password-1")
-        .env("XIJI_ARTIFACTS", &artifacts)
-        .env("XIJI_IMAGE_NAME", "lab-env")
-        .env("XIJI_IMAGE_TAG", "v1")
-        .env("XIJI_TEST_NODE_MODULES", &node_modules)
-        .env("CHROMIUM", &chromium)
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("cannot run node")?;
-    let deadline = std::time::Instant::now() + BROWSER_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!(
-                "the browser run took more than {BROWSER_TIMEOUT:?}:\n{}",
-                tests::tail(&std::fs::read_to_string(&log_path).unwrap_or_default(), 60)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let output = std::fs::read_to_string(&log_path).unwrap_or_default();
-    eprintln!("===== browser =====\n{output}");
+    let run = tests::browser::run_script(
+        &hub,
+        "save_image.mjs",
+        "save-image",
+        &[
+            ("XIJI_USER", "gina"),
+            ("XIJI_PASSWORD", "gina-password-1"),
+            ("XIJI_IMAGE_NAME", "lab-env"),
+            ("XIJI_IMAGE_TAG", "v1"),
+        ],
+    )
+    .await?;
     ensure!(
-        status.success() && output.contains("\"ok\":true"),
-        "the browser run failed ({status}); screenshots in {}:\n{}\nhub log:\n{}",
-        artifacts.display(),
-        tests::tail(&output, 40),
-        tests::tail(&hub.log(), 30)
+        run.output.contains("\"ok\":true"),
+        "the browser did not report the save; screenshots in {}:\n{}",
+        run.artifacts.display(),
+        tests::tail(&run.output, 40)
     );
 
     // The image is in gina's "My images"; an administrator adds it to the library; a new
