@@ -15,12 +15,10 @@ pub struct ProxyConfig {
     /// How long a client connection may sit between requests (or take to send one request's
     /// headers) before it is closed.
     pub client_idle_timeout: Duration,
-    /// How long an idle pooled connection to a backend is kept for reuse.
+    /// How long an idle keep-alive connection to a backend is reused. Each client connection
+    /// keeps its own (a few, one per backend it talks to); one idle for longer is replaced by a
+    /// new one at the next request, and all of them close with their client connection.
     pub backend_idle_timeout: Duration,
-    /// Most idle pooled connections kept per backend. It should exceed the concurrency one
-    /// backend sees: a connection that finds the pool full is closed, and the next request pays
-    /// for a new one (idle connections still go after `backend_idle_timeout`).
-    pub backend_max_idle_per_host: usize,
     /// Largest request head (request line plus headers) in bytes; larger gets 431.
     pub max_header_size: usize,
     /// Most request headers; more gets 431.
@@ -50,7 +48,6 @@ impl Default for ProxyConfig {
             response_timeout: Some(Duration::from_secs(300)),
             client_idle_timeout: Duration::from_secs(60),
             backend_idle_timeout: Duration::from_secs(60),
-            backend_max_idle_per_host: 1024,
             // Tornado's limit; JupyterHub deployments can carry many `jupyterhub-user-*` cookies.
             max_header_size: 64 * 1024,
             max_headers: 100,

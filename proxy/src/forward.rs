@@ -3,16 +3,19 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures_util::future::Either;
+use futures_util::FutureExt;
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use tower::ServiceExt;
 
+use crate::backend::{send_upgrade, BackendError, Backends};
 use crate::body::{boxed, full, ActivityBody, ResponseBody};
 use crate::config::ProxyConfig;
 use crate::headers::{add_forwarded_headers, is_websocket_upgrade, strip_hop_by_hop};
@@ -23,12 +26,9 @@ use crate::table::{RouteEntry, RouteTable};
 use crate::tunnel::spawn_tunnel;
 use crate::ClientAddr;
 
-pub(crate) type BackendClient = Client<HttpConnector, ActivityBody<Incoming>>;
-
 /// What every connection shares.
 pub(crate) struct Forwarder {
     pub(crate) table: Arc<RouteTable>,
-    pub(crate) client: BackendClient,
     pub(crate) config: ProxyConfig,
     /// Handed to websocket tunnels so they end on shutdown and are waited for.
     pub(crate) drain: Drain,
@@ -41,6 +41,7 @@ impl Forwarder {
     pub(crate) async fn handle<S, B>(
         &self,
         fallback: S,
+        backends: &Arc<Backends>,
         peer: SocketAddr,
         https: bool,
         mut req: Request<Incoming>,
@@ -93,10 +94,12 @@ impl Forwarder {
             self.table.lookup(path)
         };
         match route {
-            Some(route) => self.forward(route, peer, https, req).await,
+            Some(route) => self.forward(backends, route, peer, https, req).await,
             None => {
                 req.extensions_mut().insert(ClientAddr(peer));
-                match fallback.oneshot(req).await {
+                // Boxed, like every path but the proxied one, so the future of a proxied request stays
+                // small (hyper moves it several times per request).
+                match Box::pin(fallback.oneshot(req)).await {
                     Ok(response) => response.map(boxed),
                     Err(never) => match never {},
                 }
@@ -106,6 +109,7 @@ impl Forwarder {
 
     async fn forward(
         &self,
+        backends: &Arc<Backends>,
         route: Arc<RouteEntry>,
         peer: SocketAddr,
         https: bool,
@@ -115,105 +119,71 @@ impl Forwarder {
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
 
         let (mut parts, body) = req.into_parts();
-        let Some(uri) = backend_uri(&route, &parts.uri) else {
+        let Some(path_and_query) = backend_path(&route, &parts.uri) else {
             return page(StatusCode::BAD_REQUEST, "Bad request", "malformed URL");
         };
         // Kept for error pages (`?url=` of the error target): the path and query as routed.
-        let original_uri = std::mem::replace(&mut parts.uri, uri);
+        let original_uri = std::mem::replace(&mut parts.uri, Uri::from(path_and_query));
         let original_url = original_uri
             .path_and_query()
             .map_or("/", PathAndQuery::as_str);
         parts.version = Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers, websocket);
+        if !parts.headers.contains_key(http::header::HOST) {
+            // An HTTP/1.0 client may send none; HTTP/1.1 needs one.
+            if let Ok(host) = http::HeaderValue::from_str(route.target.authority.as_str()) {
+                parts.headers.insert(http::header::HOST, host);
+            }
+        }
         if self.config.x_forward {
             add_forwarded_headers(&mut parts.headers, peer, https);
         }
         let backend_req = Request::from_parts(parts, ActivityBody::new(body, Arc::clone(&route)));
+        let authority = &route.target.authority;
 
-        let sent = self.client.request(backend_req);
-        let result = match self.config.response_timeout {
-            Some(limit) => match tokio::time::timeout(limit, sent).await {
-                Ok(result) => result,
-                Err(_) => {
-                    tracing::warn!(
-                        route.path = %route.routespec,
-                        target = %route.target_url,
-                        timeout_secs = limit.as_secs_f64(),
-                        "backend did not answer in time"
-                    );
-                    return self
-                        .errors
-                        .render(
-                            StatusCode::GATEWAY_TIMEOUT,
-                            original_url,
-                            "Gateway Timeout",
-                            "The server at this address did not answer in time.",
-                        )
-                        .await;
-                }
-            },
-            None => sent.await,
-        };
-        let mut response =
-            match result {
+        if let Some(client_upgrade) = client_upgrade {
+            let sent = Box::pin(send_upgrade(
+                authority,
+                backend_req,
+                self.config.connect_timeout,
+            ));
+            let mut response = match within(self.config.response_timeout, sent).await {
                 Ok(response) => response,
-                Err(error) if error.is_connect() => {
-                    tracing::warn!(
-                        route.path = %route.routespec,
-                        target = %route.target_url,
-                        %error,
-                        "backend unreachable"
-                    );
-                    return self.errors.render(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    original_url,
-                    "Service Unavailable",
-                    "The server at this address is not reachable. It may be stopped or still \
-                     starting; try again in a moment.",
-                ).await;
-                }
-                Err(error) => {
-                    tracing::warn!(
-                        route.path = %route.routespec,
-                        target = %route.target_url,
-                        error = %error_chain(&error),
-                        "backend request failed"
-                    );
-                    return self.errors.render(
-                    StatusCode::BAD_GATEWAY,
-                    original_url,
-                    "Bad Gateway",
-                    "The server at this address closed the connection without a valid answer.",
-                ).await;
-                }
+                Err(error) => return Box::pin(self.failure(error, &route, original_url)).await,
             };
-
-        let status = response.status();
-        tracing::debug!(
-            route.path = %route.routespec,
-            target = %route.target_url,
-            status = status.as_u16(),
-            "proxied"
-        );
-        // CHP counts a request as activity only when it succeeded: a browser tab that keeps
-        // getting redirects or errors does not keep an idle server alive.
-        let success = status.as_u16() < 300;
-        if success {
+            if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+                return self.relay(response, route);
+            }
             route.touch();
+            tracing::debug!(
+                route.path = %route.routespec,
+                target = %route.target_url,
+                "websocket upgraded"
+            );
+            let backend_upgrade = hyper::upgrade::on(&mut response);
+            spawn_tunnel(
+                client_upgrade,
+                backend_upgrade,
+                Arc::clone(&route),
+                self.drain.clone(),
+            );
+            let (parts, _) = response.into_parts();
+            return Response::from_parts(parts, full(bytes::Bytes::new()));
         }
 
-        if status == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_upgrade) = client_upgrade {
-                let backend_upgrade = hyper::upgrade::on(&mut response);
-                spawn_tunnel(
-                    client_upgrade,
-                    backend_upgrade,
-                    Arc::clone(&route),
-                    self.drain.clone(),
-                );
-                let (parts, _) = response.into_parts();
-                return Response::from_parts(parts, full(bytes::Bytes::new()));
-            }
+        let sent = backends.send(
+            authority,
+            backend_req,
+            self.config.connect_timeout,
+            self.config.backend_idle_timeout,
+        );
+        let response = match within(self.config.response_timeout, sent).await {
+            Ok(response) => response,
+            // Boxed, as every cold path here: hyper moves the request's future several times,
+            // so its size costs on every request.
+            Err(error) => return Box::pin(self.failure(error, &route, original_url)).await,
+        };
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             // A 101 we did not ask for cannot be tunnelled.
             return page(
                 StatusCode::BAD_GATEWAY,
@@ -221,13 +191,82 @@ impl Forwarder {
                 "The server at this address switched protocols unasked.",
             );
         }
+        self.relay(response, route)
+    }
 
+    /// The page for a request the backend gave no response to: 503 (no connection), 502
+    /// (broken answer) or 504 (too slow).
+    async fn failure(
+        &self,
+        error: BackendError,
+        route: &RouteEntry,
+        original_url: &str,
+    ) -> Response<ResponseBody> {
+        let (status, title, text) = match &error {
+            BackendError::Connect(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable",
+                "The server at this address is not reachable. It may be stopped or still \
+                 starting; try again in a moment.",
+            ),
+            BackendError::Failed(_) => (
+                StatusCode::BAD_GATEWAY,
+                "Bad Gateway",
+                "The server at this address closed the connection without a valid answer.",
+            ),
+            BackendError::TimedOut(_) => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "Gateway Timeout",
+                "The server at this address did not answer in time.",
+            ),
+        };
+        tracing::warn!(
+            route.path = %route.routespec,
+            target = %route.target_url,
+            %error,
+            "no response from the backend"
+        );
+        self.errors.render(status, original_url, title, text).await
+    }
+
+    /// The backend's response for the client: hop-by-hop headers removed, and its body counted
+    /// as activity when the request succeeded.
+    fn relay<B>(&self, mut response: Response<B>, route: Arc<RouteEntry>) -> Response<ResponseBody>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Unpin + Send + 'static,
+        B::Error: Into<crate::body::BoxError>,
+    {
+        let status = response.status();
+        tracing::debug!(
+            route.path = %route.routespec,
+            target = %route.target_url,
+            status = status.as_u16(),
+            "proxied"
+        );
         strip_hop_by_hop(response.headers_mut(), false);
-        if success {
+        // CHP counts a request as activity only when it succeeded: a browser tab that keeps
+        // getting redirects or errors does not keep an idle server alive.
+        if status.as_u16() < 300 {
+            route.touch();
             response.map(|body| boxed(ActivityBody::new(body, route)))
         } else {
             response.map(boxed)
         }
+    }
+}
+
+/// `sent`, limited to `limit` if there is one. (A plain function rather than an `async fn`, so
+/// the future is stored once rather than as an argument and again inside the timeout.)
+fn within<T>(
+    limit: Option<Duration>,
+    sent: impl Future<Output = Result<T, BackendError>>,
+) -> impl Future<Output = Result<T, BackendError>> {
+    match limit {
+        Some(limit) => Either::Left(
+            tokio::time::timeout(limit, sent)
+                .map(move |result| result.unwrap_or(Err(BackendError::TimedOut(limit)))),
+        ),
+        None => Either::Right(sent),
     }
 }
 
@@ -261,35 +300,20 @@ fn with_path(uri: &Uri, path: &str) -> Option<Uri> {
     Uri::from_parts(parts).ok()
 }
 
-/// `http://{target authority}{target path}{request path}?{query}` (CHP's prepend-path and
-/// include-prefix defaults).
-fn backend_uri(route: &RouteEntry, request_uri: &Uri) -> Option<Uri> {
-    let path_and_query = if route.target.path_prefix.is_empty() {
+/// The origin-form path and query sent to the backend: `{target path}{request path}?{query}`
+/// (CHP's prepend-path and include-prefix defaults).
+fn backend_path(route: &RouteEntry, request_uri: &Uri) -> Option<PathAndQuery> {
+    if route.target.path_prefix.is_empty() {
         // Already validated when the request was parsed: reused without a copy.
-        request_uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"))
-    } else {
-        let request = request_uri
-            .path_and_query()
-            .map_or("/", PathAndQuery::as_str);
-        PathAndQuery::try_from(format!("{}{request}", route.target.path_prefix)).ok()?
-    };
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(http::uri::Scheme::HTTP);
-    parts.authority = Some(route.target.authority.clone());
-    parts.path_and_query = Some(path_and_query);
-    Uri::from_parts(parts).ok()
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
+        return Some(
+            request_uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
     }
-    text
+    let request = request_uri
+        .path_and_query()
+        .map_or("/", PathAndQuery::as_str);
+    PathAndQuery::try_from(format!("{}{request}", route.target.path_prefix)).ok()
 }

@@ -19,6 +19,7 @@
 //! websocket traffic in either direction; [`Proxy::get_all_routes`] reports it as CHP does.
 
 mod api;
+mod backend;
 mod body;
 mod client;
 mod config;

@@ -9,18 +9,20 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::backend::Backends;
 use crate::body::BoxError;
 use crate::config::ProxyConfig;
-use crate::forward::{BackendClient, Forwarder};
+use crate::forward::Forwarder;
 use crate::pages::ErrorPages;
 use crate::table::RouteTable;
+
+/// The number of request headers hyper accepts when not told otherwise.
+const HYPER_MAX_HEADERS: usize = 100;
 
 /// Where the server is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -111,7 +113,6 @@ where
 
     let forwarder = Arc::new(Forwarder {
         table,
-        client: backend_client(&config),
         errors: Arc::new(ErrorPages::new(&config)),
         config: config.clone(),
         drain: drain.clone(),
@@ -120,8 +121,12 @@ where
     http.timer(TokioTimer::new())
         .keep_alive(true)
         .header_read_timeout(config.client_idle_timeout)
-        .max_headers(config.max_headers)
         .max_header_size(config.max_header_size);
+    // hyper's own limit is 100 headers, kept in an array on the stack; naming any limit (even
+    // 100) makes it build a vector of that size for every request head instead.
+    if config.max_headers != HYPER_MAX_HEADERS {
+        http.max_headers(config.max_headers);
+    }
     let https = tls.is_some();
 
     tracing::info!(address = %local_addr, tls = https, "proxy listening");
@@ -145,10 +150,19 @@ where
         }
         let forwarder = Arc::clone(&forwarder);
         let fallback = fallback.clone();
+        // This connection's own connections to backends (see `backend`).
+        let backends = Arc::new(Backends::default());
         let service = service_fn(move |req| {
             let forwarder = Arc::clone(&forwarder);
             let fallback = fallback.clone();
-            async move { Ok::<_, Infallible>(forwarder.handle(fallback, peer, https, req).await) }
+            let backends = Arc::clone(&backends);
+            async move {
+                Ok::<_, Infallible>(
+                    forwarder
+                        .handle(fallback, &backends, peer, https, req)
+                        .await,
+                )
+            }
         });
         let http = http.clone();
         let drain = drain.clone();
@@ -190,6 +204,90 @@ where
     Ok(())
 }
 
+/// [`serve_with_tls`] on `threads` threads, each running its own single-threaded runtime that
+/// accepts from the same listening socket (the first idle thread takes a new connection) and
+/// then keeps that connection, its backend connections and its websocket tunnels to itself —
+/// nginx's worker model. No task, waker or timer is shared between threads, so a request costs
+/// no cross-thread hand-over; only the route table is shared. Returns once every thread has
+/// drained after `shutdown`.
+///
+/// # Errors
+/// If a thread or its runtime cannot be started, or the listener cannot be shared.
+pub(crate) async fn serve_on_threads<S, B>(
+    listener: TcpListener,
+    threads: usize,
+    tls: Option<TlsAcceptor>,
+    table: Arc<RouteTable>,
+    fallback: S,
+    config: ProxyConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let listener = listener.into_std()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut workers = Vec::with_capacity(threads.max(1));
+    for index in 0..threads.max(1) {
+        let listener = listener.try_clone()?;
+        let (tls, table, fallback, config) = (
+            tls.clone(),
+            Arc::clone(&table),
+            fallback.clone(),
+            config.clone(),
+        );
+        let mut stop = stop_rx.clone();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("xiji-proxy-{index}"))
+            .spawn(move || {
+                let served = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .and_then(|runtime| {
+                        runtime.block_on(async move {
+                            let listener = TcpListener::from_std(listener)?;
+                            let stopped = async move {
+                                let _ = stop.wait_for(|stopped| *stopped).await;
+                            };
+                            serve_with_tls(listener, tls, table, fallback, config, stopped).await
+                        })
+                    });
+                let _ = done_tx.send(served);
+            })?;
+        workers.push(done_rx);
+    }
+    drop(listener);
+    // A worker that ends early (its runtime or listener failed) ends the whole proxy.
+    let first_end = futures_util::future::select_all(workers.iter_mut());
+    let early = tokio::select! {
+        () = shutdown => None,
+        (ended, index, _) = first_end => Some((index, ended)),
+    };
+    let _ = stop_tx.send(true);
+    let mut result = Ok(());
+    if let Some((index, ended)) = early {
+        workers.remove(index);
+        if let Ok(Err(error)) = ended {
+            result = Err(error);
+        }
+    }
+    for worker in workers {
+        if let Ok(Err(error)) = worker.await {
+            if result.is_ok() {
+                result = Err(error);
+            }
+        }
+    }
+    result
+}
+
 /// Serves one client connection until it ends or the server drains.
 async fn drive<I, Svc>(
     http: http1::Builder,
@@ -221,15 +319,4 @@ async fn drive<I, Svc>(
         // Clients vanish, send garbage or idle out all the time: not worth more than debug.
         tracing::debug!(%peer, %error, "client connection ended with an error");
     }
-}
-
-fn backend_client(config: &ProxyConfig) -> BackendClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(config.connect_timeout));
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(config.backend_idle_timeout)
-        .pool_max_idle_per_host(config.backend_max_idle_per_host)
-        .build(connector)
 }

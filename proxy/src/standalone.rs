@@ -13,7 +13,7 @@ use crate::api::serve_api;
 use crate::config::ProxyConfig;
 use crate::error::ProxyError;
 use crate::pages::{ErrorPages, NotFound};
-use crate::server::serve_with_tls;
+use crate::server::serve_on_threads;
 use crate::table::{Proxy, RouteTable};
 
 /// The environment variable holding the API token, as for CHP.
@@ -55,6 +55,10 @@ pub struct StandaloneArgs {
     /// Milliseconds to wait for a backend's response headers (0: forever).
     #[arg(long, default_value_t = 300_000)]
     pub timeout: u64,
+    /// Threads serving the public listener, each with its own connections [default: one per
+    /// CPU].
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Log level: error, warn, info, debug or trace (or a `tracing` filter).
     #[arg(long = "log-level", default_value = "info")]
     pub log_level: String,
@@ -162,8 +166,12 @@ pub async fn run_on(
         wait_stop(stop_rx.clone()),
     ));
     let fallback = NotFound(Arc::new(ErrorPages::new(&config)));
-    let proxy_task = tokio::spawn(serve_with_tls(
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let proxy_task = tokio::spawn(serve_on_threads(
         listener,
+        threads,
         tls,
         table,
         fallback,

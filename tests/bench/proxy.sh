@@ -116,10 +116,16 @@ http {
             proxy_set_header Connection "upgrade";
         }
         location / {
+            # As JupyterHub's documentation configures nginx, with the same four
+            # X-Forwarded-* headers xiji-proxy and CHP add, and streaming (no buffering) as they do.
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-            proxy_set_header X-Forwarded-For \$remote_addr;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$host;
+            proxy_set_header X-Forwarded-Port \$server_port;
+            proxy_buffering off;
         }
     }
 }
@@ -130,17 +136,24 @@ PIDS+=($NGP_PID)
 wait_port "$NGP"
 
 # --- xiji-proxy and CHP, default target = the backend -----------------------------------------
+# xiji-proxy with one serving thread, as nginx has one worker and CHP one event loop; a second
+# xiji-proxy with its default (a thread per CPU) is measured at c=64 and 256 as well.
 XPORT=$(port); XAPI=$(port)
 CONFIGPROXY_AUTH_TOKEN=$TOKEN "$XP" --ip 127.0.0.1 --port "$XPORT" --api-port "$XAPI" \
-    --default-target "http://127.0.0.1:$BACKEND" --log-level warn &
+    --default-target "http://127.0.0.1:$BACKEND" --log-level warn --threads 1 &
 XP_PID=$!
 PIDS+=($XP_PID)
+XNPORT=$(port); XNAPI=$(port)
+CONFIGPROXY_AUTH_TOKEN=$TOKEN "$XP" --ip 127.0.0.1 --port "$XNPORT" --api-port "$XNAPI" \
+    --default-target "http://127.0.0.1:$BACKEND" --log-level warn &
+XN_PID=$!
+PIDS+=($XN_PID)
 CPORT=$(port); CAPI=$(port)
 CONFIGPROXY_AUTH_TOKEN=$TOKEN "$CHP" --ip 127.0.0.1 --port "$CPORT" --api-ip 127.0.0.1 --api-port "$CAPI" \
     --default-target "http://127.0.0.1:$BACKEND" --log-level error >/dev/null 2>&1 &
 CHP_PID=$!
 PIDS+=($CHP_PID)
-wait_port "$XPORT"; wait_port "$CPORT"; wait_port "$CAPI"
+wait_port "$XPORT"; wait_port "$XNPORT"; wait_port "$CPORT"; wait_port "$CAPI"
 for api in "$XAPI" "$CAPI"; do
     curl -sf -X POST -H "Authorization: token $TOKEN" "http://127.0.0.1:$api/api/routes/ws" \
         -d "{\"target\": \"http://127.0.0.1:$ECHO\"}" >/dev/null
@@ -149,7 +162,7 @@ done
 # run NAME URL PID  -> prints "rps p50_us p99_us cpu_us_per_req" per concurrency into $WORK/NAME
 run_wrk() {
     local name=$1 url=$2 pid=${3:-} c t out before after reqs rps p50 p99 cpu
-    for c in 1 16 64 256; do
+    for c in ${CONCURRENCIES:-1 16 64 256}; do
         t=$((c < 2 ? 1 : 2))
         [ -n "$pid" ] && before=$(cpu_ticks "$pid")
         out=$(wrk -t "$t" -c "$c" -d "${DUR}s" --latency "$url")
@@ -169,11 +182,12 @@ run_wrk() {
 }
 ws_rtt() { "$BENCH" ws-rtt "$1" 3; }
 
-echo "measuring (about $((DUR * 4 * 5 + 40)) s)..." >&2
+echo "measuring (about $((DUR * 22 + 40)) s)..." >&2
 run_wrk direct "http://127.0.0.1:$BACKEND/index.html"
 run_wrk nginx "http://127.0.0.1:$NGP/index.html" "$NGP_PID"
 run_wrk xiji "http://127.0.0.1:$XPORT/index.html" "$XP_PID"
 run_wrk chp "http://127.0.0.1:$CPORT/index.html" "$CHP_PID"
+CONCURRENCIES="64 256" run_wrk xijin "http://127.0.0.1:$XNPORT/index.html" "$XN_PID"
 WS_DIRECT=$(ws_rtt "ws://127.0.0.1:$ECHO/ws/")
 WS_NGINX=$(ws_rtt "ws://127.0.0.1:$NGP/ws/")
 WS_XIJI=$(ws_rtt "ws://127.0.0.1:$XPORT/ws/")
@@ -208,6 +222,15 @@ for c in 1 16 64 256; do
     echo "| $c | $d | $n | $x | $k | $h | $(ratio "$x" "$d") | $(ratio "$x" "$n") | $(ratio "$x" "$h") | $(ratio "$k" "$x") |"
 done
 echo
+echo "xiji-proxy with its default of one serving thread per CPU (the table above: one thread):"
+echo
+echo "| c | req/s | p50 / p99 (µs) | CPU per request (µs) | /nginx-proxy | /CHP |"
+echo "|---|---|---|---|---|---|"
+for c in 64 256; do
+    x=$(col xijin $c 2)
+    echo "| $c | $x | $(col xijin $c 3) / $(col xijin $c 4) | $(col xijin $c 5) | $(ratio "$x" "$(col nginx $c 2)") | $(ratio "$x" "$(col chp $c 2)") |"
+done
+echo
 echo "## Latency p50 / p99 (µs, wrk's own percentiles)"
 echo
 echo "| c | direct | nginx-proxy | xiji-proxy | xiji 100k routes | CHP |"
@@ -234,8 +257,10 @@ echo "| $WS_DIRECT | $WS_NGINX | $WS_XIJI | $WS_CHP |"
 set -- $WS_DIRECT; WD=$1
 set -- $WS_XIJI; WX=$1
 set -- $WS_CHP; WC=$1
+set -- $WS_NGINX; WN=$1
+added() { awk -v a="$1" -v b="$WD" 'BEGIN { printf "%.1f", a - b }'; }
 echo
-echo "xiji-proxy adds $(awk -v a="$WX" -v b="$WD" 'BEGIN { printf "%.1f", a - b }') µs to the p50 round trip; CHP adds $(awk -v a="$WC" -v b="$WD" 'BEGIN { printf "%.1f", a - b }') µs."
+echo "Added to the p50 round trip: xiji-proxy $(added "$WX") µs, nginx-proxy $(added "$WN") µs, CHP $(added "$WC") µs."
 echo
 echo "## Routes and memory"
 echo
