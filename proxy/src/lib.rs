@@ -38,7 +38,7 @@ pub use api::serve_api;
 pub use client::ChpClient;
 pub use config::ProxyConfig;
 pub use error::ProxyError;
-pub use server::serve;
+pub use server::{serve, Fallback, FallbackBody};
 pub use standalone::{
     run as run_standalone, run_on as run_standalone_on, StandaloneArgs, AUTH_TOKEN_ENV,
 };

@@ -21,6 +21,39 @@ use crate::forward::Forwarder;
 use crate::pages::ErrorPages;
 use crate::table::RouteTable;
 
+/// What [`serve`] hands every request no route matches to: the hub's `axum::Router`, or the
+/// standalone proxy's 404 page. Every cloneable `tower::Service` of this shape is one.
+pub trait Fallback<B>:
+    tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> Fallback<B> for S
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+}
+
+/// The body of a [`Fallback`]'s responses.
+pub trait FallbackBody:
+    http_body::Body<Data = bytes::Bytes, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+impl<B> FallbackBody for B
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+}
+
 /// The number of request headers hyper accepts when not told otherwise.
 const HYPER_MAX_HEADERS: usize = 100;
 
@@ -73,13 +106,8 @@ pub async fn serve<S, B>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()>
 where
-    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: Fallback<B>,
+    B: FallbackBody,
 {
     serve_with_tls(listener, None, table, fallback, config, shutdown).await
 }
@@ -95,13 +123,8 @@ pub(crate) async fn serve_with_tls<S, B>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()>
 where
-    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: Fallback<B>,
+    B: FallbackBody,
 {
     let local_addr = listener.local_addr()?;
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
@@ -223,13 +246,8 @@ pub(crate) async fn serve_on_threads<S, B>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()>
 where
-    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: Fallback<B>,
+    B: FallbackBody,
 {
     let listener = listener.into_std()?;
     let (stop_tx, stop_rx) = watch::channel(false);
