@@ -317,8 +317,18 @@ impl Body for DrivenBody {
             backend.drive(cx);
         }
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None)) {
+        let last = match &polled {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
+            _ => false,
+        };
+        if last && !this.ended {
             this.ended = true;
+            // One more turn lets the connection finish the exchange (and the request body, if
+            // the backend answered before reading all of it) and say whether it is idle.
+            if let Some(backend) = &mut this.backend {
+                backend.drive(cx);
+            }
         }
         polled
     }
@@ -335,7 +345,9 @@ impl Body for DrivenBody {
 impl Drop for DrivenBody {
     fn drop(&mut self) {
         if let Some(backend) = self.backend.take() {
-            if self.ended || self.inner.is_end_stream() {
+            // Only an idle connection goes back: one still sending a request body the backend
+            // answered early would wait for a client nobody reads from any more.
+            if (self.ended || self.inner.is_end_stream()) && backend.sender.is_ready() {
                 self.home.put(backend);
             }
         }

@@ -265,3 +265,58 @@ async fn a_response_the_client_abandoned_half_read_never_reaches_the_next_client
     assert_eq!(answers[0].body, "second");
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn an_upload_the_backend_refused_early_does_not_stall_the_client_connection() {
+    // The backend answers 413 as soon as it has the head and never reads the 8 MiB body; its
+    // connection stays open.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let Ok(n) = stream.read(&mut buf).await else {
+                    return;
+                };
+                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let reply: &[u8] = if head.starts_with("POST") {
+                    b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                };
+                let _ = stream.write_all(reply).await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+        }
+    });
+    let proxy = proxy_to(&[("/user/alice/", addr)]).await;
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let upload = http::Request::post("/user/alice/upload")
+        .header("host", "xiji.test")
+        .body(Full::new(Bytes::from(vec![b'x'; 8 << 20])))
+        .unwrap();
+    let refused = tokio::time::timeout(Duration::from_secs(10), sender.send_request(upload))
+        .await
+        .expect("the refusal arrives");
+    assert_eq!(refused.unwrap().status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // The client connection then either serves the next request or is closed: it never hangs.
+    let next = tokio::time::timeout(Duration::from_secs(10), async {
+        sender.ready().await?;
+        let req = http::Request::get("/user/alice/next")
+            .header("host", "xiji.test")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        sender.send_request(req).await
+    })
+    .await
+    .expect("the client connection must not stall");
+    if let Ok(response) = next {
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+}
