@@ -137,7 +137,11 @@ impl Backends {
             match exchange(backend, req).await {
                 Ok((response, backend)) => return Ok(self.driven(response, backend)),
                 Err((error, Some(unsent))) => {
-                    tracing::debug!(target = %authority, %error, "idle backend connection was closed; reconnecting");
+                    tracing::debug!(
+                        target = %authority,
+                        %error,
+                        "idle backend connection was closed; reconnecting"
+                    );
                     req = unsent;
                 }
                 Err((error, None)) => return Err(error),

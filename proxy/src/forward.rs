@@ -97,8 +97,8 @@ impl Forwarder {
             Some(route) => self.forward(backends, route, peer, https, req).await,
             None => {
                 req.extensions_mut().insert(ClientAddr(peer));
-                // Boxed, like every path but the proxied one, so the future of a proxied request stays
-                // small (hyper moves it several times per request).
+                // Boxed, like every path but the proxied one, so that the future of a proxied
+                // request stays small (hyper moves it several times per request).
                 match Box::pin(fallback.oneshot(req)).await {
                     Ok(response) => response.map(boxed),
                     Err(never) => match never {},
