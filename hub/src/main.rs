@@ -44,7 +44,7 @@ enum Command {
     Serve,
     /// Run Xiji's proxy on its own, with configurable-http-proxy's REST API (the same as the
     /// `xiji-proxy` binary); for `[proxy] mode = "external"` or JupyterHub.
-    Proxy(proxy::StandaloneArgs),
+    Proxy(Box<proxy::StandaloneArgs>),
 }
 
 #[tokio::main]
@@ -52,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Command::Proxy(args)) = cli.command {
         proxy::init_logging(&args.log_level);
-        return Ok(proxy::run_standalone(args).await?);
+        return Ok(proxy::run_standalone(*args).await?);
     }
     let overrides = Overrides {
         bind: cli.bind,

@@ -33,6 +33,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 
+use crate::metrics::ProxyMetrics;
 use crate::table::{Proxy, Route, RouteTable};
 
 /// Largest accepted API request body.
@@ -50,12 +51,68 @@ pub async fn serve_api(
     auth_token: Option<String>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let local_addr = listener.local_addr()?;
     let api = Arc::new(Api { table, auth_token });
+    serve_small(
+        listener,
+        "proxy API",
+        move |req| {
+            let api = Arc::clone(&api);
+            async move { api.handle(req).await }
+        },
+        shutdown,
+    )
+    .await
+}
+
+/// Serves `GET /metrics` ([`ProxyMetrics`] in Prometheus' text format) until `shutdown`
+/// resolves; any other request gets 404.
+///
+/// # Errors
+/// Only if the listener's local address cannot be read.
+pub(crate) async fn serve_metrics(
+    listener: TcpListener,
+    metrics: Arc<ProxyMetrics>,
+    table: Arc<RouteTable>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_small(
+        listener,
+        "proxy metrics",
+        move |req: Request<Incoming>| {
+            let answer = if req.method() == Method::GET && req.uri().path() == "/metrics" {
+                let mut response = Response::new(Full::new(Bytes::from(metrics.render(&table))));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                response
+            } else {
+                text(StatusCode::NOT_FOUND, "Not Found")
+            };
+            std::future::ready(answer)
+        },
+        shutdown,
+    )
+    .await
+}
+
+/// Accepts connections on `listener` and answers each request with `handle` until `shutdown`
+/// resolves; then closes every connection. For the proxy's small side services.
+async fn serve_small<H, F>(
+    listener: TcpListener,
+    what: &'static str,
+    handle: H,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let local_addr = listener.local_addr()?;
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30));
-    tracing::info!(address = %local_addr, "proxy API listening");
+    tracing::info!(address = %local_addr, "{what} listening");
     tokio::pin!(shutdown);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     loop {
@@ -64,16 +121,16 @@ pub async fn serve_api(
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
-                    tracing::warn!(%error, "API accept failed");
+                    tracing::warn!(%error, "{what}: accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
         };
-        let api = Arc::clone(&api);
+        let handle = handle.clone();
         let service = service_fn(move |req| {
-            let api = Arc::clone(&api);
-            async move { Ok::<_, Infallible>(api.handle(req).await) }
+            let answer = handle(req);
+            async move { Ok::<_, Infallible>(answer.await) }
         });
         let connection = http.serve_connection(TokioIo::new(stream), service);
         let mut stop = stop_rx.clone();
@@ -82,7 +139,7 @@ pub async fn serve_api(
             tokio::select! {
                 result = connection.as_mut() => {
                     if let Err(error) = result {
-                        tracing::debug!(%peer, %error, "API connection ended with an error");
+                        tracing::debug!(%peer, %error, "{what}: connection ended with an error");
                     }
                 }
                 _ = stop.wait_for(|stopped| *stopped) => {}
@@ -90,7 +147,7 @@ pub async fn serve_api(
         });
     }
     let _ = stop_tx.send(true);
-    tracing::info!(address = %local_addr, "proxy API stopped");
+    tracing::info!(address = %local_addr, "{what} stopped");
     Ok(())
 }
 

@@ -1,6 +1,9 @@
 //! Settings for [`serve`](crate::serve).
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::metrics::ProxyMetrics;
 
 /// How the proxy treats clients and backends. `ProxyConfig::default()` suits a hub serving a
 /// few thousand users.
@@ -39,6 +42,8 @@ pub struct ProxyConfig {
     pub health_check: bool,
     /// After `shutdown` resolves, how long open requests and websocket tunnels get to finish.
     pub shutdown_grace: Duration,
+    /// Where routed requests are counted and timed (see [`ProxyMetrics`]); `None` skips it.
+    pub metrics: Option<Arc<ProxyMetrics>>,
 }
 
 impl Default for ProxyConfig {
@@ -56,6 +61,7 @@ impl Default for ProxyConfig {
             error_target: None,
             health_check: false,
             shutdown_grace: Duration::from_secs(10),
+            metrics: None,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::Either;
 use futures_util::FutureExt;
@@ -94,7 +94,14 @@ impl Forwarder {
             self.table.lookup(path)
         };
         match route {
-            Some(route) => self.forward(backends, route, peer, https, req).await,
+            Some(route) => {
+                let started = self.config.metrics.is_some().then(Instant::now);
+                let response = self.forward(backends, route, peer, https, req).await;
+                if let (Some(metrics), Some(started)) = (&self.config.metrics, started) {
+                    metrics.record(response.status(), started.elapsed());
+                }
+                response
+            }
             None => {
                 req.extensions_mut().insert(ClientAddr(peer));
                 // Boxed, like every path but the proxied one, so that the future of a proxied

@@ -26,6 +26,7 @@ mod config;
 mod error;
 mod forward;
 mod headers;
+mod metrics;
 mod pages;
 mod path;
 mod server;
@@ -38,6 +39,7 @@ pub use api::serve_api;
 pub use client::ChpClient;
 pub use config::ProxyConfig;
 pub use error::ProxyError;
+pub use metrics::ProxyMetrics;
 pub use server::{serve, Fallback, FallbackBody};
 pub use standalone::{
     run as run_standalone, run_on as run_standalone_on, StandaloneArgs, AUTH_TOKEN_ENV,

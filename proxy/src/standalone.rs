@@ -9,9 +9,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::api::serve_api;
+use crate::api::{serve_api, serve_metrics};
 use crate::config::ProxyConfig;
 use crate::error::ProxyError;
+use crate::metrics::ProxyMetrics;
 use crate::pages::{ErrorPages, NotFound};
 use crate::server::serve_on_threads;
 use crate::table::{Proxy, RouteTable};
@@ -55,6 +56,12 @@ pub struct StandaloneArgs {
     /// Milliseconds to wait for a backend's response headers (0: forever).
     #[arg(long, default_value_t = 300_000)]
     pub timeout: u64,
+    /// Address of the metrics server (Prometheus' text format at `/metrics`).
+    #[arg(long = "metrics-ip", default_value = "127.0.0.1")]
+    pub metrics_ip: IpAddr,
+    /// Port of the metrics server; without it there is none.
+    #[arg(long = "metrics-port")]
+    pub metrics_port: Option<u16>,
     /// Threads serving the public listener, each with its own connections [default: one per
     /// CPU].
     #[arg(long)]
@@ -131,7 +138,18 @@ pub async fn run_on(
     auth_token: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ProxyError> {
-    let config = args.proxy_config();
+    let mut config = args.proxy_config();
+    let metrics_listener = match args.metrics_port {
+        Some(port) => {
+            let address = SocketAddr::new(args.metrics_ip, port);
+            let listener = TcpListener::bind(address).await.map_err(|e| {
+                ProxyError::Startup(format!("cannot listen on {address} for metrics: {e}"))
+            })?;
+            config.metrics = Some(Arc::new(ProxyMetrics::new()));
+            Some(listener)
+        }
+        None => None,
+    };
     let tls = match (&args.ssl_key, &args.ssl_cert) {
         (Some(key), Some(cert)) => Some(tls_acceptor(key, cert)?),
         _ => None,
@@ -165,6 +183,15 @@ pub async fn run_on(
         auth_token,
         wait_stop(stop_rx.clone()),
     ));
+    let metrics_task = match (metrics_listener, &config.metrics) {
+        (Some(listener), Some(metrics)) => Some(tokio::spawn(serve_metrics(
+            listener,
+            Arc::clone(metrics),
+            Arc::clone(&table),
+            wait_stop(stop_rx.clone()),
+        ))),
+        _ => None,
+    };
     let fallback = NotFound(Arc::new(ErrorPages::new(&config)));
     let threads = args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
@@ -180,7 +207,10 @@ pub async fn run_on(
     ));
     shutdown.await;
     let _ = stop_tx.send(true);
-    for task in [api_task, proxy_task] {
+    for task in [Some(api_task), Some(proxy_task), metrics_task]
+        .into_iter()
+        .flatten()
+    {
         match task.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "listener ended with an error"),

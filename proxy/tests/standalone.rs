@@ -433,3 +433,71 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[tokio::test]
+async fn the_metrics_port_counts_and_times_routed_requests() {
+    let metrics_port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let port = metrics_port.to_string();
+    let proxy = Standalone::start(&["--metrics-port", &port], Some(TOKEN)).await;
+    let (alice, _) = start_echo_backend("alice").await;
+    let dead = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let c = http();
+    for (path, target) in [("/user/alice", alice), ("/user/dead", dead)] {
+        let added = authed(c.post(proxy.api_url(&format!("/api/routes{path}"))))
+            .json(&json!({ "target": format!("http://{target}") }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(added.status(), 201);
+    }
+    for i in 0..3 {
+        let ok = c.get(proxy.url(&format!("/user/alice/{i}"))).send().await;
+        assert_eq!(ok.unwrap().status(), 200);
+    }
+    let down = c.get(proxy.url("/user/dead/")).send().await.unwrap();
+    assert_eq!(down.status(), 503);
+    // Unrouted requests are not the proxy's to time.
+    let unrouted = c.get(proxy.url("/nowhere")).send().await.unwrap();
+    assert_eq!(unrouted.status(), 404);
+
+    let scraped = c
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scraped.status(), 200);
+    assert!(scraped.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = scraped.text().await.unwrap();
+    assert!(
+        text.contains("xiji_proxy_responses_total{code=\"2xx\"} 3\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("xiji_proxy_responses_total{code=\"5xx\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("xiji_proxy_response_seconds_count 4\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("xiji_proxy_response_seconds_bucket{le=\"+Inf\"} 4\n"),
+        "{text}"
+    );
+    assert!(text.contains("xiji_proxy_routes 2\n"), "{text}");
+    let other = c
+        .get(format!("http://127.0.0.1:{metrics_port}/other"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+}

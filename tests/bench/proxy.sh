@@ -139,8 +139,10 @@ wait_port "$NGP"
 # xiji-proxy with one serving thread, as nginx has one worker and CHP one event loop; a second
 # xiji-proxy with its default (a thread per CPU) is measured at c=64 and 256 as well.
 XPORT=$(port); XAPI=$(port)
+XMET=$(port)
 CONFIGPROXY_AUTH_TOKEN=$TOKEN "$XP" --ip 127.0.0.1 --port "$XPORT" --api-port "$XAPI" \
-    --default-target "http://127.0.0.1:$BACKEND" --log-level warn --threads 1 &
+    --default-target "http://127.0.0.1:$BACKEND" --log-level warn --threads 1 \
+    --metrics-port "$XMET" &
 XP_PID=$!
 PIDS+=($XP_PID)
 XNPORT=$(port); XNAPI=$(port)
@@ -159,14 +161,49 @@ for api in "$XAPI" "$CAPI"; do
         -d "{\"target\": \"http://127.0.0.1:$ECHO\"}" >/dev/null
 done
 
-# run NAME URL PID  -> prints "rps p50_us p99_us cpu_us_per_req" per concurrency into $WORK/NAME
+# The p50 and p99 (µs) of the requests xiji-proxy timed itself between two scrapes of its
+# /metrics (its latency histogram; linear within a bucket, as Prometheus' histogram_quantile).
+own_percentiles() {
+    python3 - "$1" "$2" <<'PY'
+import re, sys
+def buckets(path):
+    out = {}
+    for line in open(path):
+        m = re.match(r'xiji_proxy_response_seconds_bucket\{le="([^"]+)"\} (\d+)', line)
+        if m:
+            out[float(m.group(1))] = int(m.group(2))
+    return out
+a, b = buckets(sys.argv[1]), buckets(sys.argv[2])
+bounds = sorted(b)
+delta = [b[x] - a.get(x, 0) for x in bounds]
+total = delta[-1]
+def q(p):
+    rank, lower, below = p * total, 0.0, 0
+    for bound, count in zip(bounds, delta):
+        if count >= rank:
+            if bound == float("inf"):
+                return lower * 1e6
+            return (lower + (bound - lower) * (rank - below) / max(count - below, 1)) * 1e6
+        lower, below = bound, count
+    return float("nan")
+print("%.0f / %.0f" % (q(0.5), q(0.99)) if total else "- / -")
+PY
+}
+
+# run NAME URL PID [METRICS_URL] -> prints "rps p50_us p99_us cpu_us_per_req" per concurrency
+# into $WORK/NAME, and the proxy's own "p50 / p99" into $WORK/NAME.own
 run_wrk() {
-    local name=$1 url=$2 pid=${3:-} c t out before after reqs rps p50 p99 cpu
+    local name=$1 url=$2 pid=${3:-} metrics=${4:-} c t out before after reqs rps p50 p99 cpu
     for c in ${CONCURRENCIES:-1 16 64 256}; do
         t=$((c < 2 ? 1 : 2))
         [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+        [ -n "$metrics" ] && curl -sf "$metrics" >"$WORK/metrics-before"
         out=$(wrk -t "$t" -c "$c" -d "${DUR}s" --latency "$url")
         [ -n "$pid" ] && after=$(cpu_ticks "$pid")
+        if [ -n "$metrics" ]; then
+            curl -sf "$metrics" >"$WORK/metrics-after"
+            echo "$c $(own_percentiles "$WORK/metrics-before" "$WORK/metrics-after")" >>"$WORK/$name.own"
+        fi
         reqs=$(echo "$out" | awk '/requests in/ {print $1}')
         rps=$(echo "$out" | awk '/Requests\/sec/ {printf "%.0f", $2}')
         p50=$(to_us "$(echo "$out" | awk '$1 == "50%" {print $2}')")
@@ -185,7 +222,7 @@ ws_rtt() { "$BENCH" ws-rtt "$1" 3; }
 echo "measuring (about $((DUR * 22 + 40)) s)..." >&2
 run_wrk direct "http://127.0.0.1:$BACKEND/index.html"
 run_wrk nginx "http://127.0.0.1:$NGP/index.html" "$NGP_PID"
-run_wrk xiji "http://127.0.0.1:$XPORT/index.html" "$XP_PID"
+run_wrk xiji "http://127.0.0.1:$XPORT/index.html" "$XP_PID" "http://127.0.0.1:$XMET/metrics"
 run_wrk chp "http://127.0.0.1:$CPORT/index.html" "$CHP_PID"
 CONCURRENCIES="64 256" run_wrk xijin "http://127.0.0.1:$XNPORT/index.html" "$XN_PID"
 WS_DIRECT=$(ws_rtt "ws://127.0.0.1:$ECHO/ws/")
@@ -202,7 +239,7 @@ before=$(cpu_ticks "$XP_PID")
 ADD_XIJI=$("$BENCH" add-routes "http://127.0.0.1:$XAPI" "$TOKEN" 100000 "http://127.0.0.1:$BACKEND")
 ADD_XIJI_CPU=$(ticks_ms $(($(cpu_ticks "$XP_PID") - before)))
 RSS_XIJI_100K=$(rss_mb "$XP_PID")
-run_wrk xiji100k "http://127.0.0.1:$XPORT/bench/u77777/index.html" "$XP_PID"
+run_wrk xiji100k "http://127.0.0.1:$XPORT/bench/u77777/index.html" "$XP_PID" "http://127.0.0.1:$XMET/metrics"
 # CHP: 10,000 routes (the issue's reference point for CHP).
 before=$(cpu_ticks "$CHP_PID")
 ADD_CHP=$("$BENCH" add-routes "http://127.0.0.1:$CAPI" "$TOKEN" 10000 "http://127.0.0.1:$BACKEND")
@@ -233,13 +270,17 @@ done
 echo
 echo "## Latency p50 / p99 (µs, wrk's own percentiles)"
 echo
-echo "| c | direct | nginx-proxy | xiji-proxy | xiji 100k routes | CHP |"
-echo "|---|---|---|---|---|---|"
+echo "| c | direct | nginx-proxy | xiji-proxy | xiji 100k routes | CHP | xiji-proxy's own | xiji 100k, own |"
+echo "|---|---|---|---|---|---|---|---|"
+own() { awk -v c="$2" '$1 == c { print $2, $3, $4 }' "$WORK/$1.own"; }
 for c in 1 16 64 256; do
     row="| $c |"
     for s in direct nginx xiji xiji100k chp; do row="$row $(col $s $c 3) / $(col $s $c 4) |"; done
-    echo "$row"
+    echo "$row $(own xiji $c) | $(own xiji100k $c) |"
 done
+echo
+echo "xiji-proxy's own: the time from each routed request's head to its response head, from its"
+echo "/metrics histogram (so free of wrk's coordinated omission, and bucketed: 1-2-5 steps)."
 echo
 echo "## Proxy CPU time per request (µs, utime+stime of the proxy's processes / requests)"
 echo
