@@ -213,6 +213,42 @@ impl ImageFormValues {
         self.kind == "desktop"
     }
 
+    /// The record this form describes: an empty tag is `latest`, and a Jupyter image keeps no
+    /// VNC settings. A new record joins the library; an edited `existing` one keeps its
+    /// visibility, its owner and, when no new one was typed, its VNC password.
+    fn fields(
+        &self,
+        port: Option<i64>,
+        password: Option<String>,
+        existing: Option<&ImageRow>,
+    ) -> ImageFields {
+        let desktop = self.desktop();
+        let password = password.or_else(|| existing.and_then(|row| row.vnc_password.clone()));
+        ImageFields {
+            kind: self.kind.clone(),
+            name: self.name.clone(),
+            image: self.image.clone(),
+            tag: if self.tag.is_empty() {
+                "latest".into()
+            } else {
+                self.tag.clone()
+            },
+            start_options: self.start_options.clone(),
+            start_command: if desktop {
+                self.start_command.clone()
+            } else {
+                String::new()
+            },
+            vnc_password: if desktop { password } else { None },
+            vnc_port: port,
+            description: self.description.clone(),
+            needs_gpu: self.needs_gpu,
+            enabled: self.enabled,
+            visibility: existing.map_or_else(|| "library".into(), |row| row.visibility.clone()),
+            owner_id: existing.and_then(|row| row.owner_id),
+        }
+    }
+
     /// The VNC port, for desktop images; `Err` with a catalogue key when it is not a number.
     fn port(&self) -> Result<Option<i64>, &'static str> {
         if !self.desktop() || self.vnc_port.is_empty() {
@@ -316,30 +352,7 @@ pub(crate) async fn admin_create(
         Ok(p) => p,
         Err(key) => return refuse(Detail::Key(key)),
     };
-    let desktop = values.desktop();
-    let fields = ImageFields {
-        kind: values.kind.clone(),
-        name: values.name.clone(),
-        image: values.image.clone(),
-        tag: if values.tag.is_empty() {
-            "latest".into()
-        } else {
-            values.tag.clone()
-        },
-        start_options: values.start_options.clone(),
-        start_command: if desktop {
-            values.start_command.clone()
-        } else {
-            String::new()
-        },
-        vnc_password: if desktop { password } else { None },
-        vnc_port: port,
-        description: values.description.clone(),
-        needs_gpu: values.needs_gpu,
-        enabled: values.enabled,
-        visibility: "library".into(),
-        owner_id: None,
-    };
+    let fields = values.fields(port, password, None);
     match images::create(&hub.store, fields).await {
         Ok(row) => {
             tracing::info!(image.id = row.id, image.reference = %images::reference(&row), "image added to the library from the admin page");
@@ -399,34 +412,8 @@ pub(crate) async fn admin_update(
         Ok(p) => p,
         Err(key) => return refuse(Detail::Key(key)),
     };
-    let desktop = values.desktop();
-    let patch = ImagePatch {
-        kind: Some(values.kind.clone()),
-        name: Some(values.name.clone()),
-        image: Some(values.image.clone()),
-        tag: Some(if values.tag.is_empty() {
-            "latest".into()
-        } else {
-            values.tag.clone()
-        }),
-        start_options: Some(values.start_options.clone()),
-        start_command: Some(if desktop {
-            values.start_command.clone()
-        } else {
-            String::new()
-        }),
-        vnc_password: match (desktop, password) {
-            (true, Some(p)) => Some(Some(p)),
-            (true, None) => None,
-            (false, _) => Some(None),
-        },
-        vnc_port: Some(port),
-        description: Some(values.description.clone()),
-        needs_gpu: Some(values.needs_gpu),
-        enabled: Some(values.enabled),
-        visibility: None,
-    };
-    match images::patch(&hub.store, id, patch, Some(me), true).await {
+    let fields = values.fields(port, password, Some(&row));
+    match images::update(&hub.store, id, fields).await {
         Ok(_) => {
             tracing::info!(image.id = id, "image changed from the admin page");
             Ok(redirect("/hub/admin/images?done=saved"))
