@@ -69,6 +69,42 @@ impl Instance {
         ids(&["network", "ls", "-q", "--filter", &self.filter()])
     }
 
+    /// Removes its containers (running or not), then its networks.
+    pub fn remove_all(&self) {
+        if let Ok(ids) = self.containers() {
+            if !ids.is_empty() {
+                let _ = Command::new("docker")
+                    .args(["rm", "-f"])
+                    .args(&ids)
+                    .output();
+            }
+        }
+        if let Ok(ids) = self.networks() {
+            if !ids.is_empty() {
+                let _ = Command::new("docker")
+                    .args(["network", "rm"])
+                    .args(&ids)
+                    .output();
+            }
+        }
+    }
+
+    /// The one running container whose name contains `user` (a one-node cluster of theirs).
+    pub fn user_container(&self, user: &str) -> Result<String> {
+        let found = ids(&[
+            "ps",
+            "-q",
+            "--filter",
+            &self.filter(),
+            "--filter",
+            &format!("name={user}"),
+        ])?;
+        match found.as_slice() {
+            [id] => Ok(id.clone()),
+            _ => bail!("expected one container of {user}, got {found:?}"),
+        }
+    }
+
     /// The one running container of a node, e.g. `node-1`.
     pub fn node_container(&self, node: &str) -> Result<String> {
         let found = ids(&[
@@ -89,22 +125,7 @@ impl Instance {
 
 impl Drop for Instance {
     fn drop(&mut self) {
-        if let Ok(ids) = self.containers() {
-            if !ids.is_empty() {
-                let _ = Command::new("docker")
-                    .args(["rm", "-f"])
-                    .args(&ids)
-                    .output();
-            }
-        }
-        if let Ok(ids) = self.networks() {
-            if !ids.is_empty() {
-                let _ = Command::new("docker")
-                    .args(["network", "rm"])
-                    .args(&ids)
-                    .output();
-            }
-        }
+        self.remove_all();
     }
 }
 

@@ -26,7 +26,8 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tests::{expect_json, random_hex, Hub, HubOptions};
+use tests::docker::Instance;
+use tests::{expect_json, Hub, HubOptions};
 
 fn docker_enabled() -> Result<bool> {
     if std::env::var("XIJI_TEST_DOCKER").as_deref() != Ok("1") {
@@ -227,64 +228,21 @@ impl Drop for Registry {
 
 /// Containers, networks and images of one test, removed on drop whatever happened.
 struct Cleanup {
-    instance: String,
+    instance: Instance,
     images: Vec<String>,
 }
 
 impl Cleanup {
-    fn filter(&self) -> String {
-        format!("label=org.xiji.hub={}", self.instance)
-    }
-
-    fn containers(&self) -> Result<Vec<String>> {
-        Ok(
-            run("docker", &["ps", "-a", "-q", "--filter", &self.filter()])?
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect(),
-        )
-    }
-
-    /// The one running container of this test's hub whose name contains `user`.
+    /// The one running container of `user`'s single-node cluster.
     fn node_of(&self, user: &str) -> Result<String> {
-        let out = run(
-            "docker",
-            &[
-                "ps",
-                "-q",
-                "--filter",
-                &self.filter(),
-                "--filter",
-                &format!("name={user}"),
-            ],
-        )?;
-        let ids: Vec<&str> = out.split_whitespace().collect();
-        ensure!(
-            ids.len() == 1,
-            "expected one container of {user}, got {ids:?}"
-        );
-        Ok(ids[0].to_owned())
+        self.instance.user_container(user)
     }
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        if let Ok(ids) = self.containers() {
-            if !ids.is_empty() {
-                let _ = Command::new("docker")
-                    .args(["rm", "-f"])
-                    .args(&ids)
-                    .output();
-            }
-        }
-        if let Ok(out) = run(
-            "docker",
-            &["network", "ls", "-q", "--filter", &self.filter()],
-        ) {
-            for id in out.split_whitespace() {
-                let _ = Command::new("docker").args(["network", "rm", id]).output();
-            }
-        }
+        // Containers first: an image still in use cannot be removed.
+        self.instance.remove_all();
         for image in &self.images {
             let _ = Command::new("docker").args(["rmi", "-f", image]).output();
         }
@@ -324,7 +282,7 @@ async fn hub_saving_to(cleanup: &Cleanup, registry: &Registry, base: &str) -> Re
         tables_toml: format!(
             "\n[spawner.docker]\ninstance = \"{}\"\ndefault_memory_mb = 768\ndefault_cpus = 1.0\n\
              \n[images]\nregistry = \"{}\"\nrepository_prefix = \"saved\"\n",
-            cleanup.instance, registry.addr
+            cleanup.instance.0, registry.addr
         ),
         ..HubOptions::default()
     };
@@ -419,7 +377,7 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 fn registry_with_base() -> Result<(Registry, Cleanup, String)> {
     let registry = Registry::start()?;
     let mut cleanup = Cleanup {
-        instance: format!("xiji-test-{}", random_hex(6)),
+        instance: Instance::new("xiji-test"),
         images: Vec::new(),
     };
     let base = format!("{}/xiji/base-notebook:latest", registry.addr);
