@@ -19,6 +19,7 @@ use serde_json::Map;
 use support::{send_on_one_connection, RunningProxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
 
 /// How the raw backend answers.
 #[derive(Clone, Copy)]
@@ -121,6 +122,25 @@ async fn proxy_to(routes: &[(&str, SocketAddr)]) -> RunningProxy {
     proxy
 }
 
+/// A client connection of our own to `addr`, driven in a task (aborting it drops the connection).
+async fn client_connection<B>(
+    addr: SocketAddr,
+) -> (hyper::client::conn::http1::SendRequest<B>, JoinHandle<()>)
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    (sender, driver)
+}
+
 fn get(path: &str) -> http::Request<Empty<Bytes>> {
     http::Request::get(path)
         .header("host", "xiji.test")
@@ -150,12 +170,7 @@ async fn one_client_connection_uses_one_backend_connection_for_all_its_requests(
 async fn request_bodies_and_chunked_responses_pass_on_a_reused_backend_connection() {
     let (alice, accepted) = raw_backend("alice", Style::Chunked).await;
     let proxy = proxy_to(&[("/user/alice/", alice)]).await;
-    let stream = TcpStream::connect(proxy.addr).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
+    let (mut sender, _driver) = client_connection::<Full<Bytes>>(proxy.addr).await;
     for i in 0..6usize {
         let (method, body) = if i % 2 == 0 {
             ("GET", Bytes::new())
@@ -181,12 +196,7 @@ async fn request_bodies_and_chunked_responses_pass_on_a_reused_backend_connectio
 async fn a_backend_connection_closed_while_idle_is_replaced_without_the_client_noticing() {
     let (alice, accepted) = raw_backend("alice", Style::CloseAfterEach).await;
     let proxy = proxy_to(&[("/user/alice/", alice)]).await;
-    let stream = TcpStream::connect(proxy.addr).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
+    let (mut sender, _driver) = client_connection::<Empty<Bytes>>(proxy.addr).await;
     for i in 0..4 {
         let response = sender
             .send_request(get(&format!("/user/alice/{i}")))
@@ -249,12 +259,7 @@ async fn a_response_the_client_abandoned_half_read_never_reaches_the_next_client
     });
     let proxy = proxy_to(&[("/user/alice/", addr)]).await;
     {
-        let stream = TcpStream::connect(proxy.addr).await.unwrap();
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
-                .await
-                .unwrap();
-        let driver = tokio::spawn(connection);
+        let (mut sender, driver) = client_connection::<Empty<Bytes>>(proxy.addr).await;
         let response = sender.send_request(get("/user/alice/a")).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         drop(response);
@@ -291,12 +296,7 @@ async fn an_upload_the_backend_refused_early_does_not_stall_the_client_connectio
         }
     });
     let proxy = proxy_to(&[("/user/alice/", addr)]).await;
-    let stream = TcpStream::connect(proxy.addr).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
+    let (mut sender, _driver) = client_connection::<Full<Bytes>>(proxy.addr).await;
     let upload = http::Request::post("/user/alice/upload")
         .header("host", "xiji.test")
         .body(Full::new(Bytes::from(vec![b'x'; 8 << 20])))
