@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::DesktopNode;
 use crate::domain::HubError;
-use crate::web::Lang;
+use crate::web::{set_page_headers, Lang};
 
 const PAGE: &str = include_str!("page.html");
 const CLIENT_JS: &str = include_str!("client.js");
@@ -159,27 +159,12 @@ pub fn error_page(lang: Lang, e: &HubError) -> Response {
 }
 
 fn with_page_headers(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; \
-             script-src 'self'; connect-src 'self'; form-action 'self'; \
-             frame-ancestors 'self'; base-uri 'none'; object-src 'none'",
-        ),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
+    // The page's own policy: noVNC draws the remote screen from `blob:` images.
+    set_page_headers(
+        response.headers_mut(),
+        "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; \
+         script-src 'self'; connect-src 'self'; form-action 'self'; \
+         frame-ancestors 'self'; base-uri 'none'; object-src 'none'",
     );
     response
 }

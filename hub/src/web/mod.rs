@@ -407,27 +407,11 @@ impl PageRequest {
             }
         };
         let mut response = (status, html).into_response();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-        headers.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(
-                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
-                 connect-src 'self'; form-action 'self'; frame-ancestors 'self'; base-uri 'none'; \
-                 object-src 'none'",
-            ),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
-        headers.insert(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("same-origin"),
+        set_page_headers(
+            response.headers_mut(),
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'self'; base-uri 'none'; \
+             object-src 'none'",
         );
         self.add_xsrf_cookie(&mut response);
         response
@@ -456,4 +440,26 @@ impl PageRequest {
 /// Whether a caller may open the admin page (JupyterHub's `admin-ui` scope).
 pub(crate) fn can_admin(caller: &Caller) -> bool {
     crate::rbac::check(&caller.scopes, &["admin-ui"], &crate::rbac::Resource::Hub).is_allowed()
+}
+
+/// The headers of every HTML page: its type, the content security policy `csp`, no caching,
+/// no sniffing, and the referrer kept to this site.
+pub(crate) fn set_page_headers(headers: &mut HeaderMap, csp: &'static str) {
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(csp),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
 }
