@@ -85,19 +85,21 @@ async fn image_views(hub: &Hub, rows: &[ImageRow]) -> Result<Vec<ImageView>, Pag
     Ok(views)
 }
 
+/// The changes a `?done=` can report, each with its `image_done_*` message.
+pub(crate) const DONE: [&str; 9] = [
+    "added",
+    "saved",
+    "enabled",
+    "disabled",
+    "approved",
+    "rejected",
+    "deleted",
+    "requested",
+    "withdrawn",
+];
+
 /// The message of a `?done=` after a change, if it is one of ours.
 fn done_message(page: &PageRequest, query: &[(String, String)]) -> Option<&'static str> {
-    const DONE: [&str; 9] = [
-        "added",
-        "saved",
-        "enabled",
-        "disabled",
-        "approved",
-        "rejected",
-        "deleted",
-        "requested",
-        "withdrawn",
-    ];
     let done = query.iter().rev().find(|(k, _)| k == "done")?;
     DONE.contains(&done.1.as_str())
         .then(|| page.lang.text(&format!("image_done_{}", done.1)))

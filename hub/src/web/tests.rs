@@ -803,17 +803,7 @@ fn every_message_key_used_by_templates_and_script_exists() {
     for kind in crate::domain::images::KINDS {
         used.insert(("image".into(), format!("image_kind_{kind}")));
     }
-    for done in [
-        "added",
-        "saved",
-        "enabled",
-        "disabled",
-        "approved",
-        "rejected",
-        "deleted",
-        "requested",
-        "withdrawn",
-    ] {
+    for done in super::images::DONE {
         used.insert(("image".into(), format!("image_done_{done}")));
     }
     used.insert(("image".into(), "image_vnc_port_invalid".into()));
