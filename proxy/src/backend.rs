@@ -87,8 +87,10 @@ impl Backend {
         self.connection.is_none()
     }
 
+    /// Open and idle: the last exchange is over, including any request body the backend
+    /// answered before reading. (One still sending would wait for a client nobody reads from.)
     fn reusable(&self) -> bool {
-        !self.closed() && !self.sender.is_closed()
+        !self.closed() && self.sender.is_ready()
     }
 }
 
@@ -349,9 +351,7 @@ impl Body for DrivenBody {
 impl Drop for DrivenBody {
     fn drop(&mut self) {
         if let Some(backend) = self.backend.take() {
-            // Only an idle connection goes back: one still sending a request body the backend
-            // answered early would wait for a client nobody reads from any more.
-            if (self.ended || self.inner.is_end_stream()) && backend.sender.is_ready() {
+            if self.ended || self.inner.is_end_stream() {
                 self.home.put(backend);
             }
         }
