@@ -15,7 +15,7 @@ pub mod web;
 use std::sync::Arc;
 
 use axum::http::{header, HeaderName, HeaderValue};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 /// The whole HTTP surface of the hub (the proxy hands it every request without a user route).
 pub fn router(hub: Arc<app::Hub>) -> axum::Router {
@@ -24,6 +24,21 @@ pub fn router(hub: Arc<app::Hub>) -> axum::Router {
         .merge(web::routes(Arc::clone(&hub)))
         .merge(desktop::routes(Arc::clone(&hub)))
         .layer(axum::middleware::map_response(add_hub_headers))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
+}
+
+/// A handler that panicked answers 500 in JupyterHub's error body, like any other internal
+/// failure, instead of dropping the client's connection without a response.
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    tracing::error!(panic = message, "request handler panicked");
+    error::ApiError::internal().into_response()
 }
 
 async fn add_hub_headers(mut response: Response) -> Response {

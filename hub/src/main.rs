@@ -65,10 +65,13 @@ async fn main() -> anyhow::Result<()> {
         log: cli.log,
     };
     let config = Config::load(cli.config.as_deref(), overrides)?;
+    // A log that cannot be written (a full disk) loses lines; it must not fail the request that
+    // logged them, as tracing-subscriber's fallback report to stderr would then panic.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into()),
         )
+        .log_internal_errors(false)
         .init();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => hub::app::run(config).await,

@@ -47,13 +47,16 @@ pub use standalone::{
 pub use table::{Proxy, Route, RouteTable};
 
 /// Installs a `tracing` subscriber writing to stderr at `level` (`info`, `debug`, or a full
-/// filter such as `proxy=debug,info`). Does nothing if one is already installed.
+/// filter such as `proxy=debug,info`). Does nothing if one is already installed. A line that
+/// cannot be written (a full disk) is lost rather than reported on stderr, which would panic the
+/// request that logged it.
 pub fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .try_init();
 }
 

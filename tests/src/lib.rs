@@ -139,6 +139,9 @@ pub struct HubOptions {
     pub database_url: Option<String>,
     /// Raw TOML lines inside `[spawner]`, e.g. `backend = "docker"`.
     pub spawner_toml: String,
+    /// Where the hub's temporary directory (configuration, data, log) is made; `None` = the
+    /// system's temporary directory.
+    pub parent_dir: Option<PathBuf>,
 }
 
 impl Default for HubOptions {
@@ -150,6 +153,7 @@ impl Default for HubOptions {
             tables_toml: String::new(),
             database_url: None,
             spawner_toml: String::new(),
+            parent_dir: None,
         }
     }
 }
@@ -181,7 +185,12 @@ impl Hub {
     /// Starts a hub with these options.
     pub async fn start_with(options: HubOptions) -> Result<Hub> {
         let venv = options.singleuser.venv()?;
-        let root = tempfile::Builder::new().prefix("xiji-e2e-").tempdir()?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("xiji-e2e-");
+        let root = match &options.parent_dir {
+            Some(parent) => builder.tempdir_in(parent)?,
+            None => builder.tempdir()?,
+        };
         let root_path = root.path().to_path_buf();
         let marker = format!(
             "{}-{}",

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{AnyConnection, AnyPool, Connection, Row};
 
 pub use images::{ImageFields, ImageFilter, ImageRow};
 pub use rows::*;
@@ -93,7 +93,20 @@ impl Store {
         } else {
             return Err(DbError::UnsupportedUrl);
         };
-        let options = AnyPoolOptions::new();
+        let options = AnyPoolOptions::new().after_release(|conn, _| {
+            Box::pin(async move {
+                // A transaction whose COMMIT and ROLLBACK both failed (SQLite on a full disk
+                // rolls back by itself, so the ROLLBACK then fails too) leaves the driver
+                // counting an open transaction, and every later BEGIN on that connection fails.
+                // Such a connection is closed instead of reused. The ping first lets a
+                // transaction dropped unfinished roll back, which the driver does in the
+                // background.
+                if conn.is_in_transaction() {
+                    conn.ping().await?;
+                }
+                Ok(!conn.is_in_transaction())
+            })
+        });
         let pool = match engine {
             Engine::Sqlite => {
                 // WAL lets readers run beside the writer; the pragma persists in the file.
