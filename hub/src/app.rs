@@ -469,7 +469,10 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         listener,
         Arc::clone(&hub.routes),
         router,
-        proxy::ProxyConfig::default(),
+        proxy::ProxyConfig {
+            kernel_splice: hub.config.proxy.kernel_splice,
+            ..proxy::ProxyConfig::default()
+        },
         shutdown,
     )
     .await?;
@@ -524,6 +527,9 @@ async fn ensure_external_proxy(config: &Config, hub_addr: SocketAddr) -> anyhow:
         "--default-target".to_owned(),
         settings.hub_target(hub_addr),
     ]);
+    if settings.command.is_empty() && !settings.kernel_splice {
+        argv.push("--no-kernel-splice".to_owned());
+    }
     let logs = absolute(config.data_dir.join("logs"));
     std::fs::create_dir_all(&logs)?;
     let log = std::fs::OpenOptions::new()

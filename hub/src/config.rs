@@ -189,6 +189,10 @@ pub struct ProxySettings {
     /// External mode: seconds between reconciliations of the proxy's routes with the running
     /// servers (missing routes added, stale ones removed).
     pub check_routes_interval: f64,
+    /// Let the kernel move websocket tunnels' bytes where the proxy may load eBPF programs (as
+    /// root on Linux): the embedded proxy, and the `xiji proxy` that `start` runs. `false`
+    /// copies them in user space.
+    pub kernel_splice: bool,
 }
 
 /// Where the proxy runs.
@@ -213,6 +217,7 @@ impl Default for ProxySettings {
             start: false,
             command: Vec::new(),
             check_routes_interval: 60.0,
+            kernel_splice: true,
         }
     }
 }

@@ -44,6 +44,10 @@ pub struct ProxyConfig {
     pub shutdown_grace: Duration,
     /// Where routed requests are counted and timed (see [`ProxyMetrics`]); `None` skips it.
     pub metrics: Option<Arc<ProxyMetrics>>,
+    /// Let the kernel move a websocket tunnel's bytes when it can (Linux, with the privilege to
+    /// load eBPF programs; see [`crate::splice`]); otherwise, or when `false`, they are copied in
+    /// user space.
+    pub kernel_splice: bool,
 }
 
 impl Default for ProxyConfig {
@@ -62,6 +66,7 @@ impl Default for ProxyConfig {
             health_check: false,
             shutdown_grace: Duration::from_secs(10),
             metrics: None,
+            kernel_splice: true,
         }
     }
 }

@@ -173,6 +173,7 @@ impl Forwarder {
                 backend_upgrade,
                 Arc::clone(&route),
                 self.drain.clone(),
+                self.config.kernel_splice,
             );
             let (parts, _) = response.into_parts();
             return Response::from_parts(parts, full(bytes::Bytes::new()));

@@ -30,6 +30,8 @@ mod metrics;
 mod pages;
 mod path;
 mod server;
+#[cfg(target_os = "linux")]
+pub mod splice;
 mod standalone;
 mod table;
 mod tunnel;

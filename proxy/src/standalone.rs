@@ -66,6 +66,9 @@ pub struct StandaloneArgs {
     /// CPU].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Copy websocket tunnels in user space even where the kernel could splice them.
+    #[arg(long = "no-kernel-splice")]
+    pub no_kernel_splice: bool,
     /// Log level: error, warn, info, debug or trace (or a `tracing` filter).
     #[arg(long = "log-level", default_value = "info")]
     pub log_level: String,
@@ -80,6 +83,7 @@ impl StandaloneArgs {
             error_target: self.error_target.clone(),
             health_check: true,
             response_timeout: (self.timeout > 0).then(|| Duration::from_millis(self.timeout)),
+            kernel_splice: !self.no_kernel_splice,
             ..ProxyConfig::default()
         }
     }

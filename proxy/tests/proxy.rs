@@ -20,10 +20,6 @@ use serde_json::Map;
 use support::*;
 use tokio_tungstenite::tungstenite::Message;
 
-fn no_data() -> Map<String, serde_json::Value> {
-    Map::new()
-}
-
 #[tokio::test]
 async fn requests_go_to_the_longest_matching_route_with_path_and_query_intact() {
     let proxy = RunningProxy::start().await;
@@ -383,9 +379,10 @@ async fn websocket_upgrades_to_the_fallback_keep_working() {
     );
 }
 
-#[tokio::test]
-async fn websocket_traffic_in_either_direction_moves_last_activity() {
-    let proxy = RunningProxy::start().await;
+/// A message (and its echo) moves the route's `last_activity`: at once when the proxy copies the
+/// tunnel, within the splice's one-second activity poll when the kernel moves the bytes.
+async fn websocket_traffic_moves_last_activity(config: ProxyConfig) {
+    let proxy = RunningProxy::start_with(config).await;
     let (backend, _) = start_websocket_echo_backend().await;
     proxy
         .table
@@ -400,8 +397,32 @@ async fn websocket_traffic_in_either_direction_moves_last_activity() {
     let before = last_activity(&proxy.table, "/user/alice/").await;
     ws.send(Message::text("typing")).await.unwrap();
     ws.next().await.unwrap().unwrap();
-    let after = last_activity(&proxy.table, "/user/alice/").await;
-    assert!(after > before, "{after} should be later than {before}");
+    let deadline = Instant::now() + Duration::from_millis(2_500);
+    loop {
+        let after = last_activity(&proxy.table, "/user/alice/").await;
+        if after > before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{after} should be later than {before}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn websocket_traffic_moves_last_activity_when_spliced() {
+    websocket_traffic_moves_last_activity(ProxyConfig::default()).await;
+}
+
+#[tokio::test]
+async fn websocket_traffic_moves_last_activity_when_copied() {
+    websocket_traffic_moves_last_activity(ProxyConfig {
+        kernel_splice: false,
+        ..ProxyConfig::default()
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -114,6 +114,11 @@ async fn hub_websocket(ws: WebSocketUpgrade) -> impl IntoResponse {
     })
 }
 
+/// Route data with nothing beside the target.
+pub fn no_data() -> serde_json::Map<String, serde_json::Value> {
+    serde_json::Map::new()
+}
+
 /// Starts an axum app on a fresh port.
 pub async fn start_backend(app: Router) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
