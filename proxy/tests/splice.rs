@@ -65,7 +65,8 @@ async fn start_backend() -> std::net::SocketAddr {
     addr
 }
 
-async fn every_byte_both_ways_then_the_close(config: ProxyConfig) {
+/// A proxy whose route `/user/alice/` leads to [`start_backend`]'s backend.
+async fn proxy_to_backend(config: ProxyConfig) -> RunningProxy {
     let proxy = RunningProxy::start_with(config).await;
     let backend = start_backend().await;
     proxy
@@ -73,7 +74,12 @@ async fn every_byte_both_ways_then_the_close(config: ProxyConfig) {
         .add_route("/user/alice/", &format!("http://{backend}"), no_data())
         .await
         .unwrap();
-    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    proxy
+}
+
+/// A websocket upgrade through the proxy, answered `101`: the tunnel's client end.
+async fn open_tunnel(proxy: std::net::SocketAddr) -> TcpStream {
+    let mut client = TcpStream::connect(proxy).await.unwrap();
     client
         .write_all(
             b"GET /user/alice/api/kernels/k/channels HTTP/1.1\r\nHost: x\r\n\
@@ -84,6 +90,12 @@ async fn every_byte_both_ways_then_the_close(config: ProxyConfig) {
         .unwrap();
     let head = read_head(&mut client).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    client
+}
+
+async fn every_byte_both_ways_then_the_close(config: ProxyConfig) {
+    let proxy = proxy_to_backend(config).await;
+    let client = open_tunnel(proxy.addr).await;
 
     let (mut read, mut write) = client.into_split();
     let upload = pattern(2, UPLOAD);
@@ -136,27 +148,12 @@ async fn a_copied_tunnel_delivers_every_byte_in_order_both_ways_and_closes_after
 #[tokio::test]
 async fn many_spliced_tunnels_at_once_keep_their_bytes_apart() {
     report_splicing();
-    let proxy = std::sync::Arc::new(RunningProxy::start().await);
-    let backend = start_backend().await;
-    proxy
-        .table
-        .add_route("/user/alice/", &format!("http://{backend}"), no_data())
-        .await
-        .unwrap();
+    let proxy = proxy_to_backend(ProxyConfig::default()).await;
     let mut tunnels = Vec::new();
     for n in 0u8..20 {
         let addr = proxy.addr;
         tunnels.push(tokio::spawn(async move {
-            let mut client = TcpStream::connect(addr).await.unwrap();
-            client
-                .write_all(
-                    b"GET /user/alice/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
-                      Connection: Upgrade\r\nSec-WebSocket-Key: a2V5\r\n\
-                      Sec-WebSocket-Version: 13\r\n\r\n",
-                )
-                .await
-                .unwrap();
-            read_head(&mut client).await;
+            let mut client = open_tunnel(addr).await;
             let mut early = vec![0u8; EARLY];
             client.read_exact(&mut early).await.unwrap();
             for round in 0..20u8 {
