@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
 use crate::{random_hex, tail, Hub};
@@ -24,18 +24,9 @@ pub fn enabled() -> bool {
     false
 }
 
-/// Runs `docker args…`; its standard output, or an error with its standard error.
+/// Runs `docker args…`; its standard output, or an error with its status and output.
 pub fn docker_out(args: &[&str]) -> Result<String> {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .context("cannot run docker")?;
-    ensure!(
-        out.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    crate::process::output_of("docker", args)
 }
 
 fn ids(args: &[&str]) -> Result<Vec<String>> {

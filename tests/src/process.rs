@@ -10,9 +10,26 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{ensure, Context, Result};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
+
+/// Runs `program args…` to its end: its standard output, or an error with its status and both
+/// outputs.
+pub fn output_of(program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {program}"))?;
+    ensure!(
+        out.status.success(),
+        "{program} {args:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
 
 /// The environment variable that marks processes belonging to one test hub.
 pub const MARKER_VAR: &str = "XIJI_TEST_RUN";

@@ -4,7 +4,6 @@
 
 mod proxy_support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
@@ -19,16 +18,13 @@ async fn xiji_runs_a_kernel_through_configurable_http_proxy() -> Result<()> {
     let proxy_token = token();
     let service_token = token();
 
-    let mut chp_cmd = Command::new(format!("{modules}/.bin/configurable-http-proxy"));
-    chp_cmd
-        .args(["--ip", "127.0.0.1", "--port", &public.to_string()])
-        .args(["--api-ip", "127.0.0.1", "--api-port", &api.to_string()])
-        .env("CONFIGPROXY_AUTH_TOKEN", &proxy_token);
-    let chp = Proc::spawn("configurable-http-proxy", chp_cmd, &dir.join("chp.log"))?;
-    wait_http(
-        &format!("http://127.0.0.1:{public}/_chp_healthz"),
-        Duration::from_secs(30),
-        Some(&chp),
+    let chp = start_chp_like(
+        "configurable-http-proxy",
+        format!("{modules}/.bin/configurable-http-proxy"),
+        &[],
+        (&dir, "chp.log"),
+        (public, api),
+        &proxy_token,
     )
     .await?;
 
@@ -120,18 +116,10 @@ async fn xiji_runs_a_kernel_through_configurable_http_proxy() -> Result<()> {
         Ok::<_, anyhow::Error>(())
     }
     .await;
-    if let Err(e) = &outcome {
-        eprintln!(
-            "xiji log:\n{}\nchp log:\n{}",
-            hub.log_tail(),
-            chp.log_tail()
-        );
-        eprintln!("{e:#}");
-    }
-    hub.stop(Duration::from_secs(15));
-    drop(chp);
-    if outcome.is_ok() {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    outcome
+    conclude(
+        outcome,
+        ("xiji", &mut hub, Duration::from_secs(15)),
+        ("chp", chp),
+        &dir,
+    )
 }

@@ -19,17 +19,13 @@ async fn jupyterhub_runs_a_kernel_through_xiji_proxy() -> Result<()> {
     let proxy_token = token();
     let service_token = token();
 
-    let mut proxy_cmd = Command::new(xiji_proxy()?);
-    proxy_cmd
-        .args(["--ip", "127.0.0.1", "--port", &public.to_string()])
-        .args(["--api-ip", "127.0.0.1", "--api-port", &api.to_string()])
-        .args(["--log-level", "info"])
-        .env("CONFIGPROXY_AUTH_TOKEN", &proxy_token);
-    let proxy = Proc::spawn("xiji-proxy", proxy_cmd, &dir.join("proxy.log"))?;
-    wait_http(
-        &format!("http://127.0.0.1:{public}/_chp_healthz"),
-        Duration::from_secs(20),
-        Some(&proxy),
+    let proxy = start_chp_like(
+        "xiji-proxy",
+        xiji_proxy()?,
+        &["--log-level", "info"],
+        (&dir, "proxy.log"),
+        (public, api),
+        &proxy_token,
     )
     .await?;
 
@@ -130,18 +126,10 @@ c.JupyterHub.load_roles = [{{
         Ok::<_, anyhow::Error>(())
     }
     .await;
-    if let Err(e) = &outcome {
-        eprintln!(
-            "jupyterhub log:\n{}\nproxy log:\n{}",
-            jupyterhub.log_tail(),
-            proxy.log_tail()
-        );
-        eprintln!("{e:#}");
-    }
-    jupyterhub.stop(Duration::from_secs(30));
-    drop(proxy);
-    if outcome.is_ok() {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    outcome
+    conclude(
+        outcome,
+        ("jupyterhub", &mut jupyterhub, Duration::from_secs(30)),
+        ("proxy", proxy),
+        &dir,
+    )
 }

@@ -3,7 +3,6 @@
 
 mod proxy_support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
@@ -16,16 +15,13 @@ async fn a_kernel_websocket_survives_a_hub_kill_and_restart() -> Result<()> {
     let proxy_token = token();
     let service_token = token();
 
-    let mut proxy_cmd = Command::new(xiji_proxy()?);
-    proxy_cmd
-        .args(["--ip", "127.0.0.1", "--port", &public.to_string()])
-        .args(["--api-ip", "127.0.0.1", "--api-port", &api.to_string()])
-        .env("CONFIGPROXY_AUTH_TOKEN", &proxy_token);
-    let proxy = Proc::spawn("xiji-proxy", proxy_cmd, &dir.join("proxy.log"))?;
-    wait_http(
-        &format!("http://127.0.0.1:{public}/_chp_healthz"),
-        Duration::from_secs(20),
-        Some(&proxy),
+    let proxy = start_chp_like(
+        "xiji-proxy",
+        xiji_proxy()?,
+        &[],
+        (&dir, "proxy.log"),
+        (public, api),
+        &proxy_token,
     )
     .await?;
     let api_url = format!("http://127.0.0.1:{api}");
@@ -104,18 +100,10 @@ async fn a_kernel_websocket_survives_a_hub_kill_and_restart() -> Result<()> {
         Ok::<_, anyhow::Error>(())
     }
     .await;
-    if let Err(e) = &outcome {
-        eprintln!(
-            "xiji log:\n{}\nproxy log:\n{}",
-            hub.log_tail(),
-            proxy.log_tail()
-        );
-        eprintln!("{e:#}");
-    }
-    hub.stop(Duration::from_secs(15));
-    drop(proxy);
-    if outcome.is_ok() {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    outcome
+    conclude(
+        outcome,
+        ("xiji", &mut hub, Duration::from_secs(15)),
+        ("proxy", proxy),
+        &dir,
+    )
 }

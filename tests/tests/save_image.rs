@@ -26,8 +26,8 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tests::docker::Instance;
-use tests::{expect_json, Hub, HubOptions};
+use tests::docker::{docker_out, Instance};
+use tests::{expect_json, process, Hub, HubOptions};
 
 fn docker_enabled() -> Result<bool> {
     if std::env::var("XIJI_TEST_DOCKER").as_deref() != Ok("1") {
@@ -61,27 +61,9 @@ fn base_image() -> String {
 }
 
 /// Runs a command; its stdout, or an error with its stderr.
-fn run(program: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .with_context(|| format!("cannot run {program}"))?;
-    ensure!(
-        out.status.success(),
-        "{program} {args:?} failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// `sh -c` inside a container, as `user`.
 fn exec(container: &str, user: &str, script: &str) -> Result<String> {
-    run(
-        "docker",
-        &["exec", "-u", user, container, "sh", "-c", script],
-    )
+    docker_out(&["exec", "-u", user, container, "sh", "-c", script])
 }
 
 /// Our own `docker-registry` (never the shared one on :5000), with its access log.
@@ -180,7 +162,7 @@ impl Registry {
 
     /// The layer digests of `repo:tag`'s manifest.
     fn layers(&self, repo: &str, tag: &str) -> Result<Vec<String>> {
-        let text = run(
+        let text = process::output_of(
             "curl",
             &[
                 "-fsS",
@@ -204,7 +186,7 @@ impl Registry {
 
     /// The HTTP status of `repo:tag`'s manifest.
     fn manifest_status(&self, repo: &str, tag: &str) -> Result<String> {
-        run(
+        process::output_of(
             "curl",
             &[
                 "-s",
@@ -270,7 +252,7 @@ with zipfile.ZipFile(path, "w") as z:
     z.writestr("xiji_probe-1.0.dist-info/RECORD", "\n".join(record) + "\n")
 print(path)
 "#;
-    let out = run("python3", &["-c", script, &dir.display().to_string()])?;
+    let out = process::output_of("python3", &["-c", script, &dir.display().to_string()])?;
     Ok(PathBuf::from(out.trim()))
 }
 
@@ -381,10 +363,10 @@ fn registry_with_base() -> Result<(Registry, Cleanup, String)> {
         images: Vec::new(),
     };
     let base = format!("{}/xiji/base-notebook:latest", registry.addr);
-    run("docker", &["pull", &base_image()])?;
-    run("docker", &["tag", &base_image(), &base])?;
+    docker_out(&["pull", &base_image()])?;
+    docker_out(&["tag", &base_image(), &base])?;
     cleanup.images.push(base.clone());
-    run("docker", &["push", &base])?;
+    docker_out(&["push", &base])?;
     Ok((registry, cleanup, base))
 }
 
@@ -410,10 +392,7 @@ async fn a_node_saved_through_the_hub_runs_with_its_changes_and_starts_as_a_clus
     // --- changes in the running node ---------------------------------------------------
     let scratch = tempfile::tempdir()?;
     let wheel = probe_wheel(scratch.path())?;
-    run(
-        "docker",
-        &["cp", &wheel.display().to_string(), &format!("{node}:/tmp/")],
-    )?;
+    docker_out(&["cp", &wheel.display().to_string(), &format!("{node}:/tmp/")])?;
     // As the user: the image's venv belongs to jovyan.
     exec(
         &node,
@@ -541,27 +520,24 @@ async fn a_node_saved_through_the_hub_runs_with_its_changes_and_starts_as_a_clus
     );
 
     // The image runs with the changes.
-    run("docker", &["rmi", "-f", &reference]).ok();
-    run("docker", &["pull", &reference])?;
+    docker_out(&["rmi", "-f", &reference]).ok();
+    docker_out(&["pull", &reference])?;
     cleanup.images.push(reference.clone());
-    let checks = run(
-        "docker",
-        &[
-            "run",
-            "--rm",
-            "--entrypoint",
-            "bash",
-            &reference,
-            "-c",
-            "python -c 'import xiji_probe; print(\"probe\", xiji_probe.VERSION)'; \
+    let checks = docker_out(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "bash",
+        &reference,
+        "-c",
+        "python -c 'import xiji_probe; print(\"probe\", xiji_probe.VERSION)'; \
              test -e /usr/bin/nano && echo nano-present || echo nano-gone; \
              echo git-doc: $(ls -A /usr/share/doc/git); \
              cat /opt/xiji-test/added.txt; \
              echo work: $(ls -A /home/jovyan/work); \
              test -e /tmp/scratch.txt && echo tmp-present || echo tmp-gone; \
              test -e /etc/xiji/ssh/id_ed25519 && echo key-present || echo key-gone",
-        ],
-    )?;
+    ])?;
     for want in [
         "probe 1.0",
         "nano-gone",
@@ -576,16 +552,13 @@ async fn a_node_saved_through_the_hub_runs_with_its_changes_and_starts_as_a_clus
             "{want:?} missing in the image's checks:\n{checks}"
         );
     }
-    let inspect = run(
-        "docker",
-        &[
-            "image",
-            "inspect",
-            "-f",
-            "{{index .Config.Labels \"org.xiji.saved-by\"}}",
-            &reference,
-        ],
-    )?;
+    let inspect = docker_out(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{index .Config.Labels \"org.xiji.saved-by\"}}",
+        &reference,
+    ])?;
     ensure!(inspect.trim() == "erin", "saved-by label: {inspect}");
 
     // --- save 2: the server's own token, directly; save 3: cancelled ---------------------

@@ -172,6 +172,57 @@ pub async fn wait_http(url: &str, timeout: Duration, proc: Option<&Proc>) -> Res
     }
 }
 
+/// A configurable-http-proxy-compatible proxy (`program`: CHP or `xiji-proxy`, with `extra`
+/// options) on 127.0.0.1:`public` with its REST API on `api`, started and answering its health
+/// check; its log is `{dir}/{log}`.
+pub async fn start_chp_like(
+    name: &str,
+    program: impl AsRef<std::ffi::OsStr>,
+    extra: &[&str],
+    (dir, log): (&Path, &str),
+    (public, api): (u16, u16),
+    token: &str,
+) -> Result<Proc> {
+    let mut command = Command::new(program);
+    command
+        .args(["--ip", "127.0.0.1", "--port", &public.to_string()])
+        .args(["--api-ip", "127.0.0.1", "--api-port", &api.to_string()])
+        .args(extra)
+        .env("CONFIGPROXY_AUTH_TOKEN", token);
+    let proxy = Proc::spawn(name, command, &dir.join(log))?;
+    wait_http(
+        &format!("http://127.0.0.1:{public}/_chp_healthz"),
+        Duration::from_secs(30),
+        Some(&proxy),
+    )
+    .await?;
+    Ok(proxy)
+}
+
+/// Ends a test: on failure prints the hub's and the proxy's logs and the error; stops the hub
+/// (with `grace`), then the proxy; removes the scratch directory if the test passed.
+pub fn conclude(
+    outcome: Result<()>,
+    (hub_name, hub, grace): (&str, &mut Proc, Duration),
+    (proxy_name, proxy): (&str, Proc),
+    dir: &Path,
+) -> Result<()> {
+    if let Err(e) = &outcome {
+        eprintln!(
+            "{hub_name} log:\n{}\n{proxy_name} log:\n{}",
+            hub.log_tail(),
+            proxy.log_tail()
+        );
+        eprintln!("{e:#}");
+    }
+    hub.stop(grace);
+    drop(proxy);
+    if outcome.is_ok() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    outcome
+}
+
 /// A JupyterHub-API client with a token.
 pub struct HubApi {
     pub base: String,
