@@ -165,20 +165,20 @@ pub(crate) fn watch(
 /// Byte counts of a TCP socket, for activity and for knowing when the kernel has passed on
 /// everything a closed side sent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counts {
+pub(crate) struct Counts {
     /// Bytes received from the peer, whether read yet or not.
-    pub received: u64,
+    pub(crate) received: u64,
     /// Bytes received but still in the receive queue.
-    pub unread: u64,
+    pub(crate) unread: u64,
     /// Bytes ever written into the socket (acknowledged or still queued).
-    pub written: u64,
+    pub(crate) written: u64,
 }
 
 /// The socket's [`Counts`].
 ///
 /// # Errors
 /// When `getsockopt`/`ioctl` fail (not a TCP socket).
-pub fn counts(socket: BorrowedFd<'_>) -> io::Result<Counts> {
+pub(crate) fn counts(socket: BorrowedFd<'_>) -> io::Result<Counts> {
     // SAFETY: `tcp_info` is plain old data; all-zero is a valid value.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
