@@ -2,7 +2,6 @@
 //! and networks of one test's hub (its own `org.xiji.hub` label, removed on drop), and waiting
 //! for a user's cluster to be ready.
 
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
@@ -27,6 +26,20 @@ pub fn enabled() -> bool {
 /// Runs `docker args…`; its standard output, or an error with its status and output.
 pub fn docker_out(args: &[&str]) -> Result<String> {
     crate::process::output_of("docker", args)
+}
+
+/// Runs `docker command ids…` when there are ids; failures are ignored (cleanup).
+fn remove(ids: Result<Vec<String>>, command: &[&str]) {
+    if let Ok(ids) = ids {
+        if !ids.is_empty() {
+            let args: Vec<&str> = command
+                .iter()
+                .copied()
+                .chain(ids.iter().map(String::as_str))
+                .collect();
+            let _ = docker_out(&args);
+        }
+    }
 }
 
 fn ids(args: &[&str]) -> Result<Vec<String>> {
@@ -62,22 +75,8 @@ impl Instance {
 
     /// Removes its containers (running or not), then its networks.
     pub fn remove_all(&self) {
-        if let Ok(ids) = self.containers() {
-            if !ids.is_empty() {
-                let _ = Command::new("docker")
-                    .args(["rm", "-f"])
-                    .args(&ids)
-                    .output();
-            }
-        }
-        if let Ok(ids) = self.networks() {
-            if !ids.is_empty() {
-                let _ = Command::new("docker")
-                    .args(["network", "rm"])
-                    .args(&ids)
-                    .output();
-            }
-        }
+        remove(self.containers(), &["rm", "-f"]);
+        remove(self.networks(), &["network", "rm"]);
     }
 
     /// The one running container whose name contains `user` (a one-node cluster of theirs).

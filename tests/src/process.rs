@@ -31,6 +31,11 @@ pub fn output_of(program: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Whether the tests run as root (mounting, `--allow-root` for Jupyter).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
 /// The environment variable that marks processes belonging to one test hub.
 pub const MARKER_VAR: &str = "XIJI_TEST_RUN";
 

@@ -10,6 +10,7 @@ use std::process::Command;
 use anyhow::{bail, ensure, Context, Result};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use tests::process::is_root;
 use tests::{expect_json, Hub, HubOptions};
 
 /// A tmpfs mounted on a temporary directory, unmounted when dropped.
@@ -59,10 +60,6 @@ impl Drop for SmallDisk {
             .arg(self.dir.path())
             .status();
     }
-}
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
 }
 
 async fn create_users(hub: &Hub, names: &[String]) -> Result<(StatusCode, Value)> {

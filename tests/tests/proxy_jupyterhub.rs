@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use proxy_support::*;
 use serde_json::Value;
+use tests::process::is_root;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jupyterhub_runs_a_kernel_through_xiji_proxy() -> Result<()> {

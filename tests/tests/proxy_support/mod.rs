@@ -423,10 +423,6 @@ pub fn scratch(name: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
-pub fn is_root() -> bool {
-    nix::unistd::Uid::effective().is_root()
-}
-
 /// The Xiji hub in external-proxy mode: it listens on `hub_port` and drives the proxy whose API
 /// is `api_url`. Its `svc` service holds `service_token` (admin).
 pub fn start_xiji_external(
