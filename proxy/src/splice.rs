@@ -179,6 +179,23 @@ pub(crate) struct Counts {
 /// # Errors
 /// When `getsockopt`/`ioctl` fail (not a TCP socket).
 pub(crate) fn counts(socket: BorrowedFd<'_>) -> io::Result<Counts> {
+    let info = tcp_info(socket)?;
+    let unread = queued(socket, libc::FIONREAD)?;
+    let unsent = queued(socket, libc::TIOCOUTQ)?;
+    Ok(Counts {
+        received: info.tcpi_bytes_received,
+        unread,
+        written: info.tcpi_bytes_acked + unsent,
+    })
+}
+
+/// Bytes the socket has received from its peer, read or not (one system call: the activity
+/// poll needs no more).
+pub(crate) fn received(socket: BorrowedFd<'_>) -> io::Result<u64> {
+    Ok(tcp_info(socket)?.tcpi_bytes_received)
+}
+
+fn tcp_info(socket: BorrowedFd<'_>) -> io::Result<libc::tcp_info> {
     // SAFETY: `tcp_info` is plain old data; all-zero is a valid value.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
@@ -195,13 +212,7 @@ pub(crate) fn counts(socket: BorrowedFd<'_>) -> io::Result<Counts> {
     if r != 0 {
         return Err(io::Error::last_os_error());
     }
-    let unread = queued(socket, libc::FIONREAD)?;
-    let unsent = queued(socket, libc::TIOCOUTQ)?;
-    Ok(Counts {
-        received: info.tcpi_bytes_received,
-        unread,
-        written: info.tcpi_bytes_acked + unsent,
-    })
+    Ok(info)
 }
 
 /// `ioctl(FIONREAD)` (unread bytes) or `ioctl(TIOCOUTQ)` (bytes written and not acknowledged).

@@ -159,7 +159,7 @@ mod spliced {
     use tokio::net::TcpStream;
 
     use crate::server::Drain;
-    use crate::splice::{counts, watch, Counts, KernelSplice};
+    use crate::splice::{counts, received, watch, Counts, KernelSplice};
     use crate::table::RouteEntry;
 
     /// How often the byte counts are read for route activity.
@@ -262,45 +262,76 @@ mod spliced {
             let mut poll = tokio::time::interval(ACTIVITY_POLL);
             poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while client_open || backend_open {
-                tokio::select! {
-                    ready = client.readable(), if client_open => match ready.map(ended) {
-                        Ok(Some(Ok(()))) => {
-                            client_open = false;
-                            pass_on_and_shut(&client, client_before, &backend, backend_before)
-                                .await;
-                        }
-                        Ok(None) => {}
-                        Ok(Some(Err(()))) | Err(_) => break,
-                    },
-                    ready = backend.readable(), if backend_open => match ready.map(ended) {
-                        Ok(Some(Ok(()))) => {
-                            backend_open = false;
-                            pass_on_and_shut(&backend, backend_before, &client, client_before)
-                                .await;
-                        }
-                        Ok(None) => {}
-                        Ok(Some(Err(()))) | Err(_) => break,
-                    },
+                let side = tokio::select! {
+                    ready = client.readable(), if client_open => {
+                        let side = after_ready(ready, (&client, client_before), (&backend, backend_before)).await;
+                        client_open = side == Side::Open;
+                        side
+                    }
+                    ready = backend.readable(), if backend_open => {
+                        let side = after_ready(ready, (&backend, backend_before), (&client, client_before)).await;
+                        backend_open = side == Side::Open;
+                        side
+                    }
                     _ = poll.tick() => {
-                        let now = received(&client) + received(&backend);
+                        let now = received_by(&client) + received_by(&backend);
                         if now != seen {
                             seen = now;
                             route.touch();
                         }
+                        Side::Open
                     }
-                    () = drain.draining() => break,
+                    () = drain.draining() => Side::Failed,
+                };
+                if side == Side::Failed {
+                    break;
                 }
             }
-            if received(&client) + received(&backend) != seen {
+            let (up, down) = (received_by(&client), received_by(&backend));
+            if up + down != seen {
                 route.touch();
             }
             tracing::debug!(
                 route.path = %route.routespec,
                 target = %route.target_url,
-                bytes.up = received(&client).saturating_sub(consumed(client_before)),
-                bytes.down = received(&backend).saturating_sub(consumed(backend_before)),
+                bytes.up = up.saturating_sub(consumed(client_before)),
+                bytes.down = down.saturating_sub(consumed(backend_before)),
                 "spliced websocket closed"
             );
+        }
+    }
+
+    /// What a readiness event on one side of a spliced tunnel meant.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Side {
+        /// Nothing to act on: the side is still open.
+        Open,
+        /// The peer finished sending; its last bytes were passed on and the other side's
+        /// sending half is shut down.
+        Finished,
+        /// The connection failed (or bytes reached user space, which only happens once the
+        /// other socket is gone), or the proxy is shutting down: the tunnel ends.
+        Failed,
+    }
+
+    /// Acts on a readiness event on `from`.
+    async fn after_ready(
+        ready: io::Result<AsyncFdReadyGuard<'_, std::net::TcpStream>>,
+        (from, from_before): (&Watched, Counts),
+        (to, to_before): (&Watched, Counts),
+    ) -> Side {
+        let Ok(mut ready) = ready else {
+            return Side::Failed;
+        };
+        let mut byte = [0u8; 1];
+        match ready.try_io(|socket| socket.get_ref().read(&mut byte)) {
+            Ok(Ok(0)) => {
+                pass_on_and_shut(from, from_before, to, to_before).await;
+                Side::Finished
+            }
+            Ok(Ok(_) | Err(_)) => Side::Failed,
+            // Would block: the readiness was cleared; wait for the next.
+            Err(_) => Side::Open,
         }
     }
 
@@ -340,21 +371,8 @@ mod spliced {
         before.received.saturating_sub(before.unread)
     }
 
-    fn received(socket: &Watched) -> u64 {
-        counts(socket.as_fd()).map(|c| c.received).unwrap_or(0)
-    }
-
-    /// After a readiness event: `Some(Ok)` when the peer finished sending, `Some(Err)` when the
-    /// connection failed (or bytes reached user space, which only happens once the other
-    /// socket is gone), `None` for a wake-up with nothing to act on.
-    fn ended(mut ready: AsyncFdReadyGuard<'_, std::net::TcpStream>) -> Option<Result<(), ()>> {
-        let mut byte = [0u8; 1];
-        match ready.try_io(|socket| socket.get_ref().read(&mut byte)) {
-            Ok(Ok(0)) => Some(Ok(())),
-            Ok(Ok(_)) | Ok(Err(_)) => Some(Err(())),
-            // Would block: the readiness was cleared; wait for the next.
-            Err(_) => None,
-        }
+    fn received_by(socket: &Watched) -> u64 {
+        received(socket.as_fd()).unwrap_or(0)
     }
 
     /// `from` has finished sending: once the kernel has written everything `from` received
