@@ -2,7 +2,6 @@
 //! from configuration, re-adoption of running servers), the listener and the background loops.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +14,7 @@ use crate::db::{ServiceRow, Store, UserUpdate};
 use crate::domain::accounts::{self, LoginThrottle};
 use crate::domain::identity::AuthCache;
 use crate::domain::servers::{self, LiveServers};
+use crate::domain::start_queue::StartQueue;
 use crate::domain::tokens::{self, hash_secret};
 use crate::domain::{names, HubError, HubResult};
 use crate::{clock, rbac};
@@ -40,6 +40,8 @@ pub struct Hub {
     pub hub_route_target: Option<String>,
     /// Live spawn progress.
     pub live: LiveServers,
+    /// Admission of starts to their start-up phase, a few at a time.
+    pub start_queue: StartQueue,
     /// Failed-login throttling.
     pub throttle: LoginThrottle,
     /// Resolved callers by token hash.
@@ -77,10 +79,23 @@ impl Hub {
     }
 }
 
-/// Opens the database and prepares everything before listening.
+/// Opens the database and prepares everything before listening (running servers are re-adopted
+/// by [`run`] once the hub answers, see [`servers::readopt`]).
 pub async fn prepare(config: Config, listener_addr: SocketAddr) -> anyhow::Result<Arc<Hub>> {
+    let store = open_store(&config).await?;
+    prepare_with_store(config, store, listener_addr).await
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let store = Store::connect(&config.database_url()).await?;
+    Ok(Store::connect(&config.database_url()).await?)
+}
+
+async fn prepare_with_store(
+    config: Config,
+    store: Store,
+    listener_addr: SocketAddr,
+) -> anyhow::Result<Arc<Hub>> {
     let secret = match store.setting("secret").await? {
         Some(s) => s,
         None => {
@@ -105,6 +120,7 @@ pub async fn prepare(config: Config, listener_addr: SocketAddr) -> anyhow::Resul
                 Some(config.proxy.hub_target(listener_addr)),
             ),
         };
+    let start_queue = StartQueue::new(config.spawner.concurrent_starts);
     let hub = Arc::new(Hub {
         throttle: LoginThrottle::new(
             config.login_throttle_attempts,
@@ -117,12 +133,12 @@ pub async fn prepare(config: Config, listener_addr: SocketAddr) -> anyhow::Resul
         hub_route_target,
         routes,
         live: LiveServers::default(),
+        start_queue,
         auth: AuthCache::default(),
         local_addr: listener_addr,
         secret,
         save_images,
     });
-    servers::readopt(&hub).await?;
     Ok(hub)
 }
 
@@ -139,7 +155,7 @@ async fn make_spawner(config: &Config, store: &Store) -> anyhow::Result<Arc<dyn 
         .map(|v| v.join("bin").join("jupyterhub-singleuser"))
         .filter(|exe| exe.is_file());
     let cmd = if let (true, Some(exe)) = (local.cmd.is_empty(), given) {
-        vec![absolute(exe).display().to_string()]
+        vec![exe.display().to_string()]
     } else if local.cmd.is_empty() {
         let venv = config.local_venv();
         println!("Checking the notebook environment in {} (the first start installs it; this takes a few minutes)...", venv.display());
@@ -151,8 +167,8 @@ async fn make_spawner(config: &Config, store: &Store) -> anyhow::Result<Arc<dyn 
     };
     let mut cfg = LocalConfig::new(
         cmd,
-        absolute(config.data_dir.join("home")),
-        absolute(config.data_dir.join("logs")),
+        config.data_dir.join("home"),
+        config.data_dir.join("logs"),
     );
     cfg.args = local.args.clone();
     cfg.ip = local
@@ -166,11 +182,10 @@ async fn make_spawner(config: &Config, store: &Store) -> anyhow::Result<Arc<dyn 
 /// that no stored server knows (left by a hub killed in the middle of a start).
 async fn make_docker_spawner(config: &Config, store: &Store) -> anyhow::Result<Arc<dyn Spawner>> {
     let d = &config.spawner.docker;
-    let work_root = absolute(
-        d.work_root
-            .clone()
-            .unwrap_or_else(|| config.data_dir.join("work")),
-    );
+    let work_root = d
+        .work_root
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("work"));
     let mut cfg = DockerConfig::new(d.image.clone(), work_root);
     cfg.instance = d.instance.clone();
     if !d.cmd.is_empty() {
@@ -222,17 +237,25 @@ fn docker_bridge_address() -> Option<std::net::IpAddr> {
     })
 }
 
+/// The setting that records the address of the containers' hub listener, so that a restarted hub
+/// listens where running nodes expect it.
+const CONTAINER_LISTENER_SETTING: &str = "spawner.docker.hub_bind";
+
 /// With the docker backend: a listener containers reach the hub's API on (`spawner.docker.
-/// hub_bind`, default the `docker0` address on any free port); sets `hub_connect_url` from it.
+/// hub_bind`, default the `docker0` address on a port chosen at the first start and reused after,
+/// as nodes keep the URL they were started with); sets `hub_connect_url` from it.
 async fn bind_container_listener(
     config: &mut Config,
+    store: &Store,
 ) -> anyhow::Result<Option<tokio::net::TcpListener>> {
     if config.spawner.backend != "docker" {
         return Ok(None);
     }
     let d = &mut config.spawner.docker;
-    let addr = match (d.hub_bind, &d.hub_connect_url) {
-        (Some(addr), _) => addr,
+    let listener = match (d.hub_bind, &d.hub_connect_url) {
+        (Some(addr), _) => tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("spawner.docker.hub_bind {addr}: {e}"))?,
         (None, Some(_)) => return Ok(None),
         (None, None) => {
             let ip = docker_bridge_address().ok_or_else(|| {
@@ -241,12 +264,9 @@ async fn bind_container_listener(
                      bridge found; set spawner.docker.hub_bind (and hub_connect_url if it differs)"
                 )
             })?;
-            SocketAddr::new(ip, 0)
+            bind_recorded_or_new(store, ip).await?
         }
     };
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("spawner.docker.hub_bind {addr}: {e}"))?;
     let bound = listener.local_addr()?;
     if d.hub_connect_url.is_none() {
         d.hub_connect_url = Some(format!("http://{bound}"));
@@ -255,12 +275,39 @@ async fn bind_container_listener(
     Ok(Some(listener))
 }
 
-fn absolute(p: PathBuf) -> PathBuf {
-    if p.is_absolute() {
-        p
-    } else {
-        std::env::current_dir().map(|d| d.join(&p)).unwrap_or(p)
+/// Binds the address recorded at an earlier start if it is on `ip`, else a free port on `ip`,
+/// and records what it bound.
+async fn bind_recorded_or_new(
+    store: &Store,
+    ip: std::net::IpAddr,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    let recorded = store
+        .setting(CONTAINER_LISTENER_SETTING)
+        .await?
+        .and_then(|a| a.parse::<SocketAddr>().ok())
+        .filter(|a| a.ip() == ip);
+    if let Some(addr) = recorded {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) => tracing::warn!(
+                listen = %addr,
+                error = %e,
+                "cannot listen for containers where the last run did; running clusters started \
+                 then cannot reach the hub and will be stopped"
+            ),
+        }
     }
+    let addr = SocketAddr::new(ip, 0);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("listening for containers on {addr}: {e}"))?;
+    store
+        .set_setting(
+            CONTAINER_LISTENER_SETTING,
+            &listener.local_addr()?.to_string(),
+        )
+        .await?;
+    Ok(listener)
 }
 
 /// Creates the first administrator on first start; prints generated credentials once.
@@ -402,7 +449,8 @@ async fn load_services_and_roles(config: &Config, store: &Store) -> anyhow::Resu
 /// With `[proxy] mode = "external"` the hub listens on `proxy.hub_bind` only (behind the external
 /// proxy, whose default route it keeps pointing at itself) and serves no user traffic itself.
 pub async fn run(mut config: Config) -> anyhow::Result<()> {
-    let container_listener = bind_container_listener(&mut config).await?;
+    let store = open_store(&config).await?;
+    let container_listener = bind_container_listener(&mut config, &store).await?;
     let external = config.proxy.mode == ProxyMode::External;
     let bind = if external {
         config.proxy.hub_bind
@@ -414,21 +462,8 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     if external {
         ensure_external_proxy(&config, addr).await?;
     }
-    let hub = prepare(config, addr).await?;
-    if external {
-        if let Err(e) = servers::check_routes(&hub).await {
-            tracing::warn!(error = %e, "could not reconcile the external proxy's routes");
-        }
-    }
+    let hub = prepare_with_store(config, store, addr).await?;
     let router = crate::router(Arc::clone(&hub));
-    spawn_background_loops(&hub);
-    let shown = match (&hub.config.public_url, external) {
-        (Some(u), _) => u.clone(),
-        (None, true) => format!("http://{}/", hub.config.bind),
-        (None, false) => hub.internal_url(),
-    };
-    println!("Xiji is running at {shown}");
-    tracing::info!(listen = %addr, "listening");
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     if let Some(listener) = container_listener {
         // Hub only: no user routes on the address containers can reach.
@@ -465,7 +500,8 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         tracing::info!("shutting down; servers keep running");
         let _ = stopping_tx.send(true);
     };
-    proxy::serve(
+    // Serving starts before re-adoption, which checks that running servers reach the hub.
+    let serving = tokio::spawn(proxy::serve(
         listener,
         Arc::clone(&hub.routes),
         router,
@@ -474,8 +510,22 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             ..proxy::ProxyConfig::default()
         },
         shutdown,
-    )
-    .await?;
+    ));
+    servers::readopt(&hub).await?;
+    if external {
+        if let Err(e) = servers::check_routes(&hub).await {
+            tracing::warn!(error = %e, "could not reconcile the external proxy's routes");
+        }
+    }
+    spawn_background_loops(&hub);
+    let shown = match (&hub.config.public_url, external) {
+        (Some(u), _) => u.clone(),
+        (None, true) => format!("http://{}/", hub.config.bind),
+        (None, false) => hub.internal_url(),
+    };
+    println!("Xiji is running at {shown}");
+    tracing::info!(listen = %addr, "listening");
+    serving.await??;
     hub.store.close().await;
     Ok(())
 }
@@ -530,7 +580,7 @@ async fn ensure_external_proxy(config: &Config, hub_addr: SocketAddr) -> anyhow:
     if settings.command.is_empty() && !settings.kernel_splice {
         argv.push("--no-kernel-splice".to_owned());
     }
-    let logs = absolute(config.data_dir.join("logs"));
+    let logs = config.data_dir.join("logs");
     std::fs::create_dir_all(&logs)?;
     let log = std::fs::OpenOptions::new()
         .create(true)

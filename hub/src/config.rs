@@ -29,6 +29,17 @@ pub enum ConfigError {
     /// A value is out of range or inconsistent with another.
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    /// A file or directory the configuration names does not exist.
+    #[error("{key}: {path} does not exist")]
+    MissingPath {
+        /// The configuration key (or flag) that names it, e.g. `admin.password_file`.
+        key: String,
+        /// The path, made absolute.
+        path: PathBuf,
+    },
+    /// The working directory, which relative paths are resolved against, cannot be read.
+    #[error("cannot resolve relative paths: the current directory is unreadable: {0}")]
+    CurrentDir(std::io::Error),
 }
 
 /// The hub's whole configuration.
@@ -275,6 +286,9 @@ pub struct SpawnerConfig {
     pub backend: String,
     /// Seconds the backend may take to launch a server.
     pub start_timeout: f64,
+    /// Nodes in their start-up phase at once (launch until ready); more starts wait in order,
+    /// and their timeouts count from their own launch. 0: one per CPU core of the hub's machine.
+    pub concurrent_starts: u32,
     /// Seconds a launched server may take to answer HTTP.
     pub http_timeout: f64,
     /// Seconds between liveness polls of running servers.
@@ -437,6 +451,7 @@ impl Default for SpawnerConfig {
         Self {
             backend: "local".into(),
             start_timeout: 60.0,
+            concurrent_starts: 0,
             http_timeout: 30.0,
             poll_interval: 30.0,
             stop_grace: 5.0,
@@ -548,7 +563,60 @@ impl Config {
             config.log = v;
         }
         config.validate()?;
+        let cwd = std::env::current_dir().map_err(ConfigError::CurrentDir)?;
+        config.resolve_paths(&cwd)?;
         Ok(config)
+    }
+
+    /// Makes every path of the configuration absolute against `base` (the working directory the
+    /// hub was started in), once: servers run in users' homes and the proxy in its own process,
+    /// where a relative path would name something else. Files the configuration requires (secret
+    /// files) must exist.
+    fn resolve_paths(&mut self, base: &Path) -> Result<(), ConfigError> {
+        let abs = |p: &Path| absolute_from(base, p);
+        self.data_dir = abs(&self.data_dir);
+        if let Some(url) = &self.database_url {
+            self.database_url = Some(absolute_sqlite_url(base, url));
+        }
+        let local = &mut self.spawner.local;
+        local.venv = local.venv.as_deref().map(abs);
+        // A program named by a relative path (`venv/bin/x`), not one looked up on PATH (`x`).
+        if let Some(program) = local.cmd.first_mut() {
+            if program.contains('/') {
+                *program = abs(Path::new(program.as_str())).display().to_string();
+            }
+        }
+        let docker = &mut self.spawner.docker;
+        docker.work_root = docker.work_root.as_deref().map(abs);
+        self.images.temp_dir = self.images.temp_dir.as_deref().map(abs);
+
+        let mut required: Vec<(String, &mut PathBuf)> = Vec::new();
+        if let Some(f) = self.admin.password_file.as_mut() {
+            required.push(("admin.password_file".into(), f));
+        }
+        if let Some(f) = self.proxy.auth_token_file.as_mut() {
+            required.push(("proxy.auth_token_file".into(), f));
+        }
+        for s in &mut self.services {
+            if let Some(f) = s.api_token_file.as_mut() {
+                required.push((format!("services.{}.api_token_file", s.name), f));
+            }
+        }
+        for (host, c) in &mut self.images.credentials {
+            if let Some(f) = c.password_file.as_mut() {
+                required.push((format!("images.credentials.\"{host}\".password_file"), f));
+            }
+        }
+        for (key, path) in required {
+            *path = abs(path);
+            if !path.exists() {
+                return Err(ConfigError::MissingPath {
+                    key,
+                    path: path.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -683,6 +751,43 @@ impl Config {
     }
 }
 
+/// `path` made absolute against `base`, with `.` components dropped (`..` is kept: it may cross
+/// a symbolic link).
+fn absolute_from(base: &Path, path: &Path) -> PathBuf {
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    };
+    joined
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
+}
+
+/// A `sqlite://` URL whose file is a relative path, made absolute; other URLs as they are.
+fn absolute_sqlite_url(base: &Path, url: &str) -> String {
+    let (prefix, rest) = match url.strip_prefix("sqlite://") {
+        Some(rest) => ("sqlite://", rest),
+        None => match url.strip_prefix("sqlite:") {
+            Some(rest) => ("sqlite:", rest),
+            None => return url.to_owned(),
+        },
+    };
+    let (file, query) = match rest.split_once('?') {
+        Some((f, q)) => (f, Some(q)),
+        None => (rest, None),
+    };
+    if file.is_empty() || file.starts_with('/') || file.starts_with(':') {
+        return url.to_owned();
+    }
+    let file = absolute_from(base, Path::new(file));
+    match query {
+        Some(q) => format!("{prefix}{}?{q}", file.display()),
+        None => format!("{prefix}{}", file.display()),
+    }
+}
+
 /// Reads a secret file, without its trailing newline.
 pub fn read_secret_file(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path)
@@ -753,5 +858,90 @@ mod tests {
         let config = Config::load(Some(&path), Overrides::default()).unwrap();
         assert!(config.images.auto_approve);
         assert!(config.images.excludes.iter().any(|e| e == "/etc/xiji/ssh"));
+    }
+
+    #[test]
+    fn relative_paths_are_made_absolute_against_the_starting_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: PathBuf::from("./xiji-data"),
+            database_url: Some("sqlite://db/x.sqlite?mode=rwc".into()),
+            ..Config::default()
+        };
+        config.spawner.local.venv = Some(PathBuf::from("venv"));
+        config.spawner.local.cmd = vec!["bin/singleuser".into(), "--debug".into()];
+        config.spawner.docker.work_root = Some(PathBuf::from("work"));
+        config.resolve_paths(dir.path()).unwrap();
+        assert_eq!(config.data_dir, dir.path().join("xiji-data"));
+        assert_eq!(
+            config.database_url.as_deref(),
+            Some(
+                format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("db/x.sqlite").display()
+                )
+                .as_str()
+            )
+        );
+        assert_eq!(config.local_venv(), dir.path().join("venv"));
+        assert_eq!(
+            config.spawner.local.cmd,
+            [
+                dir.path().join("bin/singleuser").display().to_string(),
+                "--debug".to_owned()
+            ]
+        );
+        assert_eq!(
+            config.spawner.docker.work_root,
+            Some(dir.path().join("work"))
+        );
+
+        // The default venv follows the (now absolute) data directory; a program on PATH stays.
+        let mut config = Config::default();
+        config.spawner.local.cmd = vec!["jupyterhub-singleuser".into()];
+        config.resolve_paths(dir.path()).unwrap();
+        assert_eq!(config.local_venv(), dir.path().join("xiji-data/venv"));
+        assert_eq!(config.spawner.local.cmd, ["jupyterhub-singleuser"]);
+        assert_eq!(
+            config.database_url(),
+            format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("xiji-data/xiji.sqlite").display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_missing_secret_file_is_a_start_up_error_naming_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.toml");
+        std::fs::write(
+            &path,
+            "[admin]\npassword_file = \"nowhere/admin-password\"\n",
+        )
+        .unwrap();
+        let err = Config::load(Some(&path), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("admin.password_file") && err.contains("nowhere/admin-password"),
+            "{err}"
+        );
+        assert!(err.contains("does not exist"), "{err}");
+        let secret = dir.path().join("token");
+        std::fs::write(&secret, "0123456789abcdef\n").unwrap();
+        std::fs::write(
+            &path,
+            format!(
+                "[[services]]\nname = \"culler\"\napi_token_file = \"{}\"\n\
+                 [[services]]\nname = \"other\"\napi_token_file = \"missing-token\"\n",
+                secret.display()
+            ),
+        )
+        .unwrap();
+        let err = Config::load(Some(&path), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("services.other.api_token_file"), "{err}");
     }
 }

@@ -71,6 +71,8 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
+        .with_ansi(proxy::colour_on_stderr())
         .log_internal_errors(false)
         .init();
     match cli.command.unwrap_or(Command::Serve) {

@@ -166,6 +166,7 @@
         // percentage, with the details in the event log.
         var zh = document.documentElement.lang.indexOf('zh') === 0;
         var line = zh ? t('status_pending') + ' ' + (Number(data.progress) || 0) + '%' : data.message;
+        if (data.queue_position) { line = t('progress_queued', { position: data.queue_position }); }
         self.set(data.progress, line);
       }
     };

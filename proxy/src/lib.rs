@@ -58,8 +58,17 @@ pub fn init_logging(level: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour_on_stderr())
         .log_internal_errors(false)
         .try_init();
+}
+
+/// Whether log lines on standard error may carry ANSI colours: only on a terminal, and not when
+/// `NO_COLOR` is set to a non-empty value (no-color.org). A log file or a pipe gets plain text.
+pub fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
 }
 
 /// Normalises a raw request path the way the proxy does before routing: `Ok` with the path that

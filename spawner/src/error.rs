@@ -130,6 +130,18 @@ pub enum SpawnerError {
         /// What went wrong, with the end of the tool's output.
         message: String,
     },
+
+    /// A running node cannot reach the hub's API at the address it was given (after a hub
+    /// restart on another address, say): its server runs but cannot serve a user.
+    #[error("{node} cannot reach the hub at {url}: {reason}")]
+    HubUnreachable {
+        /// The node, e.g. `node-1`.
+        node: String,
+        /// The hub API URL the node was started with.
+        url: String,
+        /// What the node saw.
+        reason: String,
+    },
 }
 
 fn log_suffix(log_tail: &str) -> String {

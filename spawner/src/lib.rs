@@ -164,4 +164,14 @@ pub trait Spawner: Send + Sync + 'static {
         let _ = state;
         Vec::new()
     }
+
+    /// Checks, from inside every node of a running server, that the hub API URL the node was
+    /// started with (`JUPYTERHUB_API_URL`) answers as a hub: a re-adopted server whose nodes
+    /// cannot reach the hub (it restarted on another address) looks alive but cannot open a
+    /// kernel. [`SpawnerError::HubUnreachable`] names the node and what it saw. The default
+    /// checks nothing, for backends whose servers reach the hub as the hub's host does.
+    async fn check_hub_reachable(&self, state: &serde_json::Value) -> Result<(), SpawnerError> {
+        let _ = state;
+        Ok(())
+    }
 }

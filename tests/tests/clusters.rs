@@ -1,5 +1,7 @@
 //! Virtual clusters through the real hub on a real Docker Engine: a cluster started through the
-//! REST API serves every node through the proxy, is re-adopted by a restarted hub, and a hub
+//! REST API serves every node through the proxy, is re-adopted by a hub restarted after SIGTERM or
+//! SIGKILL and stays usable (a new kernel on node-1 runs a cell), is stopped with the reason when
+//! its nodes cannot reach the restarted hub, and a hub
 //! killed in the middle of a 3-node start leaves, once started again, no container, no network
 //! and no half-started server behind; in Chromium, node-1's JupyterLab opens from the home page
 //! and runs a cell on node-1.
@@ -10,10 +12,11 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use nix::sys::signal::Signal;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tests::docker::{self, wait_cluster_ready, Instance};
-use tests::{browser, expect_json, Hub, HubOptions};
+use tests::{browser, expect_json, Hub, HubOptions, Kernel};
 
 fn image() -> String {
     std::env::var("XIJI_TEST_DOCKER_IMAGE")
@@ -88,12 +91,10 @@ fn node_urls(server: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-#[tokio::test]
-async fn every_node_of_a_cluster_is_served_through_the_proxy_and_survives_a_hub_restart(
-) -> Result<()> {
-    if !docker::enabled() {
-        return Ok(());
-    }
+/// A ready 2-node cluster, its nodes served through the proxy, then the hub stopped with `signal`
+/// and started again: the cluster is re-adopted, and a new kernel on node-1 runs a cell (node-1's
+/// server reaches the restarted hub, which it needs to open the kernel).
+async fn a_cluster_stays_usable_after_a_hub_restart(signal: Signal) -> Result<()> {
     let instance = Instance::new("xiji-test");
     let mut hub = docker_hub(&instance).await?;
     hub.create_user("carol", "carol-password-1").await?;
@@ -110,7 +111,10 @@ async fn every_node_of_a_cluster_is_served_through_the_proxy_and_survives_a_hub_
     }
     ensure!(instance.containers()?.len() == 2, "expected 2 containers");
 
-    hub.terminate().await?;
+    match signal {
+        Signal::SIGKILL => hub.kill().await?,
+        _ => hub.terminate().await?,
+    }
     hub.restart().await?;
     let server = wait_cluster_ready(&hub, "carol", Duration::from_secs(60)).await?;
     for url in node_urls(&server) {
@@ -120,6 +124,20 @@ async fn every_node_of_a_cluster_is_served_through_the_proxy_and_survives_a_hub_
         instance.containers()?.len() == 2,
         "a restarted hub must keep the running cluster's containers"
     );
+    let mut kernel = Kernel::start(&hub, "/user/carol/node-1/", &token)
+        .await
+        .context("a new kernel on node-1 after the restart")?;
+    let run = kernel
+        .execute(
+            "import socket; print(socket.gethostname())",
+            Duration::from_secs(60),
+        )
+        .await?;
+    ensure!(
+        run.status == "ok" && run.stdout.trim() == "node-1",
+        "the cell on node-1 gave {run:?}"
+    );
+    kernel.close().await?;
 
     let resp = hub
         .admin(Method::DELETE, "/hub/api/users/carol/server")
@@ -130,6 +148,85 @@ async fn every_node_of_a_cluster_is_served_through_the_proxy_and_survives_a_hub_
         .await?;
     ensure!(instance.containers()?.is_empty(), "stop left containers");
     ensure!(instance.networks()?.is_empty(), "stop left networks");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cluster_stays_usable_after_the_hub_is_stopped_with_sigterm_and_started_again(
+) -> Result<()> {
+    if !docker::enabled() {
+        return Ok(());
+    }
+    a_cluster_stays_usable_after_a_hub_restart(Signal::SIGTERM).await
+}
+
+#[tokio::test]
+async fn a_cluster_stays_usable_after_the_hub_is_killed_with_sigkill_and_started_again(
+) -> Result<()> {
+    if !docker::enabled() {
+        return Ok(());
+    }
+    a_cluster_stays_usable_after_a_hub_restart(Signal::SIGKILL).await
+}
+
+/// The address the hub listens on for containers, from its log.
+fn container_listener(hub: &Hub) -> Result<String> {
+    let log = hub.run_log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("hub API listener for containers"))
+        .context("the hub did not log its listener for containers")?;
+    line.split("listen=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
+        .context("no listen= in the listener's log line")
+}
+
+#[tokio::test]
+async fn a_restarted_hub_that_its_nodes_cannot_reach_stops_the_cluster_and_says_why() -> Result<()>
+{
+    if !docker::enabled() {
+        return Ok(());
+    }
+    let instance = Instance::new("xiji-test");
+    let mut hub = docker_hub(&instance).await?;
+    hub.create_user("dave", "dave-password-1").await?;
+    start_cluster(&hub, "dave", 2).await?;
+    wait_cluster_ready(&hub, "dave", Duration::from_secs(240)).await?;
+    let listener = container_listener(&hub)?;
+    hub.terminate().await?;
+    // Something else takes the address the nodes were given: it accepts connections and closes
+    // them without answering, so a node asking it for the hub gets no hub.
+    let squatter = std::net::TcpListener::bind(&listener)
+        .with_context(|| format!("taking {listener} while the hub is down"))?;
+    let squatting = std::thread::spawn(move || {
+        for _ in 0..20 {
+            match squatter.accept() {
+                Ok((stream, _)) => drop(stream),
+                Err(_) => return,
+            }
+        }
+    });
+    hub.restart().await?;
+    ensure!(
+        container_listener(&hub)? != listener,
+        "the hub cannot listen where another program does"
+    );
+    hub.wait_until_stopped("dave", "", Duration::from_secs(60))
+        .await
+        .context("a cluster whose nodes cannot reach the hub must not be kept as ready")?;
+    let log = hub.run_log();
+    ensure!(
+        log.contains("cannot reach the hub at") && log.contains(&listener),
+        "the hub must say which node could not reach it, and where:\n{}",
+        tests::tail(&log, 40)
+    );
+    ensure!(
+        instance.containers()?.is_empty(),
+        "the unusable cluster's containers were left"
+    );
+    drop(squatting);
     Ok(())
 }
 

@@ -9,6 +9,7 @@ pub mod names;
 pub mod oauth;
 pub mod save_image;
 pub mod servers;
+pub mod start_queue;
 pub mod tokens;
 
 use crate::db::DbError;

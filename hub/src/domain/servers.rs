@@ -282,7 +282,13 @@ pub async fn start(
         work_dir: None,
     };
     tracing::info!(user.name = %user.name, server.name = %server_name, "spawn requested");
-    let task = tokio::spawn(run_spawn(Arc::clone(hub), server_id, spec, progress));
+    let task = tokio::spawn(run_spawn(
+        Arc::clone(hub),
+        server_id,
+        spec,
+        resources.nodes,
+        progress,
+    ));
     let patience = Duration::from_secs_f64(hub.config.slow_spawn_timeout.max(0.0));
     match tokio::time::timeout(patience, task).await {
         Ok(Ok(Ok(()))) => Ok(Outcome::Done),
@@ -298,8 +304,11 @@ async fn run_spawn(
     hub: Arc<Hub>,
     server_id: i64,
     spec: SpawnSpec,
+    nodes: u32,
     progress: watch::Sender<ProgressLog>,
 ) -> Result<(), String> {
+    // Held until the server is ready or has failed; the timeouts below count from here.
+    let admission = hub.start_queue.admit(nodes, &progress).await;
     let started_at = std::time::Instant::now();
     let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel::<ProgressEvent>();
     let forward = {
@@ -363,6 +372,7 @@ async fn run_spawn(
         Ok(())
     }
     .await;
+    drop(admission);
     forward.abort();
     let key = full_name(&spec.user, &spec.server_name);
     match &result {
@@ -536,6 +546,19 @@ pub async fn readopt(hub: &Arc<Hub>) -> HubResult<()> {
             if let Err(e) = spawner::wait_for_http_server(&check, timeout).await {
                 let _ = hub.spawner.stop(&state, hub.stop_grace()).await;
                 return reap(&hub, &user, &server, &format!("not answering: {e}")).await;
+            }
+            // A server that answers but cannot reach the hub cannot open a kernel: it is not
+            // usable, and calling it ready would hide that.
+            if let Err(e) = hub.spawner.check_hub_reachable(&state).await {
+                tracing::error!(
+                    user.name = %user,
+                    server.name = %server.name,
+                    error = %e,
+                    "a running server cannot reach the hub after the restart; stopping it \
+                     (its work directory is kept)"
+                );
+                let _ = hub.spawner.stop(&state, hub.stop_grace()).await;
+                return reap(&hub, &user, &server, &format!("unusable: {e}")).await;
             }
             for (path, target) in server_routes(&hub, &user, &server) {
                 if let Err(e) = hub.proxy.add_route(&path, &target, route_data(&user, &server.name)).await {

@@ -191,6 +191,11 @@ pub const CATALOGUE: &[Message] = &[
     ("last_activity", "Last activity", "最近活动"),
     ("progress_label", "Start-up progress", "启动进度"),
     ("progress_requested", "Server requested", "已请求启动服务器"),
+    (
+        "progress_queued",
+        "Waiting to start: number {position} in line (servers start a few at a time)",
+        "排队等待启动：第 {position} 位（服务器分批启动）",
+    ),
     ("progress_ready", "Your server is ready.", "你的服务器已就绪。"),
     ("progress_failed", "The server failed to start.", "服务器启动失败。"),
     ("progress_stopped", "The server is stopped.", "服务器已停止。"),

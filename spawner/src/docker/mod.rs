@@ -54,6 +54,7 @@
 
 mod files;
 mod host;
+mod hub_check;
 mod naming;
 mod state;
 
@@ -1070,6 +1071,13 @@ impl Spawner for DockerSpawner {
             .flatten()
             .map(|s| s.node_infos())
             .unwrap_or_default()
+    }
+
+    async fn check_hub_reachable(&self, state: &serde_json::Value) -> Result<(), SpawnerError> {
+        match ClusterState::from_blob(state)? {
+            Some(cluster) => self.check_nodes_reach_hub(&cluster).await,
+            None => Ok(()),
+        }
     }
 }
 
