@@ -123,6 +123,8 @@ pub async fn prepare(config: Config, listener_addr: SocketAddr) -> anyhow::Resul
         save_images,
     });
     servers::readopt(&hub).await?;
+    // After re-adoption: a save whose node still runs goes on, others end failed.
+    crate::domain::save_image::recover(&hub).await?;
     Ok(hub)
 }
 
