@@ -512,6 +512,8 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         shutdown,
     ));
     servers::readopt(&hub).await?;
+    // After re-adoption: a save whose node still runs goes on, others end failed.
+    crate::domain::save_image::recover(&hub).await?;
     if external {
         if let Err(e) = servers::check_routes(&hub).await {
             tracing::warn!(error = %e, "could not reconcile the external proxy's routes");

@@ -817,3 +817,202 @@ async fn chromium_saves_the_environment_from_jupyterlab_and_the_image_starts_as_
         .push(format!("{}/saved/gina/lab-env:v1", registry.addr));
     Ok(())
 }
+
+/// Polls a job until the hub has written that it is compressing and has uploaded part of the new
+/// layer: a save caught mid-way, with a half-pushed blob in the registry.
+async fn wait_compressing(hub: &Hub, token: &str, id: &str) -> Result<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let resp = hub
+            .with_token(Method::GET, &format!("/hub/api/save-jobs/{id}"), token)
+            .send()
+            .await?;
+        let job = expect_json(resp, StatusCode::OK, "GET the save job").await?;
+        ensure!(
+            job["finished"] == json!(false),
+            "the save ended before it could be interrupted: {job}"
+        );
+        if job["state"] == "compressing" && job["progress"]["bytes_pushed"].as_u64() > Some(0) {
+            return Ok(job);
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the save did not start compressing within 300 s: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_saved_image_is_usable_by_its_owner_at_once_and_a_save_outlives_a_killed_hub(
+) -> Result<()> {
+    if !docker_enabled()? {
+        return Ok(());
+    }
+    let _serial = SERIAL.lock().await;
+    let (registry, mut cleanup, base) = registry_with_base()?;
+    let mut hub = hub_saving_to(&cleanup, &registry, &base).await?;
+    hub.create_user("hana", "hana-password-1").await?;
+    hub.create_user("ivan", "ivan-password-1").await?;
+    let hana = hub.create_token("hana", json!({})).await?;
+    let ivan = hub.create_token("ivan", json!({})).await?;
+    start_cluster(&hub, "hana", "Base").await?;
+    let node = cleanup.node_of("hana")?;
+    exec(
+        &node,
+        "root",
+        "mkdir -p /opt/hana && echo own > /opt/hana/note.txt",
+    )?;
+    let path = "/hub/api/users/hana/server/save-image";
+    let resp = save(&hub, &hana, path, json!({"name": "own-env", "tag": "v1"})).await?;
+    let job = expect_json(resp, StatusCode::ACCEPTED, "save own-env").await?;
+    let id = job["id"].as_str().context("no job id")?.to_owned();
+    let (_, job) = wait_job(&hub, &hana, &id).await?;
+    ensure!(job["state"] == "done", "the save ended {job}");
+    let image_id = job["image_id"].as_i64().context("no image_id")?;
+    let reference = format!("{}/saved/hana/own-env:v1", registry.addr);
+    cleanup.images.push(reference.clone());
+    ensure!(
+        my_images(&hub, &hana)
+            .await?
+            .iter()
+            .any(|i| i["id"] == image_id && i["visibility"] == "private"),
+        "the saved image is not hana's private image"
+    );
+
+    // --- private: another user gets the "no such image" 400 of an unknown image -----------
+    let start_as = |token: &str, user: &str, image: Value| {
+        hub.with_token(
+            Method::POST,
+            &format!("/hub/api/users/{user}/server"),
+            token,
+        )
+        .json(&json!({"image": image, "nodes": 1}))
+    };
+    let (status, unknown) = error_of(start_as(&ivan, "ivan", json!(999_999)).send().await?).await;
+    ensure!(status == 400, "an unknown image: {status} {unknown}");
+    let (status, message) = error_of(start_as(&ivan, "ivan", json!(image_id)).send().await?).await;
+    ensure!(
+        status == 400
+            && message.replace(&image_id.to_string(), "N") == unknown.replace("999999", "N"),
+        "ivan starting hana's private image by id: {status} {message} (unknown: {unknown})"
+    );
+    for wanted in ["hana/own-env:v1", reference.as_str()] {
+        let (status, message) =
+            error_of(start_as(&ivan, "ivan", json!(wanted)).send().await?).await;
+        ensure!(
+            status == 400 && message.contains("not an image you may start"),
+            "ivan starting hana's private image as {wanted}: {status} {message}"
+        );
+    }
+    let ivan_user = hub.user("ivan").await?;
+    ensure!(
+        ivan_user["servers"]
+            .as_object()
+            .is_none_or(|s| s.is_empty()),
+        "ivan got a server: {ivan_user}"
+    );
+
+    // --- usable by its owner at once, unpublished -----------------------------------------
+    let resp = hub
+        .admin(Method::DELETE, "/hub/api/users/hana/server")
+        .send()
+        .await?;
+    ensure!(resp.status().is_success(), "stop gave {}", resp.status());
+    hub.wait_until_stopped("hana", "", Duration::from_secs(60))
+        .await?;
+    let resp = start_as(&hana, "hana", json!(image_id)).send().await?;
+    ensure!(
+        resp.status() == StatusCode::CREATED || resp.status() == StatusCode::ACCEPTED,
+        "hana starting her own saved image: {} {}",
+        resp.status(),
+        resp.text().await.unwrap_or_default()
+    );
+    tests::docker::wait_cluster_ready(&hub, "hana", Duration::from_secs(300)).await?;
+    let node = cleanup.node_of("hana")?;
+    let note = exec(&node, "jovyan", "cat /opt/hana/note.txt")?;
+    ensure!(note.trim() == "own", "hana's node from her image: {note}");
+
+    // --- a save interrupted by a killed hub is resumed, and done means pullable -----------
+    // A few hundred MB of fresh, incompressible data: the save takes seconds.
+    exec(
+        &node,
+        "root",
+        "head -c 400000000 /dev/urandom > /opt/hana/big.bin && sha256sum /opt/hana/big.bin > /opt/hana/big.sum",
+    )?;
+    let resp = save(&hub, &hana, path, json!({"name": "big", "tag": "v1"})).await?;
+    let job = expect_json(resp, StatusCode::ACCEPTED, "save big").await?;
+    let big = job["id"].as_str().context("no job id")?.to_owned();
+    let seen = wait_compressing(&hub, &hana, &big).await?;
+    hub.kill().await?;
+    hub.restart().await?;
+    let (states, job) = wait_job(&hub, &hana, &big).await?;
+    ensure!(
+        job["state"] == "done",
+        "a save whose node still runs should resume after the hub restarted; it ended {job} \
+         (states {states:?}, at the kill {seen})\nhub log:\n{}",
+        tests::tail(&hub.log(), 30)
+    );
+    let big_ref = format!("{}/saved/hana/big:v1", registry.addr);
+    cleanup.images.push(big_ref.clone());
+    let big_id = job["image_id"].as_i64().context("done without image_id")?;
+    ensure!(
+        my_images(&hub, &hana)
+            .await?
+            .iter()
+            .any(|i| i["id"] == big_id),
+        "the resumed save's image is not listed"
+    );
+    docker_out(&["pull", &big_ref])?;
+    let check = docker_out(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "sha256sum",
+        &big_ref,
+        "-c",
+        "/opt/hana/big.sum",
+    ])?;
+    ensure!(check.contains("OK"), "the resumed image's file: {check}");
+    docker_out(&["rmi", "-f", &big_ref]).ok();
+
+    // --- a save whose node is gone when the hub comes back ends failed, with no record -----
+    let resp = save(&hub, &hana, path, json!({"name": "gone", "tag": "v1"})).await?;
+    let job = expect_json(resp, StatusCode::ACCEPTED, "save gone").await?;
+    let gone = job["id"].as_str().context("no job id")?.to_owned();
+    wait_compressing(&hub, &hana, &gone).await?;
+    hub.kill().await?;
+    docker_out(&["rm", "-f", &node])?;
+    hub.restart().await?;
+    let (_, job) = wait_job(&hub, &hana, &gone).await?;
+    let reason = job["reason"].as_str().unwrap_or_default();
+    ensure!(
+        job["state"] == "failed"
+            && reason.contains("hub restarted during the save")
+            && job["image_id"].is_null(),
+        "a save whose node is gone ended {job}"
+    );
+    ensure!(
+        !my_images(&hub, &hana)
+            .await?
+            .iter()
+            .any(|i| i["name"] == "hana/gone:v1"),
+        "a failed save has a library record"
+    );
+    ensure!(
+        registry.manifest_status("saved/hana/gone", "v1")? == "404",
+        "a save interrupted while compressing left a tag"
+    );
+    // The jobs are listed after the restarts, newest first.
+    let resp = hub
+        .with_token(Method::GET, "/hub/api/users/hana/save-jobs", &hana)
+        .send()
+        .await?;
+    let list = expect_json(resp, StatusCode::OK, "list hana's jobs").await?;
+    let ids: Vec<&str> = list
+        .as_array()
+        .map(|l| l.iter().filter_map(|j| j["id"].as_str()).collect())
+        .unwrap_or_default();
+    ensure!(ids == [gone.as_str(), big.as_str(), id.as_str()], "{list}");
+    Ok(())
+}

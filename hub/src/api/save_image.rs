@@ -18,8 +18,9 @@ use serde_json::Value;
 use super::users::groups_for_check;
 use super::{body_as, json, ApiCaller, JsonBody};
 use crate::app::{user_or_404, Hub};
+use crate::db::SaveJobRow;
 use crate::domain::identity;
-use crate::domain::save_image::{self, SaveImageRequest, SaveJobEntry};
+use crate::domain::save_image::{self, SaveImageRequest};
 use crate::error::ApiError;
 use crate::rbac::Resource;
 
@@ -78,7 +79,7 @@ async fn save(
     }
     let request: SaveImageRequest = body_as(body)?.unwrap_or_default();
     let job = save_image::start(&hub, &user, &row, request).await?;
-    Ok(json(StatusCode::ACCEPTED, job.model()))
+    Ok(json(StatusCode::ACCEPTED, save_image::model(&job)))
 }
 
 /// `POST /users/{name}/server/save-image`.
@@ -107,9 +108,9 @@ async fn visible_job(
     caller: &ApiCaller,
     scope: &str,
     id: &str,
-) -> Result<Arc<SaveJobEntry>, ApiError> {
+) -> Result<SaveJobRow, ApiError> {
     let missing = || ApiError::not_found(format!("No such save job: {id}"));
-    let job = hub.save_images.job(id).ok_or_else(missing)?;
+    let job = hub.store.save_job(id).await?.ok_or_else(missing)?;
     let server_id = job.server_id;
     authorize(
         hub,
@@ -139,7 +140,7 @@ pub async fn get_job(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let job = visible_job(&hub, &caller, "read:servers", &id).await?;
-    Ok(json(StatusCode::OK, job.model()))
+    Ok(json(StatusCode::OK, save_image::model(&job)))
 }
 
 /// `DELETE /save-jobs/{id}`: cancels the job (a finished job is left as it is); answers the
@@ -150,8 +151,8 @@ pub async fn cancel_job(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let job = visible_job(&hub, &caller, "servers", &id).await?;
-    job.cancel();
-    Ok(json(StatusCode::ACCEPTED, job.model()))
+    let job = save_image::cancel(&hub, &job).await?;
+    Ok(json(StatusCode::ACCEPTED, save_image::model(&job)))
 }
 
 /// `GET /users/{name}/save-jobs`: the user's save jobs, newest first (a server's token sees
@@ -182,11 +183,12 @@ pub async fn list_jobs(
     };
     let user = user_or_404(&hub, &name).await?;
     let jobs: Vec<Value> = hub
-        .save_images
-        .jobs_of(user.id)
+        .store
+        .save_jobs_of(user.id)
+        .await?
         .iter()
         .filter(|j| own_server.is_none_or(|s| j.server_id == s))
-        .map(|j| j.model())
+        .map(save_image::model)
         .collect();
     Ok(json(StatusCode::OK, Value::Array(jobs)))
 }

@@ -3,7 +3,7 @@
 use super::{Result, Store};
 use crate::clock::Micros;
 
-const IMAGE_COLUMNS: &str = "id, kind, name, image, tag, start_options, start_command, \
+pub(super) const IMAGE_COLUMNS: &str = "id, kind, name, image, tag, start_options, start_command, \
      vnc_password, vnc_port, description, needs_gpu, enabled, visibility, owner_id, created, updated";
 
 /// One image record.
@@ -100,8 +100,10 @@ impl ImageFields {
 pub enum ImageFilter {
     /// Every record (administrators).
     All,
-    /// Enabled library images (what users may start).
+    /// Enabled library images (what everyone may start).
     Startable,
+    /// Enabled library images and the given user's own enabled images (what they may start).
+    StartableBy(i64),
     /// Library images, enabled or not, plus the given user's own.
     VisibleTo(i64),
     /// Images saved by this user.
@@ -110,10 +112,11 @@ pub enum ImageFilter {
     Requested,
 }
 
-type ImageQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Any, ImageRow, sqlx::any::AnyArguments<'q>>;
+pub(super) type ImageQuery<'q> =
+    sqlx::query::QueryAs<'q, sqlx::Any, ImageRow, sqlx::any::AnyArguments<'q>>;
 
 /// Binds every writable field, as `$1…$13` in `ImageFields`' order.
-fn bind_fields<'q>(query: ImageQuery<'q>, f: &'q ImageFields) -> ImageQuery<'q> {
+pub(super) fn bind_fields<'q>(query: ImageQuery<'q>, f: &'q ImageFields) -> ImageQuery<'q> {
     query
         .bind(&f.kind)
         .bind(&f.name)
@@ -136,6 +139,10 @@ impl Store {
         let (clause, owner) = match filter {
             ImageFilter::All => ("", None),
             ImageFilter::Startable => ("WHERE visibility = 'library' AND enabled = 1", None),
+            ImageFilter::StartableBy(id) => (
+                "WHERE enabled = 1 AND (visibility = 'library' OR owner_id = $1)",
+                Some(id),
+            ),
             ImageFilter::VisibleTo(id) => {
                 ("WHERE visibility = 'library' OR owner_id = $1", Some(id))
             }

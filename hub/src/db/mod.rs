@@ -4,6 +4,7 @@
 
 mod images;
 mod rows;
+mod save_jobs;
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -13,6 +14,7 @@ use sqlx::{AnyConnection, AnyPool, Connection, Row};
 
 pub use images::{ImageFields, ImageFilter, ImageRow};
 pub use rows::*;
+pub use save_jobs::{NewSaveJob, SaveJobRow};
 
 use crate::clock::Micros;
 

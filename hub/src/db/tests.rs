@@ -344,3 +344,272 @@ async fn image_records_are_created_filtered_updated_and_deleted_on_both_engines(
             .is_none());
     }
 }
+
+fn image_fields(name: &str, visibility: &str, owner_id: Option<i64>) -> ImageFields {
+    ImageFields {
+        kind: "jupyter".into(),
+        name: name.into(),
+        image: "127.0.0.1:5000/xiji/base-notebook".into(),
+        tag: "latest".into(),
+        start_options: String::new(),
+        start_command: String::new(),
+        vnc_password: None,
+        vnc_port: None,
+        description: String::new(),
+        needs_gpu: false,
+        enabled: true,
+        visibility: visibility.into(),
+        owner_id,
+    }
+}
+
+#[tokio::test]
+async fn a_saved_image_is_startable_by_its_owner_at_once_and_by_others_once_in_the_library_on_both_engines(
+) {
+    use crate::domain::images::startable;
+    use crate::domain::HubError;
+    for (store, _dir) in stores().await {
+        let engine = store.engine();
+        let alice = store.create_user("alice", false, 1).await.unwrap();
+        let bob = store.create_user("bob", false, 1).await.unwrap();
+        let lib = store
+            .create_image(&image_fields("Python", "library", None), 2)
+            .await
+            .unwrap();
+        let mine = store
+            .create_image(&image_fields("alice/env:v1", "private", Some(alice.id)), 3)
+            .await
+            .unwrap();
+        let asked = store
+            .create_image(
+                &image_fields("alice/env:v2", "requested", Some(alice.id)),
+                4,
+            )
+            .await
+            .unwrap();
+        let mut off = image_fields("alice/old:v1", "private", Some(alice.id));
+        off.enabled = false;
+        let off = store.create_image(&off, 5).await.unwrap();
+
+        let names = |rows: Vec<ImageRow>| rows.into_iter().map(|r| r.name).collect::<Vec<_>>();
+        assert_eq!(
+            names(
+                store
+                    .list_images(ImageFilter::StartableBy(alice.id))
+                    .await
+                    .unwrap()
+            ),
+            ["Python", "alice/env:v1", "alice/env:v2"],
+            "{engine:?}"
+        );
+        assert_eq!(
+            names(
+                store
+                    .list_images(ImageFilter::StartableBy(bob.id))
+                    .await
+                    .unwrap()
+            ),
+            ["Python"],
+            "{engine:?}"
+        );
+
+        // The owner starts their private and requested images at once.
+        assert_eq!(
+            startable(&store, mine.id, alice.id).await.unwrap().id,
+            mine.id
+        );
+        assert_eq!(
+            startable(&store, asked.id, alice.id).await.unwrap().id,
+            asked.id
+        );
+        assert_eq!(startable(&store, lib.id, bob.id).await.unwrap().id, lib.id);
+        // Another user gets the same 400 as for an id that does not exist.
+        let unknown = match startable(&store, 999_999, bob.id).await {
+            Err(HubError::BadRequest(m)) => m,
+            other => panic!("{engine:?}: unknown image: {other:?}"),
+        };
+        let foreign = match startable(&store, mine.id, bob.id).await {
+            Err(HubError::BadRequest(m)) => m,
+            other => panic!("{engine:?}: another user's image: {other:?}"),
+        };
+        assert_eq!(
+            foreign.replace(&mine.id.to_string(), "N"),
+            unknown.replace("999999", "N"),
+            "{engine:?}"
+        );
+        let disabled = match startable(&store, off.id, alice.id).await {
+            Err(HubError::BadRequest(m)) => m,
+            other => panic!("{engine:?}: disabled own image: {other:?}"),
+        };
+        assert!(disabled.contains("disabled"), "{disabled}");
+
+        // Published: everyone may start it.
+        let mut published = ImageFields::of(&mine);
+        published.visibility = "library".into();
+        store.update_image(mine.id, &published, 6).await.unwrap();
+        assert_eq!(
+            startable(&store, mine.id, bob.id).await.unwrap().id,
+            mine.id
+        );
+        assert!(names(
+            store
+                .list_images(ImageFilter::StartableBy(bob.id))
+                .await
+                .unwrap()
+        )
+        .contains(&"alice/env:v1".to_owned()));
+    }
+}
+
+fn new_job(id: &str, user_id: i64, name: &str) -> NewSaveJob {
+    NewSaveJob {
+        id: id.into(),
+        user_id,
+        server_id: 7,
+        server_name: String::new(),
+        node: "node-0".into(),
+        container_id: format!("container-{id}"),
+        name: name.into(),
+        tag: "v1".into(),
+        description: "d".into(),
+        repository: format!("127.0.0.1:5000/saved/alice/{name}"),
+        image_reference: format!("127.0.0.1:5000/saved/alice/{name}:v1"),
+        base_image: "127.0.0.1:5000/xiji/base-notebook:latest".into(),
+    }
+}
+
+#[tokio::test]
+async fn save_jobs_are_written_through_and_done_only_together_with_their_image_on_both_engines() {
+    for (store, _dir) in stores().await {
+        let engine = store.engine();
+        let alice = store.create_user("alice", false, 1).await.unwrap();
+        store
+            .create_save_job(&new_job("j1", alice.id, "env"), 10)
+            .await
+            .unwrap();
+        let job = store.save_job("j1").await.unwrap().unwrap();
+        assert_eq!(
+            (job.state.as_str(), job.user_name.as_str(), job.finished),
+            ("queued", "alice", None),
+            "{engine:?}"
+        );
+        assert!(store
+            .update_save_job("j1", "compressing", r#"{"bytes_read":5}"#, 11)
+            .await
+            .unwrap());
+        let job = store.save_job("j1").await.unwrap().unwrap();
+        assert_eq!(
+            (job.state.as_str(), job.progress.as_str(), job.updated),
+            ("compressing", r#"{"bytes_read":5}"#, 11)
+        );
+        assert_eq!(store.unfinished_save_jobs().await.unwrap().len(), 1);
+
+        // Done: the image record and the job's end in one step.
+        let image = image_fields("alice/env:v1", "private", Some(alice.id));
+        let row = store
+            .complete_save_job("j1", &image, r#"{"manifest_digest":"sha256:ab"}"#, "{}", 12)
+            .await
+            .unwrap()
+            .expect("the job was open");
+        let job = store.save_job("j1").await.unwrap().unwrap();
+        assert_eq!(
+            (job.state.as_str(), job.image_id, job.finished),
+            ("done", Some(row.id), Some(12)),
+            "{engine:?}"
+        );
+        assert!(store.unfinished_save_jobs().await.unwrap().is_empty());
+        // An ended job is never written again.
+        assert!(!store
+            .update_save_job("j1", "pushing", "{}", 13)
+            .await
+            .unwrap());
+        assert!(!store
+            .end_save_job("j1", "failed", Some("late"), None, 13)
+            .await
+            .unwrap());
+        assert!(store
+            .complete_save_job("j1", &image_fields("x", "private", None), "{}", "{}", 13)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(
+            store.image_by_name("x").await.unwrap().is_none(),
+            "{engine:?}"
+        );
+
+        // A name taken meanwhile: nothing is written, the job stays open to be failed.
+        store
+            .create_save_job(&new_job("j2", alice.id, "env2"), 20)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.complete_save_job("j2", &image, "{}", "{}", 21).await,
+            Err(DbError::Conflict)
+        ));
+        let job = store.save_job("j2").await.unwrap().unwrap();
+        assert_eq!((job.finished, job.image_id), (None, None), "{engine:?}");
+        assert!(store
+            .end_save_job(
+                "j2",
+                "failed",
+                Some("the hub restarted during the save"),
+                None,
+                22
+            )
+            .await
+            .unwrap());
+        let job = store.save_job("j2").await.unwrap().unwrap();
+        assert_eq!(
+            (job.state.as_str(), job.reason.as_deref(), job.finished),
+            (
+                "failed",
+                Some("the hub restarted during the save"),
+                Some(22)
+            )
+        );
+
+        // A job left running by a hub that stopped is put back in the queue to resume.
+        store
+            .create_save_job(&new_job("j3", alice.id, "env3"), 30)
+            .await
+            .unwrap();
+        store
+            .update_save_job("j3", "pushing", r#"{"bytes_pushed":9}"#, 31)
+            .await
+            .unwrap();
+        assert!(store.requeue_save_job("j3", 40).await.unwrap());
+        let job = store.save_job("j3").await.unwrap().unwrap();
+        assert_eq!(
+            (job.state.as_str(), job.progress.as_str()),
+            ("queued", "{}")
+        );
+        assert!(!store.requeue_save_job("j2", 40).await.unwrap());
+
+        assert_eq!(
+            store
+                .save_jobs_of(alice.id)
+                .await
+                .unwrap()
+                .iter()
+                .map(|j| j.id.as_str())
+                .collect::<Vec<_>>(),
+            ["j3", "j2", "j1"],
+            "{engine:?}: newest first"
+        );
+        // Retention: ended jobs before the cut are deleted, running ones never.
+        assert_eq!(store.delete_save_jobs_finished_before(22).await.unwrap(), 1);
+        assert!(store.save_job("j1").await.unwrap().is_none());
+        assert_eq!(
+            store
+                .delete_save_jobs_finished_before(i64::MAX)
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(store.save_job("j3").await.unwrap().is_some());
+        // The image outlives its job; the jobs go with their user.
+        assert!(store.image(row.id).await.unwrap().is_some());
+        store.delete_user(alice.id).await.unwrap();
+        assert!(store.save_job("j3").await.unwrap().is_none(), "{engine:?}");
+    }
+}

@@ -3,9 +3,11 @@
 //! has `{prefix}node-k/`, its own proxy route and its own OAuth client (same secret as the
 //! server's token, so each node's single-user server can log users in through the hub).
 //!
-//! Spawn requests name an image of the library (`image`: its id, display name or reference);
-//! the hub turns it into the reference the backend runs and refuses images that are not
-//! startable, and GPU images without GPUs, before the backend checks the sizes.
+//! Spawn requests name an image (`image`: its id, display name or reference) of the library or
+//! of the server owner's own saved images; the hub turns it into the reference the backend runs
+//! and refuses images that are not startable by that user (another user's private image is
+//! "not found", as an unknown one), and GPU images without GPUs, before the backend checks the
+//! sizes.
 
 use serde_json::{Map, Value};
 use spawner::{ClusterResources, NodeInfo, SpawnerError};
@@ -29,9 +31,14 @@ pub fn check_server_name_is_not_a_node(name: &str) -> HubResult<()> {
     Ok(())
 }
 
-/// Checks a spawn request and makes it concrete for the backend: the library image becomes its
-/// reference (`image`), with `image_id` kept for display; the backend then checks the sizes.
-pub async fn prepare_options(hub: &Hub, options: Value) -> HubResult<(Value, ClusterResources)> {
+/// Checks a spawn request of `owner_id`'s server and makes it concrete for the backend: the
+/// image (library or the owner's own) becomes its reference (`image`), with `image_id` kept for
+/// display; the backend then checks the sizes.
+pub async fn prepare_options(
+    hub: &Hub,
+    owner_id: i64,
+    options: Value,
+) -> HubResult<(Value, ClusterResources)> {
     let mut map: Map<String, Value> = match options {
         Value::Object(m) => m,
         _ => {
@@ -47,7 +54,7 @@ pub async fn prepare_options(hub: &Hub, options: Value) -> HubResult<(Value, Clu
         });
         let image = match wanted {
             None | Some(Value::Null) => None,
-            Some(v) => Some(resolve_image(hub, &v).await?),
+            Some(v) => Some(resolve_image(hub, owner_id, &v).await?),
         };
         if let Some(image) = &image {
             map.insert("image".into(), Value::String(images::reference(image)));
@@ -78,26 +85,34 @@ async fn validate(hub: &Hub, options: &Value) -> HubResult<ClusterResources> {
     })
 }
 
-/// The startable library image a request names by id, display name or reference.
-async fn resolve_image(hub: &Hub, wanted: &Value) -> HubResult<ImageRow> {
+/// The image `owner_id` may start that a request names by id, display name or reference.
+async fn resolve_image(hub: &Hub, owner_id: i64, wanted: &Value) -> HubResult<ImageRow> {
     let id = match wanted {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => s.trim().parse::<i64>().ok(),
         _ => None,
     };
     if let Some(id) = id {
-        return images::startable(&hub.store, id).await;
+        return images::startable(&hub.store, id, owner_id).await;
     }
     let Some(text) = wanted.as_str().map(str::trim) else {
         return Err(HubError::BadRequest(
             "image must be an image id, name or reference from the image library".into(),
         ));
     };
-    let startable = hub.store.list_images(ImageFilter::Startable).await?;
-    if let Some(row) = startable
-        .iter()
-        .find(|r| r.name == text || images::reference(r) == text)
-    {
+    let startable = hub
+        .store
+        .list_images(ImageFilter::StartableBy(owner_id))
+        .await?;
+    // A name is unique; a reference may be both a library image's and the owner's: the
+    // library's record wins (same image either way).
+    let found = startable.iter().find(|r| r.name == text).or_else(|| {
+        startable
+            .iter()
+            .filter(|r| images::reference(r) == text)
+            .min_by_key(|r| r.visibility != "library")
+    });
+    if let Some(row) = found {
         return Ok(row.clone());
     }
     let names: Vec<&str> = startable.iter().map(|r| r.name.as_str()).collect();
@@ -105,7 +120,7 @@ async fn resolve_image(hub: &Hub, wanted: &Value) -> HubResult<ImageRow> {
         format!("Image {text:?} is not in the image library, and the library has no enabled image yet; ask an administrator to add one")
     } else {
         format!(
-            "Image {text:?} is not an enabled image of the library; choose one of: {}",
+            "Image {text:?} is not an image you may start; choose one of: {}",
             names.join(", ")
         )
     }))

@@ -1,9 +1,10 @@
 //! The image library: validation of image records and who may see or change them.
 //!
-//! Users start clusters from enabled `library` images. Administrators (callers holding
-//! JupyterHub's unfiltered `admin:users` scope) add, edit, disable and delete records. Images a
-//! user saved from a running node are `private` to that user until they ask for them to be added
-//! (`requested`) and an administrator approves (`library`).
+//! Users start clusters from enabled `library` images and from their own saved images.
+//! Administrators (callers holding JupyterHub's unfiltered `admin:users` scope) add, edit, disable
+//! and delete records. Images a user saved from a running node are `private` to that user (who may
+//! start them at once; nobody else sees them) until they ask for them to be added (`requested`)
+//! and an administrator approves (`library`): then everyone may start them.
 
 use super::{HubError, HubResult};
 use crate::clock;
@@ -218,16 +219,23 @@ pub fn listing(user_id: Option<i64>, admin: bool, mine_only: bool) -> ImageFilte
     }
 }
 
-/// The enabled library image a user may start, by id.
-pub async fn startable(store: &Store, id: i64) -> HubResult<ImageRow> {
+/// The image `user_id` may start, by id: an enabled library image, or one of their own enabled
+/// images (usable by its owner from the moment it is saved). Anything else, another user's
+/// private image included, is the same 400 as an id that does not exist.
+pub async fn startable(store: &Store, id: i64, user_id: i64) -> HubResult<ImageRow> {
     match store.image(id).await? {
-        Some(row) if row.visibility == "library" && row.enabled != 0 => Ok(row),
-        Some(row) if row.visibility == "library" => Err(HubError::BadRequest(format!(
-            "Image {:?} is disabled; choose another image",
-            row.name
-        ))),
+        Some(row) if row.visibility == "library" || row.owner_id == Some(user_id) => {
+            if row.enabled != 0 {
+                Ok(row)
+            } else {
+                Err(HubError::BadRequest(format!(
+                    "Image {:?} is disabled; choose another image",
+                    row.name
+                )))
+            }
+        }
         _ => Err(HubError::BadRequest(format!(
-            "No image {id} in the library; choose one of GET /hub/api/images"
+            "No image {id} among the images you may start; choose one of GET /hub/api/images"
         ))),
     }
 }

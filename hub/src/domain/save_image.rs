@@ -3,41 +3,48 @@
 //! A save names a node of a running server (`node-0` by default), a name and a tag. The hub
 //! finds the node's container in the server's state blob, asks Docker Engine where its
 //! writable layer is, and starts an [`imagebuilder::SaveJob`] that pushes
-//! `{registry}/{repository_prefix}/{user}/{name}:{tag}` on top of the image the node runs. The
-//! job runs in the background; its state and byte progress are read through [`SaveJobEntry`].
-//! When it is done, the image becomes a record of the image library owned by the user
-//! (`private`, or `library` with `[images] auto_approve`); a failed or cancelled save leaves no
-//! record (and the builder pushes no tag).
+//! `{registry}/{repository_prefix}/{user}/{name}:{tag}` on top of the image the node runs.
 //!
-//! Jobs live in memory (a hub restart forgets them, and a save in progress then stops with the
-//! hub's process). Who may save which server is decided by the API layer.
+//! A job is a row of `save_jobs` from the request on ([`SaveJobRow`]): a background task writes
+//! its state at each change and its byte progress about once a second, and the API reads the
+//! rows. When the builder has pushed the manifest, the image's library record (owned by the user,
+//! `private`, or `library` with `[images] auto_approve`) is written in the same transaction that
+//! marks the job `done`; a failed or cancelled save leaves no record (and the builder pushes no
+//! tag). Memory holds only the running jobs' cancel tokens.
+//!
+//! A hub that stops (or dies) during a save finds the job unfinished at start-up
+//! ([`recover`]): if the node's container still runs, the save starts again from the node (blobs
+//! already in the registry are skipped by digest, and the manifest push replaces the tag);
+//! otherwise the job ends `failed`, saying that the hub restarted during the save. Who may save
+//! which server is decided by the API layer.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bollard::container::InspectContainerOptions;
 use bollard::Docker;
 use imagebuilder::{
-    BuilderConfig, CancellationToken, Compression, ExcludeRules, ImageBuilder, JobState, JobStatus,
-    LayerOptions, NoPause, PauseHook, RegistryAuth, RegistryConfig, SaveRequest, SavedImage,
+    BuilderConfig, ByteProgress, CancellationToken, Compression, DockerContainer, ExcludeRules,
+    ImageBuilder, JobState, LayerOptions, NoPause, PauseHook, RegistryAuth, RegistryConfig,
+    SaveJob, SaveRequest, SavedImage,
 };
 use serde_json::{json, Value};
-use tokio::sync::watch;
 
 use super::{images, HubError, HubResult};
 use crate::app::Hub;
-use crate::clock::{self, Micros};
+use crate::clock;
 use crate::config::{read_secret_file, ConfigError, ImagesConfig};
-use crate::db::{ImageFields, ServerRow, Store, UserRow};
+use crate::db::{DbError, ImageFields, NewSaveJob, SaveJobRow, ServerRow, Store, UserRow};
 
 /// Longest image name accepted (a path component of the repository).
 const MAX_NAME_LEN: usize = 64;
 /// Longest description accepted.
 const MAX_DESCRIPTION_LEN: usize = 4096;
-/// Finished jobs kept at most, whatever their age.
-const MAX_FINISHED_JOBS: usize = 500;
+/// How often a running job's byte progress is written at most (state changes are written at
+/// once).
+const PROGRESS_WRITE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The body of a save request.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -53,7 +60,8 @@ pub struct SaveImageRequest {
     pub description: Option<String>,
 }
 
-/// The hub's save jobs and the builder that runs them.
+/// The builder that runs saves, its settings, and the cancel tokens of the jobs running in this
+/// process.
 pub struct SaveImages {
     builder: ImageBuilder,
     registry: String,
@@ -61,51 +69,7 @@ pub struct SaveImages {
     auto_approve: bool,
     pause: bool,
     retention: Duration,
-    jobs: Mutex<BTreeMap<String, Arc<SaveJobEntry>>>,
-}
-
-/// One save, as the API shows it.
-pub struct SaveJobEntry {
-    /// Random id (hex).
-    pub id: String,
-    /// The owner's user id.
-    pub user_id: i64,
-    /// The owner's name.
-    pub user_name: String,
-    /// The server's name (`""` for the default server).
-    pub server_name: String,
-    /// The server's row id (a server token may act on its own server's jobs).
-    pub server_id: i64,
-    /// The node saved.
-    pub node: String,
-    /// Its container.
-    pub container_id: String,
-    /// The name asked for.
-    pub name: String,
-    /// The tag.
-    pub tag: String,
-    /// The description.
-    pub description: String,
-    /// The repository pushed to, `registry/prefix/user/name`.
-    pub repository: String,
-    /// `repository:tag`.
-    pub reference: String,
-    /// The image the node runs (the new image's base).
-    pub base_image: String,
-    /// When the save was asked for.
-    pub created: Micros,
-    status: watch::Receiver<JobStatus>,
-    cancel: CancellationToken,
-    outcome: Mutex<Option<Outcome>>,
-}
-
-/// How a job ended, as the hub sees it (the image record is written before `done` shows).
-#[derive(Debug, Clone)]
-struct Outcome {
-    state: JobState,
-    finished: Micros,
-    image_id: Option<i64>,
-    saved: Option<SavedImage>,
+    running: Arc<Mutex<BTreeMap<String, CancellationToken>>>,
 }
 
 impl SaveImages {
@@ -178,7 +142,7 @@ impl SaveImages {
             auto_approve: config.auto_approve,
             pause: config.pause,
             retention: Duration::from_secs(config.job_retention_minutes.saturating_mul(60)),
-            jobs: Mutex::new(BTreeMap::new()),
+            running: Arc::default(),
         })
     }
 
@@ -193,55 +157,73 @@ impl SaveImages {
         parts.join("/")
     }
 
-    /// A job by id.
-    pub fn job(&self, id: &str) -> Option<Arc<SaveJobEntry>> {
-        self.jobs.lock().ok()?.get(id).cloned()
-    }
-
-    /// A user's jobs, newest first.
-    pub fn jobs_of(&self, user_id: i64) -> Vec<Arc<SaveJobEntry>> {
-        let mut jobs: Vec<Arc<SaveJobEntry>> = self
-            .jobs
-            .lock()
-            .map(|map| {
-                map.values()
-                    .filter(|j| j.user_id == user_id)
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        jobs.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
-        jobs
-    }
-
-    fn active(&self) -> Vec<Arc<SaveJobEntry>> {
-        self.jobs
-            .lock()
-            .map(|map| map.values().filter(|j| !j.is_finished()).cloned().collect())
-            .unwrap_or_default()
-    }
-
-    fn insert(&self, entry: Arc<SaveJobEntry>) {
-        let now = clock::now();
-        let keep_micros = i64::try_from(self.retention.as_micros()).unwrap_or(i64::MAX);
-        if let Ok(mut map) = self.jobs.lock() {
-            map.retain(|_, j| match j.finished() {
-                Some(t) => now.saturating_sub(t) < keep_micros,
-                None => true,
-            });
-            let mut finished: Vec<(Micros, String)> = map
-                .values()
-                .filter_map(|j| j.finished().map(|t| (t, j.id.clone())))
-                .collect();
-            if finished.len() >= MAX_FINISHED_JOBS {
-                finished.sort();
-                let excess = finished.len() + 1 - MAX_FINISHED_JOBS;
-                for (_, id) in finished.into_iter().take(excess) {
-                    map.remove(&id);
-                }
-            }
-            map.insert(entry.id.clone(), entry);
+    /// The visibility of a saved image's record.
+    fn visibility(&self) -> &'static str {
+        if self.auto_approve {
+            "library"
+        } else {
+            "private"
         }
+    }
+
+    /// Deletes the jobs that ended longer than `[images] job_retention_minutes` ago.
+    async fn forget_old(&self, store: &Store) {
+        let keep = i64::try_from(self.retention.as_micros()).unwrap_or(i64::MAX);
+        let before = clock::now().saturating_sub(keep);
+        match store.delete_save_jobs_finished_before(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(jobs = n, "old save jobs forgotten"),
+            Err(e) => tracing::warn!(error = %e, "cannot delete old save jobs"),
+        }
+    }
+
+    /// The save request for a node's container.
+    fn request(
+        &self,
+        docker: &Docker,
+        container: &DockerContainer,
+        job: &SaveJobRow,
+    ) -> SaveRequest {
+        let mut save = SaveRequest::new(
+            container.writable_layer(),
+            container.image.clone(),
+            job.image_reference.clone(),
+            job.user_name.clone(),
+        );
+        save.description = (!job.description.is_empty()).then(|| job.description.clone());
+        save.labels
+            .insert("org.xiji.saved-node".into(), job.node.clone());
+        save.pause = if self.pause {
+            Arc::new(DockerPause {
+                docker: docker.clone(),
+                container: job.container_id.clone(),
+            })
+        } else {
+            Arc::new(NoPause)
+        };
+        save
+    }
+
+    /// Starts the builder on a stored job and a task that writes its progress and outcome.
+    fn launch(&self, store: &Store, job: SaveJobRow, save: SaveRequest) -> HubResult<()> {
+        let builder_job = self.builder.start(save).map_err(|e| match e {
+            imagebuilder::Error::InvalidReference { .. } => HubError::BadRequest(e.to_string()),
+            other => HubError::Spawner(other.to_string()),
+        })?;
+        if let Ok(mut running) = self.running.lock() {
+            running.insert(job.id.clone(), builder_job.cancel_token());
+        }
+        let store = store.clone();
+        let running = Arc::clone(&self.running);
+        let visibility = self.visibility();
+        tokio::spawn(async move {
+            let id = job.id.clone();
+            drive(&store, job, builder_job, visibility).await;
+            if let Ok(mut running) = running.lock() {
+                running.remove(&id);
+            }
+        });
+        Ok(())
     }
 }
 
@@ -316,7 +298,7 @@ pub async fn start(
     user: &UserRow,
     server: &ServerRow,
     request: SaveImageRequest,
-) -> HubResult<Arc<SaveJobEntry>> {
+) -> HubResult<SaveJobRow> {
     let saves = &hub.save_images;
     let name = request.name.unwrap_or_default().trim().to_owned();
     check_name(&name)?;
@@ -364,7 +346,7 @@ pub async fn start(
     let repository = saves.repository(&user.name, &name);
     images::check_repository(&repository)?;
     let reference = format!("{repository}:{tag}");
-    let display_name = format!("{}/{name}:{tag}", user.name);
+    let display_name = display_name(&user.name, &name, &tag);
     let taken = hub.store.image_by_name(&display_name).await?.is_some()
         || hub
             .store
@@ -377,137 +359,267 @@ pub async fn start(
             "You already have an image {name}:{tag}; choose another name or tag, or delete that image first"
         )));
     }
-    for job in saves.active() {
+    for job in hub.store.unfinished_save_jobs().await? {
         if job.container_id == container_id {
             return Err(HubError::Conflict(format!(
                 "A save of {node} is under way (job {}); wait for it or cancel it",
                 job.id
             )));
         }
-        if job.reference == reference {
+        if job.image_reference == reference {
             return Err(HubError::Conflict(format!(
                 "A save to {name}:{tag} is under way (job {}); choose another name or tag",
                 job.id
             )));
         }
     }
-    let docker = Docker::connect_with_local_defaults()
-        .map_err(|e| HubError::Spawner(format!("Cannot reach Docker Engine: {e}")))?;
+    let docker = docker()?;
     let container = inspect(&docker, &container_id, &node).await?;
     if !container.running {
         return Err(HubError::BadRequest(format!(
             "{node}'s container is not running; restart the server, then save"
         )));
     }
-    let mut save = SaveRequest::new(
-        container.writable_layer(),
-        container.image.clone(),
-        reference.clone(),
-        user.name.clone(),
-    );
-    save.description = (!description.is_empty()).then(|| description.clone());
-    save.labels
-        .insert("org.xiji.saved-node".into(), node.clone());
-    if saves.pause {
-        save.pause = Arc::new(DockerPause {
-            docker: docker.clone(),
-            container: container_id.clone(),
-        });
-    } else {
-        save.pause = Arc::new(NoPause);
-    }
-    let job = saves.builder.start(save).map_err(|e| match e {
-        imagebuilder::Error::InvalidReference { .. } => HubError::BadRequest(e.to_string()),
-        other => HubError::Spawner(other.to_string()),
-    })?;
-    let entry = Arc::new(SaveJobEntry {
+    saves.forget_old(&hub.store).await;
+    let new = NewSaveJob {
         id: super::tokens::random_hex(12),
         user_id: user.id,
-        user_name: user.name.clone(),
-        server_name: server.name.clone(),
         server_id: server.id,
+        server_name: server.name.clone(),
         node,
         container_id,
         name,
         tag,
         description,
         repository,
-        reference,
-        base_image: container.image,
-        created: clock::now(),
-        status: job.subscribe(),
-        cancel: job.cancel_token(),
-        outcome: Mutex::new(None),
-    });
-    saves.insert(Arc::clone(&entry));
+        image_reference: reference,
+        base_image: container.image.clone(),
+    };
+    hub.store.create_save_job(&new, clock::now()).await?;
+    let job = hub
+        .store
+        .save_job(&new.id)
+        .await?
+        .ok_or_else(|| HubError::Spawner(format!("save job {} vanished", new.id)))?;
+    let save = saves.request(&docker, &container, &job);
+    if let Err(e) = saves.launch(&hub.store, job.clone(), save) {
+        let reason = e.to_string();
+        hub.store
+            .end_save_job(&job.id, "failed", Some(&reason), None, clock::now())
+            .await?;
+        return Err(e);
+    }
     tracing::info!(
-        job.id = %entry.id,
-        user.name = %entry.user_name,
-        server.name = %entry.server_name,
-        node = %entry.node,
-        image.reference = %entry.reference,
-        image.base = %entry.base_image,
+        job.id = %job.id,
+        user.name = %job.user_name,
+        server.name = %job.server_name,
+        node = %job.node,
+        image.reference = %job.image_reference,
+        image.base = %job.base_image,
         "image save started"
     );
-    let store = hub.store.clone();
-    let visibility = if saves.auto_approve {
-        "library"
-    } else {
-        "private"
-    };
-    let finishing = Arc::clone(&entry);
-    tokio::spawn(async move {
-        let result = job.wait().await;
-        let outcome = match result {
-            Ok(saved) => {
-                match record(&store, &finishing, &saved, visibility, &display_name).await {
-                    Ok(image_id) => {
-                        tracing::info!(job.id = %finishing.id, image.id = image_id, "saved image recorded in the library");
-                        Outcome {
-                            state: JobState::Done,
-                            finished: clock::now(),
-                            image_id: Some(image_id),
-                            saved: Some(saved),
-                        }
-                    }
-                    Err(reason) => {
-                        tracing::warn!(job.id = %finishing.id, error = %reason, "saved image not recorded");
-                        Outcome {
-                            state: JobState::Failed { reason },
-                            finished: clock::now(),
-                            image_id: None,
-                            saved: Some(saved),
-                        }
-                    }
-                }
-            }
-            Err(imagebuilder::Error::Cancelled) => Outcome {
-                state: JobState::Cancelled,
-                finished: clock::now(),
-                image_id: None,
-                saved: None,
-            },
-            Err(e) => Outcome {
-                state: JobState::Failed {
-                    reason: e.to_string(),
-                },
-                finished: clock::now(),
-                image_id: None,
-                saved: None,
-            },
-        };
-        if let Ok(mut slot) = finishing.outcome.lock() {
-            *slot = Some(outcome);
-        }
-    });
-    Ok(entry)
+    Ok(job)
 }
 
-async fn inspect(
-    docker: &Docker,
-    container_id: &str,
-    node: &str,
-) -> HubResult<imagebuilder::DockerContainer> {
+/// The library name of a user's saved image: `{user}/{name}:{tag}`.
+fn display_name(user: &str, name: &str, tag: &str) -> String {
+    format!("{user}/{name}:{tag}")
+}
+
+fn docker() -> HubResult<Docker> {
+    Docker::connect_with_local_defaults()
+        .map_err(|e| HubError::Spawner(format!("Cannot reach Docker Engine: {e}")))
+}
+
+/// A job's state as stored.
+fn state_name(state: &JobState) -> &'static str {
+    match state {
+        JobState::Queued => "queued",
+        JobState::Reading => "reading",
+        JobState::Compressing => "compressing",
+        JobState::Pushing => "pushing",
+        JobState::Done => "done",
+        JobState::Failed { .. } => "failed",
+        JobState::Cancelled => "cancelled",
+    }
+}
+
+/// Follows a running builder job: writes its state changes at once and its progress about once
+/// a second, then its outcome. The job becomes `done` only together with its image record.
+async fn drive(store: &Store, job: SaveJobRow, builder_job: SaveJob, visibility: &str) {
+    let mut status = builder_job.subscribe();
+    let wait = builder_job.wait();
+    tokio::pin!(wait);
+    let mut written: (&str, Option<Instant>) = ("queued", None);
+    let mut watching = true;
+    let result = loop {
+        tokio::select! {
+            result = &mut wait => break result,
+            changed = status.changed(), if watching => {
+                if changed.is_err() {
+                    watching = false;
+                    continue;
+                }
+                let current = status.borrow_and_update().clone();
+                // `done` is written with the record, after the builder's result is in.
+                if current.state.is_finished() {
+                    continue;
+                }
+                let state = state_name(&current.state);
+                let due = written
+                    .1
+                    .is_none_or(|t| t.elapsed() >= PROGRESS_WRITE_INTERVAL);
+                if state == written.0 && !due {
+                    continue;
+                }
+                let progress = progress_text(&current.progress);
+                match store.update_save_job(&job.id, state, &progress, clock::now()).await {
+                    Ok(_) => written = (state, Some(Instant::now())),
+                    Err(e) => tracing::warn!(job.id = %job.id, error = %e, "cannot write a save job's progress"),
+                }
+            }
+        }
+    };
+    let progress = progress_text(&status.borrow().progress);
+    let now = clock::now();
+    let ended = match result {
+        Ok(saved) => match complete(store, &job, &saved, visibility, &progress).await {
+            Ok(image_id) => {
+                tracing::info!(job.id = %job.id, image.id = image_id, manifest.digest = %saved.manifest_digest, "saved image recorded in the library");
+                Ok(())
+            }
+            Err(reason) => {
+                tracing::warn!(job.id = %job.id, error = %reason, "saved image not recorded");
+                store
+                    .end_save_job(&job.id, "failed", Some(&reason), Some(&progress), now)
+                    .await
+                    .map(drop)
+            }
+        },
+        Err(imagebuilder::Error::Cancelled) => store
+            .end_save_job(&job.id, "cancelled", None, Some(&progress), now)
+            .await
+            .map(drop),
+        Err(e) => store
+            .end_save_job(
+                &job.id,
+                "failed",
+                Some(&e.to_string()),
+                Some(&progress),
+                now,
+            )
+            .await
+            .map(drop),
+    };
+    if let Err(e) = ended {
+        // The row stays unfinished: the next start of the hub ends or resumes it.
+        tracing::error!(job.id = %job.id, error = %e, "cannot write the end of a save job");
+    }
+}
+
+fn progress_text(progress: &ByteProgress) -> String {
+    serde_json::to_string(progress).unwrap_or_else(|_| "{}".into())
+}
+
+/// Cancels a job: a running one is asked to stop (it ends `cancelled` when the builder notices);
+/// one that no task runs (it was left by a hub that stopped) ends at once. A finished job is left
+/// as it is. Answers the job as it is now.
+pub async fn cancel(hub: &Hub, job: &SaveJobRow) -> HubResult<SaveJobRow> {
+    if job.finished.is_some() {
+        return Ok(job.clone());
+    }
+    let token = hub
+        .save_images
+        .running
+        .lock()
+        .ok()
+        .and_then(|r| r.get(&job.id).cloned());
+    tracing::info!(job.id = %job.id, "image save cancel requested");
+    match token {
+        Some(token) => token.cancel(),
+        None => {
+            hub.store
+                .end_save_job(&job.id, "cancelled", None, None, clock::now())
+                .await?;
+        }
+    }
+    Ok(hub
+        .store
+        .save_job(&job.id)
+        .await?
+        .unwrap_or_else(|| job.clone()))
+}
+
+/// At start-up: every job a previous run of the hub left unfinished is resumed if its node's
+/// container still runs (the save starts again from the node), else it ends `failed` saying the
+/// hub restarted during the save. Also forgets jobs past their retention.
+pub async fn recover(hub: &Hub) -> HubResult<()> {
+    let saves = &hub.save_images;
+    saves.forget_old(&hub.store).await;
+    for job in hub.store.unfinished_save_jobs().await? {
+        let resumed = match resumable(hub, &job).await {
+            Ok((docker, container)) => {
+                if !hub.store.requeue_save_job(&job.id, clock::now()).await? {
+                    continue;
+                }
+                let save = saves.request(&docker, &container, &job);
+                saves
+                    .launch(&hub.store, job.clone(), save)
+                    .map_err(|e| format!("it could not start again: {e}"))
+            }
+            Err(why) => Err(why),
+        };
+        match resumed {
+            Ok(()) => tracing::info!(
+                job.id = %job.id,
+                user.name = %job.user_name,
+                image.reference = %job.image_reference,
+                "image save resumed after a restart of the hub"
+            ),
+            Err(why) => {
+                let reason = format!("The hub restarted during the save, and {why}; save again");
+                tracing::warn!(job.id = %job.id, user.name = %job.user_name, reason = %reason, "image save ended by a restart of the hub");
+                hub.store
+                    .end_save_job(&job.id, "failed", Some(&reason), None, clock::now())
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The running container of an unfinished job's node, or why the save cannot go on.
+async fn resumable(hub: &Hub, job: &SaveJobRow) -> Result<(Docker, DockerContainer), String> {
+    let gone = || format!("{} no longer runs", job.node);
+    if hub.spawner.backend_name() != "docker" {
+        return Err("the hub no longer runs the docker backend".into());
+    }
+    let server = hub
+        .store
+        .server(job.user_id, &job.server_name)
+        .await
+        .map_err(|e| format!("its server could not be read ({e})"))?
+        .filter(|s| s.id == job.server_id && s.status == "running")
+        .ok_or_else(gone)?;
+    if container_of(server.state.as_deref(), &job.node).as_deref() != Ok(job.container_id.as_str())
+    {
+        return Err(gone());
+    }
+    let docker = docker().map_err(|e| e.to_string())?;
+    let container = inspect(&docker, &job.container_id, &job.node)
+        .await
+        .map_err(|_| gone())?;
+    if !container.running {
+        return Err(gone());
+    }
+    if hub.save_images.pause {
+        // A hub that died mid-read left the node paused; an error here means it was not.
+        let _ = docker.unpause_container(&job.container_id).await;
+    }
+    Ok((docker, container))
+}
+
+async fn inspect(docker: &Docker, container_id: &str, node: &str) -> HubResult<DockerContainer> {
     let response = docker
         .inspect_container(container_id, None::<InspectContainerOptions>)
         .await
@@ -525,14 +637,16 @@ async fn inspect(
         .map_err(|e| HubError::Spawner(format!("Cannot save {node}: {e}")))
 }
 
-/// Writes the library record of a pushed image; the reason for the user on failure.
-async fn record(
+/// Writes the library record of a pushed image and marks the job done, in one transaction; the
+/// image's id, or the reason for the user.
+async fn complete(
     store: &Store,
-    job: &SaveJobEntry,
+    job: &SaveJobRow,
     saved: &SavedImage,
     visibility: &str,
-    display_name: &str,
+    progress: &str,
 ) -> Result<i64, String> {
+    let display_name = display_name(&job.user_name, &job.name, &job.tag);
     // A saved image starts like the image it was saved from: a desktop stays a desktop (same
     // VNC command, port and password), a GPU image keeps needing a GPU.
     let base = store
@@ -547,7 +661,7 @@ async fn record(
         kind: base
             .as_ref()
             .map_or_else(|| "jupyter".into(), |b| b.kind.clone()),
-        name: display_name.to_owned(),
+        name: display_name.clone(),
         image: job.repository.clone(),
         tag: job.tag.clone(),
         start_options: base
@@ -566,18 +680,29 @@ async fn record(
         visibility: visibility.to_owned(),
         owner_id: Some(job.user_id),
     };
-    match images::create(store, fields).await {
-        Ok(row) => Ok(row.id),
-        Err(HubError::Conflict(_)) => Err(format!(
-            "The image was pushed ({}@{}), but an image named {display_name:?} was added to the \
-             library meanwhile; delete it and save again",
-            saved.reference, saved.manifest_digest
+    let pushed = format!("{}@{}", saved.reference, saved.manifest_digest);
+    if let Err(e) = images::validate(&fields) {
+        return Err(format!(
+            "The image was pushed ({pushed}), but it cannot be recorded: {e}"
+        ));
+    }
+    let result = serde_json::to_string(saved).unwrap_or_else(|_| "null".into());
+    match store
+        .complete_save_job(&job.id, &fields, &result, progress, clock::now())
+        .await
+    {
+        Ok(Some(row)) => Ok(row.id),
+        Ok(None) => Err(format!(
+            "The image was pushed ({pushed}), but the job had ended meanwhile"
+        )),
+        Err(DbError::Conflict) => Err(format!(
+            "The image was pushed ({pushed}), but an image named {display_name:?} was added to \
+             the library meanwhile; delete it and save again"
         )),
         Err(e) => {
             tracing::error!(job.id = %job.id, error = %e, "cannot record a saved image");
             Err(format!(
-                "The image was pushed ({}@{}), but the hub could not record it in the library",
-                saved.reference, saved.manifest_digest
+                "The image was pushed ({pushed}), but the hub could not record it in the library"
             ))
         }
     }
@@ -605,71 +730,45 @@ impl PauseHook for DockerPause {
     }
 }
 
-impl SaveJobEntry {
-    fn outcome(&self) -> Option<Outcome> {
-        self.outcome.lock().ok().and_then(|o| o.clone())
-    }
-
-    fn finished(&self) -> Option<Micros> {
-        self.outcome().map(|o| o.finished)
-    }
-
-    /// Whether the job has ended (and, when done, its image is in the library).
-    pub fn is_finished(&self) -> bool {
-        self.finished().is_some()
-    }
-
-    /// Asks the job to stop; a finished job is left as it is.
-    pub fn cancel(&self) {
-        if !self.is_finished() {
-            tracing::info!(job.id = %self.id, "image save cancel requested");
-            self.cancel.cancel();
-        }
-    }
-
-    /// The job's API model.
-    pub fn model(&self) -> Value {
-        let status = self.status.borrow().clone();
-        let outcome = self.outcome();
-        // The builder's `done` shows only once the library record exists.
-        let state = match &outcome {
-            Some(o) => o.state.clone(),
-            None if status.state.is_finished() => JobState::Pushing,
-            None => status.state.clone(),
-        };
-        let (state_name, reason) = match &state {
-            JobState::Queued => ("queued", None),
-            JobState::Reading => ("reading", None),
-            JobState::Compressing => ("compressing", None),
-            JobState::Pushing => ("pushing", None),
-            JobState::Done => ("done", None),
-            JobState::Failed { reason } => ("failed", Some(reason.clone())),
-            JobState::Cancelled => ("cancelled", None),
-        };
-        let p = &status.progress;
-        let saved = outcome.as_ref().and_then(|o| o.saved.clone());
-        json!({
-            "id": self.id,
-            "user": self.user_name,
-            "server": self.server_name,
-            "node": self.node,
-            "name": self.name,
-            "tag": self.tag,
-            "description": self.description,
-            "image": self.reference,
-            "base_image": self.base_image,
-            "state": state_name,
-            "reason": reason,
-            "finished": outcome.is_some(),
-            "percent": percent(&state, p),
-            "progress": p,
-            "image_id": outcome.as_ref().and_then(|o| o.image_id),
-            "manifest_digest": saved.as_ref().map(|s| s.manifest_digest.clone()),
-            "result": saved,
-            "created": clock::iso(self.created),
-            "finished_at": clock::iso_json(outcome.as_ref().map(|o| o.finished)),
-        })
-    }
+/// A job's API model.
+pub fn model(job: &SaveJobRow) -> Value {
+    let progress: ByteProgress = serde_json::from_str(&job.progress).unwrap_or_default();
+    let state = match job.state.as_str() {
+        "reading" => JobState::Reading,
+        "compressing" => JobState::Compressing,
+        "pushing" => JobState::Pushing,
+        "done" => JobState::Done,
+        "failed" => JobState::Failed {
+            reason: job.reason.clone().unwrap_or_default(),
+        },
+        "cancelled" => JobState::Cancelled,
+        _ => JobState::Queued,
+    };
+    let result: Option<Value> = job
+        .result
+        .as_deref()
+        .and_then(|r| serde_json::from_str(r).ok());
+    json!({
+        "id": job.id,
+        "user": job.user_name,
+        "server": job.server_name,
+        "node": job.node,
+        "name": job.name,
+        "tag": job.tag,
+        "description": job.description,
+        "image": job.image_reference,
+        "base_image": job.base_image,
+        "state": state_name(&state),
+        "reason": job.reason,
+        "finished": job.finished.is_some(),
+        "percent": percent(&state, &progress),
+        "progress": progress,
+        "image_id": job.image_id,
+        "manifest_digest": result.as_ref().and_then(|r| r.get("manifest_digest").cloned()),
+        "result": result,
+        "created": clock::iso(job.created),
+        "finished_at": clock::iso_json(job.finished),
+    })
 }
 
 /// An overall percentage for a progress bar: reading 0–5, compressing 5–70, pushing 70–100.

@@ -184,7 +184,7 @@ pub async fn start(
             .and_then(|r| serde_json::from_str(&r.user_options).ok())
             .unwrap_or_else(|| json!({})),
     };
-    let (options, resources) = clusters::prepare_options(hub, options).await?;
+    let (options, resources) = clusters::prepare_options(hub, user.id, options).await?;
     // A desktop image's nodes start its VNC server: command, port and password of its record.
     let desktop_env = crate::desktop::node_env(hub, &options).await?;
     let token = new_token();

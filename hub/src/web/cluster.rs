@@ -97,7 +97,7 @@ impl SpawnValues {
     }
 }
 
-/// A library image the form offers.
+/// An image the form offers: of the library, or the server owner's own.
 #[derive(Debug, Serialize)]
 struct ImageChoice {
     id: String,
@@ -106,6 +106,8 @@ struct ImageChoice {
     desktop: bool,
     needs_gpu: bool,
     reference: String,
+    /// The owner's own image, not (yet) in the library.
+    private: bool,
     /// Needs a GPU on a host without one.
     unavailable: bool,
 }
@@ -182,7 +184,7 @@ pub(crate) struct FormRequest<'a> {
 
 /// The spawn form of a user's server: values as typed (`values`), else those of the server's
 /// previous start, else the backend's defaults; `wanted_image` (an id) is preselected if
-/// startable.
+/// startable. The images are the library's and the server owner's own.
 pub(crate) async fn spawn_form(hub: &Hub, req: FormRequest<'_>) -> Result<SpawnForm, PageError> {
     let mut action = super::spawn::spawn_path(req.user, req.server);
     if let Some(next) = req.next {
@@ -199,9 +201,21 @@ pub(crate) async fn spawn_form(hub: &Hub, req: FormRequest<'_>) -> Result<SpawnF
         });
     };
     let no_gpu = sizes.max_gpus == Some(0);
-    let mut rows = hub.store.list_images(ImageFilter::Startable).await?;
-    // Jupyter images first: the usual choice, and the first is the default.
-    rows.sort_by_cached_key(|i| (i.kind != "jupyter", i.name.to_lowercase()));
+    // The library and the server owner's own images (usable as soon as they are saved).
+    let filter = match hub.store.user(req.user).await? {
+        Some(owner) => ImageFilter::StartableBy(owner.id),
+        None => ImageFilter::Startable,
+    };
+    let mut rows = hub.store.list_images(filter).await?;
+    // Jupyter images first: the usual choice, and the first is the default; library images
+    // before one's own.
+    rows.sort_by_cached_key(|i| {
+        (
+            i.kind != "jupyter",
+            i.visibility != "library",
+            i.name.to_lowercase(),
+        )
+    });
     let images: Vec<ImageChoice> = rows.iter().map(|row| image_choice(row, no_gpu)).collect();
     let values = match req.values {
         Some(v) => v,
@@ -232,6 +246,7 @@ fn image_choice(row: &ImageRow, no_gpu: bool) -> ImageChoice {
         desktop: row.kind == "desktop",
         needs_gpu: row.needs_gpu != 0,
         reference: crate::domain::images::reference(row),
+        private: row.visibility != "library",
         unavailable: no_gpu && row.needs_gpu != 0,
     }
 }

@@ -732,3 +732,85 @@ async fn users_ask_for_their_images_to_join_the_library_and_administrators_appro
     assert_eq!(location(&r), "/hub/images?done=deleted");
     assert!(t.hub.store.image(second.id).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn a_saved_image_is_offered_to_its_owner_at_once_and_to_others_once_published() {
+    let t = cluster_hub().await;
+    let python = add_image(&t, fields("Python", "jupyter")).await;
+    let alice_jar = user_jar(&t, "alice").await;
+    let bob_jar = user_jar(&t, "bob").await;
+    let alice = t.hub.store.user("alice").await.unwrap().unwrap();
+    let bob = t.hub.store.user("bob").await.unwrap().unwrap();
+    let mut saved = fields("alice/env:v1", "jupyter");
+    saved.image = "127.0.0.1:5000/saved/alice/env".into();
+    saved.tag = "v1".into();
+    saved.visibility = "private".into();
+    saved.owner_id = Some(alice.id);
+    let mine = add_image(&t, saved).await;
+    let choice = format!(r#"id="spawn-image-{}""#, mine.id);
+
+    // The owner's spawn form offers it at once, marked as private, after the library.
+    let html = body_text(t.get(&alice_jar, "/hub/home").await).await;
+    assert!(html.contains(&choice), "{html}");
+    assert!(html.contains(r#"data-private="true""#));
+    let at = |id: i64| html.find(&format!(r#"id="spawn-image-{id}""#)).unwrap();
+    assert!(at(python.id) < at(mine.id));
+    // Its Start link on "My images" preselects it.
+    let html = body_text(t.get(&alice_jar, "/hub/images").await).await;
+    assert!(html.contains(&format!(
+        r#"id="start-my-image-{}" href="/hub/home?image={}#spawn-form""#,
+        mine.id, mine.id
+    )));
+    let html = body_text(
+        t.get(&alice_jar, &format!("/hub/home?image={}", mine.id))
+            .await,
+    )
+    .await;
+    assert!(html.contains(&format!(
+        r#"id="spawn-image-{}" data-needs-gpu="false" checked"#,
+        mine.id
+    )));
+    // Another user's form does not.
+    let html = body_text(t.get(&bob_jar, "/hub/home").await).await;
+    assert!(
+        !html.contains(&choice) && !html.contains("alice/env"),
+        "{html}"
+    );
+
+    // A spawn request resolves it for its owner by id, name and reference…
+    let reference = crate::domain::images::reference(&mine);
+    for wanted in [json!(mine.id), json!("alice/env:v1"), json!(reference)] {
+        let (options, _) = clusters::prepare_options(&t.hub, alice.id, json!({ "image": wanted }))
+            .await
+            .unwrap();
+        assert_eq!(options["image"], json!(reference), "{wanted}");
+        assert_eq!(options["image_id"], json!(mine.id));
+    }
+    // …and for anyone else it does not exist: a 400 like an unknown image's.
+    for wanted in [json!(mine.id), json!("alice/env:v1"), json!(reference)] {
+        match clusters::prepare_options(&t.hub, bob.id, json!({ "image": wanted })).await {
+            Err(crate::domain::HubError::BadRequest(m)) => {
+                assert!(
+                    m.starts_with("No image ") || m.contains("is not an image you may start"),
+                    "{m}"
+                );
+            }
+            other => panic!("{wanted}: {other:?}"),
+        }
+    }
+
+    // Published to the library: everyone's.
+    let mut published = ImageFields::of(&mine);
+    published.visibility = "library".into();
+    t.hub
+        .store
+        .update_image(mine.id, &published, crate::clock::now())
+        .await
+        .unwrap();
+    let html = body_text(t.get(&bob_jar, "/hub/home").await).await;
+    assert!(html.contains(&choice));
+    let (options, _) = clusters::prepare_options(&t.hub, bob.id, json!({"image": mine.id}))
+        .await
+        .unwrap();
+    assert_eq!(options["image_id"], json!(mine.id));
+}

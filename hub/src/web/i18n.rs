@@ -520,8 +520,8 @@ pub const CATALOGUE: &[Message] = &[
     ("images_title", "Images", "镜像"),
     (
         "images_intro",
-        "Start a cluster from an image of the library, or from one you saved and had added to it.",
-        "从镜像库中的镜像启动集群，也可以使用你保存并已入库的镜像。",
+        "Start a cluster from an image of the library, or from one you saved: your images are yours to use at once; add one to the library to share it.",
+        "从镜像库中的镜像启动集群，也可以使用你保存的镜像：保存后即可自己使用，加入镜像库后所有人都能使用。",
     ),
     ("images_mine", "My images", "我的镜像"),
     (
