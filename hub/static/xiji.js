@@ -205,7 +205,12 @@
     this.clusterBox = $('.js-cluster', card);
     this.spawnError = $('.js-spawn-error', card);
     this.progress = new ProgressView(card, card.dataset.progress, {
-      ready: function () { self.setStatus('running'); self.loadCluster(); setTimeout(function () { if (self.card.dataset.status === 'running') { show(self.progressBox, false); } }, 4000); },
+      ready: function (url) {
+        // Started from this page: go where the server is (node-0 of a cluster), as JupyterHub's
+        // spawn page does; the other nodes are listed here, one click away.
+        if (self.openWhenReady && url) { window.location.assign(url); return; }
+        self.setStatus('running'); self.loadCluster(); setTimeout(function () { if (self.card.dataset.status === 'running') { show(self.progressBox, false); } }, 4000);
+      },
       failed: function () { self.failed = true; self.setStatus('stopped'); },
       lost: function () { self.refresh(); }
     });
@@ -269,6 +274,7 @@
 
   ServerCard.prototype.start = function (options) {
     var self = this;
+    self.openWhenReady = true;
     self.failed = false;
     self.showSpawnError('');
     self.progress.reset();

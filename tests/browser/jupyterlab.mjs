@@ -1,5 +1,5 @@
 // A user's first session, in Debian's Chromium driven by playwright-core:
-// log in at /hub/login, start the server from /hub/home, open it, land in JupyterLab,
+// log in at /hub/login, start the server from /hub/home, land in JupyterLab once it is ready,
 // create a notebook, run print(6*7) and see 42. Screenshots go to $XIJI_ARTIFACTS.
 //
 // Run by tests/tests/browser.rs, which starts the hub and creates the user. Environment:
@@ -20,18 +20,16 @@ try {
   await login(page, base, user, env('XIJI_PASSWORD'));
   await page.waitForURL('**/hub/home**');
 
-  step('start the server');
+  step('start the server: the page follows its progress, then lands in JupyterLab');
   await page.waitForSelector('#start', { state: 'visible' });
   await screenshot(page, 'home');
-  await page.click('#start');
-  await page.waitForSelector('#progress-bar', { state: 'attached' });
-  await page.waitForSelector('#open', { state: 'visible', timeout: 180_000 });
-  await screenshot(page, 'started');
-
-  step('open JupyterLab');
   await Promise.all([
-    page.waitForURL(new RegExp(`/user/${encodeURIComponent(user)}/lab`), { timeout: 120_000 }),
-    page.click('#open'),
+    page.waitForURL(new RegExp(`/user/${encodeURIComponent(user)}/lab`), { timeout: 300_000 }),
+    (async () => {
+      await page.click('#start');
+      await page.waitForSelector('#progress-bar', { state: 'attached' });
+      await screenshot(page, 'started');
+    })(),
   ]);
   await page.locator('.jp-LauncherCard[data-category="Notebook"]').first()
     .waitFor({ state: 'visible', timeout: 180_000 });

@@ -174,6 +174,9 @@ pub struct Hub {
     client: reqwest::Client,
     /// Byte offset in the log where the current run's output starts.
     run_log_offset: u64,
+    /// Started as the README says (no configuration, no flags, in its own directory) rather
+    /// than with a generated configuration.
+    as_in_readme: bool,
 }
 
 impl Hub {
@@ -265,9 +268,56 @@ impl Hub {
             log_path,
             client,
             run_log_offset: 0,
+            as_in_readme: false,
         };
         hub.launch().await?;
         Ok(hub)
+    }
+
+    /// Starts `xiji` as the README's first command does: no configuration file and no flags,
+    /// in a fresh directory of its own, so its data lands in the relative `./xiji-data`. Only
+    /// the port comes from `XIJI_BIND` (a free one, not 8000). The notebook environment it
+    /// would create on its first start is the JupyterHub 5.5 test venv, linked in as
+    /// `./xiji-data/venv`, to spare minutes of downloads. No admin service token exists: log in
+    /// with [`Hub::first_admin_password`].
+    pub async fn start_as_in_readme() -> Result<Hub> {
+        let venv = Singleuser::Jupyterhub5.venv()?;
+        let root = tempfile::Builder::new().prefix("xiji-readme-").tempdir()?;
+        let root_path = root.path().to_path_buf();
+        let marker = format!("{}-readme", std::process::id());
+        let data_dir = root_path.join("xiji-data");
+        std::fs::create_dir_all(&data_dir)?;
+        std::os::unix::fs::symlink(&venv, data_dir.join("venv"))?;
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        let mut hub = Hub {
+            child: None,
+            addr: None,
+            base_url: String::new(),
+            admin_token: String::new(),
+            marker,
+            config_path: root_path.join("xiji.toml"),
+            log_path: root_path.join("hub.log"),
+            data_dir,
+            root: Some(root),
+            root_path,
+            client,
+            run_log_offset: 0,
+            as_in_readme: true,
+        };
+        hub.launch().await?;
+        Ok(hub)
+    }
+
+    /// The first administrator's generated password, as the hub printed it on its first start.
+    pub fn first_admin_password(&self) -> Option<String> {
+        self.log().lines().find_map(|line| {
+            line.trim()
+                .strip_prefix("password:")
+                .map(|p| p.trim().to_owned())
+        })
     }
 
     /// Starts the `xiji` process and waits for "Xiji is running at".
@@ -286,13 +336,17 @@ impl Hub {
                 cmd.env_remove(&key);
             }
         }
-        cmd.arg("--config")
-            .arg(&self.config_path)
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--bind")
-            .arg(&bind)
-            .env(process::MARKER_VAR, &self.marker)
+        if self.as_in_readme {
+            cmd.current_dir(&self.root_path).env("XIJI_BIND", &bind);
+        } else {
+            cmd.arg("--config")
+                .arg(&self.config_path)
+                .arg("--data-dir")
+                .arg(&self.data_dir)
+                .arg("--bind")
+                .arg(&bind);
+        }
+        cmd.env(process::MARKER_VAR, &self.marker)
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -465,6 +519,63 @@ impl Hub {
         self.wait_until_ready(user, "", SERVER_READY_TIMEOUT).await
     }
 
+    /// Asks for every user's default server at once (one request each, all in flight together,
+    /// with `body` as the `user_options`), as a class pressing Start does.
+    pub async fn start_servers_together(&self, users: &[String], body: &Value) -> Result<()> {
+        let requests = users.iter().map(|user| async move {
+            let resp = self
+                .admin(
+                    Method::POST,
+                    &format!("/hub/api/users/{}/server", encode(user)),
+                )
+                .json(body)
+                .send()
+                .await?;
+            let status = resp.status();
+            if status != StatusCode::CREATED && status != StatusCode::ACCEPTED {
+                bail!(
+                    "starting {user}'s server gave {status}: {}",
+                    resp.text().await.unwrap_or_default()
+                );
+            }
+            Ok(())
+        });
+        for result in futures_util::future::join_all(requests).await {
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every user's default server is ready; fails at once when one has failed (it
+    /// is then neither pending nor ready).
+    pub async fn wait_all_ready(&self, users: &[String], timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut waiting = 0;
+            for user in users {
+                let model = self.user(user).await?;
+                let server = &model["servers"][""];
+                if server["ready"] == json!(true) {
+                    continue;
+                }
+                if server.is_null() || server["pending"].is_null() {
+                    bail!("{user}'s server failed to start: {model}");
+                }
+                waiting += 1;
+            }
+            if waiting == 0 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{waiting} of {} servers were not ready within {timeout:?}",
+                    users.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     /// Polls `GET /hub/api/users/{user}` until `servers[server_name].ready`; returns that server.
     pub async fn wait_until_ready(
         &self,
@@ -614,6 +725,8 @@ impl Drop for Hub {
             let _ = child.wait();
         }
         process::kill_marked(&self.marker);
+        // Servers carry the marker only where the generated configuration gives it to them.
+        process::kill_inside(&self.root_path);
         // libtest shows this only when the test fails.
         eprintln!("===== xiji log ({}) =====", self.log_path.display());
         eprintln!("{}", tail(&self.log(), 300));

@@ -7,6 +7,7 @@
 //! [`kill_marked`] kills every process of this user whose environment holds that marker.
 
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -73,6 +74,24 @@ pub fn is_alive(pid: u32) -> bool {
 /// Pids of live processes whose environment contains `XIJI_TEST_RUN=<marker>`.
 pub fn marked_pids(marker: &str) -> Vec<u32> {
     let needle = format!("{MARKER_VAR}={marker}");
+    pids_where(|pid| {
+        std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+            environ
+                .split(|b| *b == 0)
+                .any(|var| var == needle.as_bytes())
+        })
+    })
+}
+
+/// Live processes whose working directory is `dir` or below it (the servers of a hub started
+/// without a generated configuration, which carry no marker).
+pub fn pids_inside(dir: &Path) -> Vec<u32> {
+    pids_where(|pid| {
+        std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
+    })
+}
+
+fn pids_where(wanted: impl Fn(u32) -> bool) -> Vec<u32> {
     let mut pids = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return pids;
@@ -85,14 +104,7 @@ pub fn marked_pids(marker: &str) -> Vec<u32> {
         else {
             continue;
         };
-        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        if environ
-            .split(|b| *b == 0)
-            .any(|var| var == needle.as_bytes())
-            && is_alive(pid)
-        {
+        if pid != std::process::id() && wanted(pid) && is_alive(pid) {
             pids.push(pid);
         }
     }
@@ -101,9 +113,18 @@ pub fn marked_pids(marker: &str) -> Vec<u32> {
 
 /// SIGKILLs every process (and its process group) carrying the marker; waits ≤ 10 s for them to go.
 pub fn kill_marked(marker: &str) {
+    kill_all(|| marked_pids(marker));
+}
+
+/// SIGKILLs every process (and its process group) working in `dir` or below; waits ≤ 10 s.
+pub fn kill_inside(dir: &Path) {
+    kill_all(|| pids_inside(dir));
+}
+
+fn kill_all(find: impl Fn() -> Vec<u32>) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let pids = marked_pids(marker);
+        let pids = find();
         if pids.is_empty() || Instant::now() > deadline {
             return;
         }

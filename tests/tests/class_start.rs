@@ -7,64 +7,13 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use futures_util::StreamExt as _;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tests::{Hub, HubOptions};
 
 const CLASS_SIZE: usize = 20;
-
-/// Starts `users`' servers at once through the API.
-async fn press_start_together(hub: &Hub, users: &[String]) -> Result<()> {
-    let requests = users.iter().map(|user| async move {
-        let resp = hub
-            .admin(Method::POST, &format!("/hub/api/users/{user}/server"))
-            .send()
-            .await?;
-        let status = resp.status();
-        ensure!(
-            status == StatusCode::CREATED || status == StatusCode::ACCEPTED,
-            "starting {user}'s server gave {status}: {}",
-            resp.text().await.unwrap_or_default()
-        );
-        Ok(())
-    });
-    for result in futures_util::future::join_all(requests).await {
-        result?;
-    }
-    Ok(())
-}
-
-/// Waits until every user's default server is ready; fails at once when one has failed (it is
-/// then neither pending nor ready).
-async fn wait_all_ready(hub: &Hub, users: &[String], timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let mut waiting = 0;
-        for user in users {
-            let model = hub.user(user).await?;
-            let server = &model["servers"][""];
-            if server["ready"] == json!(true) {
-                continue;
-            }
-            if server.is_null() || server["pending"].is_null() {
-                bail!("{user}'s server failed to start: {model}");
-            }
-            waiting += 1;
-        }
-        if waiting == 0 {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "{waiting} of {} servers were not ready within {timeout:?}",
-                users.len()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
 
 /// The events of a spawn's progress stream, read until it ends.
 async fn progress_events(hub: &Hub, user: &str) -> Result<Vec<Value>> {
@@ -117,14 +66,14 @@ async fn twenty_users_pressing_start_at_once_all_get_a_ready_server() -> Result<
     let alone = alone.elapsed();
 
     let began = Instant::now();
-    press_start_together(&hub, &users).await?;
+    hub.start_servers_together(&users, &json!({})).await?;
     let last = users.last().context("no users")?.clone();
     let watch_last = {
         let hub = &hub;
         async move { progress_events(hub, &last).await }
     };
     let (ready, events) = tokio::join!(
-        wait_all_ready(&hub, &users, Duration::from_secs(600)),
+        hub.wait_all_ready(&users, Duration::from_secs(600)),
         watch_last
     );
     ready?;

@@ -169,6 +169,44 @@ async fn a_cluster_stays_usable_after_the_hub_is_killed_with_sigkill_and_started
     a_cluster_stays_usable_after_a_hub_restart(Signal::SIGKILL).await
 }
 
+#[tokio::test]
+async fn five_users_starting_two_node_clusters_at_once_all_get_them() -> Result<()> {
+    if !docker::enabled() {
+        return Ok(());
+    }
+    let instance = Instance::new("xiji-test");
+    let hub = docker_hub(&instance).await?;
+    let users: Vec<String> = (0..5).map(|i| format!("team{i}")).collect();
+    for user in &users {
+        hub.create_user(user, "team-password-1").await?;
+    }
+    let began = std::time::Instant::now();
+    hub.start_servers_together(&users, &json!({"image": "Python + MPI", "nodes": 2}))
+        .await?;
+    hub.wait_all_ready(&users, Duration::from_secs(600)).await?;
+    println!(
+        "5 two-node clusters started at once: all ready in {:.1} s",
+        began.elapsed().as_secs_f64()
+    );
+    ensure!(
+        instance.containers()?.len() == 10,
+        "expected 10 containers, found {:?}",
+        instance.containers()?
+    );
+    for user in &users {
+        let resp = hub
+            .admin(Method::DELETE, &format!("/hub/api/users/{user}/server"))
+            .send()
+            .await?;
+        ensure!(resp.status().is_success(), "stop gave {}", resp.status());
+    }
+    for user in &users {
+        hub.wait_until_stopped(user, "", Duration::from_secs(120))
+            .await?;
+    }
+    Ok(())
+}
+
 /// The address the hub listens on for containers, from its log.
 fn container_listener(hub: &Hub) -> Result<String> {
     let log = hub.run_log();

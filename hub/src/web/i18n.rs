@@ -157,7 +157,11 @@ pub const CATALOGUE: &[Message] = &[
     ("xsrf_reload", "Back to the form", "返回表单"),
     // Home.
     ("home_title", "My servers", "我的服务器"),
-    ("home_intro", "Your JupyterLab runs on a server of its own. Start it, then open it.", "你的 JupyterLab 运行在专属服务器上：先启动，再打开。"),
+    (
+        "home_intro",
+        "Your JupyterLab runs on a server of its own. Press Start: JupyterLab opens once the server is ready, and this page lists every node of a cluster.",
+        "你的 JupyterLab 运行在专属服务器上。点击“启动”：服务器就绪后自动打开 JupyterLab；集群的所有节点都列在本页。",
+    ),
     ("home_default_server", "Default server", "默认服务器"),
     ("home_named_title", "Named servers", "命名服务器"),
     (
