@@ -46,7 +46,8 @@ pub struct Hub {
     pub auth: AuthCache,
     /// The address the hub's own API is reached at by single-user servers.
     pub local_addr: SocketAddr,
-    /// Key for signing short-lived values (XSRF), generated per database.
+    /// Key for signing short-lived values (XSRF) and deriving each desktop cluster's VNC
+    /// password, generated per database.
     pub secret: String,
     /// Saves of running nodes as images, and their builder.
     pub save_images: crate::domain::save_image::SaveImages,
