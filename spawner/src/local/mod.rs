@@ -734,6 +734,22 @@ mod tests {
     }
 
     #[test]
+    fn a_spec_with_secret_files_is_refused_before_anything_is_made() {
+        let root = tempfile::tempdir().unwrap();
+        let spawner = LocalSpawner::new(LocalConfig::new(
+            vec!["/opt/venv/bin/jupyterhub-singleuser".into()],
+            root.path().join("homes"),
+            root.path().join("logs"),
+        ));
+        let mut spec = spec_with(&[]);
+        spec.secret_files = vec![crate::SecretFile::new("vnc-password", "pw").unwrap()];
+        let err = spawner.prepare(&spec).err().expect("refused");
+        assert!(matches!(err, SpawnerError::InvalidSpec(_)), "{err}");
+        assert!(err.to_string().contains("docker backend"), "{err}");
+        assert!(!root.path().join("homes").exists());
+    }
+
+    #[test]
     fn state_blobs_that_could_signal_the_wrong_processes_are_refused() {
         let blob = |pid: u32, pgid: u32| {
             serde_json::json!({"pid": pid, "pgid": pgid, "port": 1, "ip": "127.0.0.1",
