@@ -13,7 +13,8 @@
 # Environment: XIJI_REGISTRY (default 127.0.0.1:5000; empty = do not push),
 # XIJI_DEBIAN_MIRROR (default http://deb.debian.org/debian), XIJI_CA_BUNDLE (the CA bundle pip
 # trusts inside the build; default /etc/ssl/certs/ca-certificates.crt), XIJI_IMAGE_REBUILD=1
-# to build even when the hash matches.
+# to build even when the hash matches, XIJI_IMAGE_TAG (default latest: the tag of both images,
+# e.g. to try a change without replacing the images others use).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,6 +23,7 @@ mirror="${XIJI_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 ca_bundle="${XIJI_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 base_image="xiji/debian:bookworm"
 image="xiji/base-notebook"
+tag="${XIJI_IMAGE_TAG:-latest}"
 # The legacy builder works with every daemon version and needs no buildx plugin.
 export DOCKER_BUILDKIT=0
 
@@ -61,9 +63,9 @@ build_notebook() {
     "$here/../extensions/build.sh"
     hash="$(content_hash)"
     current="$(docker image inspect -f '{{ index .Config.Labels "org.xiji.content-hash" }}' \
-        "$image:latest" 2>/dev/null || true)"
+        "$image:$tag" 2>/dev/null || true)"
     if [ "$current" = "$hash" ] && [ "${XIJI_IMAGE_REBUILD:-0}" != 1 ]; then
-        log "reusing $image:latest (content hash $hash)"
+        log "reusing $image:$tag (content hash $hash)"
         return
     fi
     ensure_base_rootfs
@@ -72,23 +74,23 @@ build_notebook() {
     cp -a "$here/base-notebook/." "$context/"
     cp "$ca_bundle" "$context/ca-certificates.crt"
     mkdir -p "$context/xiji-wheels" && cp "$here"/../extensions/dist/*.whl "$context/xiji-wheels/"
-    log "building $image:latest (content hash $hash)"
+    log "building $image:$tag (content hash $hash)"
     docker build --quiet --label "org.xiji.content-hash=$hash" \
-        --build-arg "BASE_IMAGE=$base_image" -t "$image:latest" "$context" > /dev/null
+        --build-arg "BASE_IMAGE=$base_image" -t "$image:$tag" "$context" > /dev/null
     rm -rf "$context"
-    log "built $image:latest"
+    log "built $image:$tag"
 }
 
 push_notebook() {
     [ -n "$registry" ] || return 0
-    docker tag "$image:latest" "$registry/$image:latest"
-    log "pushing $registry/$image:latest"
-    docker push "$registry/$image:latest" > /dev/null
+    docker tag "$image:$tag" "$registry/$image:$tag"
+    log "pushing $registry/$image:$tag"
+    docker push "$registry/$image:$tag" > /dev/null
 }
 
 build_notebook
 push_notebook
-log "ready: ${registry:+$registry/}$image:latest"
+log "ready: ${registry:+$registry/}$image:$tag"
 # The desktop image FROM it (XIJI_BUILD_DESKTOP=0 skips it).
 if [ "${XIJI_BUILD_DESKTOP:-1}" != 0 ]; then
     "$here/desktop/build.sh"

@@ -48,7 +48,8 @@ pub struct Hub {
     pub auth: AuthCache,
     /// The address the hub's own API is reached at by single-user servers.
     pub local_addr: SocketAddr,
-    /// Key for signing short-lived values (XSRF), generated per database.
+    /// Key for signing short-lived values (XSRF) and deriving each desktop cluster's VNC
+    /// password, generated per database.
     pub secret: String,
     /// Saves of running nodes as images, and their builder.
     pub save_images: crate::domain::save_image::SaveImages,
@@ -155,6 +156,12 @@ async fn make_spawner(config: &Config, store: &Store) -> anyhow::Result<Arc<dyn 
         .map(|v| v.join("bin").join("jupyterhub-singleuser"))
         .filter(|exe| exe.is_file());
     let cmd = if let (true, Some(exe)) = (local.cmd.is_empty(), given) {
+        if let Some(venv) = &local.venv {
+            // No news prompt in JupyterLab (a venv the operator cannot write keeps it).
+            if let Err(e) = LocalSpawner::ensure_lab_overrides(venv).await {
+                tracing::warn!(error = %e, "cannot turn JupyterLab's news prompt off");
+            }
+        }
         vec![exe.display().to_string()]
     } else if local.cmd.is_empty() {
         let venv = config.local_venv();
@@ -204,6 +211,18 @@ async fn make_docker_spawner(config: &Config, store: &Store) -> anyhow::Result<A
     cfg.max_storage_bytes = d.max_storage_gb.saturating_mul(1024 * 1024 * 1024);
     cfg.pids_limit = (d.pids_limit > 0).then_some(d.pids_limit);
     cfg.gpus = d.gpus;
+    cfg.sudo = d.sudo;
+    // Read by the hub itself at each start: a relative path names the same file as here.
+    cfg.ca_bundle = d.ca_bundle_path();
+    if let Some(bundle) = &cfg.ca_bundle {
+        std::fs::metadata(bundle).map_err(|e| {
+            anyhow::anyhow!(
+                "spawner.docker.ca_bundle {}: {e} (set it to \"\" to give nodes no CA bundle)",
+                bundle.display()
+            )
+        })?;
+        tracing::info!(ca_bundle = %bundle.display(), "nodes get this CA bundle");
+    }
     let spawner = DockerSpawner::connect(cfg).await?;
     let mut known = std::collections::HashSet::new();
     for (_, server) in store.active_servers().await? {

@@ -150,11 +150,20 @@ impl Default for ImagesConfig {
             registry: "127.0.0.1:5000".into(),
             repository_prefix: "xiji-saved".into(),
             // The builder's defaults, and what the docker backend writes into every node (the
-            // cluster's SSH keys and host file must not travel with an image).
+            // cluster's SSH keys, host file, CA bundle and secrets must not travel with an
+            // image).
             excludes: imagebuilder::DEFAULT_EXCLUDES
                 .iter()
                 .map(|p| (*p).to_owned())
-                .chain(["/etc/xiji/ssh".to_owned(), "/etc/xiji/hostfile".to_owned()])
+                .chain(
+                    [
+                        "/etc/xiji/ssh",
+                        "/etc/xiji/hostfile",
+                        spawner::docker::CA_BUNDLE_PATH,
+                        spawner::SECRETS_DIR,
+                    ]
+                    .map(str::to_owned),
+                )
                 .collect(),
             extra_excludes: Vec::new(),
             size_cap_gb: 10.0,
@@ -337,6 +346,28 @@ pub struct DockerSpawnerConfig {
     pub pids_limit: i64,
     /// GPUs of the host, instead of detecting them.
     pub gpus: Option<u32>,
+    /// PEM bundle of the CAs nodes trust, copied into every node at
+    /// `/etc/xiji/ca-certificates.crt` (pip, requests, curl, git, conda, Node and apt use it).
+    /// Default: the host's `/etc/ssl/certs/ca-certificates.crt` when it exists; `""`: none.
+    pub ca_bundle: Option<PathBuf>,
+    /// Whether users may `sudo` to root inside their own nodes (Docker's default capabilities,
+    /// no `no-new-privileges`); false drops every capability. Default true.
+    pub sudo: bool,
+}
+
+/// The host's CA bundle, the default of `[spawner.docker] ca_bundle`.
+pub const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+impl DockerSpawnerConfig {
+    /// The CA bundle to give nodes: the configured one, else the host's when it exists; `None`
+    /// when set to `""` or when the host has none.
+    pub fn ca_bundle_path(&self) -> Option<PathBuf> {
+        match &self.ca_bundle {
+            Some(path) if path.as_os_str().is_empty() => None,
+            Some(path) => Some(path.clone()),
+            None => Some(PathBuf::from(HOST_CA_BUNDLE)).filter(|p| p.is_file()),
+        }
+    }
 }
 
 /// The `local` backend: `jupyterhub-singleuser` processes on this host.
@@ -479,6 +510,8 @@ impl Default for DockerSpawnerConfig {
             max_storage_gb: 1024,
             pids_limit: 4096,
             gpus: None,
+            ca_bundle: None,
+            sudo: true,
         }
     }
 }
@@ -600,6 +633,13 @@ impl Config {
         for s in &mut self.services {
             if let Some(f) = s.api_token_file.as_mut() {
                 required.push((format!("services.{}.api_token_file", s.name), f));
+            }
+        }
+        let docker_backend = self.spawner.backend == "docker";
+        if let Some(f) = self.spawner.docker.ca_bundle.as_mut() {
+            // `""` means no bundle, not the working directory.
+            if docker_backend && !f.as_os_str().is_empty() {
+                required.push(("spawner.docker.ca_bundle".into(), f));
             }
         }
         for (host, c) in &mut self.images.credentials {
@@ -857,7 +897,17 @@ mod tests {
         .unwrap();
         let config = Config::load(Some(&path), Overrides::default()).unwrap();
         assert!(config.images.auto_approve);
-        assert!(config.images.excludes.iter().any(|e| e == "/etc/xiji/ssh"));
+        for injected in [
+            "/etc/xiji/ssh",
+            "/etc/xiji/hostfile",
+            "/etc/xiji/ca-certificates.crt",
+            "/etc/xiji/secrets",
+        ] {
+            assert!(
+                config.images.excludes.iter().any(|e| e == injected),
+                "{injected}"
+            );
+        }
     }
 
     #[test]

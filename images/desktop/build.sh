@@ -8,12 +8,14 @@
 # The image carries a label with a hash of images/desktop/ and of the base image's id; a build
 # is reused when it matches. Environment: XIJI_REGISTRY (default 127.0.0.1:5000; empty = do not
 # push), XIJI_IMAGE_REBUILD=1 (build even when the hash matches), XIJI_DESKTOP_HOST_PACKAGES=0
-# (do not install host packages).
+# (do not install host packages), XIJI_IMAGE_TAG (default latest; FROM xiji/base-notebook of the
+# same tag).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 registry="${XIJI_REGISTRY-127.0.0.1:5000}"
-base="xiji/base-notebook:latest"
+tag="${XIJI_IMAGE_TAG:-latest}"
+base="xiji/base-notebook:$tag"
 image="xiji/desktop"
 export DOCKER_BUILDKIT=0
 
@@ -39,25 +41,25 @@ build() {
     hash="$( (cd "$here" && find . -type f ! -name build.sh -print0 | LC_ALL=C sort -z \
         | xargs -0 sha256sum; echo "$base_id") | sha256sum | cut -c1-16)"
     current="$(docker image inspect -f '{{ index .Config.Labels "org.xiji.content-hash" }}' \
-        "$image:latest" 2>/dev/null || true)"
+        "$image:$tag" 2>/dev/null || true)"
     if [ "$current" = "$hash" ] && [ "${XIJI_IMAGE_REBUILD:-0}" != 1 ]; then
-        log "reusing $image:latest (content hash $hash)"
+        log "reusing $image:$tag (content hash $hash)"
         return
     fi
-    log "building $image:latest (content hash $hash)"
+    log "building $image:$tag (content hash $hash)"
     docker build --quiet --label "org.xiji.content-hash=$hash" \
-        --build-arg "BASE_IMAGE=$base" -f "$here/Dockerfile" -t "$image:latest" "$here" > /dev/null
-    log "built $image:latest"
+        --build-arg "BASE_IMAGE=$base" -f "$here/Dockerfile" -t "$image:$tag" "$here" > /dev/null
+    log "built $image:$tag"
 }
 
 push() {
     [ -n "$registry" ] || return 0
-    docker tag "$image:latest" "$registry/$image:latest"
-    log "pushing $registry/$image:latest"
-    docker push "$registry/$image:latest" > /dev/null
+    docker tag "$image:$tag" "$registry/$image:$tag"
+    log "pushing $registry/$image:$tag"
+    docker push "$registry/$image:$tag" > /dev/null
 }
 
 host_packages
 build
 push
-log "ready: ${registry:+$registry/}$image:latest"
+log "ready: ${registry:+$registry/}$image:$tag"

@@ -218,6 +218,7 @@ async fn main() {
                 env: hub_env("bench", &api),
                 user_options: serde_json::json!({"nodes": nodes, "cpus": cpus, "memory": "512M"}),
                 work_dir: Some(work.clone()),
+                secret_files: Vec::new(),
             };
             let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
             let begin = Instant::now();

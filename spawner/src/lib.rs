@@ -44,10 +44,59 @@ pub struct SpawnSpec {
     /// `/home/jovyan/work` by container backends). `None`: the backend's default
     /// (`{work_root}/{user}`).
     pub work_dir: Option<PathBuf>,
+    /// Secrets given to every node as files (e.g. a desktop's VNC password), never as
+    /// environment variables: a backend that can place files in a node puts each at
+    /// `{SECRETS_DIR}/{name}`, readable only by the node's user (jovyan), and keeps them out of
+    /// saved images; a backend that cannot refuses a spec that has any.
+    pub secret_files: Vec<SecretFile>,
 }
 
-/// Debug shows the names of the environment variables only: their values hold the server's
-/// API token.
+/// Where a node's [`SecretFile`]s are (a directory only the node's user can read).
+pub const SECRETS_DIR: &str = "/etc/xiji/secrets";
+
+/// One secret given to a node as the file `{SECRETS_DIR}/{name}` (mode 0400, owned by the
+/// node's user).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretFile {
+    /// File name: letters, digits, `.`, `-`, `_`; no `/`, not starting with `.`.
+    pub name: String,
+    /// Content.
+    pub content: Vec<u8>,
+}
+
+impl SecretFile {
+    /// A secret file `name` with `content`; [`SpawnerError::InvalidSpec`] when the name is not a
+    /// plain file name.
+    pub fn new(name: &str, content: impl Into<Vec<u8>>) -> Result<Self, SpawnerError> {
+        let plain = !name.is_empty()
+            && name.len() <= 64
+            && !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !plain {
+            return Err(SpawnerError::InvalidSpec(format!(
+                "{name:?} is not a plain file name for a node secret"
+            )));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            content: content.into(),
+        })
+    }
+}
+
+/// Debug shows the name only.
+impl fmt::Debug for SecretFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretFile")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Debug shows the names of the environment variables only (their values hold the server's
+/// API token) and the names of the secret files.
 impl fmt::Debug for SpawnSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SpawnSpec")
@@ -57,6 +106,7 @@ impl fmt::Debug for SpawnSpec {
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .field("user_options", &self.user_options)
             .field("work_dir", &self.work_dir)
+            .field("secret_files", &self.secret_files)
             .finish()
     }
 }

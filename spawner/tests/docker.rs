@@ -178,6 +178,8 @@ async fn a_two_node_cluster_runs_mpi_across_nodes_shares_its_work_dir_and_enforc
     let hub = reachable_hub().await;
     let mut cfg = config(instance, dir.path());
     docker_config_for(&hub, &mut cfg);
+    // The hardened profile: no sudo, so no capability at all and no-new-privileges.
+    cfg.sudo = false;
     let spawner = connect(cfg.clone()).await;
     let options = json!({"nodes": 2, "cpus": 1, "memory": "512M"});
     let spec = spec(&hub, "alice", options, Some(work.clone()));
@@ -264,7 +266,7 @@ async fn a_two_node_cluster_runs_mpi_across_nodes_shares_its_work_dir_and_enforc
         "the node lives on"
     );
 
-    // Hardening and labels.
+    // Hardening (`sudo = false`) and labels.
     let (_, inspect) = docker(&[
         "inspect",
         "-f",

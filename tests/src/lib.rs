@@ -142,6 +142,9 @@ pub struct HubOptions {
     /// Where the hub's temporary directory (configuration, data, log) is made; `None` = the
     /// system's temporary directory.
     pub parent_dir: Option<PathBuf>,
+    /// Name `singleuser`'s venv as `[spawner.local] venv` (the hub then uses it as it is and
+    /// sets JupyterLab's defaults in it) instead of its `jupyterhub-singleuser` as `cmd`.
+    pub singleuser_as_venv: bool,
 }
 
 impl Default for HubOptions {
@@ -154,6 +157,7 @@ impl Default for HubOptions {
             database_url: None,
             spawner_toml: String::new(),
             parent_dir: None,
+            singleuser_as_venv: false,
         }
     }
 }
@@ -221,13 +225,19 @@ impl Hub {
         toml.push_str(&options.spawner_toml);
         toml.push('\n');
         toml.push_str("\n[spawner.local]\n");
-        // `cmd`, not `venv`: the hub pip-installs its default packages into a `venv` whose
-        // marker does not match them, which would turn a JupyterHub 6 venv into 5.5.
+        // `cmd` by default: the hub leaves the venv alone then.
         let singleuser = venv.join("bin").join("jupyterhub-singleuser");
-        toml.push_str(&format!(
-            "cmd = [{}]\n",
-            toml_str(&singleuser.display().to_string())
-        ));
+        if options.singleuser_as_venv {
+            toml.push_str(&format!(
+                "venv = {}\n",
+                toml_str(&venv.display().to_string())
+            ));
+        } else {
+            toml.push_str(&format!(
+                "cmd = [{}]\n",
+                toml_str(&singleuser.display().to_string())
+            ));
+        }
         toml.push_str("\n[spawner.local.environment]\n");
         toml.push_str(&format!(
             "{} = {}\n",

@@ -6,7 +6,9 @@
 //! another logged-in user gets 404 on the page and a refused websocket. Here, without a
 //! browser: anonymous and other users' websockets are refused, cross-origin websockets too, an
 //! administrator's is accepted, and the owner's websocket speaks RFB with security type None
-//! (the password stays in the hub).
+//! (the password stays in the hub). The record has no VNC password: the cluster's own is a file
+//! only jovyan can read in each node, and appears nowhere in `docker inspect` (environment,
+//! labels, command) nor in the hub's log.
 //!
 //! Needs `XIJI_TEST_DOCKER=1` (tests/run sets it after tests/setup-docker.sh, which builds
 //! `xiji/desktop` through images/build.sh); without it the test says so and returns. With it, a
@@ -26,8 +28,6 @@ use tests::{expect_json, random_hex, Hub, HubOptions};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-const VNC_PASSWORD: &str = "vnc-pw1";
-
 fn desktop_image() -> String {
     std::env::var("XIJI_TEST_DESKTOP_IMAGE")
         .unwrap_or_else(|_| "127.0.0.1:5000/xiji/desktop:latest".into())
@@ -44,7 +44,7 @@ fn novnc_present() -> Result<()> {
 }
 
 /// A hub on the docker backend whose containers carry `instance`'s label, with the desktop
-/// image in its library as "Xfce desktop".
+/// image in its library as "Xfce desktop" (no VNC password: every cluster gets its own).
 async fn desktop_hub(instance: &Instance) -> Result<Hub> {
     let image = desktop_image();
     let (repository, tag) = image
@@ -83,7 +83,6 @@ async fn desktop_hub(instance: &Instance) -> Result<Hub> {
             "tag": tag,
             "start_command": "xiji-desktop-vnc",
             "vnc_port": 5901,
-            "vnc_password": VNC_PASSWORD,
         }))
         .send()
         .await?;
@@ -114,6 +113,19 @@ async fn start_desktop_cluster(hub: &Hub, user: &str, nodes: u32) -> Result<Vec<
                 .collect()
         })
         .unwrap_or_default())
+}
+
+/// The VNC password the hub gave a desktop node (its secret file, read as jovyan), and that
+/// file's owner and mode (`jovyan 400`).
+fn cluster_vnc_password(container: &str) -> Result<(String, String)> {
+    let file = "/etc/xiji/secrets/vnc-password";
+    let password = docker_out(&["exec", "-u", "jovyan", container, "cat", file])?
+        .trim()
+        .to_owned();
+    let mode = docker_out(&["exec", container, "stat", "-c", "%U %a", file])?
+        .trim()
+        .to_owned();
+    Ok((password, mode))
 }
 
 /// Opens a websocket to `path` with extra headers; `Ok(status)` of the refusal, or the stream.
@@ -185,6 +197,43 @@ async fn a_cluster_of_a_desktop_image_opens_each_node_as_a_desktop_only_for_its_
     ensure!(
         urls == ["/user/erin/", "/user/erin/node-1/"],
         "nodes {urls:?}"
+    );
+    // The cluster's VNC password: a file only jovyan reads, in no container's definition.
+    let mut password = String::new();
+    for k in 0..2 {
+        let container = instance.node_container(&format!("node-{k}"))?;
+        let (node_password, mode) = cluster_vnc_password(&container)?;
+        ensure!(
+            mode == "jovyan 400",
+            "node-{k}'s password file is {mode}, not jovyan's alone"
+        );
+        ensure!(
+            password.is_empty() || password == node_password,
+            "the nodes of one cluster have different passwords"
+        );
+        password = node_password;
+        let inspect = docker_out(&["inspect", &container])?;
+        let definition: Value = serde_json::from_str(&inspect)?;
+        for field in ["Env", "Labels", "Cmd", "Entrypoint"] {
+            let value = definition[0]["Config"][field].to_string();
+            ensure!(
+                !value.contains(&password),
+                "node-{k}'s {field} holds the VNC password: {value}"
+            );
+        }
+        ensure!(
+            !inspect.contains(&password) && !inspect.contains("XIJI_VNC_PASSWORD="),
+            "`docker inspect` of node-{k} shows the VNC password"
+        );
+    }
+    ensure!(
+        password.len() == 8,
+        "not a cluster's own password: {} characters",
+        password.len()
+    );
+    ensure!(
+        !hub.log().contains(&password),
+        "the hub logged the VNC password"
     );
 
     // `{node url}desktop/` is the node's Jupyter server, which sends the browser to the hub.
@@ -508,8 +557,13 @@ struct Measured {
     rtt_p99_ms: f64,
 }
 
-async fn measure(url: &str, headers: &[(&str, String)], seconds: f64) -> Result<Measured> {
-    let mut rfb = Rfb::connect(url, headers, VNC_PASSWORD).await?;
+async fn measure(
+    url: &str,
+    headers: &[(&str, String)],
+    password: &str,
+    seconds: f64,
+) -> Result<Measured> {
+    let mut rfb = Rfb::connect(url, headers, password).await?;
     // Warm-up.
     for _ in 0..3 {
         rfb.frame(rfb.width, rfb.height).await?;
@@ -562,6 +616,7 @@ async fn bench_bridge_against_websockify() -> Result<()> {
     let token = hub.create_token("bench", json!({})).await?;
     start_desktop_cluster(&hub, "bench", 1).await?;
     let container = instance.node_container("node-0")?;
+    let (password, _) = cluster_vnc_password(&container)?;
     let ip = docker_out(&[
         "inspect",
         "-f",
@@ -612,8 +667,8 @@ async fn bench_bridge_against_websockify() -> Result<()> {
     let mut xiji = Vec::new();
     let mut wsfy = Vec::new();
     for _ in 0..2 {
-        xiji.push(measure(&xiji_url, &auth, seconds).await?);
-        wsfy.push(measure(&ws_url, &[], seconds).await?);
+        xiji.push(measure(&xiji_url, &auth, "", seconds).await?);
+        wsfy.push(measure(&ws_url, &[], &password, seconds).await?);
     }
     let _ = child.kill();
     let _ = child.wait();

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
+use sha2::{Digest, Sha256};
+use spawner::SecretFile;
 
 use crate::app::Hub;
 use crate::db::ImageRow;
@@ -33,7 +35,8 @@ pub struct DesktopNode {
     pub image_name: String,
     /// `host:port` of the VNC server.
     pub vnc_address: String,
-    /// The VNC password of the image record (used by the bridge only).
+    /// The VNC password (used by the bridge only): the image record's, or the cluster's own
+    /// ([`cluster_vnc_password`]).
     pub vnc_password: Option<String>,
 }
 
@@ -145,7 +148,12 @@ pub async fn find(hub: &Hub, caller: &Caller, prefix: &str) -> HubResult<Desktop
         prefix: prefix.to_owned(),
         image_name: image.name.clone(),
         vnc_address: format!("{host}:{port}"),
-        vnc_password: image.vnc_password.clone(),
+        vnc_password: Some(vnc_password(
+            &image,
+            &hub.secret,
+            server.id,
+            server.started.unwrap_or_default(),
+        )),
     })
 }
 
@@ -159,35 +167,108 @@ fn node_host(url: &str) -> Option<String> {
     }
 }
 
-/// The environment a desktop image's nodes get from their library record: the VNC server's
-/// start command, port and password (the image's entry point starts the command when they are
-/// set). Empty for other images.
-pub async fn node_env(hub: &Hub, options: &Value) -> HubResult<BTreeMap<String, String>> {
-    let mut env = BTreeMap::new();
-    let Some(id) = options.get("image_id").and_then(Value::as_i64) else {
-        return Ok(env);
-    };
-    let Some(image) = hub.store.image(id).await? else {
-        return Ok(env);
-    };
-    env.extend(vnc_env(&image));
-    Ok(env)
+/// The name of the node secret holding the VNC password (`/etc/xiji/secrets/vnc-password`).
+pub const VNC_PASSWORD_FILE: &str = "vnc-password";
+
+/// What a desktop image's nodes get from their library record: the VNC server's start command
+/// and port as variables, and its password as a secret file (never a variable).
+#[derive(Debug, Clone)]
+pub struct DesktopLaunch {
+    image: ImageRow,
 }
 
-fn vnc_env(image: &ImageRow) -> BTreeMap<String, String> {
-    let mut env = BTreeMap::new();
-    if image.kind != "desktop" {
-        return env;
+/// The desktop launch of the library image in `options` (`image_id`), or `None` for other
+/// images.
+pub async fn launch_of(hub: &Hub, options: &Value) -> HubResult<Option<DesktopLaunch>> {
+    let Some(id) = options.get("image_id").and_then(Value::as_i64) else {
+        return Ok(None);
+    };
+    Ok(hub
+        .store
+        .image(id)
+        .await?
+        .filter(|image| image.kind == "desktop")
+        .map(|image| DesktopLaunch { image }))
+}
+
+impl DesktopLaunch {
+    /// `XIJI_VNC_COMMAND`, `XIJI_VNC_PORT` and `XIJI_VNC_PASSWORD_FILE` (where the password
+    /// is, not the password).
+    pub fn env(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (
+                "XIJI_VNC_COMMAND".to_owned(),
+                self.image.start_command.clone(),
+            ),
+            (
+                "XIJI_VNC_PORT".to_owned(),
+                self.image.vnc_port.unwrap_or(5901).to_string(),
+            ),
+            (
+                "XIJI_VNC_PASSWORD_FILE".to_owned(),
+                format!("{}/{VNC_PASSWORD_FILE}", spawner::SECRETS_DIR),
+            ),
+        ])
     }
-    env.insert("XIJI_VNC_COMMAND".into(), image.start_command.clone());
-    env.insert(
-        "XIJI_VNC_PORT".into(),
-        image.vnc_port.unwrap_or(5901).to_string(),
+
+    /// The VNC password of the server `server_id` started at `started`, as the node's secret
+    /// file.
+    pub fn secret_files(&self, hub_secret: &str, server_id: i64, started: i64) -> Vec<SecretFile> {
+        let password = vnc_password(&self.image, hub_secret, server_id, started);
+        vec![SecretFile {
+            name: VNC_PASSWORD_FILE.to_owned(),
+            content: format!("{password}\n").into_bytes(),
+        }]
+    }
+}
+
+/// The VNC password of a desktop cluster: the record's when it has one (images that bake in
+/// their own password), else [`cluster_vnc_password`].
+fn vnc_password(image: &ImageRow, hub_secret: &str, server_id: i64, started: i64) -> String {
+    match image.vnc_password.as_deref() {
+        Some(p) if !p.is_empty() => p.to_owned(),
+        _ => cluster_vnc_password(hub_secret, server_id, started),
+    }
+}
+
+/// Letters and digits a generated VNC password is made of.
+const PASSWORD_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+
+/// A cluster's own VNC password: 8 characters (VNC authentication uses 8 bytes at most) of
+/// HMAC-SHA256 keyed with the hub's secret (random, per database) over the server's id and the
+/// instant it was started. New at every start, unguessable without the hub's secret, never
+/// stored: the hub computes it again from the server's row when it bridges a desktop, also
+/// after a restart.
+pub fn cluster_vnc_password(hub_secret: &str, server_id: i64, started: i64) -> String {
+    let mac = hmac_sha256(
+        hub_secret.as_bytes(),
+        format!("xiji-vnc-password\0{server_id}\0{started}").as_bytes(),
     );
-    if let Some(p) = &image.vnc_password {
-        env.insert("XIJI_VNC_PASSWORD".into(), p.clone());
+    mac.iter()
+        .take(8)
+        .map(|b| char::from(PASSWORD_ALPHABET[usize::from(*b) % PASSWORD_ALPHABET.len()]))
+        .collect()
+}
+
+/// HMAC-SHA256 (RFC 2104).
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    const BLOCK: usize = 64;
+    let mut padded = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        padded[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        padded[..key.len()].copy_from_slice(key);
     }
-    env
+    let pad = |byte: u8| padded.map(|k| k ^ byte);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
 }
 
 #[cfg(test)]
@@ -226,9 +307,8 @@ mod tests {
         assert_eq!(node_host("not a url"), None);
     }
 
-    #[test]
-    fn only_desktop_records_give_vnc_variables() {
-        let mut row = ImageRow {
+    fn desktop_row(password: Option<&str>) -> ImageRow {
+        ImageRow {
             id: 1,
             kind: "desktop".into(),
             name: "Desktop".into(),
@@ -236,7 +316,7 @@ mod tests {
             tag: "latest".into(),
             start_options: String::new(),
             start_command: "xiji-desktop-vnc".into(),
-            vnc_password: Some("secret1".into()),
+            vnc_password: password.map(str::to_owned),
             vnc_port: Some(5902),
             description: String::new(),
             needs_gpu: 0,
@@ -245,12 +325,55 @@ mod tests {
             owner_id: None,
             created: 0,
             updated: 0,
+        }
+    }
+
+    #[test]
+    fn a_desktop_gets_its_vnc_password_as_a_file_and_never_as_a_variable() {
+        let launch = DesktopLaunch {
+            image: desktop_row(None),
         };
-        let env = vnc_env(&row);
+        let env = launch.env();
         assert_eq!(env["XIJI_VNC_COMMAND"], "xiji-desktop-vnc");
         assert_eq!(env["XIJI_VNC_PORT"], "5902");
-        assert_eq!(env["XIJI_VNC_PASSWORD"], "secret1");
-        row.kind = "jupyter".into();
-        assert!(vnc_env(&row).is_empty());
+        assert_eq!(
+            env["XIJI_VNC_PASSWORD_FILE"],
+            "/etc/xiji/secrets/vnc-password"
+        );
+        assert!(!env.contains_key("XIJI_VNC_PASSWORD"));
+        let files = launch.secret_files("hub-secret", 7, 1_000);
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].name, "vnc-password");
+        let password = cluster_vnc_password("hub-secret", 7, 1_000);
+        assert_eq!(files[0].content, format!("{password}\n").into_bytes());
+        assert!(env.values().all(|v| !v.contains(&password)));
+
+        // A record with its own password (an image that bakes it in) keeps it.
+        let baked = DesktopLaunch {
+            image: desktop_row(Some("secret1")),
+        };
+        let files = baked.secret_files("hub-secret", 7, 1_000);
+        assert_eq!(files[0].content, b"secret1\n");
+    }
+
+    #[test]
+    fn a_cluster_vnc_password_is_new_at_every_start_and_the_same_when_computed_again() {
+        let a = cluster_vnc_password("s3cret", 1, 100);
+        assert_eq!(a.len(), 8);
+        assert!(a.bytes().all(|b| PASSWORD_ALPHABET.contains(&b)));
+        assert_eq!(a, cluster_vnc_password("s3cret", 1, 100));
+        assert_ne!(a, cluster_vnc_password("s3cret", 1, 101));
+        assert_ne!(a, cluster_vnc_password("s3cret", 2, 100));
+        assert_ne!(a, cluster_vnc_password("other", 1, 100));
+    }
+
+    #[test]
+    fn hmac_sha256_matches_rfc_4231() {
+        // RFC 4231, test case 2.
+        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            hex::encode(mac),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 }

@@ -22,7 +22,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-pub use access::{find, node_env, parse_prefix, DesktopNode, DESKTOP_SCOPES};
+pub use access::{
+    cluster_vnc_password, find, launch_of, parse_prefix, DesktopLaunch, DesktopNode, DESKTOP_SCOPES,
+};
 
 use crate::app::Hub;
 use crate::clock;

@@ -155,12 +155,16 @@ pub fn validate(f: &ImageFields) -> HubResult<()> {
                 ))
             }
         }
+        // No password: every cluster gets its own (given to its nodes as a file). A password
+        // is for images that bake in their own.
         match f.vnc_password.as_deref() {
+            None => {}
             Some(p) if (6..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_graphic()) => {}
-            _ => {
+            Some(_) => {
                 return Err(HubError::BadRequest(
-                    "A desktop image needs a vnc_password of 6 to 8 printable ASCII characters \
-                     (VNC authentication uses only the first 8)"
+                    "A desktop image's vnc_password, when given, is 6 to 8 printable ASCII \
+                     characters (VNC authentication uses only the first 8); leave it out to give \
+                     every cluster its own"
                         .into(),
                 ))
             }
@@ -312,12 +316,13 @@ mod tests {
     }
 
     #[test]
-    fn desktop_images_need_a_command_port_and_short_password() {
+    fn desktop_images_need_a_command_port_and_at_most_a_short_password() {
         let mut d = jupyter();
         d.kind = "desktop".into();
         assert!(validate(&d).is_err());
         d.start_command = "vncserver :1".into();
         d.vnc_port = Some(5901);
+        assert!(validate(&d).is_ok(), "no password: one per cluster");
         d.vnc_password = Some("toolongpassword".into());
         let err = validate(&d).unwrap_err().to_string();
         assert!(err.contains("6 to 8"), "{err}");

@@ -185,8 +185,9 @@ pub async fn start(
             .unwrap_or_else(|| json!({})),
     };
     let (options, resources) = clusters::prepare_options(hub, user.id, options).await?;
-    // A desktop image's nodes start its VNC server: command, port and password of its record.
-    let desktop_env = crate::desktop::node_env(hub, &options).await?;
+    // A desktop image's nodes start its VNC server: command and port of its record, the
+    // password as a secret file.
+    let desktop = crate::desktop::launch_of(hub, &options).await?;
     let token = new_token();
     let token_hash = hash_secret(&token);
     let prefix = service_prefix(&user.name, server_name);
@@ -211,6 +212,7 @@ pub async fn start(
         node_clients: &node_clients,
         now: clock::now(),
     };
+    let started_at = begin.now;
     let server_id = match hub.store.begin_spawn(&begin).await {
         Ok(id) => id,
         Err(DbError::Conflict) => {
@@ -267,7 +269,11 @@ pub async fn start(
     ] {
         env.insert(k.to_owned(), v);
     }
-    env.extend(desktop_env);
+    let mut secret_files = Vec::new();
+    if let Some(desktop) = &desktop {
+        env.extend(desktop.env());
+        secret_files = desktop.secret_files(&hub.secret, server_id, started_at);
+    }
     if hub.spawner.backend_name() == "local" {
         for (k, v) in &hub.config.spawner.local.environment {
             env.insert(k.clone(), v.clone());
@@ -280,6 +286,7 @@ pub async fn start(
         env,
         user_options: options,
         work_dir: None,
+        secret_files,
     };
     tracing::info!(user.name = %user.name, server.name = %server_name, "spawn requested");
     let task = tokio::spawn(run_spawn(

@@ -497,8 +497,8 @@ pub const CATALOGUE: &[Message] = &[
     ),
     (
         "vnc_password_unset_hint",
-        "Not set. 6 to 8 printable characters.",
-        "未设置。6 到 8 个可打印字符。",
+        "Not set: every cluster gets a password of its own. Only for an image that bakes in its own password: 6 to 8 printable characters.",
+        "未设置：每个集群各自生成密码。仅当镜像内置了自己的密码时填写：6 到 8 个可打印字符。",
     ),
     ("image_description", "Description", "描述"),
     ("image_needs_gpu", "Needs a GPU", "需要 GPU"),

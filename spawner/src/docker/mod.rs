@@ -11,8 +11,16 @@
 //! - Limits per node: CPU (`NanoCpus`), memory (hard limit, `MemorySwap` = `Memory`: no swap),
 //!   GPUs (device requests to the `nvidia` driver), storage (`--storage-opt size=`, only where
 //!   the storage driver supports it; elsewhere ignored with a warning and a progress message).
-//! - Security: never privileged, every capability dropped, `no-new-privileges`, uid 1000, a
-//!   pids limit. The user's work directory (`SpawnSpec::work_dir`, default
+//! - Every node also gets the operator's CA bundle ([`DockerConfig::ca_bundle`]) at
+//!   [`CA_BUNDLE_PATH`], with `PIP_CERT`, `REQUESTS_CA_BUNDLE`, `SSL_CERT_FILE`,
+//!   `CURL_CA_BUNDLE`, `GIT_SSL_CAINFO`, `CONDA_SSL_VERIFY` and `NODE_EXTRA_CA_CERTS` pointing
+//!   at it ([`CA_BUNDLE_ENV`]), and the spawn's secret files ([`SpawnSpec::secret_files`]) in
+//!   [`SECRETS_DIR`](crate::SECRETS_DIR), readable by jovyan only; none of them is ever in the
+//!   environment or the labels.
+//! - Security: never privileged, uid 1000, a pids limit; Docker's default capability set and
+//!   no `no-new-privileges`, so jovyan may `sudo` to root inside its own nodes (the image's
+//!   sudoers rule); with [`DockerConfig::sudo`] off, every capability dropped and
+//!   `no-new-privileges`. The user's work directory (`SpawnSpec::work_dir`, default
 //!   `{work_root}/{user}`, owned by uid 1000) is bind-mounted at `/home/jovyan/work` on every
 //!   node; it outlives the cluster.
 //! - Labels on containers and network: `org.xiji.hub` ([`DockerConfig::instance`]),
@@ -77,7 +85,7 @@ use futures_util::StreamExt as _;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-pub use files::JOVYAN_UID;
+pub use files::{CA_BUNDLE_PATH, JOVYAN_UID};
 pub use host::HostCapacity;
 pub use naming::{
     cluster_name, hostfile, node_env, node_name, node_oauth_client_id, node_service_prefix,
@@ -97,6 +105,16 @@ pub const HOSTFILE_PATH: &str = "/etc/xiji/hostfile";
 pub const WORK_MOUNT: &str = "/home/jovyan/work";
 /// Port of the nodes' SSH servers (set by the image's `sshd_config`).
 pub const SSH_PORT: u16 = 2222;
+/// The variables that point a node's tools at [`CA_BUNDLE_PATH`] when a CA bundle is given.
+pub const CA_BUNDLE_ENV: [&str; 7] = [
+    "PIP_CERT",
+    "REQUESTS_CA_BUNDLE",
+    "SSL_CERT_FILE",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "CONDA_SSL_VERIFY",
+    "NODE_EXTRA_CA_CERTS",
+];
 
 const GIB: u64 = 1024 * 1024 * 1024;
 /// How often a starting node's container state is checked while waiting for HTTP.
@@ -158,6 +176,13 @@ pub struct DockerConfig {
     /// Run Docker's init (`--init`) as PID 1, for images without their own; default false (the
     /// Xiji images use tini).
     pub init: bool,
+    /// A CA bundle (PEM) on the hub's host copied into every node at [`CA_BUNDLE_PATH`] at each
+    /// start, for networks whose HTTPS goes through an inspecting proxy; `None`: none.
+    pub ca_bundle: Option<PathBuf>,
+    /// Whether nodes keep Docker's default capabilities without `no-new-privileges`, so that
+    /// jovyan may `sudo` inside them (root in the container, not on the host); false drops
+    /// every capability and sets `no-new-privileges`. Default true.
+    pub sudo: bool,
     /// Test hook: this node's command exits at once, to exercise the all-or-nothing rollback.
     #[doc(hidden)]
     pub test_failing_node: Option<usize>,
@@ -189,6 +214,8 @@ impl DockerConfig {
             pids_limit: Some(4096),
             gpus: None,
             init: false,
+            ca_bundle: None,
+            sudo: true,
             test_failing_node: None,
         }
     }
@@ -415,9 +442,19 @@ impl DockerSpawner {
         let network_id = network.id;
 
         let keys = files::ClusterKeys::generate(&plan.name)?;
+        let ca_bundle = match &self.cfg.ca_bundle {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                SpawnerError::io(format!("reading the CA bundle {}", path.display()), e)
+            })?),
+            None => None,
+        };
         let archive = files::node_files_archive(
             &keys,
             &hostfile(plan.resources.nodes as usize, plan.resources.cpus),
+            &files::NodeExtras {
+                ca_bundle: ca_bundle.as_deref(),
+                secrets: &plan.secret_files,
+            },
         )?;
         if plan.resources.storage_bytes.is_some() && !plan.storage_enforced {
             progress.note(format!(
@@ -500,7 +537,7 @@ impl DockerSpawner {
                 node_failed(
                     &node,
                     format!(
-                        "cannot copy the SSH keys and hostfile into it: {}",
+                        "cannot copy the SSH keys, hostfile and CA bundle into it: {}",
                         docker_message(&e)
                     ),
                     String::new(),
@@ -558,6 +595,11 @@ impl DockerSpawner {
         }
         if let Some(token) = env.get("JUPYTERHUB_API_TOKEN").cloned() {
             env.insert("JPY_API_TOKEN".into(), token);
+        }
+        if self.cfg.ca_bundle.is_some() {
+            for key in CA_BUNDLE_ENV {
+                env.insert(key.into(), CA_BUNDLE_PATH.into());
+            }
         }
         env.extend(self.cfg.environment.clone());
         env.insert(
@@ -620,8 +662,9 @@ impl DockerSpawner {
             storage_opt,
             pids_limit: self.cfg.pids_limit,
             privileged: Some(false),
-            cap_drop: Some(vec!["ALL".into()]),
-            security_opt: Some(vec!["no-new-privileges".into()]),
+            // Docker's default capability set (root inside the container, for sudo), or none.
+            cap_drop: (!self.cfg.sudo).then(|| vec!["ALL".into()]),
+            security_opt: (!self.cfg.sudo).then(|| vec!["no-new-privileges".into()]),
             binds: Some(vec![format!("{}:{WORK_MOUNT}", plan.work_dir.display())]),
             network_mode: Some(plan.name.clone()),
             extra_hosts: Some(self.cfg.extra_hosts.clone()),
@@ -850,6 +893,7 @@ struct ClusterPlan {
     image: String,
     resources: ClusterResources,
     env: BTreeMap<String, String>,
+    secret_files: Vec<crate::SecretFile>,
     work_dir: PathBuf,
     storage_enforced: bool,
     instance: String,
@@ -977,6 +1021,7 @@ impl Spawner for DockerSpawner {
                     && self.host.storage_limit_supported,
                 resources,
                 env: spec.env.clone(),
+                secret_files: spec.secret_files.clone(),
                 work_dir,
                 instance: self.cfg.instance.clone(),
             };

@@ -167,6 +167,13 @@ impl LocalSpawner {
         python_env::ensure(venv, python, packages).await
     }
 
+    /// Turns JupyterLab's "get notified about Jupyter news?" prompt and its update check off
+    /// in an existing venv (its `share/jupyter/lab/settings/overrides.json`; settings already
+    /// there win). [`ensure_python_env`](Self::ensure_python_env) does it too.
+    pub async fn ensure_lab_overrides(venv: &Path) -> Result<(), SpawnerError> {
+        python_env::write_lab_overrides(venv).await
+    }
+
     fn children(&self) -> MutexGuard<'_, HashMap<u32, ChildRecord>> {
         // A panic while holding this lock cannot leave the map inconsistent (single inserts and
         // removes), so a poisoned lock is still usable.
@@ -195,6 +202,15 @@ impl LocalSpawner {
 
     /// Everything `start` does before launching: directories, port, environment, log file.
     fn prepare(&self, spec: &SpawnSpec) -> Result<Prepared, SpawnerError> {
+        if !spec.secret_files.is_empty() {
+            // Local servers share the host's file system with every other user's: there is no
+            // place only this server can read.
+            return Err(SpawnerError::InvalidSpec(
+                "the local backend cannot give a server secret files (desktop images need the \
+                 docker backend)"
+                    .into(),
+            ));
+        }
         let program = self
             .cfg
             .cmd
@@ -679,6 +695,7 @@ mod tests {
                 .collect(),
             user_options: serde_json::Value::Null,
             work_dir: None,
+            secret_files: Vec::new(),
         }
     }
 
@@ -714,6 +731,22 @@ mod tests {
         assert_eq!(env["PATH"], "/opt/venv/bin");
         assert_eq!(env["EXTRA"], "1");
         assert!(!env.contains_key("XIJI_SURELY_UNSET_VARIABLE"));
+    }
+
+    #[test]
+    fn a_spec_with_secret_files_is_refused_before_anything_is_made() {
+        let root = tempfile::tempdir().unwrap();
+        let spawner = LocalSpawner::new(LocalConfig::new(
+            vec!["/opt/venv/bin/jupyterhub-singleuser".into()],
+            root.path().join("homes"),
+            root.path().join("logs"),
+        ));
+        let mut spec = spec_with(&[]);
+        spec.secret_files = vec![crate::SecretFile::new("vnc-password", "pw").unwrap()];
+        let err = spawner.prepare(&spec).err().expect("refused");
+        assert!(matches!(err, SpawnerError::InvalidSpec(_)), "{err}");
+        assert!(err.to_string().contains("docker backend"), "{err}");
+        assert!(!root.path().join("homes").exists());
     }
 
     #[test]

@@ -22,12 +22,14 @@ pub(super) async fn ensure(
     let wanted = packages.join("\n");
     if is_ready(venv, &singleuser, &wanted).await {
         tracing::debug!(venv = %venv.display(), "Python environment already present");
+        write_lab_overrides(venv).await?;
         return Ok(singleuser);
     }
 
     // Several hubs or test binaries may share one venv: one of them installs, the others wait.
     let _lock = lock(venv).await?;
     if is_ready(venv, &singleuser, &wanted).await {
+        write_lab_overrides(venv).await?;
         return Ok(singleuser);
     }
 
@@ -88,6 +90,7 @@ pub(super) async fn ensure(
             ),
         });
     }
+    write_lab_overrides(venv).await?;
     tokio::fs::write(venv.join(MARKER), &wanted)
         .await
         .map_err(|e| SpawnerError::io(format!("writing {}", venv.join(MARKER).display()), e))?;
@@ -111,6 +114,82 @@ wheel = os.path.join(tempfile.mkdtemp(), url.rsplit("/", 1)[1].split("#")[0])
 urllib.request.urlretrieve(url, wheel)
 subprocess.check_call([sys.executable, os.path.join(wheel, "pip"), "install", "--no-index", wheel])
 "##;
+
+/// Where JupyterLab reads the environment's setting defaults (`{sys.prefix}`/share/jupyter/lab/
+/// settings/overrides.json).
+const LAB_OVERRIDES: &str = "share/jupyter/lab/settings/overrides.json";
+/// JupyterLab's plugin whose `fetchNews` setting, left at `"none"`, asks every new user "Would
+/// you like to get notified about official Jupyter news?".
+const NOTIFICATION_PLUGIN: &str = "@jupyterlab/apputils-extension:notification";
+
+/// Sets JupyterLab's defaults in the venv so users get no Jupyter news prompt and no update
+/// check (`fetchNews: "false"`, `checkForUpdates: false`): merged into an existing
+/// `overrides.json`, where values already set there win; the file is written only when it
+/// changes. An `overrides.json` that is not a JSON object is left alone (with a warning).
+pub(super) async fn write_lab_overrides(venv: &Path) -> Result<(), SpawnerError> {
+    let path = venv.join(LAB_OVERRIDES);
+    let existing = match tokio::fs::read_to_string(&path).await {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(SpawnerError::io(format!("reading {}", path.display()), e)),
+    };
+    let Some(merged) = merged_lab_overrides(existing.as_deref()) else {
+        tracing::warn!(
+            file = %path.display(),
+            "JupyterLab's overrides.json is not a JSON object; the news prompt stays"
+        );
+        return Ok(());
+    };
+    if existing.as_deref() == Some(merged.as_str()) {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| SpawnerError::io(format!("creating {}", dir.display()), e))?;
+    }
+    tokio::fs::write(&path, merged)
+        .await
+        .map_err(|e| SpawnerError::io(format!("writing {}", path.display()), e))?;
+    tracing::info!(file = %path.display(), "JupyterLab news prompt and update check turned off");
+    Ok(())
+}
+
+/// `existing` (an `overrides.json`, or none) with the notification defaults added; `None` when
+/// `existing` is not a JSON object. Unchanged input comes back byte for byte.
+fn merged_lab_overrides(existing: Option<&str>) -> Option<String> {
+    let mut root = match existing {
+        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => return None,
+        },
+        None => serde_json::Map::new(),
+    };
+    let plugin = root
+        .entry(NOTIFICATION_PLUGIN)
+        .or_insert_with(|| serde_json::json!({}));
+    let serde_json::Value::Object(plugin) = plugin else {
+        return existing.map(str::to_owned);
+    };
+    let mut changed = false;
+    for (key, value) in [
+        ("fetchNews", serde_json::json!("false")),
+        ("checkForUpdates", serde_json::json!(false)),
+    ] {
+        if !plugin.contains_key(key) {
+            plugin.insert(key.to_owned(), value);
+            changed = true;
+        }
+    }
+    if !changed {
+        if let Some(text) = existing {
+            return Some(text.to_owned());
+        }
+    }
+    serde_json::to_string_pretty(&serde_json::Value::Object(root))
+        .ok()
+        .map(|t| t + "\n")
+}
 
 /// The venv has the single-user script and was installed with exactly `wanted`.
 async fn is_ready(venv: &Path, singleuser: &Path, wanted: &str) -> bool {
@@ -177,4 +256,41 @@ async fn run(
 pub(super) fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lab_overrides_turn_the_news_prompt_off_and_keep_what_the_operator_set() {
+        let fresh: serde_json::Value =
+            serde_json::from_str(&merged_lab_overrides(None).unwrap()).unwrap();
+        assert_eq!(fresh[NOTIFICATION_PLUGIN]["fetchNews"], "false");
+        assert_eq!(fresh[NOTIFICATION_PLUGIN]["checkForUpdates"], false);
+
+        let theirs = r#"{"@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"},
+            "@jupyterlab/apputils-extension:notification": {"fetchNews": "true"}}"#;
+        let merged: serde_json::Value =
+            serde_json::from_str(&merged_lab_overrides(Some(theirs)).unwrap()).unwrap();
+        assert_eq!(merged[NOTIFICATION_PLUGIN]["fetchNews"], "true");
+        assert_eq!(merged[NOTIFICATION_PLUGIN]["checkForUpdates"], false);
+        assert_eq!(
+            merged["@jupyterlab/apputils-extension:themes"]["theme"],
+            "JupyterLab Dark"
+        );
+
+        let done = merged_lab_overrides(None).unwrap();
+        assert_eq!(merged_lab_overrides(Some(&done)).unwrap(), done);
+        assert_eq!(merged_lab_overrides(Some("[1]")), None);
+        assert_eq!(merged_lab_overrides(Some("not json")), None);
+    }
+
+    #[tokio::test]
+    async fn an_existing_venv_gets_the_overrides_file() {
+        let venv = tempfile::tempdir().unwrap();
+        write_lab_overrides(venv.path()).await.unwrap();
+        let text = std::fs::read_to_string(venv.path().join(LAB_OVERRIDES)).unwrap();
+        assert!(text.contains("\"fetchNews\": \"false\""), "{text}");
+    }
 }

@@ -136,6 +136,7 @@ impl StandInHub {
             env,
             user_options: serde_json::json!({}),
             work_dir: None,
+            secret_files: Vec::new(),
         }
     }
 }
@@ -149,6 +150,7 @@ pub fn plain_spec(user: &str) -> SpawnSpec {
         env: BTreeMap::new(),
         user_options: serde_json::Value::Null,
         work_dir: None,
+        secret_files: Vec::new(),
     }
 }
 
