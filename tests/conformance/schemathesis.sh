@@ -6,11 +6,13 @@
 #   tests/conformance/schemathesis.sh [xiji|jupyterhub]     (default: xiji)
 #   tests/conformance/schemathesis.sh xiji-own
 #
-# xiji-own: the local backend, a real admin token; the document is fetched from the running hub
-# at /hub/api/openapi.json without credentials (so it is also proved to be served there); user
-# `alice` and a library image (id 1) exist first, the documents' examples name them; the
-# desktops (a page and a websocket outside /hub/api) are left out. Bounded to
-# SCHEMATHESIS_MAX_TIME (default 60) seconds, schemathesis killed after 30 more.
+# xiji-own: the local backend, a real admin token, PostgreSQL when XIJI_TEST_PG_URL is set (a
+# database of its own, created and dropped here; PostgreSQL refuses what SQLite stores, e.g. NUL
+# characters), else SQLite; the document is fetched from the running hub at /hub/api/openapi.json
+# without credentials (so it is also proved to be served there); user `alice` and a library
+# image (id 1) exist first, the document's examples name them; the desktops (a page and a
+# websocket outside /hub/api) are left out. Bounded to SCHEMATHESIS_MAX_TIME (default 60)
+# seconds, schemathesis killed after 30 more.
 #
 # Needs XIJI_TEST_VENV5 and XIJI_TEST_VENV_TOOLS (source .cache/test-env.sh; defaults are the
 # <repo>/.cache venvs), the xiji binary (XIJI_BIN, default target/debug/xiji), and JupyterHub's
@@ -60,17 +62,30 @@ fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/xiji-schemathesis-XXXXXX")
 SERVE_PID=
+PG_DB=
 cleanup() {
     if [ -n "$SERVE_PID" ] && kill -0 "$SERVE_PID" 2>/dev/null; then
         kill -TERM "$SERVE_PID" 2>/dev/null || true
         for _ in $(seq 1 100); do kill -0 "$SERVE_PID" 2>/dev/null || break; sleep 0.3; done
         kill -KILL "$SERVE_PID" 2>/dev/null || true
     fi
+    if [ -n "$PG_DB" ]; then
+        psql "$XIJI_TEST_PG_URL" -qAt -c "DROP DATABASE IF EXISTS $PG_DB" >/dev/null 2>&1 || true
+    fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-"$VENV5/bin/python" "$HERE/hubs.py" serve "$TARGET" --ready-file "$WORK/ready" &
+SERVE_ARGS=()
+if [ "$MODE" = xiji-own ] && [ -n "${XIJI_TEST_PG_URL:-}" ]; then
+    command -v psql >/dev/null || die "psql missing (tests/setup-env.sh installs postgresql-client)"
+    PG_DB="xiji_openapi_$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')"
+    psql "$XIJI_TEST_PG_URL" -qAt -c "CREATE DATABASE $PG_DB" >/dev/null \
+        || die "cannot create the database $PG_DB at XIJI_TEST_PG_URL"
+    SERVE_ARGS=(--database-url "${XIJI_TEST_PG_URL%/*}/$PG_DB")
+fi
+
+"$VENV5/bin/python" "$HERE/hubs.py" serve "$TARGET" --ready-file "$WORK/ready" "${SERVE_ARGS[@]}" &
 SERVE_PID=$!
 for _ in $(seq 1 900); do
     [ -s "$WORK/ready" ] && break
@@ -106,7 +121,7 @@ print(f"document: {len(doc['paths'])} paths; fixtures: user alice, image 1")
 PY
 fi
 
-echo "schemathesis: $TARGET on 127.0.0.1:$PORT, spec $(basename "$SPEC"), $MAX_EXAMPLES examples per operation, at most $MAX_TIME s"
+echo "schemathesis: $TARGET on 127.0.0.1:$PORT (database: ${PG_DB:-SQLite}), spec $(basename "$SPEC"), $MAX_EXAMPLES examples per operation, at most $MAX_TIME s"
 status=0
 timeout --kill-after=10 $((MAX_TIME + GRACE)) \
     "$VENV_TOOLS/bin/schemathesis" run "$SPEC" \
