@@ -2,10 +2,10 @@
 //! have is documented, every documented operation is routed, and the document is served without
 //! authentication.
 //!
-//! Routes are enumerated from the source (`.route("/hub/api…"` in `hub/src`) and confirmed by the
-//! router itself: a probe of each path and method without credentials tells a routed operation
-//! (any answer) from the API's fallback (404 `Not Found`) and from a method the path does not
-//! have (405).
+//! Routes are enumerated from the source (`.route("/hub/api…"` in `hub/src`; a route whose path is
+//! not a literal fails the test) and confirmed by the router itself: a probe of each path and
+//! method without credentials tells a routed operation (any answer) from the API's fallback (404
+//! `Not Found`) and from a method the path does not have (405).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -171,12 +171,14 @@ fn api_route_literals() -> BTreeSet<String> {
         }
         for (at, _) in text.match_indices(".route(") {
             let after = text[at + ".route(".len()..].trim_start();
-            let Some(literal) = after.strip_prefix('"') else {
-                continue;
-            };
-            let Some(end) = literal.find('"') else {
-                continue;
-            };
+            let literal = after.strip_prefix('"').unwrap_or_else(|| {
+                panic!(
+                    "{}: a route whose path is not a string literal; write the path out so \
+                     this test sees it",
+                    file.display()
+                )
+            });
+            let end = literal.find('"').unwrap();
             let path = &literal[..end];
             if path.starts_with("/hub/api") {
                 found.insert(path.to_owned());
