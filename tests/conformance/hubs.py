@@ -404,6 +404,7 @@ def serve_main(argv: list[str] | None = None) -> int:
     ap.add_argument("which", choices=["xiji", "jupyterhub"])
     ap.add_argument("--ready-file", type=Path, required=True)
     ap.add_argument("--extra-toml", default="", help="top-level TOML keys for xiji")
+    ap.add_argument("--database-url", default=None, help="xiji's database (default: SQLite)")
     args = ap.parse_args(argv)
 
     venv5 = require(env_path("XIJI_TEST_VENV5", ".cache/venv5"), "venv5")
@@ -414,7 +415,8 @@ def serve_main(argv: list[str] | None = None) -> int:
         hub: Hub = JupyterHub(wd, token, venv5, node_modules)
     else:
         binary = require(env_path("XIJI_BIN", "target/debug/xiji"), "the xiji binary")
-        hub = Xiji(wd, token, binary, venv5, extra_toml=args.extra_toml)
+        hub = Xiji(wd, token, binary, venv5, extra_toml=args.extra_toml,
+                   database_url=args.database_url)
 
     stopping = {"flag": False}
 

@@ -6,6 +6,7 @@ mod hub_info;
 mod images;
 mod models;
 mod oauth;
+mod openapi;
 mod save_image;
 mod servers;
 mod tokens;
@@ -49,6 +50,7 @@ pub fn routes(hub: Arc<Hub>) -> Router {
         .route("/hub/api/services", get(hub_info::list_services))
         .route("/hub/api/services/{name}", get(hub_info::get_service))
         .route("/hub/api/health", get(hub_info::health))
+        .route("/hub/api/openapi.json", get(openapi::document))
         .route("/hub/api/users", get(users::list).post(users::create_many))
         .route(
             "/hub/api/users/{name}",

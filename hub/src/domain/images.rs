@@ -140,6 +140,12 @@ pub fn validate(f: &ImageFields) -> HubResult<()> {
                 "{what} is longer than 4096 bytes"
             )));
         }
+        // PostgreSQL cannot store NUL in text: refused here, not a database failure (500).
+        if text.contains('\0') {
+            return Err(HubError::BadRequest(format!(
+                "{what} contains a NUL character (\\u0000); remove it"
+            )));
+        }
     }
     if f.kind == "desktop" {
         if f.start_command.trim().is_empty() {
@@ -331,6 +337,51 @@ mod tests {
         let mut j = jupyter();
         j.vnc_port = Some(5901);
         assert!(validate(&j).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_nul_character_in_free_text_is_a_bad_request_on_sqlite_and_postgresql() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("t.sqlite").display()
+        );
+        let pg_url = std::env::var("XIJI_TEST_PG_URL").expect(
+            "XIJI_TEST_PG_URL is not set: run tests/setup-env.sh (tests/run does) to start PostgreSQL",
+        );
+        let name = format!("xiji_t_{}", crate::domain::tokens::random_hex(8));
+        let admin = sqlx::PgPool::connect(&pg_url).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let mut pg = url::Url::parse(&pg_url).unwrap();
+        pg.set_path(&name);
+        for url in [sqlite, pg.to_string()] {
+            let store = Store::connect(&url).await.unwrap();
+            for field in ["start_options", "start_command", "description"] {
+                let mut f = jupyter();
+                f.name = format!("with NUL in {field}");
+                let text = "a\0b".to_owned();
+                match field {
+                    "start_options" => f.start_options = text,
+                    "start_command" => f.start_command = text,
+                    _ => f.description = text,
+                }
+                match create(&store, f).await {
+                    Err(HubError::BadRequest(m)) => assert!(m.contains(field), "{m}"),
+                    other => panic!("{url}: {field} with NUL gave {other:?}"),
+                }
+            }
+            let mut f = jupyter();
+            f.description = "line one\nline two".into();
+            assert!(create(&store, f).await.is_ok(), "{url}");
+            store.close().await;
+        }
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+            .execute(&admin)
+            .await
+            .unwrap();
     }
 
     #[test]
