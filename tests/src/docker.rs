@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Result};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::{random_hex, tail, Hub};
@@ -117,6 +118,23 @@ impl Drop for Instance {
     fn drop(&mut self) {
         self.remove_all();
     }
+}
+
+/// Starts `user`'s default server as a cluster with `options` (image, nodes, sizes) through the
+/// API and returns its model once ready (≤ 300 s).
+pub async fn start_cluster(hub: &Hub, user: &str, options: Value) -> Result<Value> {
+    let resp = hub
+        .admin(Method::POST, &format!("/hub/api/users/{user}/server"))
+        .json(&options)
+        .send()
+        .await?;
+    let status = resp.status();
+    anyhow::ensure!(
+        status == StatusCode::CREATED || status == StatusCode::ACCEPTED,
+        "starting {user}'s cluster with {options} gave {status}: {}",
+        resp.text().await.unwrap_or_default()
+    );
+    wait_cluster_ready(hub, user, Duration::from_secs(300)).await
 }
 
 /// The user's default server's model once it is ready; an error with the hub's log if it

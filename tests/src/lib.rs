@@ -261,10 +261,7 @@ impl Hub {
         toml.push_str(&options.tables_toml);
         std::fs::write(&config_path, toml)?;
 
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(60))
-            .build()?;
+        let client = test_client()?;
         let mut hub = Hub {
             child: None,
             addr: None,
@@ -298,10 +295,7 @@ impl Hub {
         let data_dir = root_path.join("xiji-data");
         std::fs::create_dir_all(&data_dir)?;
         std::os::unix::fs::symlink(&venv, data_dir.join("venv"))?;
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(60))
-            .build()?;
+        let client = test_client()?;
         let mut hub = Hub {
             child: None,
             addr: None,
@@ -609,6 +603,22 @@ impl Hub {
         )
     }
 
+    /// Stops `user`'s default server through the API and waits (≤ 60 s) until it is gone.
+    pub async fn stop_server(&self, user: &str) -> Result<()> {
+        let resp = self
+            .admin(
+                Method::DELETE,
+                &format!("/hub/api/users/{}/server", encode(user)),
+            )
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            bail!("stopping {user}'s server gave {}", resp.status());
+        }
+        self.wait_until_stopped(user, "", Duration::from_secs(60))
+            .await
+    }
+
     /// Polls until `user` has no active server named `server_name`.
     pub async fn wait_until_stopped(
         &self,
@@ -750,6 +760,14 @@ impl Drop for Hub {
             }
         }
     }
+}
+
+/// The HTTP client of a test hub: no redirects followed (tests check them), a 60 s timeout.
+fn test_client() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()?)
 }
 
 /// The last `n` lines of `text`.

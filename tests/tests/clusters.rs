@@ -139,13 +139,7 @@ async fn a_cluster_stays_usable_after_a_hub_restart(signal: Signal) -> Result<()
     );
     kernel.close().await?;
 
-    let resp = hub
-        .admin(Method::DELETE, "/hub/api/users/carol/server")
-        .send()
-        .await?;
-    ensure!(resp.status().is_success(), "stop gave {}", resp.status());
-    hub.wait_until_stopped("carol", "", Duration::from_secs(60))
-        .await?;
+    hub.stop_server("carol").await?;
     ensure!(instance.containers()?.is_empty(), "stop left containers");
     ensure!(instance.networks()?.is_empty(), "stop left networks");
     Ok(())

@@ -399,13 +399,7 @@ async fn a_cluster_of_a_desktop_image_opens_each_node_as_a_desktop_only_for_its_
         ensure!(size > 10_000, "{shot} is missing or tiny ({size} bytes)");
     }
 
-    let resp = hub
-        .admin(Method::DELETE, "/hub/api/users/erin/server")
-        .send()
-        .await?;
-    ensure!(resp.status().is_success(), "stop gave {}", resp.status());
-    hub.wait_until_stopped("erin", "", Duration::from_secs(60))
-        .await?;
+    hub.stop_server("erin").await?;
     Ok(())
 }
 

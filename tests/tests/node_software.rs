@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tests::docker::{self, docker_out, wait_cluster_ready, Instance};
+use tests::docker::{self, docker_out, Instance};
 use tests::{expect_json, random_hex, Hub, HubOptions};
 
 /// Where the docker backend puts the CA bundle in every node.
@@ -70,18 +70,7 @@ fn as_jovyan(container: &str, script: &str) -> Result<String> {
 }
 
 async fn start_cluster(hub: &Hub, user: &str, image: &str) -> Result<Value> {
-    let resp = hub
-        .admin(Method::POST, &format!("/hub/api/users/{user}/server"))
-        .json(&json!({"image": image, "nodes": 1}))
-        .send()
-        .await?;
-    let status = resp.status();
-    ensure!(
-        status == StatusCode::CREATED || status == StatusCode::ACCEPTED,
-        "starting {user}'s cluster from {image} gave {status}: {}",
-        resp.text().await.unwrap_or_default()
-    );
-    wait_cluster_ready(hub, user, Duration::from_secs(300)).await
+    tests::docker::start_cluster(hub, user, json!({"image": image, "nodes": 1})).await
 }
 
 /// Removes the saved image from the engine at the end, whatever happened.
@@ -236,13 +225,7 @@ async fn a_node_installs_from_pypi_through_the_hosts_ca_and_with_sudo_apt_and_it
     let reference = job["image"].as_str().context("no image")?.to_owned();
     saved.0 = Some(reference.clone());
 
-    let resp = hub
-        .admin(Method::DELETE, "/hub/api/users/ivy/server")
-        .send()
-        .await?;
-    ensure!(resp.status().is_success(), "stop gave {}", resp.status());
-    hub.wait_until_stopped("ivy", "", Duration::from_secs(60))
-        .await?;
+    hub.stop_server("ivy").await?;
     start_cluster(&hub, "ivy", &format!("ivy/{name}:v1")).await?;
     let node = instance.user_container("ivy")?;
     as_jovyan(

@@ -285,18 +285,7 @@ async fn hub_saving_to(cleanup: &Cleanup, registry: &Registry, base: &str) -> Re
 }
 
 async fn start_cluster(hub: &Hub, user: &str, image: &str) -> Result<Value> {
-    let resp = hub
-        .admin(Method::POST, &format!("/hub/api/users/{user}/server"))
-        .json(&json!({"image": image, "nodes": 1}))
-        .send()
-        .await?;
-    let status = resp.status();
-    ensure!(
-        status == StatusCode::CREATED || status == StatusCode::ACCEPTED,
-        "starting {user}'s cluster from {image} gave {status}: {}",
-        resp.text().await.unwrap_or_default()
-    );
-    tests::docker::wait_cluster_ready(hub, user, Duration::from_secs(300)).await
+    tests::docker::start_cluster(hub, user, json!({"image": image, "nodes": 1})).await
 }
 
 /// Polls a job until it has finished; every state seen on the way, and the last model.
@@ -710,13 +699,7 @@ async fn a_node_saved_through_the_hub_runs_with_its_changes_and_starts_as_a_clus
     );
 
     // --- a server that is not running, a registry that is down ---------------------------
-    let resp = hub
-        .admin(Method::DELETE, "/hub/api/users/erin/server")
-        .send()
-        .await?;
-    ensure!(resp.status().is_success(), "stop gave {}", resp.status());
-    hub.wait_until_stopped("erin", "", Duration::from_secs(60))
-        .await?;
+    hub.stop_server("erin").await?;
     let (status, message) = error_of(save(&hub, &erin, path, json!({"name": "late"})).await?).await;
     ensure!(
         status == 400 && message.contains("not running"),
@@ -798,13 +781,7 @@ async fn chromium_saves_the_environment_from_jupyterlab_and_the_image_starts_as_
         .send()
         .await?;
     expect_json(resp, StatusCode::OK, "approve the image").await?;
-    let resp = hub
-        .admin(Method::DELETE, "/hub/api/users/gina/server")
-        .send()
-        .await?;
-    ensure!(resp.status().is_success(), "stop gave {}", resp.status());
-    hub.wait_until_stopped("gina", "", Duration::from_secs(60))
-        .await?;
+    hub.stop_server("gina").await?;
     start_cluster(&hub, "gina", "gina/lab-env:v1").await?;
     let node = cleanup.node_of("gina")?;
     let note = exec(&node, "jovyan", "cat /opt/gina/note.txt")?;
@@ -914,13 +891,7 @@ async fn a_saved_image_is_usable_by_its_owner_at_once_and_a_save_outlives_a_kill
     );
 
     // --- usable by its owner at once, unpublished -----------------------------------------
-    let resp = hub
-        .admin(Method::DELETE, "/hub/api/users/hana/server")
-        .send()
-        .await?;
-    ensure!(resp.status().is_success(), "stop gave {}", resp.status());
-    hub.wait_until_stopped("hana", "", Duration::from_secs(60))
-        .await?;
+    hub.stop_server("hana").await?;
     let resp = start_as(&hana, "hana", json!(image_id)).send().await?;
     ensure!(
         resp.status() == StatusCode::CREATED || resp.status() == StatusCode::ACCEPTED,
