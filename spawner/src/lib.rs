@@ -14,6 +14,7 @@
 pub mod docker;
 mod error;
 pub mod local;
+mod paths;
 mod readiness;
 mod resources;
 
