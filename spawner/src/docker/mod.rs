@@ -95,8 +95,8 @@ pub use naming::{
 use crate::paths::path_component;
 use crate::resources::human_size;
 use crate::{
-    ClusterResources, NodeInfo, ProgressEvent, ProgressSender, ResourceLimits, SpawnSpec, Spawner,
-    SpawnerError, Started,
+    Capabilities, ClusterResources, NodeInfo, ProgressEvent, ProgressSender, ResourceLimits,
+    SpawnSpec, Spawner, SpawnerError, Started,
 };
 use state::{ClusterState, NodeState};
 
@@ -961,6 +961,14 @@ impl Spawner for DockerSpawner {
 
     fn backend_name(&self) -> &'static str {
         "docker"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            runs_images: true,
+            saves_images: true,
+            ..Capabilities::default()
+        }
     }
 
     async fn validate(

@@ -28,7 +28,9 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use crate::paths::path_component;
-use crate::{ProgressEvent, ProgressSender, SpawnSpec, Spawner, SpawnerError, Started};
+use crate::{
+    Capabilities, ProgressEvent, ProgressSender, SpawnSpec, Spawner, SpawnerError, Started,
+};
 
 /// Variables copied from the hub's environment by default, as JupyterHub's
 /// `LocalProcessSpawner.env_keep` (plus `SHELL` for terminals and `TZ`).
@@ -356,6 +358,13 @@ struct Prepared {
 impl Spawner for LocalSpawner {
     fn backend_name(&self) -> &'static str {
         "local"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            runs_on_hub_host: true,
+            ..Capabilities::default()
+        }
     }
 
     async fn start(
