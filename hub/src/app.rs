@@ -538,7 +538,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             tracing::warn!(error = %e, "could not reconcile the external proxy's routes");
         }
     }
-    spawn_background_loops(&hub);
+    crate::jobs::spawn_all(&hub);
     let shown = match (&hub.config.public_url, external) {
         (Some(u), _) => u.clone(),
         (None, true) => format!("http://{}/", hub.config.bind),
@@ -640,49 +640,6 @@ async fn ensure_external_proxy(config: &Config, hub_addr: SocketAddr) -> anyhow:
         settings.api_url,
         logs.join("proxy.log").display()
     )
-}
-
-fn spawn_background_loops(hub: &Arc<Hub>) {
-    if hub.hub_route_target.is_some() {
-        let every = Duration::from_secs_f64(hub.config.proxy.check_routes_interval.max(1.0));
-        let h = Arc::clone(hub);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                if let Err(e) = servers::check_routes(&h).await {
-                    tracing::warn!(error = %e, "reconciling the proxy's routes failed");
-                }
-            }
-        });
-    }
-    let poll_every = Duration::from_secs_f64(hub.config.spawner.poll_interval.max(1.0));
-    let h = Arc::clone(hub);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(poll_every);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            if let Err(e) = servers::poll_once(&h).await {
-                tracing::warn!(error = %e, "server poll failed");
-            }
-        }
-    });
-    let h = Arc::clone(hub);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            if let Err(e) = servers::sync_proxy_activity(&h).await {
-                tracing::warn!(error = %e, "activity sync failed");
-            }
-            if let Err(e) = h.store.purge_expired(clock::now()).await {
-                tracing::warn!(error = %e, "purging expired tokens failed");
-            }
-        }
-    });
 }
 
 /// Looks a user up by name, with JupyterHub's 404 message.

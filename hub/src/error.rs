@@ -1,5 +1,7 @@
-//! The API error: JupyterHub's JSON body `{"status": N, "message": "..."}`. Internal failures are
-//! logged once here and answered with a generic message.
+//! The API error: JupyterHub's JSON body `{"status": N, "message": "..."}`. Internal failures
+//! (the database, a backend's or Docker Engine's error text) are logged once here and answered
+//! with a generic message: a 5xx never carries internals. 4xx messages are for the user and
+//! pass through unchanged.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -58,7 +60,10 @@ impl From<HubError> for ApiError {
             HubError::Conflict(m) => Self::new(StatusCode::CONFLICT, m),
             HubError::Forbidden(m) => Self::forbidden(m),
             HubError::TooManyRequests(m) => Self::new(StatusCode::TOO_MANY_REQUESTS, m),
-            HubError::Spawner(m) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, m),
+            HubError::Spawner(detail) => {
+                tracing::error!(error = %detail, "backend failure answered with a 500");
+                Self::internal()
+            }
             HubError::Db(e) => e.into(),
         }
     }
@@ -109,5 +114,33 @@ mod tests {
         let hidden = ApiError::from(DbError::UnsupportedUrl);
         assert_eq!(hidden.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(hidden.message, "Internal Server Error");
+    }
+
+    #[test]
+    fn a_backend_failure_is_a_500_without_the_backends_error_text() {
+        let detail = "Docker responded with status code 500: driver failed programming \
+                      external connectivity on endpoint jupyter-alice (10.0.0.7)";
+        let e = ApiError::from(HubError::Spawner(detail.into()));
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.message, "Internal Server Error");
+        assert!(!e.message.contains("Docker"));
+    }
+
+    #[test]
+    fn client_errors_keep_their_message() {
+        for (e, status) in [
+            (HubError::BadRequest("m1".into()), StatusCode::BAD_REQUEST),
+            (HubError::NotFound("m2".into()), StatusCode::NOT_FOUND),
+            (HubError::Conflict("m3".into()), StatusCode::CONFLICT),
+            (HubError::Forbidden("m4".into()), StatusCode::FORBIDDEN),
+            (
+                HubError::TooManyRequests("m5".into()),
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
+        ] {
+            let want = e.to_string();
+            let api = ApiError::from(e);
+            assert_eq!((api.status, api.message), (status, want));
+        }
     }
 }

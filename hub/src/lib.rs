@@ -9,6 +9,7 @@ pub mod db;
 pub mod desktop;
 pub mod domain;
 pub mod error;
+mod jobs;
 pub mod rbac;
 pub mod web;
 

@@ -14,6 +14,7 @@
 pub mod docker;
 mod error;
 pub mod local;
+mod paths;
 mod readiness;
 mod resources;
 
@@ -162,6 +163,23 @@ impl ProgressEvent {
 /// ignored.
 pub type ProgressSender = tokio::sync::mpsc::UnboundedSender<ProgressEvent>;
 
+/// What a backend can do, for the hub's decisions that depend on the backend. Each field is
+/// named after what the hub needs to know, never after a backend; the default (all `false`)
+/// suits a backend that runs plain processes elsewhere and nothing more.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Servers run from container images: the hub resolves `user_options.image` (an id or name
+    /// from the image library, or the user's own image) to a reference before `validate`.
+    /// Otherwise `image` is passed on untouched.
+    pub runs_images: bool,
+    /// Servers are processes on the hub's own machine: the operator's extra environment for
+    /// them (`[spawner.local] environment`) is added to every spawn.
+    pub runs_on_hub_host: bool,
+    /// Nodes are containers of the hub's Docker Engine that the hub can save as images
+    /// (`POST …/save-image`). Otherwise a save is refused with a 400.
+    pub saves_images: bool,
+}
+
 /// A way of running single-user servers (local processes, containers, pods).
 ///
 /// Implementations keep no state the hub cannot lose: everything needed to find a server again
@@ -170,6 +188,11 @@ pub type ProgressSender = tokio::sync::mpsc::UnboundedSender<ProgressEvent>;
 pub trait Spawner: Send + Sync + 'static {
     /// Short backend name for logs and the admin page, e.g. `"local"`.
     fn backend_name(&self) -> &'static str;
+
+    /// What this backend can do (see [`Capabilities`]). Default: nothing beyond the contract.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
 
     /// Checks a spawn request's `user_options` before anything is created: the resources it
     /// asks for, or [`SpawnerError::Rejected`] with a message that says what to change (the hub

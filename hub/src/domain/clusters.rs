@@ -47,7 +47,7 @@ pub async fn prepare_options(
             ))
         }
     };
-    if hub.spawner.backend_name() != "local" {
+    if hub.spawner.capabilities().runs_images {
         let wanted = map.get("image").and_then(|v| match v {
             Value::Array(a) if a.len() == 1 => a.first().cloned(),
             other => Some(other.clone()),

@@ -32,7 +32,8 @@ pub enum HubError {
     /// Too many attempts; try again later.
     #[error("{0}")]
     TooManyRequests(String),
-    /// The backend failed to start or stop a server.
+    /// The backend failed to start or stop a server. The text is for the hub's log: the API
+    /// answers a generic 500.
     #[error("{0}")]
     Spawner(String),
     /// The database failed.

@@ -326,7 +326,7 @@ pub async fn start(
     } else {
         format!("Server {}/{}", user.name, server.name)
     };
-    if hub.spawner.backend_name() != "docker" {
+    if !hub.spawner.capabilities().saves_images {
         return Err(HubError::BadRequest(
             "Saving a node as an image needs the docker backend ([spawner] backend = \"docker\")"
                 .into(),
@@ -591,7 +591,7 @@ pub async fn recover(hub: &Hub) -> HubResult<()> {
 /// The running container of an unfinished job's node, or why the save cannot go on.
 async fn resumable(hub: &Hub, job: &SaveJobRow) -> Result<(Docker, DockerContainer), String> {
     let gone = || format!("{} no longer runs", job.node);
-    if hub.spawner.backend_name() != "docker" {
+    if !hub.spawner.capabilities().saves_images {
         return Err("the hub no longer runs the docker backend".into());
     }
     let server = hub

@@ -274,7 +274,7 @@ pub async fn start(
         env.extend(desktop.env());
         secret_files = desktop.secret_files(&hub.secret, server_id, started_at);
     }
-    if hub.spawner.backend_name() == "local" {
+    if hub.spawner.capabilities().runs_on_hub_host {
         for (k, v) in &hub.config.spawner.local.environment {
             env.insert(k.clone(), v.clone());
         }

@@ -16,6 +16,7 @@ use minijinja::context;
 use subtle::ConstantTimeEq;
 
 use super::i18n::{Lang, LANG_COOKIE};
+use super::next::{next_from_query, safe_next};
 use super::{redirect, PageError, PageRequest};
 use crate::api::{cookie, LOGIN_COOKIE, SESSION_COOKIE, XSRF_COOKIE};
 use crate::app::Hub;
@@ -91,25 +92,6 @@ pub(crate) fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, PageErr
         .map_err(|_| PageError::status(StatusCode::BAD_REQUEST))
 }
 
-/// A `next` target that stays on this site: a path starting with one `/` (not `//` or `/\`,
-/// which browsers read as another host), without control characters.
-pub fn safe_next(next: &str) -> Option<&str> {
-    let ok = next.starts_with('/')
-        && !next.starts_with("//")
-        && !next.contains('\\')
-        && !next.chars().any(char::is_control);
-    ok.then_some(next)
-}
-
-fn next_of(query: &[(String, String)]) -> Option<String> {
-    query
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "next")
-        .and_then(|(_, v)| safe_next(v))
-        .map(str::to_owned)
-}
-
 fn render_login(
     page: &PageRequest,
     status: StatusCode,
@@ -138,7 +120,7 @@ pub(crate) async fn login_page(
     page: PageRequest,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Response {
-    let next = next_of(&query);
+    let next = next_from_query(&query);
     if page.user().is_some() {
         return redirect(next.as_deref().unwrap_or("/hub/home"));
     }
@@ -156,7 +138,7 @@ pub(crate) async fn login(
 ) -> Result<Response, PageError> {
     let form = parse_form(&body)?;
     check_xsrf(&headers, &form)?;
-    let next = next_of(&query).or_else(|| {
+    let next = next_from_query(&query).or_else(|| {
         form.get("next")
             .and_then(|n| safe_next(n))
             .map(str::to_owned)
@@ -282,7 +264,7 @@ pub(crate) async fn switch_language(
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
     let lang = Lang::from_code(&code).ok_or_else(|| PageError::status(StatusCode::NOT_FOUND))?;
-    let next = next_of(&query);
+    let next = next_from_query(&query);
     let mut response = redirect(next.as_deref().unwrap_or("/hub/home"));
     append_cookie(
         &mut response,

@@ -43,6 +43,14 @@ impl Spawner for StandInClusters {
         "docker"
     }
 
+    fn capabilities(&self) -> spawner::Capabilities {
+        spawner::Capabilities {
+            runs_images: true,
+            saves_images: true,
+            ..spawner::Capabilities::default()
+        }
+    }
+
     async fn validate(&self, user_options: &Value) -> Result<ClusterResources, SpawnerError> {
         self.limits.admit(user_options)
     }

@@ -9,6 +9,7 @@ mod cluster;
 mod cluster_tests;
 mod i18n;
 mod images;
+mod next;
 mod pages;
 mod spawn;
 mod templates;
@@ -26,8 +27,9 @@ use axum::routing::{any, get};
 use axum::Router;
 use minijinja::context;
 
-pub use auth::{safe_next, XSRF_FIELD};
+pub use auth::XSRF_FIELD;
 pub use i18n::{Lang, LANG_COOKIE};
+pub use next::safe_next;
 
 use crate::app::Hub;
 use crate::db::UserRow;

@@ -16,8 +16,9 @@ use serde_json::json;
 
 use super::auth::{check_xsrf, parse_form};
 use super::cluster::{spawn_form, FormRequest, SpawnForm, SpawnValues};
+use super::next::next_from_query;
 use super::pages::status_of;
-use super::{encode_query, redirect, safe_next, PageError, PageRequest};
+use super::{encode_query, redirect, PageError, PageRequest};
 use crate::app::Hub;
 use crate::db::{ServerRow, UserRow};
 use crate::domain::clusters;
@@ -111,15 +112,6 @@ fn path_params(params: &HashMap<String, String>) -> (String, String) {
     )
 }
 
-fn next_param(query: &[(String, String)]) -> Option<String> {
-    query
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "next")
-        .and_then(|(_, v)| safe_next(v))
-        .map(str::to_owned)
-}
-
 /// `GET /hub/spawn/{name}[/{server}][?image=ID]`: shows the spawn form when the backend takes
 /// options (a cluster's image and sizes), else starts the server (owner, or anyone with
 /// `servers` on it) and shows its progress.
@@ -138,7 +130,7 @@ pub(crate) async fn spawn_get(
     let request = SpawnRequest {
         name: &name,
         server: &server,
-        next: next_param(&query),
+        next: next_from_query(&query),
         // A backend that takes sizes asks for them first (JupyterHub's options form).
         form: FormMode::AskFirst { wanted_image },
     };
@@ -162,7 +154,7 @@ pub(crate) async fn spawn_post(
     let request = SpawnRequest {
         name: &name,
         server: &server,
-        next: next_param(&query),
+        next: next_from_query(&query),
         form: match SpawnValues::from_form(&form) {
             Some(values) => FormMode::Posted(values),
             None => FormMode::Start,
@@ -313,7 +305,7 @@ pub(crate) async fn pending(
     check_access(caller, "read:servers", &name, &server, &groups)?;
     let user = find_user(&hub, &name).await?;
     let row = hub.store.server(user.id, &server).await?;
-    let target = next_param(&query).unwrap_or_else(|| service_prefix(&user.name, &server));
+    let target = next_from_query(&query).unwrap_or_else(|| service_prefix(&user.name, &server));
     let status = status_of(row.as_ref());
     if status == "running" {
         return Ok(redirect(&target));

@@ -92,10 +92,11 @@ pub use naming::{
     LABEL_CLUSTER, LABEL_HUB, LABEL_NODE, LABEL_SERVER, LABEL_USER,
 };
 
+use crate::paths::path_component;
 use crate::resources::human_size;
 use crate::{
-    ClusterResources, NodeInfo, ProgressEvent, ProgressSender, ResourceLimits, SpawnSpec, Spawner,
-    SpawnerError, Started,
+    Capabilities, ClusterResources, NodeInfo, ProgressEvent, ProgressSender, ResourceLimits,
+    SpawnSpec, Spawner, SpawnerError, Started,
 };
 use state::{ClusterState, NodeState};
 
@@ -962,6 +963,14 @@ impl Spawner for DockerSpawner {
         "docker"
     }
 
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            runs_images: true,
+            saves_images: true,
+            ..Capabilities::default()
+        }
+    }
+
     async fn validate(
         &self,
         user_options: &serde_json::Value,
@@ -1158,25 +1167,6 @@ fn docker_message(e: &bollard::errors::Error) -> String {
     }
 }
 
-/// A user name as one path component: ASCII letters, digits, `-`, `_` and (not first) `.`
-/// kept, every other byte `%XX`, so distinct names never share a directory.
-fn path_component(name: &str) -> Option<String> {
-    if name.is_empty() {
-        return None;
-    }
-    let mut out = String::with_capacity(name.len());
-    for (i, byte) in name.bytes().enumerate() {
-        let keep =
-            byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_') || (byte == b'.' && i > 0);
-        if keep {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1195,13 +1185,5 @@ mod tests {
             last = event.progress;
         }
         assert!(last >= 80);
-    }
-
-    #[test]
-    fn user_names_map_to_distinct_directories() {
-        assert_eq!(path_component("alice").as_deref(), Some("alice"));
-        assert_ne!(path_component("a.b"), path_component("a-b"));
-        assert_eq!(path_component("../x").as_deref(), Some("%2E.%2Fx"));
-        assert_eq!(path_component(""), None);
     }
 }

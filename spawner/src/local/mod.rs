@@ -27,7 +27,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use crate::{ProgressEvent, ProgressSender, SpawnSpec, Spawner, SpawnerError, Started};
+use crate::paths::path_component;
+use crate::{
+    Capabilities, ProgressEvent, ProgressSender, SpawnSpec, Spawner, SpawnerError, Started,
+};
 
 /// Variables copied from the hub's environment by default, as JupyterHub's
 /// `LocalProcessSpawner.env_keep` (plus `SHELL` for terminals and `TZ`).
@@ -357,6 +360,13 @@ impl Spawner for LocalSpawner {
         "local"
     }
 
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            runs_on_hub_host: true,
+            ..Capabilities::default()
+        }
+    }
+
     async fn start(
         &self,
         spec: &SpawnSpec,
@@ -561,26 +571,6 @@ impl Spawner for LocalSpawner {
     }
 }
 
-/// `name` as one safe path component: ASCII letters, digits, `-`, `_` and `.` are kept, every
-/// other byte becomes `%XX`; a leading `.` is escaped too, so `.`/`..` cannot escape the parent.
-/// The mapping is injective, so different users never share a directory. `None` if empty.
-fn path_component(name: &str) -> Option<String> {
-    if name.is_empty() {
-        return None;
-    }
-    let mut out = String::with_capacity(name.len());
-    for (i, byte) in name.bytes().enumerate() {
-        let keep =
-            byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_') || (byte == b'.' && i > 0);
-        if keep {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    Some(out)
-}
-
 /// `{user}.log`, or `{user}@{server}.log` for a named server (`@` is escaped in components).
 fn log_file_name(user_component: &str, server_name: &str) -> String {
     match path_component(server_name) {
@@ -652,18 +642,6 @@ fn program_name(program: &str) -> &str {
 mod tests {
     use super::*;
     use std::net::Ipv6Addr;
-
-    #[test]
-    fn ordinary_names_are_kept_and_the_rest_is_escaped_injectively() {
-        assert_eq!(path_component("alice").as_deref(), Some("alice"));
-        assert_eq!(path_component("a.b-c_d").as_deref(), Some("a.b-c_d"));
-        assert_eq!(path_component("..").as_deref(), Some("%2E."));
-        assert_eq!(path_component("../x").as_deref(), Some("%2E.%2Fx"));
-        assert_eq!(path_component("bob@x.org").as_deref(), Some("bob%40x.org"));
-        assert_eq!(path_component("50%").as_deref(), Some("50%25"));
-        assert_eq!(path_component("é").as_deref(), Some("%C3%A9"));
-        assert_eq!(path_component(""), None);
-    }
 
     #[test]
     fn default_and_named_servers_get_distinct_log_files() {
