@@ -173,6 +173,9 @@ try {
       await focusTerminal(page);
       await page.keyboard.type(`echo "`, { delay: 30 });
       await page.keyboard.press('Control+Shift+V');
+      // The terminal asks the X clipboard for the text and inserts it when the answer comes;
+      // keys typed before then would land ahead of it on a busy machine.
+      await sleep(2_000);
       await page.keyboard.type(`" > ${node.proof}.clip`, { delay: 30 });
       await page.keyboard.press('Enter');
       const pasted = await waitForFile(node.container, `${node.proof}.clip`, `${label} clipboard`);
