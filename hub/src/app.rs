@@ -212,7 +212,7 @@ async fn make_docker_spawner(config: &Config, store: &Store) -> anyhow::Result<A
     cfg.pids_limit = (d.pids_limit > 0).then_some(d.pids_limit);
     cfg.gpus = d.gpus;
     cfg.sudo = d.sudo;
-    // Read by the hub itself at each start: a relative path names the same file as here.
+    // Absolute since the configuration was loaded; read again at each cluster start.
     cfg.ca_bundle = d.ca_bundle_path();
     if let Some(bundle) = &cfg.ca_bundle {
         std::fs::metadata(bundle).map_err(|e| {
