@@ -3,8 +3,9 @@
 
 use super::*;
 
-/// A fresh store of each engine.
-async fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
+/// A fresh store of each engine (the temporary directory keeps the SQLite file alive). Shared
+/// with the domain's tests that need both engines.
+pub(crate) async fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().unwrap();
     let url = format!(
         "sqlite://{}?mode=rwc",
@@ -345,7 +346,8 @@ async fn image_records_are_created_filtered_updated_and_deleted_on_both_engines(
     }
 }
 
-fn image_fields(name: &str, visibility: &str, owner_id: Option<i64>) -> ImageFields {
+/// A Jupyter image record of the test image, `name`d, with this visibility and owner.
+pub(crate) fn image_fields(name: &str, visibility: &str, owner_id: Option<i64>) -> ImageFields {
     ImageFields {
         kind: "jupyter".into(),
         name: name.into(),

@@ -266,21 +266,7 @@ mod tests {
     use super::*;
 
     fn jupyter() -> ImageFields {
-        ImageFields {
-            kind: "jupyter".into(),
-            name: "Python".into(),
-            image: "127.0.0.1:5000/xiji/base-notebook".into(),
-            tag: "latest".into(),
-            start_options: String::new(),
-            start_command: String::new(),
-            vnc_password: None,
-            vnc_port: None,
-            description: String::new(),
-            needs_gpu: false,
-            enabled: true,
-            visibility: "library".into(),
-            owner_id: None,
-        }
+        crate::db::tests::image_fields("Python", "library", None)
     }
 
     #[test]
@@ -341,24 +327,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_nul_character_in_free_text_is_a_bad_request_on_sqlite_and_postgresql() {
-        let dir = tempfile::tempdir().unwrap();
-        let sqlite = format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("t.sqlite").display()
-        );
-        let pg_url = std::env::var("XIJI_TEST_PG_URL").expect(
-            "XIJI_TEST_PG_URL is not set: run tests/setup-env.sh (tests/run does) to start PostgreSQL",
-        );
-        let name = format!("xiji_t_{}", crate::domain::tokens::random_hex(8));
-        let admin = sqlx::PgPool::connect(&pg_url).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&admin)
-            .await
-            .unwrap();
-        let mut pg = url::Url::parse(&pg_url).unwrap();
-        pg.set_path(&name);
-        for url in [sqlite, pg.to_string()] {
-            let store = Store::connect(&url).await.unwrap();
+        for (store, _dir) in crate::db::tests::stores().await {
+            let engine = store.engine();
             for field in ["start_options", "start_command", "description"] {
                 let mut f = jupyter();
                 f.name = format!("with NUL in {field}");
@@ -370,18 +340,14 @@ mod tests {
                 }
                 match create(&store, f).await {
                     Err(HubError::BadRequest(m)) => assert!(m.contains(field), "{m}"),
-                    other => panic!("{url}: {field} with NUL gave {other:?}"),
+                    other => panic!("{engine:?}: {field} with NUL gave {other:?}"),
                 }
             }
             let mut f = jupyter();
             f.description = "line one\nline two".into();
-            assert!(create(&store, f).await.is_ok(), "{url}");
+            assert!(create(&store, f).await.is_ok(), "{engine:?}");
             store.close().await;
         }
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-            .execute(&admin)
-            .await
-            .unwrap();
     }
 
     #[test]
