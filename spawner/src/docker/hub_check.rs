@@ -31,12 +31,13 @@ except Exception as error:
 "#;
 
 impl DockerSpawner {
-    /// Runs [`CHECK_SCRIPT`] in every node of `cluster`, one after another.
+    /// Runs [`CHECK_SCRIPT`] in every node of `cluster` at once; the first node that cannot
+    /// reach the hub is reported.
     pub(super) async fn check_nodes_reach_hub(
         &self,
         cluster: &ClusterState,
     ) -> Result<(), SpawnerError> {
-        for node in &cluster.nodes {
+        let checks = cluster.nodes.iter().map(|node| async move {
             let (url, outcome) =
                 match tokio::time::timeout(CHECK_TIMEOUT, self.run_check(&node.container_id)).await
                 {
@@ -49,15 +50,16 @@ impl DockerSpawner {
                         )),
                     ),
                 };
-            if let Err(reason) = outcome {
-                return Err(SpawnerError::HubUnreachable {
-                    node: node.name.clone(),
-                    url,
-                    reason,
-                });
-            }
-        }
-        Ok(())
+            outcome.map_err(|reason| SpawnerError::HubUnreachable {
+                node: node.name.clone(),
+                url,
+                reason,
+            })
+        });
+        futures_util::future::join_all(checks)
+            .await
+            .into_iter()
+            .collect()
     }
 
     /// The node's hub URL and `Ok` or the reason the check failed.
