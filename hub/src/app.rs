@@ -1,4 +1,4 @@
-//! The running hub: its shared context (`Hub`), start-up (database, first admin, services and roles
+//! The running hub: start-up (its shared context, `domain::Services`, built from the configuration), (database, first admin, services and roles
 //! from configuration, re-adoption of running servers), the listener and the background loops.
 
 use std::net::SocketAddr;
@@ -16,73 +16,12 @@ use crate::domain::identity::AuthCache;
 use crate::domain::servers::{self, LiveServers};
 use crate::domain::start_queue::StartQueue;
 use crate::domain::tokens::{self, hash_secret};
-use crate::domain::{names, HubError, HubResult};
+use crate::domain::{names, Services};
 use crate::{clock, rbac};
-
-/// The version reported to JupyterHub clients (`GET /hub/api`, `X-JupyterHub-Version`): the
-/// JupyterHub API level Xiji implements, PEP 440-valid so `packaging.version` parses it.
-pub const JUPYTERHUB_VERSION: &str = "5.5.1";
-
-/// Everything a request or background task needs; shared behind an `Arc`.
-pub struct Hub {
-    /// Configuration as loaded.
-    pub config: Config,
-    /// The database.
-    pub store: Store,
-    /// The backend that starts servers.
-    pub spawner: Arc<dyn Spawner>,
-    /// The route table the proxy serves from.
-    pub routes: Arc<proxy::RouteTable>,
-    /// The proxy the hub drives: the embedded table above, or an external proxy's REST API
-    /// (`[proxy] mode = "external"`).
-    pub proxy: Arc<dyn proxy::Proxy>,
-    /// With an external proxy: the target of its default route `/` (this hub).
-    pub hub_route_target: Option<String>,
-    /// Live spawn progress.
-    pub live: LiveServers,
-    /// Admission of starts to their start-up phase, a few at a time.
-    pub start_queue: StartQueue,
-    /// Failed-login throttling.
-    pub throttle: LoginThrottle,
-    /// Resolved callers by token hash.
-    pub auth: AuthCache,
-    /// The address the hub's own API is reached at by single-user servers.
-    pub local_addr: SocketAddr,
-    /// Key for signing short-lived values (XSRF) and deriving each desktop cluster's VNC
-    /// password, generated per database.
-    pub secret: String,
-    /// Saves of running nodes as images, and their builder.
-    pub save_images: crate::domain::save_image::SaveImages,
-}
-
-impl Hub {
-    /// `http://127.0.0.1:8000/`: the URL single-user servers use to reach the hub.
-    pub fn internal_url(&self) -> String {
-        let ip = if self.local_addr.ip().is_unspecified() {
-            "127.0.0.1".to_owned()
-        } else {
-            match self.local_addr.ip() {
-                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-                v4 => v4.to_string(),
-            }
-        };
-        format!("http://{ip}:{}/", self.local_addr.port())
-    }
-
-    /// Grace period between SIGTERM and SIGKILL.
-    pub fn stop_grace(&self) -> Duration {
-        Duration::from_secs_f64(self.config.spawner.stop_grace.max(0.0))
-    }
-
-    /// Forgets cached callers after a change of rights, tokens or servers.
-    pub fn invalidate_auth(&self) {
-        self.auth.invalidate();
-    }
-}
 
 /// Opens the database and prepares everything before listening (running servers are re-adopted
 /// by [`run`] once the hub answers, see [`servers::readopt`]).
-pub async fn prepare(config: Config, listener_addr: SocketAddr) -> anyhow::Result<Arc<Hub>> {
+pub async fn prepare(config: Config, listener_addr: SocketAddr) -> anyhow::Result<Arc<Services>> {
     let store = open_store(&config).await?;
     prepare_with_store(config, store, listener_addr).await
 }
@@ -96,7 +35,7 @@ async fn prepare_with_store(
     config: Config,
     store: Store,
     listener_addr: SocketAddr,
-) -> anyhow::Result<Arc<Hub>> {
+) -> anyhow::Result<Arc<Services>> {
     let secret = match store.setting("secret").await? {
         Some(s) => s,
         None => {
@@ -122,7 +61,7 @@ async fn prepare_with_store(
             ),
         };
     let start_queue = StartQueue::new(config.spawner.concurrent_starts);
-    let hub = Arc::new(Hub {
+    let hub = Arc::new(Services {
         throttle: LoginThrottle::new(
             config.login_throttle_attempts,
             Duration::from_secs(config.login_throttle_window),
@@ -640,12 +579,4 @@ async fn ensure_external_proxy(config: &Config, hub_addr: SocketAddr) -> anyhow:
         settings.api_url,
         logs.join("proxy.log").display()
     )
-}
-
-/// Looks a user up by name, with JupyterHub's 404 message.
-pub async fn user_or_404(hub: &Hub, name: &str) -> HubResult<crate::db::UserRow> {
-    hub.store
-        .user(name)
-        .await?
-        .ok_or_else(|| HubError::NotFound(format!("No such user: {name}")))
 }

@@ -69,6 +69,15 @@ impl From<HubError> for ApiError {
     }
 }
 
+impl From<crate::http::CallerError> for ApiError {
+    fn from(e: crate::http::CallerError) -> Self {
+        match e {
+            crate::http::CallerError::Xsrf => ApiError::forbidden(e.to_string()),
+            crate::http::CallerError::Hub(e) => e.into(),
+        }
+    }
+}
+
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         match e {

@@ -7,12 +7,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::app::Hub;
 use crate::clock;
 use crate::domain::servers;
+use crate::domain::Services;
 
 /// Starts the hub's background loops (after start-up's re-adoption).
-pub(crate) fn spawn_all(hub: &Arc<Hub>) {
+pub(crate) fn spawn_all(hub: &Arc<Services>) {
     let secs = |s: f64| Duration::from_secs_f64(s.max(1.0));
     if hub.hub_route_target.is_some() {
         let every = secs(hub.config.proxy.check_routes_interval);

@@ -9,6 +9,7 @@ pub mod db;
 pub mod desktop;
 pub mod domain;
 pub mod error;
+pub mod http;
 mod jobs;
 pub mod rbac;
 pub mod web;
@@ -19,7 +20,7 @@ use axum::http::{header, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
 /// The whole HTTP surface of the hub (the proxy hands it every request without a user route).
-pub fn router(hub: Arc<app::Hub>) -> axum::Router {
+pub fn router(hub: Arc<domain::Services>) -> axum::Router {
     axum::Router::new()
         .merge(api::routes(Arc::clone(&hub)))
         .merge(web::routes(Arc::clone(&hub)))
@@ -46,7 +47,7 @@ async fn add_hub_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         HeaderName::from_static("x-jupyterhub-version"),
-        HeaderValue::from_static(app::JUPYTERHUB_VERSION),
+        HeaderValue::from_static(api::JUPYTERHUB_VERSION),
     );
     if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
         headers.insert(

@@ -10,14 +10,14 @@ use serde_json::Value;
 
 use super::models::group_model;
 use super::{body_as, empty, json, ApiCaller, JsonBody, Page, RequestUrl};
-use crate::app::Hub;
 use crate::db::{DbError, GroupRow};
 use crate::domain::names;
+use crate::domain::Services;
 use crate::error::ApiError;
 use crate::rbac::{self, ListFilter, ListKind, Resource};
 
 async fn render(
-    hub: &Hub,
+    hub: &Services,
     caller: &ApiCaller,
     groups: &[GroupRow],
 ) -> Result<Vec<Value>, ApiError> {
@@ -37,7 +37,7 @@ async fn render(
         .collect())
 }
 
-async fn group_or_404(hub: &Hub, name: &str) -> Result<GroupRow, ApiError> {
+async fn group_or_404(hub: &Services, name: &str) -> Result<GroupRow, ApiError> {
     hub.store
         .group(name)
         .await?
@@ -45,7 +45,7 @@ async fn group_or_404(hub: &Hub, name: &str) -> Result<GroupRow, ApiError> {
 }
 
 /// User ids for names; unknown names → 400.
-async fn user_ids(hub: &Hub, names: &[String]) -> Result<Vec<i64>, ApiError> {
+async fn user_ids(hub: &Services, names: &[String]) -> Result<Vec<i64>, ApiError> {
     let mut ids = Vec::with_capacity(names.len());
     let mut unknown = Vec::new();
     for name in names {
@@ -63,7 +63,7 @@ async fn user_ids(hub: &Hub, names: &[String]) -> Result<Vec<i64>, ApiError> {
 
 /// `GET /groups`.
 pub async fn list(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Query(query): Query<Vec<(String, String)>>,
     headers: HeaderMap,
@@ -93,7 +93,7 @@ struct CreateGroups {
 
 /// `POST /groups` with `{"groups": [...]}`.
 pub async fn create_many(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
@@ -124,7 +124,7 @@ pub async fn create_many(
 
 /// `GET /groups/{name}`.
 pub async fn get_one(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -149,7 +149,7 @@ struct Members {
 
 /// `POST /groups/{name}`, optionally with `{"users": [...]}`.
 pub async fn create_one(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path(name): Path<String>,
     JsonBody(body): JsonBody,
@@ -179,7 +179,7 @@ pub async fn create_one(
 
 /// `DELETE /groups/{name}`.
 pub async fn delete(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -191,7 +191,7 @@ pub async fn delete(
 }
 
 async fn change_members(
-    hub: Arc<Hub>,
+    hub: Arc<Services>,
     caller: ApiCaller,
     name: String,
     body: Option<Value>,
@@ -216,7 +216,7 @@ async fn change_members(
 
 /// `POST /groups/{name}/users` with `{"users": [...]}`.
 pub async fn add_users(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path(name): Path<String>,
     JsonBody(body): JsonBody,
@@ -226,7 +226,7 @@ pub async fn add_users(
 
 /// `DELETE /groups/{name}/users` with `{"users": [...]}`.
 pub async fn remove_users(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path(name): Path<String>,
     JsonBody(body): JsonBody,
@@ -236,7 +236,7 @@ pub async fn remove_users(
 
 /// `PUT /groups/{name}/properties` with a JSON object.
 pub async fn set_properties(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path(name): Path<String>,
     JsonBody(body): JsonBody,

@@ -9,9 +9,10 @@ use serde_json::{json, Map, Value};
 
 use super::models::{bundle, service_model, user_model};
 use super::{json, ApiCaller, Page, RequestUrl};
-use crate::app::{Hub, JUPYTERHUB_VERSION};
+use crate::api::JUPYTERHUB_VERSION;
 use crate::domain::identity::Principal;
 use crate::domain::servers;
+use crate::domain::Services;
 use crate::error::ApiError;
 use crate::rbac::{self, Entity, ListFilter, ListKind, Resource};
 
@@ -33,13 +34,16 @@ pub async fn root() -> Response {
 }
 
 /// `GET /hub/api/health`.
-pub async fn health(State(hub): State<Arc<Hub>>) -> Result<Response, ApiError> {
+pub async fn health(State(hub): State<Arc<Services>>) -> Result<Response, ApiError> {
     hub.store.count_users().await?;
     Ok(json(StatusCode::OK, json!({"status": "ok"})))
 }
 
 /// `GET /hub/api/info`.
-pub async fn info(State(hub): State<Arc<Hub>>, caller: ApiCaller) -> Result<Response, ApiError> {
+pub async fn info(
+    State(hub): State<Arc<Services>>,
+    caller: ApiCaller,
+) -> Result<Response, ApiError> {
     caller.require(&["read:hub"], &Resource::Hub)?;
     Ok(json(
         StatusCode::OK,
@@ -55,7 +59,10 @@ pub async fn info(State(hub): State<Arc<Hub>>, caller: ApiCaller) -> Result<Resp
 }
 
 /// `GET /hub/api/user`: who the caller is, with its expanded scopes.
-pub async fn whoami(State(hub): State<Arc<Hub>>, caller: ApiCaller) -> Result<Response, ApiError> {
+pub async fn whoami(
+    State(hub): State<Arc<Services>>,
+    caller: ApiCaller,
+) -> Result<Response, ApiError> {
     let c = &caller.0;
     let mut model = match &c.principal {
         Principal::User(user) => {
@@ -88,7 +95,7 @@ pub async fn whoami(State(hub): State<Arc<Hub>>, caller: ApiCaller) -> Result<Re
 
 /// `GET /hub/api/proxy`: the route table, as JupyterHub reports it.
 pub async fn get_proxy(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Query(query): Query<Vec<(String, String)>>,
     headers: HeaderMap,
@@ -133,7 +140,7 @@ pub async fn get_proxy(
 
 /// `POST /hub/api/proxy`: reconcile the routes with the ready servers.
 pub async fn sync_proxy(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
 ) -> Result<Response, ApiError> {
     caller.require(&["proxy"], &Resource::Hub)?;
@@ -143,7 +150,7 @@ pub async fn sync_proxy(
 
 /// `GET /hub/api/services`: a dict keyed by name, as JupyterHub answers.
 pub async fn list_services(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
 ) -> Result<Response, ApiError> {
     let filter = rbac::list_filter(&caller.0.scopes, ListKind::Services)
@@ -160,7 +167,7 @@ pub async fn list_services(
 
 /// `GET /hub/api/services/{name}`.
 pub async fn get_service(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {

@@ -9,10 +9,10 @@ use serde::Deserialize;
 use serde_json::{json as j, Value};
 
 use super::{body_as, empty, json, ApiCaller, JsonBody};
-use crate::app::Hub;
 use crate::clock;
 use crate::db::{ImageFields, ImageRow};
 use crate::domain::images::{self, ImagePatch};
+use crate::domain::Services;
 use crate::error::ApiError;
 
 /// The caller's user id and whether it administers the library.
@@ -23,7 +23,7 @@ fn who(caller: &ApiCaller) -> (Option<i64>, bool) {
     )
 }
 
-async fn model(hub: &Hub, row: &ImageRow, admin: bool) -> Result<Value, ApiError> {
+async fn model(hub: &Services, row: &ImageRow, admin: bool) -> Result<Value, ApiError> {
     let owner = match row.owner_id {
         Some(id) => hub.store.user_by_id(id).await?.map(|u| u.name),
         None => None,
@@ -65,7 +65,7 @@ pub struct ListQuery {
 
 /// `GET /images`: the library (administrators: every record), plus the caller's own images.
 pub async fn list(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
@@ -108,7 +108,7 @@ pub struct NewImage {
 
 /// `POST /images` (administrators): adds a library record.
 pub async fn create(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
@@ -147,7 +147,7 @@ fn parse_id(text: &str) -> Result<i64, ApiError> {
 
 /// `GET /images/{id}`.
 pub async fn get_one(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -158,7 +158,7 @@ pub async fn get_one(
 
 /// `PATCH /images/{id}`.
 pub async fn patch(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
@@ -171,7 +171,7 @@ pub async fn patch(
 
 /// `DELETE /images/{id}`.
 pub async fn delete(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {

@@ -16,27 +16,24 @@ use std::sync::Arc;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::app::Hub;
-use crate::domain::identity::{self, Caller};
+use crate::domain::identity::Caller;
+use crate::domain::Services;
 use crate::error::ApiError;
 use crate::rbac::{self, Access, Resource};
 
-/// Name of the hub's login cookie (JupyterHub's).
-pub const LOGIN_COOKIE: &str = "jupyterhub-hub-login";
-/// Name of the session-id cookie (JupyterHub's).
-pub const SESSION_COOKIE: &str = "jupyterhub-session-id";
-/// Name of the XSRF cookie.
-pub const XSRF_COOKIE: &str = "_xsrf";
+/// The version reported to JupyterHub clients (`GET /hub/api`, `X-JupyterHub-Version`): the
+/// JupyterHub API level Xiji implements, PEP 440-valid so `packaging.version` parses it.
+pub const JUPYTERHUB_VERSION: &str = "5.5.1";
 
 /// The `/hub/api` routes.
-pub fn routes(hub: Arc<Hub>) -> Router {
+pub fn routes(hub: Arc<Services>) -> Router {
     let max_body = hub.config.max_body_bytes;
     Router::new()
         .route("/hub/api", get(hub_info::root))
@@ -166,70 +163,17 @@ async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
 }
 
-/// Reads a cookie's value from the request headers.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
-/// The token in `Authorization: token X` or `Bearer X` (case-insensitive), as JupyterHub reads it.
-pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let (scheme, token) = value.split_once(char::is_whitespace)?;
-    let token = token.trim();
-    if (scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer"))
-        && !token.is_empty()
-        && !token.contains(char::is_whitespace)
-    {
-        Some(token)
-    } else {
-        None
-    }
-}
-
-/// Resolves the caller of a request: API token first, then the login cookie (with an XSRF check
-/// on unsafe methods). `None` when neither is present or valid.
-pub async fn resolve_caller(hub: &Hub, parts: &Parts) -> Result<Option<Arc<Caller>>, ApiError> {
-    if let Some(token) = bearer_token(&parts.headers) {
-        return Ok(identity::caller_for_token(&hub.store, &hub.auth, token).await?);
-    }
-    let Some(cookie_value) = cookie(&parts.headers, LOGIN_COOKIE) else {
-        return Ok(None);
-    };
-    let Some(caller) = identity::caller_for_session(&hub.store, &hub.auth, cookie_value).await?
-    else {
-        return Ok(None);
-    };
-    if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
-        let expected = cookie(&parts.headers, XSRF_COOKIE);
-        let given = parts
-            .headers
-            .get("x-xsrftoken")
-            .and_then(|v| v.to_str().ok());
-        if expected.is_none() || expected != given {
-            return Err(ApiError::forbidden("'_xsrf' argument missing from POST"));
-        }
-    }
-    Ok(Some(caller))
-}
-
 /// An authenticated caller; rejects with 403 "Missing or invalid credentials." otherwise.
 pub struct ApiCaller(pub Arc<Caller>);
 
-impl FromRequestParts<Arc<Hub>> for ApiCaller {
+impl FromRequestParts<Arc<Services>> for ApiCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        hub: &Arc<Hub>,
+        hub: &Arc<Services>,
     ) -> Result<Self, Self::Rejection> {
-        match resolve_caller(hub, parts).await? {
+        match crate::http::resolve_caller(hub, parts).await? {
             Some(c) => Ok(ApiCaller(c)),
             None => Err(ApiError::missing_credentials()),
         }
@@ -296,7 +240,7 @@ impl Page {
     /// Reads `offset`/`limit` (non-integers → 400; negatives made positive; limit capped) and the
     /// `Accept: application/jupyterhub-pagination+json` opt-in.
     pub fn from_request(
-        hub: &Hub,
+        hub: &Services,
         query: &[(String, String)],
         headers: &HeaderMap,
     ) -> Result<Page, ApiError> {
@@ -360,7 +304,12 @@ pub struct RequestUrl {
 
 impl RequestUrl {
     /// From the request's Host header (and `X-Forwarded-Proto`), path and query.
-    pub fn new(hub: &Hub, headers: &HeaderMap, path: &str, query: &[(String, String)]) -> Self {
+    pub fn new(
+        hub: &Services,
+        headers: &HeaderMap,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Self {
         let base = match &hub.config.public_url {
             Some(u) => u.trim_end_matches('/').to_owned(),
             None => {

@@ -9,11 +9,12 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::json;
 
-use super::{cookie, json, LOGIN_COOKIE};
-use crate::app::Hub;
+use super::json;
 use crate::domain::identity::{self, Principal};
 use crate::domain::oauth::{self, AuthorizeRequest, OAuthError, TokenRequest};
+use crate::domain::Services;
 use crate::error::ApiError;
+use crate::http::{cookie, LOGIN_COOKIE};
 
 fn oauth_error(e: OAuthError) -> Response {
     let status = if e.error == "invalid_client" {
@@ -30,7 +31,7 @@ fn oauth_error(e: OAuthError) -> Response {
 /// `GET /hub/api/oauth2/authorize`: logged-in users are sent back to the server with a code;
 /// others to the login page first.
 pub async fn authorize(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     Query(q): Query<HashMap<String, String>>,
     parts: Parts,
 ) -> Result<Response, ApiError> {
@@ -97,7 +98,7 @@ pub async fn authorize(
 
 /// `POST /hub/api/oauth2/token`: code → access token.
 pub async fn token(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     RawForm(form): RawForm,
 ) -> Result<Response, ApiError> {
     let form: HashMap<String, String> = serde_urlencoded::from_bytes(&form)

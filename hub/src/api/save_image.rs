@@ -17,17 +17,18 @@ use serde_json::Value;
 
 use super::users::groups_for_check;
 use super::{body_as, json, ApiCaller, JsonBody};
-use crate::app::{user_or_404, Hub};
 use crate::db::SaveJobRow;
 use crate::domain::identity;
 use crate::domain::save_image::{self, SaveImageRequest};
+use crate::domain::users::user_or_404;
+use crate::domain::Services;
 use crate::error::ApiError;
 use crate::rbac::Resource;
 
 /// Checks `scope` on a user's server, except for a server's own token (`kind = server`), which
 /// is allowed exactly on its own server (`server_id`, known once the server row is read).
 async fn authorize(
-    hub: &Hub,
+    hub: &Services,
     caller: &ApiCaller,
     scope: &str,
     user: &str,
@@ -52,7 +53,7 @@ async fn authorize(
 }
 
 async fn save(
-    hub: Arc<Hub>,
+    hub: Arc<Services>,
     caller: ApiCaller,
     name: String,
     server: String,
@@ -84,7 +85,7 @@ async fn save(
 
 /// `POST /users/{name}/server/save-image`.
 pub async fn save_default(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path(name): Path<String>,
     JsonBody(body): JsonBody,
@@ -94,7 +95,7 @@ pub async fn save_default(
 
 /// `POST /users/{name}/servers/{server}/save-image`.
 pub async fn save_named(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path((name, server)): Path<(String, String)>,
     JsonBody(body): JsonBody,
@@ -104,7 +105,7 @@ pub async fn save_named(
 
 /// The job, if the caller may see it with `scope`; 404 otherwise (as for a missing job).
 async fn visible_job(
-    hub: &Hub,
+    hub: &Services,
     caller: &ApiCaller,
     scope: &str,
     id: &str,
@@ -135,7 +136,7 @@ async fn visible_job(
 
 /// `GET /save-jobs/{id}`.
 pub async fn get_job(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -146,7 +147,7 @@ pub async fn get_job(
 /// `DELETE /save-jobs/{id}`: cancels the job (a finished job is left as it is); answers the
 /// job's model.
 pub async fn cancel_job(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -158,7 +159,7 @@ pub async fn cancel_job(
 /// `GET /users/{name}/save-jobs`: the user's save jobs, newest first (a server's token sees
 /// its own server's).
 pub async fn list_jobs(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {

@@ -10,13 +10,14 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use super::{empty, ApiCaller, JsonBody};
-use crate::app::{user_or_404, Hub};
 use crate::domain::identity;
 use crate::domain::servers::{self, Outcome};
+use crate::domain::users::user_or_404;
+use crate::domain::Services;
 use crate::error::ApiError;
 
 async fn require_server(
-    hub: &Hub,
+    hub: &Services,
     caller: &ApiCaller,
     scope: &str,
     user: &str,
@@ -48,7 +49,7 @@ fn user_options(body: Option<Value>) -> Result<Option<Value>, ApiError> {
 }
 
 async fn start(
-    hub: Arc<Hub>,
+    hub: Arc<Services>,
     caller: ApiCaller,
     name: String,
     server: String,
@@ -65,7 +66,7 @@ async fn start(
 
 /// `POST /users/{name}/server`.
 pub async fn start_default(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path(name): Path<String>,
     JsonBody(body): JsonBody,
@@ -75,7 +76,7 @@ pub async fn start_default(
 
 /// `POST /users/{name}/servers/{server}`.
 pub async fn start_named(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path((name, server)): Path<(String, String)>,
     JsonBody(body): JsonBody,
@@ -84,7 +85,7 @@ pub async fn start_named(
 }
 
 async fn stop(
-    hub: Arc<Hub>,
+    hub: Arc<Services>,
     caller: ApiCaller,
     name: String,
     server: String,
@@ -117,7 +118,7 @@ async fn stop(
 
 /// `DELETE /users/{name}/server`.
 pub async fn stop_default(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -126,7 +127,7 @@ pub async fn stop_default(
 
 /// `DELETE /users/{name}/servers/{server}` with optional `{"remove": true}`.
 pub async fn stop_named(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path((name, server)): Path<(String, String)>,
     JsonBody(body): JsonBody,
@@ -140,7 +141,7 @@ pub async fn stop_named(
 }
 
 async fn progress(
-    hub: Arc<Hub>,
+    hub: Arc<Services>,
     caller: ApiCaller,
     name: String,
     server: String,
@@ -238,7 +239,7 @@ where
 
 /// `GET /users/{name}/server/progress`.
 pub async fn progress_default(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -247,7 +248,7 @@ pub async fn progress_default(
 
 /// `GET /users/{name}/servers/{server}/progress`.
 pub async fn progress_named(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path((name, server)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {

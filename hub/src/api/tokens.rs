@@ -11,15 +11,21 @@ use serde_json::Value;
 use super::models::token_model;
 use super::users::groups_for_check;
 use super::{body_as, empty, json, ApiCaller, JsonBody};
-use crate::app::{user_or_404, Hub};
 use crate::clock;
 use crate::db::NewToken;
 use crate::domain::identity;
 use crate::domain::tokens::{hash_secret, new_token, parse_token_id};
+use crate::domain::users::user_or_404;
+use crate::domain::Services;
 use crate::error::ApiError;
 use crate::rbac::{Resource, ScopeCatalog};
 
-async fn require(hub: &Hub, caller: &ApiCaller, scope: &str, name: &str) -> Result<(), ApiError> {
+async fn require(
+    hub: &Services,
+    caller: &ApiCaller,
+    scope: &str,
+    name: &str,
+) -> Result<(), ApiError> {
     let groups = groups_for_check(hub, caller, name).await?;
     caller.require(
         &[scope],
@@ -32,7 +38,7 @@ async fn require(hub: &Hub, caller: &ApiCaller, scope: &str, name: &str) -> Resu
 
 /// `GET /users/{name}/tokens`.
 pub async fn list(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -69,7 +75,7 @@ struct CreateToken {
 
 /// `POST /users/{name}/tokens`: a new token, with scopes no wider than the owner's.
 pub async fn create(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path(name): Path<String>,
     JsonBody(body): JsonBody,
@@ -171,14 +177,18 @@ pub async fn create(
 }
 
 /// The token model with the token's effective scopes, as JupyterHub's `get_scopes_for(token)`.
-async fn render(hub: &Hub, row: &crate::db::TokenRow) -> Result<Value, ApiError> {
+async fn render(hub: &Services, row: &crate::db::TokenRow) -> Result<Value, ApiError> {
     let scopes = identity::token_caller(&hub.store, row)
         .await?
         .map(|c| c.scopes.to_sorted_strings());
     Ok(token_model(row, scopes))
 }
 
-async fn find(hub: &Hub, user_id: i64, token_id: &str) -> Result<crate::db::TokenRow, ApiError> {
+async fn find(
+    hub: &Services,
+    user_id: i64,
+    token_id: &str,
+) -> Result<crate::db::TokenRow, ApiError> {
     let not_found = || ApiError::not_found(format!("No such token: {token_id}"));
     let id = parse_token_id(token_id).ok_or_else(not_found)?;
     let row = hub.store.token_by_id(id).await?.ok_or_else(not_found)?;
@@ -193,7 +203,7 @@ async fn find(hub: &Hub, user_id: i64, token_id: &str) -> Result<crate::db::Toke
 
 /// `GET /users/{name}/tokens/{token_id}`.
 pub async fn get_one(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path((name, token_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
@@ -205,7 +215,7 @@ pub async fn get_one(
 
 /// `DELETE /users/{name}/tokens/{token_id}`.
 pub async fn delete(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path((name, token_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {

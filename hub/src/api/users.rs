@@ -10,16 +10,17 @@ use serde_json::Value;
 
 use super::models::{bundle, bundle_with, user_model};
 use super::{body_as, empty, json, ApiCaller, JsonBody, Page, RequestUrl};
-use crate::app::{user_or_404, Hub};
 use crate::clock;
 use crate::db::{AllowedUsers, DbError, ServerStateFilter, UserQuery, UserSort, UserUpdate};
+use crate::domain::users::user_or_404;
+use crate::domain::Services;
 use crate::domain::{accounts, names, servers};
 use crate::error::ApiError;
 use crate::rbac::{self, ListFilter, ListKind, Resource};
 
 /// Loads the groups of a user when the caller's filters need them.
 pub(super) async fn groups_for_check(
-    hub: &Hub,
+    hub: &Services,
     caller: &ApiCaller,
     name: &str,
 ) -> Result<Vec<String>, ApiError> {
@@ -38,7 +39,7 @@ fn flag(query: &[(String, String)], key: &str) -> bool {
 
 /// `GET /users`.
 pub async fn list(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Query(query): Query<Vec<(String, String)>>,
     headers: HeaderMap,
@@ -125,7 +126,7 @@ struct CreateUsers {
 
 /// `POST /users`: bulk create.
 pub async fn create_many(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
@@ -195,7 +196,7 @@ const READ_USER_SCOPES: [&str; 6] = [
 
 /// `GET /users/{name}`.
 pub async fn get_one(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path(name): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
@@ -231,7 +232,7 @@ struct CreateUser {
 
 /// `POST /users/{name}`.
 pub async fn create_one(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path(name): Path<String>,
     JsonBody(body): JsonBody,
@@ -275,7 +276,7 @@ struct PatchUser {
 
 /// `PATCH /users/{name}`.
 pub async fn patch(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path(name): Path<String>,
     JsonBody(body): JsonBody,
@@ -349,7 +350,7 @@ pub async fn patch(
 
 /// `DELETE /users/{name}`: stops the user's servers first.
 pub async fn delete(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -389,7 +390,7 @@ pub async fn delete(
 
 /// `POST /users/{name}/activity`: raises last_activity of the user and the named servers.
 pub async fn activity(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     caller: ApiCaller,
     Path(name): Path<String>,
     JsonBody(body): JsonBody,

@@ -9,7 +9,6 @@
 //! port by [`proxy::vnc`], which answers the VNC password itself: browsers are offered no
 //! authentication and never see the password. See docs/desktops.md.
 
-mod access;
 mod assets;
 
 use std::sync::Arc;
@@ -22,14 +21,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-pub use access::{
-    cluster_vnc_password, find, launch_of, parse_prefix, DesktopLaunch, DesktopNode, DESKTOP_SCOPES,
-};
-
-use crate::app::Hub;
 use crate::clock;
+use crate::domain::desktops::{self, DesktopNode};
 use crate::domain::identity::Caller;
 use crate::domain::HubError;
+use crate::domain::Services;
 use crate::web::Lang;
 
 /// Where desktop pages live: `{DESKTOP_ROOT}{node prefix}`.
@@ -39,7 +35,7 @@ pub const DESKTOP_ROOT: &str = "/hub/desktop";
 const VNC_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The desktop routes (merged into the hub's router).
-pub fn routes(hub: Arc<Hub>) -> Router {
+pub fn routes(hub: Arc<Services>) -> Router {
     Router::new()
         .route("/hub/desktop/{*rest}", get(desktop))
         .route("/hub/desktop-static/app/{file}", get(assets::app_file))
@@ -49,7 +45,7 @@ pub fn routes(hub: Arc<Hub>) -> Router {
 
 /// `GET /hub/desktop/{prefix}`: the page; `…/websockify`: the VNC websocket; a prefix without its
 /// trailing `/` is redirected to it.
-async fn desktop(State(hub): State<Arc<Hub>>, req: Request) -> Response {
+async fn desktop(State(hub): State<Arc<Services>>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
     let Some(rest) = path.strip_prefix(DESKTOP_ROOT) else {
         return plain(StatusCode::NOT_FOUND, "Not Found");
@@ -68,15 +64,18 @@ async fn desktop(State(hub): State<Arc<Hub>>, req: Request) -> Response {
     page(hub, req, rest.to_owned()).await
 }
 
-async fn caller_of(hub: &Hub, req: Request) -> Result<(Option<Arc<Caller>>, Request), Response> {
+async fn caller_of(
+    hub: &Services,
+    req: Request,
+) -> Result<(Option<Arc<Caller>>, Request), Response> {
     let (parts, body) = req.into_parts();
-    let caller = crate::api::resolve_caller(hub, &parts)
+    let caller = crate::http::resolve_caller(hub, &parts)
         .await
-        .map_err(IntoResponse::into_response)?;
+        .map_err(|e| crate::error::ApiError::from(e).into_response())?;
     Ok((caller, Request::from_parts(parts, body)))
 }
 
-async fn page(hub: Arc<Hub>, req: Request, prefix: String) -> Response {
+async fn page(hub: Arc<Services>, req: Request, prefix: String) -> Response {
     let lang = Lang::choose(req.headers());
     let here = req
         .uri()
@@ -89,13 +88,13 @@ async fn page(hub: Arc<Hub>, req: Request, prefix: String) -> Response {
     let Some(caller) = caller else {
         return crate::web::redirect(&crate::web::login_url(&here));
     };
-    match access::find(&hub, &caller, &prefix).await {
+    match desktops::find(&hub, &caller, &prefix).await {
         Ok(node) => assets::page(lang, &node, &here),
         Err(e) => assets::error_page(lang, &e),
     }
 }
 
-async fn websocket(hub: Arc<Hub>, req: Request, prefix: String) -> Response {
+async fn websocket(hub: Arc<Services>, req: Request, prefix: String) -> Response {
     let upgrade = match proxy::vnc::check_upgrade(req.headers()) {
         Ok(u) => u,
         Err(e) => return plain(e.status(), &e.to_string()),
@@ -111,7 +110,7 @@ async fn websocket(hub: Arc<Hub>, req: Request, prefix: String) -> Response {
     let Some(caller) = caller else {
         return plain(StatusCode::FORBIDDEN, "Missing or invalid credentials.");
     };
-    let node = match access::find(&hub, &caller, &prefix).await {
+    let node = match desktops::find(&hub, &caller, &prefix).await {
         Ok(node) => node,
         Err(e) => return error_status(&e),
     };
@@ -145,7 +144,7 @@ async fn websocket(hub: Arc<Hub>, req: Request, prefix: String) -> Response {
 
 /// Desktop traffic counts as use of the server (the idle culler sees it), as proxied traffic
 /// does.
-fn activity_hook(hub: &Arc<Hub>, node: &DesktopNode) -> proxy::vnc::ActivityHook {
+fn activity_hook(hub: &Arc<Services>, node: &DesktopNode) -> proxy::vnc::ActivityHook {
     let hub = Arc::downgrade(hub);
     let (server_id, user_id) = (node.server_id, node.user_id);
     Arc::new(move || {

@@ -14,8 +14,8 @@ use spawner::{ClusterResources, NodeInfo, SpawnerError};
 
 use super::images;
 use super::{HubError, HubResult};
-use crate::app::Hub;
 use crate::db::{ImageFilter, ImageRow};
+use crate::domain::Services;
 
 /// Named servers may not be called like nodes: their prefix would be a node's of the default
 /// server.
@@ -35,7 +35,7 @@ pub fn check_server_name_is_not_a_node(name: &str) -> HubResult<()> {
 /// image (library or the owner's own) becomes its reference (`image`), with `image_id` kept for
 /// display; the backend then checks the sizes.
 pub async fn prepare_options(
-    hub: &Hub,
+    hub: &Services,
     owner_id: i64,
     options: Value,
 ) -> HubResult<(Value, ClusterResources)> {
@@ -78,7 +78,7 @@ pub async fn prepare_options(
     Ok((options, resources))
 }
 
-async fn validate(hub: &Hub, options: &Value) -> HubResult<ClusterResources> {
+async fn validate(hub: &Services, options: &Value) -> HubResult<ClusterResources> {
     hub.spawner.validate(options).await.map_err(|e| match e {
         SpawnerError::Rejected(message) => HubError::BadRequest(message),
         other => HubError::Spawner(other.to_string()),
@@ -86,7 +86,7 @@ async fn validate(hub: &Hub, options: &Value) -> HubResult<ClusterResources> {
 }
 
 /// The image `owner_id` may start that a request names by id, display name or reference.
-async fn resolve_image(hub: &Hub, owner_id: i64, wanted: &Value) -> HubResult<ImageRow> {
+async fn resolve_image(hub: &Services, owner_id: i64, wanted: &Value) -> HubResult<ImageRow> {
     let id = match wanted {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => s.trim().parse::<i64>().ok(),
@@ -154,7 +154,7 @@ pub fn routes(prefix: &str, url: &str, nodes: &[NodeInfo]) -> Vec<(String, Strin
 }
 
 /// The nodes of a stored server, for the API and the pages: name and public URL path.
-pub fn nodes_of(hub: &Hub, state: Option<&str>) -> Vec<NodeInfo> {
+pub fn nodes_of(hub: &Services, state: Option<&str>) -> Vec<NodeInfo> {
     state
         .and_then(|s| serde_json::from_str::<Value>(s).ok())
         .map(|state| hub.spawner.nodes_from_state(&state))
@@ -187,7 +187,7 @@ pub struct SizeChoices {
 
 /// The sizes the backend accepts, or `None` when it takes none (one node without limits, as
 /// the local backend).
-pub fn size_choices(hub: &Hub) -> Option<SizeChoices> {
+pub fn size_choices(hub: &Services) -> Option<SizeChoices> {
     let l = hub.spawner.resource_limits()?;
     // How many of the smallest nodes the host holds: the whole cluster must fit.
     let fit = |host: f64, least: f64| {

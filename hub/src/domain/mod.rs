@@ -3,16 +3,20 @@
 
 pub mod accounts;
 pub mod clusters;
+pub mod desktops;
 pub mod identity;
 pub mod images;
 pub mod names;
 pub mod oauth;
 pub mod save_image;
 pub mod servers;
+mod services;
 pub mod start_queue;
 pub mod tokens;
+pub mod users;
 
 use crate::db::DbError;
+pub use services::Services;
 
 /// What can go wrong in a domain operation; the API maps each variant to a status code.
 #[derive(Debug, thiserror::Error)]

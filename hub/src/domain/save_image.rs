@@ -33,10 +33,10 @@ use imagebuilder::{
 use serde_json::{json, Value};
 
 use super::{images, HubError, HubResult};
-use crate::app::Hub;
 use crate::clock;
 use crate::config::{read_secret_file, ConfigError, ImagesConfig};
 use crate::db::{DbError, ImageFields, NewSaveJob, SaveJobRow, ServerRow, Store, UserRow};
+use crate::domain::Services;
 
 /// Longest image name accepted (a path component of the repository).
 const MAX_NAME_LEN: usize = 64;
@@ -294,7 +294,7 @@ pub fn container_of(state: Option<&str>, node: &str) -> Result<String, Vec<Strin
 /// running, not a docker server, container gone), 404 (unknown node), 409 (name taken, or a save
 /// of this node or to this name under way), 500 (Docker Engine unreachable).
 pub async fn start(
-    hub: &Hub,
+    hub: &Services,
     user: &UserRow,
     server: &ServerRow,
     request: SaveImageRequest,
@@ -524,7 +524,7 @@ fn progress_text(progress: &ByteProgress) -> String {
 /// Cancels a job: a running one is asked to stop (it ends `cancelled` when the builder notices);
 /// one that no task runs (it was left by a hub that stopped) ends at once. A finished job is left
 /// as it is. Answers the job as it is now.
-pub async fn cancel(hub: &Hub, job: &SaveJobRow) -> HubResult<SaveJobRow> {
+pub async fn cancel(hub: &Services, job: &SaveJobRow) -> HubResult<SaveJobRow> {
     if job.finished.is_some() {
         return Ok(job.clone());
     }
@@ -553,7 +553,7 @@ pub async fn cancel(hub: &Hub, job: &SaveJobRow) -> HubResult<SaveJobRow> {
 /// At start-up: every job a previous run of the hub left unfinished is resumed if its node's
 /// container still runs (the save starts again from the node), else it ends `failed` saying the
 /// hub restarted during the save. Also forgets jobs past their retention.
-pub async fn recover(hub: &Hub) -> HubResult<()> {
+pub async fn recover(hub: &Services) -> HubResult<()> {
     let saves = &hub.save_images;
     saves.forget_old(&hub.store).await;
     for job in hub.store.unfinished_save_jobs().await? {
@@ -589,7 +589,7 @@ pub async fn recover(hub: &Hub) -> HubResult<()> {
 }
 
 /// The running container of an unfinished job's node, or why the save cannot go on.
-async fn resumable(hub: &Hub, job: &SaveJobRow) -> Result<(Docker, DockerContainer), String> {
+async fn resumable(hub: &Services, job: &SaveJobRow) -> Result<(Docker, DockerContainer), String> {
     let gone = || format!("{} no longer runs", job.node);
     if !hub.spawner.capabilities().saves_images {
         return Err("the hub no longer runs the docker backend".into());

@@ -11,9 +11,9 @@ use tokio::sync::watch;
 
 use super::tokens::{hash_secret, new_token};
 use super::{clusters, names, HubError, HubResult};
-use crate::app::Hub;
 use crate::clock;
 use crate::db::{BeginSpawn, DbError, ServerRow, UserRow};
+use crate::domain::Services;
 
 /// Raw scopes of a server's own API token (JupyterHub's `server` role).
 pub const SERVER_TOKEN_SCOPES: [&str; 2] = ["users:activity!user", "access:servers!server"];
@@ -134,7 +134,7 @@ pub fn pending_of(row: &ServerRow) -> Option<&'static str> {
 /// Starts a user's server. Errors: 400 (named servers off, bad name, already running/pending),
 /// or the spawn's own failure when it fails within `slow_spawn_timeout`.
 pub async fn start(
-    hub: &Arc<Hub>,
+    hub: &Arc<Services>,
     user: &UserRow,
     server_name: &str,
     options: Option<Value>,
@@ -187,7 +187,7 @@ pub async fn start(
     let (options, resources) = clusters::prepare_options(hub, user.id, options).await?;
     // A desktop image's nodes start its VNC server: command and port of its record, the
     // password as a secret file.
-    let desktop = crate::desktop::launch_of(hub, &options).await?;
+    let desktop = crate::domain::desktops::launch_of(hub, &options).await?;
     let token = new_token();
     let token_hash = hash_secret(&token);
     let prefix = service_prefix(&user.name, server_name);
@@ -308,7 +308,7 @@ pub async fn start(
 /// The spawn itself, in the background: launch, save state, wait for HTTP, route, mark ready.
 /// On failure everything is undone and the progress stream ends with `failed`.
 async fn run_spawn(
-    hub: Arc<Hub>,
+    hub: Arc<Services>,
     server_id: i64,
     spec: SpawnSpec,
     nodes: u32,
@@ -434,7 +434,7 @@ impl LiveServers {
 
 /// Stops a user's server. 204-like `Done` when stopped (or not running), `Pending` after
 /// `slow_stop_timeout`; 400 when a spawn is pending.
-pub async fn stop(hub: &Arc<Hub>, user: &UserRow, server: &ServerRow) -> HubResult<Outcome> {
+pub async fn stop(hub: &Arc<Services>, user: &UserRow, server: &ServerRow) -> HubResult<Outcome> {
     match server.status.as_str() {
         "stopped" => return Ok(Outcome::Done),
         "stop" => return Ok(Outcome::Pending),
@@ -462,7 +462,7 @@ pub async fn stop(hub: &Arc<Hub>, user: &UserRow, server: &ServerRow) -> HubResu
     }
 }
 
-async fn run_stop(hub: Arc<Hub>, user: String, server: ServerRow) -> HubResult<()> {
+async fn run_stop(hub: Arc<Services>, user: String, server: ServerRow) -> HubResult<()> {
     for path in route_paths(&hub, &user, &server) {
         if let Err(e) = hub.proxy.delete_route(&path).await {
             tracing::warn!(route.path = %path, error = %e, "could not delete route");
@@ -497,7 +497,7 @@ fn route_data(user: &str, server_name: &str) -> serde_json::Map<String, Value> {
 }
 
 /// The routes a launched server should have: `(path, target)` per node, or the server's one.
-fn server_routes(hub: &Hub, user: &str, server: &ServerRow) -> Vec<(String, String)> {
+fn server_routes(hub: &Services, user: &str, server: &ServerRow) -> Vec<(String, String)> {
     let Some(url) = server.url.as_deref() else {
         return Vec::new();
     };
@@ -506,7 +506,7 @@ fn server_routes(hub: &Hub, user: &str, server: &ServerRow) -> Vec<(String, Stri
 }
 
 /// Every route path a server may have: its prefix and its nodes'.
-fn route_paths(hub: &Hub, user: &str, server: &ServerRow) -> Vec<String> {
+fn route_paths(hub: &Services, user: &str, server: &ServerRow) -> Vec<String> {
     let prefix = service_prefix(user, &server.name);
     let mut paths: Vec<String> = server_routes(hub, user, server)
         .into_iter()
@@ -518,7 +518,7 @@ fn route_paths(hub: &Hub, user: &str, server: &ServerRow) -> Vec<String> {
 }
 
 /// Cleans up after a server that died on its own.
-async fn reap(hub: &Arc<Hub>, user: &str, server: &ServerRow, why: &str) {
+async fn reap(hub: &Arc<Services>, user: &str, server: &ServerRow, why: &str) {
     tracing::warn!(user.name = %user, server.name = %server.name, reason = why, "server is gone; cleaning up");
     for path in route_paths(hub, user, server) {
         let _ = hub.proxy.delete_route(&path).await;
@@ -531,7 +531,7 @@ async fn reap(hub: &Arc<Hub>, user: &str, server: &ServerRow, why: &str) {
 
 /// At start-up: every server the database says is active is polled; live ones answer HTTP and are
 /// routed again (re-adopted), dead ones are cleaned up.
-pub async fn readopt(hub: &Arc<Hub>) -> HubResult<()> {
+pub async fn readopt(hub: &Arc<Services>) -> HubResult<()> {
     let active = hub.store.active_servers().await?;
     let mut tasks = Vec::new();
     for (user, server) in active {
@@ -586,7 +586,7 @@ pub async fn readopt(hub: &Arc<Hub>) -> HubResult<()> {
 }
 
 /// One round of liveness polling of ready servers.
-pub async fn poll_once(hub: &Arc<Hub>) -> HubResult<()> {
+pub async fn poll_once(hub: &Arc<Services>) -> HubResult<()> {
     for (user, server) in hub.store.active_servers().await? {
         if server.status != "running" {
             continue;
@@ -610,7 +610,7 @@ pub async fn poll_once(hub: &Arc<Hub>) -> HubResult<()> {
 }
 
 /// Copies the proxy's traffic-based `last_activity` into users and servers.
-pub async fn sync_proxy_activity(hub: &Arc<Hub>) -> HubResult<()> {
+pub async fn sync_proxy_activity(hub: &Arc<Services>) -> HubResult<()> {
     let routes = hub
         .proxy
         .get_all_routes()
@@ -641,7 +641,7 @@ pub async fn sync_proxy_activity(hub: &Arc<Hub>) -> HubResult<()> {
 /// Makes the route table match the ready servers: adds missing routes, removes stale ones. With
 /// an external proxy, also keeps its default route `/` pointing at the hub. Routes the hub did
 /// not make (no `user` in their data) are left alone, as JupyterHub leaves other routes in CHP.
-pub async fn check_routes(hub: &Arc<Hub>) -> HubResult<()> {
+pub async fn check_routes(hub: &Arc<Services>) -> HubResult<()> {
     let routes = hub
         .proxy
         .get_all_routes()

@@ -1,8 +1,5 @@
-//! Login, logout, the language switch, cookies and XSRF protection of form posts.
-//!
-//! XSRF is a double submit: the `_xsrf` cookie (Path=/hub/) must equal the `_xsrf` field of a
-//! form post — or, for the page's calls to the REST API, the `X-XSRFToken` header, which is what
-//! the API's cookie authentication checks.
+//! Login, logout, the language switch, and the XSRF check of form posts (cookies and the double
+//! submit itself are in `crate::http`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,72 +10,25 @@ use axum::response::Response;
 use axum::Extension;
 use bytes::Bytes;
 use minijinja::context;
-use subtle::ConstantTimeEq;
 
 use super::i18n::{Lang, LANG_COOKIE};
 use super::next::{next_from_query, safe_next};
 use super::{redirect, PageError, PageRequest};
-use crate::api::{cookie, LOGIN_COOKIE, SESSION_COOKIE, XSRF_COOKIE};
-use crate::app::Hub;
 use crate::clock;
-use crate::domain::{accounts, identity, names, tokens};
-
-/// Name of the hidden form field carrying the XSRF token.
-pub const XSRF_FIELD: &str = "_xsrf";
-
-/// Attributes of a cookie the pages set.
-pub(crate) struct CookieOptions<'a> {
-    /// `Path=`.
-    pub path: &'a str,
-    /// `Max-Age=` in seconds; `None` for a browser-session cookie.
-    pub max_age: Option<i64>,
-    /// `HttpOnly`.
-    pub http_only: bool,
-    /// `Secure`.
-    pub secure: bool,
-}
-
-/// A `Set-Cookie` value; every cookie is `SameSite=Lax`.
-pub(crate) fn set_cookie(name: &str, value: &str, options: &CookieOptions<'_>) -> String {
-    let mut cookie = format!("{name}={value}; Path={}; SameSite=Lax", options.path);
-    if let Some(age) = options.max_age {
-        cookie.push_str(&format!("; Max-Age={age}"));
-    }
-    if options.http_only {
-        cookie.push_str("; HttpOnly");
-    }
-    if options.secure {
-        cookie.push_str("; Secure");
-    }
-    cookie
-}
-
-fn append_cookie(response: &mut Response, cookie: &str) {
-    if let Ok(value) = HeaderValue::from_str(cookie) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
-}
-
-/// The XSRF cookie, if it looks like one this hub issued.
-pub(crate) fn xsrf_cookie(headers: &HeaderMap) -> Option<&str> {
-    cookie(headers, XSRF_COOKIE)
-        .filter(|v| (16..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric()))
-}
-
-/// A fresh XSRF token.
-pub(crate) fn new_xsrf_token() -> String {
-    tokens::random_hex(16)
-}
+use crate::domain::Services;
+use crate::domain::{accounts, identity, names};
+use crate::http::{
+    self, append_cookie, cookie, set_cookie, CookieOptions, LOGIN_COOKIE, SESSION_COOKIE,
+    XSRF_FIELD,
+};
 
 /// Checks a form post's `_xsrf` field against the cookie, in constant time; 403 otherwise.
 pub(crate) fn check_xsrf(
     headers: &HeaderMap,
     form: &HashMap<String, String>,
 ) -> Result<(), PageError> {
-    let expected = cookie(headers, XSRF_COOKIE).unwrap_or_default();
     let given = form.get(XSRF_FIELD).map(String::as_str).unwrap_or_default();
-    let same: bool = expected.as_bytes().ct_eq(given.as_bytes()).into();
-    if expected.is_empty() || !same {
+    if !http::xsrf_form_matches(headers, given) {
         tracing::warn!("form post refused: _xsrf missing or wrong");
         return Err(PageError::with_key(StatusCode::FORBIDDEN, "xsrf_failed"));
     }
@@ -129,7 +79,7 @@ pub(crate) async fn login_page(
 
 /// `POST /hub/login`: checks XSRF, the throttle and the password; opens a session.
 pub(crate) async fn login(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     page: PageRequest,
     client: Option<Extension<proxy::ClientAddr>>,
     Query(query): Query<Vec<(String, String)>>,
@@ -226,7 +176,7 @@ pub(crate) async fn login(
 
 /// `GET /hub/logout`: ends the session (revoking its OAuth tokens), clears the cookies.
 pub(crate) async fn logout(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
     if let Some(value) = cookie(&headers, LOGIN_COOKIE) {
@@ -259,7 +209,7 @@ pub(crate) async fn logout(
 
 /// `GET /hub/lang/{code}?next=…`: remembers the language in a cookie and goes back.
 pub(crate) async fn switch_language(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     Path(code): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {

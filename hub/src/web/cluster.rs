@@ -8,10 +8,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::PageError;
-use crate::app::Hub;
 use crate::db::{ImageFilter, ImageRow, ServerRow};
 use crate::domain::clusters::{self, SizeChoices};
 use crate::domain::servers::{service_prefix, url_quote};
+use crate::domain::Services;
 
 /// The spawn form's fields, which are also the `user_options` keys it sends.
 pub(crate) const OPTION_FIELDS: [&str; 6] = ["image", "nodes", "cpus", "memory", "gpus", "storage"];
@@ -185,7 +185,10 @@ pub(crate) struct FormRequest<'a> {
 /// The spawn form of a user's server: values as typed (`values`), else those of the server's
 /// previous start, else the backend's defaults; `wanted_image` (an id) is preselected if
 /// startable. The images are the library's and the server owner's own.
-pub(crate) async fn spawn_form(hub: &Hub, req: FormRequest<'_>) -> Result<SpawnForm, PageError> {
+pub(crate) async fn spawn_form(
+    hub: &Services,
+    req: FormRequest<'_>,
+) -> Result<SpawnForm, PageError> {
     let mut action = super::spawn::spawn_path(req.user, req.server);
     if let Some(next) = req.next {
         action = format!("{action}?{}", super::encode_query(&[("next", next)]));
@@ -336,7 +339,7 @@ pub(crate) struct ClusterView {
 /// What the pages show of a server's cluster; `None` for a server without nodes (a single
 /// process of the local backend) or one that is not running.
 pub(crate) async fn cluster_view(
-    hub: &Hub,
+    hub: &Services,
     user: &str,
     row: &ServerRow,
 ) -> Result<Option<ClusterView>, PageError> {

@@ -55,7 +55,7 @@ impl Lang {
     /// The cookie wins; otherwise the most preferred of the browser's languages that is Chinese
     /// or English (`zh*` → Chinese); otherwise English.
     pub fn choose(headers: &HeaderMap) -> Lang {
-        if let Some(lang) = crate::api::cookie(headers, LANG_COOKIE).and_then(Lang::from_code) {
+        if let Some(lang) = crate::http::cookie(headers, LANG_COOKIE).and_then(Lang::from_code) {
             return lang;
         }
         let accept = headers

@@ -19,11 +19,11 @@ use serde::Serialize;
 
 use super::auth::{check_xsrf, parse_form};
 use super::{redirect, Detail, PageError, PageRequest};
-use crate::app::Hub;
 use crate::clock;
 use crate::db::{ImageFields, ImageFilter, ImageRow};
 use crate::domain::images::{self, ImagePatch};
 use crate::domain::HubError;
+use crate::domain::Services;
 
 /// An image record as the pages show it (without its VNC password).
 #[derive(Debug, Serialize)]
@@ -47,7 +47,7 @@ struct ImageView {
     updated: String,
 }
 
-async fn image_views(hub: &Hub, rows: &[ImageRow]) -> Result<Vec<ImageView>, PageError> {
+async fn image_views(hub: &Services, rows: &[ImageRow]) -> Result<Vec<ImageView>, PageError> {
     let mut owners: HashMap<i64, Option<String>> = HashMap::new();
     let mut views = Vec::with_capacity(rows.len());
     for row in rows {
@@ -121,7 +121,7 @@ fn parse_id(text: &str) -> Result<i64, PageError> {
 
 /// `GET /hub/admin/images`: every record, requests for the library first.
 pub(crate) async fn admin_list(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     page: PageRequest,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
@@ -331,7 +331,7 @@ pub(crate) async fn admin_new(
 
 /// `POST /hub/admin/images/new`: adds a library record.
 pub(crate) async fn admin_create(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     page: PageRequest,
     headers: HeaderMap,
     body: Bytes,
@@ -366,7 +366,7 @@ pub(crate) async fn admin_create(
 
 /// `GET /hub/admin/images/{id}`: the edit form.
 pub(crate) async fn admin_edit(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     page: PageRequest,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
@@ -387,7 +387,7 @@ pub(crate) async fn admin_edit(
 /// `POST /hub/admin/images/{id}`: saves the edit form. An empty VNC password keeps the stored
 /// one; a Jupyter image keeps no VNC settings.
 pub(crate) async fn admin_update(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     page: PageRequest,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -427,7 +427,7 @@ pub(crate) async fn admin_update(
 /// `POST /hub/admin/images/{id}/{action}`: `enable`, `disable`, `approve` (a requested image
 /// joins the library), `reject` (it goes back to its owner, private) or `delete`.
 pub(crate) async fn admin_action(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     page: PageRequest,
     Path((id, action)): Path<(String, String)>,
     headers: HeaderMap,
@@ -468,7 +468,7 @@ pub(crate) async fn admin_action(
 
 /// `GET /hub/images`: the caller's saved images and the library they may start from.
 pub(crate) async fn mine(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     page: PageRequest,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
@@ -495,7 +495,7 @@ pub(crate) async fn mine(
 /// `POST /hub/images/{id}/{action}` on the caller's own image: `request` (ask for it to be
 /// added to the library), `withdraw` (take the request back) or `delete`.
 pub(crate) async fn mine_action(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     page: PageRequest,
     Path((id, action)): Path<(String, String)>,
     headers: HeaderMap,

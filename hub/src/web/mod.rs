@@ -27,18 +27,19 @@ use axum::routing::{any, get};
 use axum::Router;
 use minijinja::context;
 
-pub use auth::XSRF_FIELD;
+pub use crate::http::XSRF_FIELD;
 pub use i18n::{Lang, LANG_COOKIE};
 pub use next::safe_next;
 
-use crate::app::Hub;
 use crate::db::UserRow;
-use crate::domain::identity::{self, Caller};
+use crate::domain::identity::Caller;
 use crate::domain::HubError;
+use crate::domain::Services;
+use crate::http;
 
 /// The page routes. Everything outside `/hub/` that reaches the hub (no proxy route matched) is
 /// redirected under `/hub/`, as JupyterHub does; unknown `/hub/` pages get the 404 page.
-pub fn routes(hub: Arc<Hub>) -> Router {
+pub fn routes(hub: Arc<Services>) -> Router {
     Router::new()
         .route("/", get(pages::root))
         .route("/hub", get(|| async { redirect("/hub/") }))
@@ -203,7 +204,11 @@ impl IntoResponse for PageError {
 }
 
 /// Turns [`PageError`] responses into HTML error pages in the reader's language.
-async fn render_error_pages(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> Response {
+async fn render_error_pages(
+    State(hub): State<Arc<Services>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let headers = req.headers().clone();
     let method = req.method().clone();
     let here = req
@@ -294,10 +299,10 @@ pub(crate) struct PageRequest {
     secure: bool,
 }
 
-impl FromRequestParts<Arc<Hub>> for PageRequest {
+impl FromRequestParts<Arc<Services>> for PageRequest {
     type Rejection = PageError;
 
-    async fn from_request_parts(parts: &mut Parts, hub: &Arc<Hub>) -> Result<Self, PageError> {
+    async fn from_request_parts(parts: &mut Parts, hub: &Arc<Services>) -> Result<Self, PageError> {
         let here = parts
             .uri
             .path_and_query()
@@ -308,19 +313,17 @@ impl FromRequestParts<Arc<Hub>> for PageRequest {
 }
 
 impl PageRequest {
-    async fn build(hub: &Hub, headers: &HeaderMap, here: &str) -> Result<Self, PageError> {
+    async fn build(hub: &Services, headers: &HeaderMap, here: &str) -> Result<Self, PageError> {
         let mut page = PageRequest::anonymous(headers, here);
         page.secure = hub.config.cookies_secure();
-        if let Some(value) = crate::api::cookie(headers, crate::api::LOGIN_COOKIE) {
-            page.caller = identity::caller_for_session(&hub.store, &hub.auth, value).await?;
-        }
+        page.caller = http::session_caller(hub, headers).await?;
         Ok(page)
     }
 
     fn anonymous(headers: &HeaderMap, here: &str) -> Self {
-        let (xsrf, new_xsrf) = match auth::xsrf_cookie(headers) {
+        let (xsrf, new_xsrf) = match http::xsrf_cookie(headers) {
             Some(token) => (token.to_owned(), false),
-            None => (auth::new_xsrf_token(), true),
+            None => (http::new_xsrf_token(), true),
         };
         PageRequest {
             lang: Lang::choose(headers),
@@ -422,10 +425,10 @@ impl PageRequest {
     /// Sets the XSRF cookie on a response if this request did not have one.
     pub fn add_xsrf_cookie(&self, response: &mut Response) {
         if self.new_xsrf {
-            let cookie = auth::set_cookie(
-                crate::api::XSRF_COOKIE,
+            let cookie = http::set_cookie(
+                http::XSRF_COOKIE,
                 &self.xsrf,
-                &auth::CookieOptions {
+                &http::CookieOptions {
                     path: "/hub/",
                     max_age: None,
                     http_only: false,

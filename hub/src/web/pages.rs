@@ -10,10 +10,10 @@ use serde::Serialize;
 
 use super::cluster::{cluster_view, spawn_form, ClusterView, FormRequest};
 use super::{can_admin, login_url, redirect, PageError, PageRequest};
-use crate::app::Hub;
 use crate::clock::{self, Micros};
 use crate::db::{ServerRow, UserQuery, UserSort};
 use crate::domain::servers::{service_prefix, url_quote};
+use crate::domain::Services;
 
 /// `/` and `/hub/`: home when logged in, else the login page.
 pub(crate) async fn root(page: PageRequest) -> Response {
@@ -78,7 +78,7 @@ pub(crate) fn server_view(user: &str, name: &str, row: Option<&ServerRow>) -> Se
 
 /// [`server_view`] with the cluster of a running server.
 async fn server_view_with_cluster(
-    hub: &Hub,
+    hub: &Services,
     user: &str,
     name: &str,
     row: Option<&ServerRow>,
@@ -93,7 +93,7 @@ async fn server_view_with_cluster(
 /// `GET /hub/home[?image=ID]`: the default server (with the spawn form when stopped, its
 /// cluster's nodes when running) and the named ones, with start/stop/open.
 pub(crate) async fn home(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     page: PageRequest,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
@@ -158,7 +158,7 @@ struct TokenView {
 
 /// `GET /hub/token`: the user's tokens, and the form to make one.
 pub(crate) async fn token(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     page: PageRequest,
 ) -> Result<Response, PageError> {
     let (user, _) = page.require_user()?;
@@ -208,7 +208,7 @@ const ADMIN_PAGE_SIZE: i64 = 50;
 
 /// `GET /hub/admin?offset=&filter=`: users, a page at a time (admins only).
 pub(crate) async fn admin(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     page: PageRequest,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {

@@ -19,12 +19,12 @@ use super::cluster::{spawn_form, FormRequest, SpawnForm, SpawnValues};
 use super::next::next_from_query;
 use super::pages::status_of;
 use super::{encode_query, redirect, PageError, PageRequest};
-use crate::app::Hub;
 use crate::db::{ServerRow, UserRow};
 use crate::domain::clusters;
 use crate::domain::identity::Caller;
 use crate::domain::servers::{self, service_prefix, url_quote, Outcome};
 use crate::domain::HubError;
+use crate::domain::Services;
 use crate::rbac::{self, Access, Resource};
 
 /// How long a spawn started from a page may take before the browser is sent to the progress
@@ -90,7 +90,7 @@ fn check_access(
     }
 }
 
-async fn groups_for(hub: &Hub, caller: &Caller, name: &str) -> Result<Vec<String>, PageError> {
+async fn groups_for(hub: &Services, caller: &Caller, name: &str) -> Result<Vec<String>, PageError> {
     if caller.scopes.needs_groups() {
         Ok(hub.store.groups_of(name).await?)
     } else {
@@ -98,7 +98,7 @@ async fn groups_for(hub: &Hub, caller: &Caller, name: &str) -> Result<Vec<String
     }
 }
 
-async fn find_user(hub: &Hub, name: &str) -> Result<UserRow, PageError> {
+async fn find_user(hub: &Services, name: &str) -> Result<UserRow, PageError> {
     hub.store
         .user(name)
         .await?
@@ -116,7 +116,7 @@ fn path_params(params: &HashMap<String, String>) -> (String, String) {
 /// options (a cluster's image and sizes), else starts the server (owner, or anyone with
 /// `servers` on it) and shows its progress.
 pub(crate) async fn spawn_get(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     page: PageRequest,
     Path(params): Path<HashMap<String, String>>,
     Query(query): Query<Vec<(String, String)>>,
@@ -141,7 +141,7 @@ pub(crate) async fn spawn_get(
 /// refused request shows the form again, with the reason and the values as typed); a form
 /// without option fields (the "not running" page's button) starts with the previous options.
 pub(crate) async fn spawn_post(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     page: PageRequest,
     Path(params): Path<HashMap<String, String>>,
     Query(query): Query<Vec<(String, String)>>,
@@ -184,7 +184,7 @@ struct SpawnRequest<'a> {
 }
 
 async fn spawn(
-    hub: &Arc<Hub>,
+    hub: &Arc<Services>,
     page: &PageRequest,
     request: SpawnRequest<'_>,
 ) -> Result<Response, PageError> {
@@ -294,7 +294,7 @@ fn render_spawn_page(
 /// `GET /hub/spawn-pending/{name}[/{server}]?next=`: a progress bar fed by the progress stream;
 /// goes on to `next` (or the server) when ready.
 pub(crate) async fn pending(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     page: PageRequest,
     Path(params): Path<HashMap<String, String>>,
     Query(query): Query<Vec<(String, String)>>,
@@ -341,7 +341,7 @@ pub(crate) async fn pending(
 
 #[allow(clippy::too_many_arguments)]
 fn not_running_page(
-    hub: &Hub,
+    hub: &Services,
     page: &PageRequest,
     caller: &Caller,
     user: &UserRow,
@@ -388,7 +388,7 @@ fn looks_like_api(headers: &HeaderMap, user_path: &str) -> bool {
 /// `/hub/user/{name}/{path}`: where the proxy's fallback sends requests for servers without a
 /// route. See the module comment.
 pub(crate) async fn user_url(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Services>>,
     method: Method,
     headers: HeaderMap,
     Path(params): Path<HashMap<String, String>>,
@@ -420,7 +420,7 @@ pub(crate) async fn user_url(
         return Ok(not_running_json(&path_only, &spawn_path(&name, &server)));
     }
     let api_like = looks_like_api(&headers, &user_path);
-    let caller = match crate::api::bearer_token(&headers) {
+    let caller = match crate::http::bearer_token(&headers) {
         Some(token) => {
             crate::domain::identity::caller_for_token(&hub.store, &hub.auth, token).await?
         }

@@ -10,13 +10,13 @@ use tower::ServiceExt;
 
 use super::i18n::CATALOGUE;
 use super::templates::TEMPLATES;
-use crate::app::Hub;
 use crate::config::Config;
+use crate::domain::Services;
 
 pub(super) const ADMIN_PASSWORD: &str = "admin-secret-1";
 
 pub(super) struct TestHub {
-    pub(super) hub: Arc<Hub>,
+    pub(super) hub: Arc<Services>,
     router: axum::Router,
     _dir: tempfile::TempDir,
 }

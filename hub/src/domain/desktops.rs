@@ -1,4 +1,4 @@
-//! Which node a desktop URL names, whether the caller may open it, and where its VNC server is.
+//! Web desktops in the domain: which node a desktop URL names, whether the caller may open it, and where its VNC server is.
 //! Plain functions over the store; nothing here knows HTTP.
 
 use std::collections::BTreeMap;
@@ -8,9 +8,9 @@ use serde_json::Value;
 use sha2::Sha256;
 use spawner::SecretFile;
 
-use crate::app::Hub;
 use crate::db::ImageRow;
 use crate::domain::identity::{self, Caller};
+use crate::domain::Services;
 use crate::domain::{clusters, HubError, HubResult};
 
 /// The scopes that let a caller open a desktop: JupyterHub's `access:servers` (the owner holds
@@ -93,7 +93,7 @@ pub fn parse_prefix(prefix: &str) -> HubResult<DesktopPath> {
 /// that misses is a 404 (the server's existence is not revealed), none at all a 403; a server
 /// that is not running, a node that does not exist and an image without a desktop are 404s that
 /// say so (only to callers who may know).
-pub async fn find(hub: &Hub, caller: &Caller, prefix: &str) -> HubResult<DesktopNode> {
+pub async fn find(hub: &Services, caller: &Caller, prefix: &str) -> HubResult<DesktopNode> {
     let path = parse_prefix(prefix)?;
     identity::check_server_access(
         &hub.store,
@@ -180,7 +180,7 @@ pub struct DesktopLaunch {
 
 /// The desktop launch of the library image in `options` (`image_id`), or `None` for other
 /// images.
-pub async fn launch_of(hub: &Hub, options: &Value) -> HubResult<Option<DesktopLaunch>> {
+pub async fn launch_of(hub: &Services, options: &Value) -> HubResult<Option<DesktopLaunch>> {
     let Some(id) = options.get("image_id").and_then(Value::as_i64) else {
         return Ok(None);
     };
