@@ -3,6 +3,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::clock::iso_json;
+use crate::db::ServerStatus;
 use crate::db::{GroupRow, RoleRow, ServerRow, ServiceRow, Store, TokenRow, UserRow};
 use crate::domain::identity::user_role_names;
 use crate::domain::servers::{pending_of, service_prefix};
@@ -49,7 +50,7 @@ pub fn bundle_with(users: Vec<UserRow>, details: crate::db::UserDetails) -> Vec<
 
 /// The Server model.
 pub fn server_model(user: &str, row: &ServerRow, with_state: bool) -> Value {
-    let ready = row.status == "running";
+    let ready = row.status == ServerStatus::Running;
     let prefix = service_prefix(user, &row.name);
     let progress_url = if row.name.is_empty() {
         format!(
@@ -63,7 +64,7 @@ pub fn server_model(user: &str, row: &ServerRow, with_state: bool) -> Value {
             crate::domain::servers::url_quote(&row.name)
         )
     };
-    let active = row.status != "stopped";
+    let active = row.status != ServerStatus::Stopped;
     let mut m = Map::new();
     m.insert("name".into(), json!(row.name));
     m.insert("full_name".into(), json!(format!("{user}/{}", row.name)));
@@ -139,7 +140,7 @@ pub fn user_model(scopes: &ScopeSet, b: &UserBundle, include_stopped: bool) -> V
     m.insert(
         "server".into(),
         match default {
-            Some(s) if s.status == "running" => json!(service_prefix(&b.user.name, "")),
+            Some(s) if s.status == ServerStatus::Running => json!(service_prefix(&b.user.name, "")),
             _ => Value::Null,
         },
     );
@@ -149,7 +150,7 @@ pub fn user_model(scopes: &ScopeSet, b: &UserBundle, include_stopped: bool) -> V
     m.insert("auth_state".into(), Value::Null);
     let mut servers = Map::new();
     for s in &b.servers {
-        if include_stopped || s.status != "stopped" {
+        if include_stopped || s.status != ServerStatus::Stopped {
             let server_resource = Resource::Server {
                 user: &b.user.name,
                 server_name: &s.name,

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use super::{empty, ApiCaller, JsonBody};
+use crate::db::ServerStatus;
 use crate::domain::identity;
 use crate::domain::servers::{self, Outcome};
 use crate::domain::users::user_or_404;
@@ -156,7 +157,9 @@ async fn progress(
     // As JupyterHub: a ready server gets the ready event alone; a spawn in progress its events;
     // a stopped server 400; a server the user never had 404.
     let body = match (live, row) {
-        (_, Some(row)) if row.status == "running" => Body::from(format!("data: {ready_event}\n\n")),
+        (_, Some(row)) if row.status == ServerStatus::Running => {
+            Body::from(format!("data: {ready_event}\n\n"))
+        }
         (Some(rx), _) => Body::from_stream(follow(rx)),
         (None, Some(_)) => {
             let label = if server.is_empty() {

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::models::{bundle, bundle_with, user_model};
 use super::{body_as, empty, json, ApiCaller, JsonBody, Page, RequestUrl};
 use crate::clock;
+use crate::db::ServerStatus;
 use crate::db::{AllowedUsers, DbError, ServerStateFilter, UserQuery, UserSort, UserUpdate};
 use crate::domain::users::user_or_404;
 use crate::domain::Services;
@@ -307,7 +308,7 @@ pub async fn patch(
             .await?
             .remove(&user.id)
             .unwrap_or_default();
-        if new_name != user.name && active.iter().any(|s| s.status != "stopped") {
+        if new_name != user.name && active.iter().any(|s| s.status != ServerStatus::Stopped) {
             return Err(ApiError::bad_request(
                 "Stop the user's servers before renaming them",
             ));
@@ -372,14 +373,14 @@ pub async fn delete(
         .remove(&user.id)
         .unwrap_or_default();
     for row in &rows {
-        if matches!(row.status.as_str(), "spawn" | "check" | "stop") {
+        if row.status.is_transitioning() {
             return Err(ApiError::bad_request(format!(
                 "{}'s server {:?} is pending {}, please wait",
                 user.name, row.name, row.status
             )));
         }
     }
-    for row in rows.iter().filter(|r| r.status == "running") {
+    for row in rows.iter().filter(|r| r.status == ServerStatus::Running) {
         servers::stop(&hub, &user, row).await?;
     }
     hub.store.delete_user(user.id).await?;

@@ -13,6 +13,7 @@ mod oauth;
 mod roles;
 mod rows;
 mod save_jobs;
+mod server_status;
 mod servers;
 mod services;
 mod sessions;
@@ -28,6 +29,7 @@ use sqlx::{AnyPool, Connection};
 pub use images::{ImageFields, ImageFilter, ImageRow};
 pub use rows::*;
 pub use save_jobs::{NewSaveJob, SaveJobRow};
+pub use server_status::ServerStatus;
 pub use users::UserDetails;
 
 /// A database failure.

@@ -1,5 +1,6 @@
 //! Rows as stored, apart from the JSON models the API renders.
 
+use super::ServerStatus;
 use crate::clock::Micros;
 
 pub(super) const USER_COLUMNS: &str =
@@ -150,8 +151,9 @@ pub struct ServerRow {
     pub user_id: i64,
     /// `""` for the default server.
     pub name: String,
-    /// `stopped`, `spawn`, `running`, `stop`.
-    pub status: String,
+    /// Where the server is in its life.
+    #[sqlx(try_from = "String")]
+    pub status: ServerStatus,
     /// Backend URL (without prefix) once launched.
     pub url: Option<String>,
     /// Backend state blob (JSON).

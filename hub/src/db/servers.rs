@@ -7,8 +7,12 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::rows::{BeginSpawn, ServerRow, SERVER_COLUMNS};
+use super::ServerStatus;
 use super::{placeholders, DbError, Result, Store};
 use crate::clock::Micros;
+
+const STOPPED: &str = ServerStatus::Stopped.as_str();
+const SPAWNING: &str = ServerStatus::Spawning.as_str();
 
 impl Store {
     /// One server of a user.
@@ -53,7 +57,7 @@ impl Store {
     /// Every server that is not stopped, with its owner's name.
     pub async fn active_servers(&self) -> Result<Vec<(String, ServerRow)>> {
         let rows = sqlx::query(&format!(
-            "SELECT u.name AS owner, {} FROM servers s JOIN users u ON u.id = s.user_id WHERE s.status <> 'stopped'",
+            "SELECT u.name AS owner, {} FROM servers s JOIN users u ON u.id = s.user_id WHERE s.status <> '{STOPPED}'",
             SERVER_COLUMNS.split(", ").map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ")
         ))
         .fetch_all(&self.pool)
@@ -88,10 +92,10 @@ impl Store {
                 .await?;
         let server_id = match existing {
             Some(id) => {
-                let changed = sqlx::query(
-                    "UPDATE servers SET status = 'spawn', url = NULL, state = NULL, user_options = $1, \
-                     started = $2, last_activity = $2 WHERE id = $3 AND status = 'stopped'",
-                )
+                let changed = sqlx::query(&format!(
+                    "UPDATE servers SET status = '{SPAWNING}', url = NULL, state = NULL, user_options = $1, \
+                     started = $2, last_activity = $2 WHERE id = $3 AND status = '{STOPPED}'",
+                ))
                 .bind(spawn.user_options)
                 .bind(spawn.now)
                 .bind(id)
@@ -103,16 +107,18 @@ impl Store {
                 }
                 id
             }
-            None => sqlx::query_scalar::<_, i64>(
+            None => {
+                sqlx::query_scalar::<_, i64>(&format!(
                 "INSERT INTO servers (user_id, name, status, user_options, started, last_activity) \
-                 VALUES ($1, $2, 'spawn', $3, $4, $4) RETURNING id",
-            )
-            .bind(spawn.user_id)
-            .bind(spawn.server_name)
-            .bind(spawn.user_options)
-            .bind(spawn.now)
-            .fetch_one(&mut *tx)
-            .await?,
+                 VALUES ($1, $2, '{SPAWNING}', $3, $4, $4) RETURNING id",
+            ))
+                .bind(spawn.user_id)
+                .bind(spawn.server_name)
+                .bind(spawn.user_options)
+                .bind(spawn.now)
+                .fetch_one(&mut *tx)
+                .await?
+            }
         };
         sqlx::query("DELETE FROM api_tokens WHERE server_id = $1")
             .bind(server_id)
@@ -177,10 +183,10 @@ impl Store {
         Ok(())
     }
 
-    /// Sets a server's status (`spawn`, `running`, `stop`, `stopped`).
-    pub async fn set_server_status(&self, id: i64, status: &str) -> Result<()> {
+    /// Sets a server's status.
+    pub async fn set_server_status(&self, id: i64, status: ServerStatus) -> Result<()> {
         sqlx::query("UPDATE servers SET status = $1 WHERE id = $2")
-            .bind(status)
+            .bind(status.as_str())
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -190,7 +196,7 @@ impl Store {
     /// Marks a server stopped and removes its token and OAuth client, in one transaction.
     pub async fn finish_stop(&self, id: i64) -> Result<()> {
         let mut tx = self.write_tx().await?;
-        sqlx::query("UPDATE servers SET status = 'stopped', url = NULL, state = NULL, started = NULL WHERE id = $1")
+        sqlx::query(&format!("UPDATE servers SET status = '{STOPPED}', url = NULL, state = NULL, started = NULL WHERE id = $1"))
             .bind(id)
             .execute(&mut *tx)
             .await?;

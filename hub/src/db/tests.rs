@@ -178,7 +178,10 @@ async fn a_spawn_writes_server_token_and_client_together_and_stop_removes_them_o
             .set_server_launched(id, "http://127.0.0.1:1", &serde_json::json!({"pid": 1}))
             .await
             .unwrap();
-        store.set_server_status(id, "running").await.unwrap();
+        store
+            .set_server_status(id, ServerStatus::Running)
+            .await
+            .unwrap();
         assert_eq!(store.active_servers().await.unwrap().len(), 1);
         let (ready, _) = store
             .list_users(&UserQuery {

@@ -9,6 +9,7 @@ use sqlx::{AnyConnection, Row};
 use super::rows::{
     RoleRow, ServerRow, ServerStateFilter, UserQuery, UserRow, UserSort, UserUpdate, USER_COLUMNS,
 };
+use super::ServerStatus;
 use super::{placeholders, Result, Store};
 use crate::clock::Micros;
 
@@ -100,18 +101,18 @@ impl Store {
         let mut conditions: Vec<String> = Vec::new();
         let mut binds: Vec<String> = Vec::new();
         match query.state {
-            Some(ServerStateFilter::Active) => conditions.push(
-                "EXISTS (SELECT 1 FROM servers s WHERE s.user_id = users.id AND s.status <> 'stopped')"
-                    .into(),
-            ),
-            Some(ServerStateFilter::Ready) => conditions.push(
-                "EXISTS (SELECT 1 FROM servers s WHERE s.user_id = users.id AND s.status = 'running')"
-                    .into(),
-            ),
-            Some(ServerStateFilter::Inactive) => conditions.push(
-                "NOT EXISTS (SELECT 1 FROM servers s WHERE s.user_id = users.id AND s.status <> 'stopped')"
-                    .into(),
-            ),
+            Some(ServerStateFilter::Active) => conditions.push(format!(
+                "EXISTS (SELECT 1 FROM servers s WHERE s.user_id = users.id AND s.status <> '{}')",
+                ServerStatus::Stopped
+            )),
+            Some(ServerStateFilter::Ready) => conditions.push(format!(
+                "EXISTS (SELECT 1 FROM servers s WHERE s.user_id = users.id AND s.status = '{}')",
+                ServerStatus::Running
+            )),
+            Some(ServerStateFilter::Inactive) => conditions.push(format!(
+                "NOT EXISTS (SELECT 1 FROM servers s WHERE s.user_id = users.id AND s.status <> '{}')",
+                ServerStatus::Stopped
+            )),
             None => {}
         }
         if let Some(filter) = &query.name_filter {

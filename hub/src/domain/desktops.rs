@@ -9,6 +9,7 @@ use sha2::Sha256;
 use spawner::SecretFile;
 
 use crate::db::ImageRow;
+use crate::db::ServerStatus;
 use crate::domain::identity::{self, Caller};
 use crate::domain::Services;
 use crate::domain::{clusters, HubError, HubResult};
@@ -116,7 +117,7 @@ pub async fn find(hub: &Services, caller: &Caller, prefix: &str) -> HubResult<De
         .store
         .server(user.id, &path.server_name)
         .await?
-        .filter(|s| s.status == "running")
+        .filter(|s| s.status == ServerStatus::Running)
         .ok_or_else(|| {
             HubError::NotFound(format!(
                 "The server of {prefix} is not running: start it from the home page"

@@ -35,6 +35,7 @@ use serde_json::{json, Value};
 use super::{images, HubError, HubResult};
 use crate::clock;
 use crate::config::{read_secret_file, ConfigError, ImagesConfig};
+use crate::db::ServerStatus;
 use crate::db::{DbError, ImageFields, NewSaveJob, SaveJobRow, ServerRow, Store, UserRow};
 use crate::domain::Services;
 
@@ -332,7 +333,7 @@ pub async fn start(
                 .into(),
         ));
     }
-    if server.status != "running" {
+    if server.status != ServerStatus::Running {
         return Err(HubError::BadRequest(format!(
             "{label} is not running; start it, then save"
         )));
@@ -599,7 +600,7 @@ async fn resumable(hub: &Services, job: &SaveJobRow) -> Result<(Docker, DockerCo
         .server(job.user_id, &job.server_name)
         .await
         .map_err(|e| format!("its server could not be read ({e})"))?
-        .filter(|s| s.id == job.server_id && s.status == "running")
+        .filter(|s| s.id == job.server_id && s.status == ServerStatus::Running)
         .ok_or_else(gone)?;
     if container_of(server.state.as_deref(), &job.node).as_deref() != Ok(job.container_id.as_str())
     {

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use super::tokens::{hash_secret, new_token};
 use super::{clusters, names, HubError, HubResult};
 use crate::clock;
+use crate::db::ServerStatus;
 use crate::db::{BeginSpawn, DbError, ServerRow, UserRow};
 use crate::domain::Services;
 
@@ -121,14 +122,9 @@ pub enum Outcome {
     Pending,
 }
 
-/// The model of a server's status derived from its row.
+/// JupyterHub's `pending` of a server row: the transition under way, if any.
 pub fn pending_of(row: &ServerRow) -> Option<&'static str> {
-    match row.status.as_str() {
-        "spawn" => Some("spawn"),
-        "stop" => Some("stop"),
-        "check" => Some("check"),
-        _ => None,
-    }
+    row.status.pending()
 }
 
 /// Starts a user's server. Errors: 400 (named servers off, bad name, already running/pending),
@@ -170,7 +166,7 @@ pub async fn start(
                 "{log_name} is pending {pending}"
             )));
         }
-        if row.status == "running" {
+        if row.status == ServerStatus::Running {
             return Err(HubError::BadRequest(format!(
                 "{log_name} is already running"
             )));
@@ -373,7 +369,7 @@ async fn run_spawn(
             routed.push(path);
         }
         hub.store
-            .set_server_status(server_id, "running")
+            .set_server_status(server_id, ServerStatus::Running)
             .await
             .map_err(|e| e.to_string())?;
         Ok(())
@@ -435,10 +431,10 @@ impl LiveServers {
 /// Stops a user's server. 204-like `Done` when stopped (or not running), `Pending` after
 /// `slow_stop_timeout`; 400 when a spawn is pending.
 pub async fn stop(hub: &Arc<Services>, user: &UserRow, server: &ServerRow) -> HubResult<Outcome> {
-    match server.status.as_str() {
-        "stopped" => return Ok(Outcome::Done),
-        "stop" => return Ok(Outcome::Pending),
-        "spawn" | "check" => {
+    match server.status {
+        ServerStatus::Stopped => return Ok(Outcome::Done),
+        ServerStatus::Stopping => return Ok(Outcome::Pending),
+        ServerStatus::Spawning => {
             let name = if server.name.is_empty() {
                 user.name.clone()
             } else {
@@ -449,9 +445,11 @@ pub async fn stop(hub: &Arc<Services>, user: &UserRow, server: &ServerRow) -> Hu
                 server.status
             )));
         }
-        _ => {}
+        ServerStatus::Running => {}
     }
-    hub.store.set_server_status(server.id, "stop").await?;
+    hub.store
+        .set_server_status(server.id, ServerStatus::Stopping)
+        .await?;
     let task = tokio::spawn(run_stop(Arc::clone(hub), user.name.clone(), server.clone()));
     let patience = Duration::from_secs_f64(hub.config.slow_stop_timeout.max(0.0));
     match tokio::time::timeout(patience, task).await {
@@ -475,7 +473,9 @@ async fn run_stop(hub: Arc<Services>, user: String, server: ServerRow) -> HubRes
     {
         if let Err(e) = hub.spawner.stop(&state, hub.stop_grace()).await {
             tracing::error!(user.name = %user, server.name = %server.name, error = %e, "stopping failed");
-            hub.store.set_server_status(server.id, "running").await?;
+            hub.store
+                .set_server_status(server.id, ServerStatus::Running)
+                .await?;
             return Err(HubError::Spawner(format!(
                 "Stopping the server failed: {e}"
             )));
@@ -573,7 +573,7 @@ pub async fn readopt(hub: &Arc<Services>) -> HubResult<()> {
                     return;
                 }
             }
-            if let Err(e) = hub.store.set_server_status(server.id, "running").await {
+            if let Err(e) = hub.store.set_server_status(server.id, ServerStatus::Running).await {
                 tracing::error!(error = %e, "could not mark a re-adopted server ready");
             }
             tracing::info!(user.name = %user, server.name = %server.name, "re-adopted running server");
@@ -588,7 +588,7 @@ pub async fn readopt(hub: &Arc<Services>) -> HubResult<()> {
 /// One round of liveness polling of ready servers.
 pub async fn poll_once(hub: &Arc<Services>) -> HubResult<()> {
     for (user, server) in hub.store.active_servers().await? {
-        if server.status != "running" {
+        if server.status != ServerStatus::Running {
             continue;
         }
         let Some(state) = server
@@ -667,7 +667,7 @@ pub async fn check_routes(hub: &Arc<Services>) -> HubResult<()> {
     let mut wanted = std::collections::BTreeSet::new();
     for (user, server) in hub.store.active_servers().await? {
         wanted.extend(route_paths(hub, &user, &server));
-        if server.status != "running" {
+        if server.status != ServerStatus::Running {
             continue;
         }
         for (path, target) in server_routes(hub, &user, &server) {

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::PageError;
+use crate::db::ServerStatus;
 use crate::db::{ImageFilter, ImageRow, ServerRow};
 use crate::domain::clusters::{self, SizeChoices};
 use crate::domain::servers::{service_prefix, url_quote};
@@ -343,7 +344,7 @@ pub(crate) async fn cluster_view(
     user: &str,
     row: &ServerRow,
 ) -> Result<Option<ClusterView>, PageError> {
-    if row.status != "running" {
+    if row.status != ServerStatus::Running {
         return Ok(None);
     }
     let nodes = clusters::nodes_of(hub, row.state.as_deref());

@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::cluster::{cluster_view, spawn_form, ClusterView, FormRequest};
 use super::{can_admin, login_url, redirect, PageError, PageRequest};
 use crate::clock::{self, Micros};
+use crate::db::ServerStatus;
 use crate::db::{ServerRow, UserQuery, UserSort};
 use crate::domain::servers::{service_prefix, url_quote};
 use crate::domain::Services;
@@ -24,14 +25,9 @@ pub(crate) async fn root(page: PageRequest) -> Response {
     }
 }
 
-/// `running`, `pending`, `stopping` or `stopped`: what the pages show of a server row.
-pub(crate) fn status_of(row: Option<&ServerRow>) -> &'static str {
-    match row.map(|r| r.status.as_str()) {
-        Some("running") => "running",
-        Some("spawn") | Some("check") => "pending",
-        Some("stop") => "stopping",
-        _ => "stopped",
-    }
+/// The status of a server row, stopped when there is none.
+pub(crate) fn status_of(row: Option<&ServerRow>) -> ServerStatus {
+    row.map_or(ServerStatus::Stopped, |r| r.status)
 }
 
 fn iso(t: Option<Micros>) -> Option<String> {
@@ -66,7 +62,7 @@ pub(crate) fn server_view(user: &str, name: &str, row: Option<&ServerRow>) -> Se
     };
     ServerView {
         name: name.to_owned(),
-        status: status_of(row),
+        status: status_of(row).shown(),
         url: service_prefix(user, name),
         api_url,
         progress_url,

@@ -19,6 +19,7 @@ use super::cluster::{spawn_form, FormRequest, SpawnForm, SpawnValues};
 use super::next::next_from_query;
 use super::pages::status_of;
 use super::{encode_query, redirect, PageError, PageRequest};
+use crate::db::ServerStatus;
 use crate::db::{ServerRow, UserRow};
 use crate::domain::clusters;
 use crate::domain::identity::Caller;
@@ -208,15 +209,15 @@ async fn spawn(
     let next_given = next.clone();
     let target = next.unwrap_or_else(|| service_prefix(&user.name, server));
     match status_of(row.as_ref()) {
-        "running" => return Ok(redirect(&target)),
-        "pending" => return Ok(redirect(&pending_path(&user.name, server, &target))),
-        "stopping" => {
+        ServerStatus::Running => return Ok(redirect(&target)),
+        ServerStatus::Spawning => return Ok(redirect(&pending_path(&user.name, server, &target))),
+        ServerStatus::Stopping => {
             return Err(PageError::with_key(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server_stopping_wait",
             ))
         }
-        _ => {}
+        ServerStatus::Stopped => {}
     }
     let form_request =
         |values: Option<SpawnValues>, error: Option<String>, wanted_image| FormRequest {
@@ -307,14 +308,14 @@ pub(crate) async fn pending(
     let row = hub.store.server(user.id, &server).await?;
     let target = next_from_query(&query).unwrap_or_else(|| service_prefix(&user.name, &server));
     let status = status_of(row.as_ref());
-    if status == "running" {
+    if status == ServerStatus::Running {
         return Ok(redirect(&target));
     }
     let failed = hub
         .live
         .subscribe(&user.name, &server)
         .is_some_and(|rx| rx.borrow().failed);
-    if status == "pending" || failed {
+    if status == ServerStatus::Spawning || failed {
         let view = super::pages::server_view(&user.name, &server, row.as_ref());
         return Ok(page.render(
             "spawn_pending.html",
@@ -366,7 +367,7 @@ fn not_running_page(
             owner => user.name.clone(),
             is_owner => is_owner,
             server_name => server,
-            stopping => status_of(row) == "stopping",
+            stopping => status_of(row) == ServerStatus::Stopping,
             can_start => can_start,
             spawn_action => spawn_action,
         },
@@ -442,9 +443,9 @@ pub(crate) async fn user_url(
     };
     let row = hub.store.server(user.id, &server).await?;
     match status_of(row.as_ref()) {
-        "running" => return redirect_to_server(&here, &query).await,
+        ServerStatus::Running => return redirect_to_server(&here, &query).await,
         _ if api_like => return Ok(not_running_json(&path_only, &spawn_path(&name, &server))),
-        "pending" => return Ok(redirect(&pending_path(&user.name, &server, &here))),
+        ServerStatus::Spawning => return Ok(redirect(&pending_path(&user.name, &server, &here))),
         _ => {}
     }
     let failed = hub
