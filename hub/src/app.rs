@@ -10,7 +10,7 @@ use spawner::local::{LocalConfig, LocalSpawner};
 use spawner::Spawner;
 
 use crate::config::{read_secret_file, Config, ProxyMode};
-use crate::db::{ServiceRow, Store, UserUpdate};
+use crate::db::{AccountRole, ServiceRow, Store, UserUpdate};
 use crate::domain::accounts::{self, LoginThrottle};
 use crate::domain::identity::AuthCache;
 use crate::domain::servers::{self, LiveServers};
@@ -289,7 +289,7 @@ async fn ensure_first_admin(config: &Config, store: &Store) -> anyhow::Result<()
             user.id,
             &UserUpdate {
                 admin: Some(true),
-                account_role: Some("admin".into()),
+                account_role: Some(AccountRole::Admin),
                 ..Default::default()
             },
         )

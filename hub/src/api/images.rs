@@ -10,7 +10,7 @@ use serde_json::{json as j, Value};
 
 use super::{body_as, empty, json, ApiCaller, JsonBody};
 use crate::clock;
-use crate::db::{ImageFields, ImageRow};
+use crate::db::{ImageFields, ImageKind, ImageRow, Visibility};
 use crate::domain::images::{self, ImagePatch};
 use crate::domain::Services;
 use crate::error::ApiError;
@@ -89,7 +89,7 @@ pub async fn list(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewImage {
-    kind: Option<String>,
+    kind: Option<ImageKind>,
     name: String,
     image: String,
     tag: Option<String>,
@@ -121,7 +121,7 @@ pub async fn create(
     let req: NewImage =
         body_as(body)?.ok_or_else(|| ApiError::bad_request("Give the image as a JSON object"))?;
     let fields = ImageFields {
-        kind: req.kind.unwrap_or_else(|| "jupyter".into()),
+        kind: req.kind.unwrap_or(ImageKind::Jupyter),
         name: req.name.trim().to_owned(),
         image: req.image,
         tag: req.tag.unwrap_or_else(|| "latest".into()),
@@ -132,7 +132,7 @@ pub async fn create(
         description: req.description,
         needs_gpu: req.needs_gpu,
         enabled: req.enabled.unwrap_or(true),
-        visibility: "library".into(),
+        visibility: Visibility::Library,
         owner_id: None,
     };
     let row = images::create(&hub.store, fields).await?;

@@ -3,8 +3,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::clock::iso_json;
-use crate::db::ServerStatus;
-use crate::db::{GroupRow, RoleRow, ServerRow, ServiceRow, Store, TokenRow, UserRow};
+use crate::db::{GroupRow, RoleRow, ServerRow, ServerStatus, ServiceRow, Store, TokenRow, UserRow};
 use crate::domain::identity::user_role_names;
 use crate::domain::servers::{pending_of, service_prefix};
 use crate::domain::tokens::token_id;

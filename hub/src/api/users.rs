@@ -11,8 +11,10 @@ use serde_json::Value;
 use super::models::{bundle, bundle_with, user_model};
 use super::{body_as, empty, json, ApiCaller, JsonBody, Page, RequestUrl};
 use crate::clock;
-use crate::db::ServerStatus;
-use crate::db::{AllowedUsers, DbError, ServerStateFilter, UserQuery, UserSort, UserUpdate};
+use crate::db::{
+    AccountRole, AllowedUsers, DbError, ServerStateFilter, ServerStatus, UserQuery, UserSort,
+    UserUpdate,
+};
 use crate::domain::users::user_or_404;
 use crate::domain::Services;
 use crate::domain::{accounts, names, servers};
@@ -317,12 +319,7 @@ pub async fn patch(
     }
     update.admin = req.admin;
     if let Some(role) = req.account_role {
-        if !matches!(role.as_str(), "student" | "teacher" | "admin") {
-            return Err(ApiError::bad_request(format!(
-                "Unknown account_role {role:?}: use student, teacher or admin"
-            )));
-        }
-        update.account_role = Some(role);
+        update.account_role = Some(AccountRole::parse(&role).map_err(ApiError::bad_request)?);
     }
     if let Some(password) = req.password {
         update.password_hash = Some(Some(accounts::hash_password(&password)?));

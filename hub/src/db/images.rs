@@ -3,6 +3,28 @@
 use super::{Result, Store};
 use crate::clock::Micros;
 
+stored_words! {
+    /// What an image's nodes run: JupyterLab, or a Linux desktop (VNC) beside it.
+    pub enum ImageKind ("image kind") {
+        /// A Jupyter image.
+        Jupyter = "jupyter",
+        /// A desktop image: its nodes also start a VNC server.
+        Desktop = "desktop",
+    }
+}
+
+stored_words! {
+    /// Who may start an image.
+    pub enum Visibility ("visibility") {
+        /// In the library: everyone.
+        Library = "library",
+        /// A user's saved image: its owner only.
+        Private = "private",
+        /// Saved, and its owner asked for it to join the library (still its owner's only).
+        Requested = "requested",
+    }
+}
+
 pub(super) const IMAGE_COLUMNS: &str = "id, kind, name, image, tag, start_options, start_command, \
      vnc_password, vnc_port, description, needs_gpu, enabled, visibility, owner_id, created, updated";
 
@@ -11,8 +33,9 @@ pub(super) const IMAGE_COLUMNS: &str = "id, kind, name, image, tag, start_option
 pub struct ImageRow {
     /// Row id.
     pub id: i64,
-    /// `jupyter` or `desktop`.
-    pub kind: String,
+    /// What its nodes run.
+    #[sqlx(try_from = "String")]
+    pub kind: ImageKind,
     /// Unique display name.
     pub name: String,
     /// Repository, e.g. `127.0.0.1:5000/xiji/base-notebook`.
@@ -33,8 +56,9 @@ pub struct ImageRow {
     pub needs_gpu: i64,
     /// 1 if users may start it.
     pub enabled: i64,
-    /// `library`, `private` (a user's saved image) or `requested` (waiting for an admin).
-    pub visibility: String,
+    /// Who may start it.
+    #[sqlx(try_from = "String")]
+    pub visibility: Visibility,
     /// The user who saved it, if a user did.
     pub owner_id: Option<i64>,
     /// Creation time.
@@ -46,8 +70,8 @@ pub struct ImageRow {
 /// Every writable field of an image record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageFields {
-    /// `jupyter` or `desktop`.
-    pub kind: String,
+    /// What its nodes run.
+    pub kind: ImageKind,
     /// Unique display name.
     pub name: String,
     /// Repository.
@@ -68,8 +92,8 @@ pub struct ImageFields {
     pub needs_gpu: bool,
     /// Users may start it.
     pub enabled: bool,
-    /// `library`, `private` or `requested`.
-    pub visibility: String,
+    /// Who may start it.
+    pub visibility: Visibility,
     /// Owner, for saved images.
     pub owner_id: Option<i64>,
 }
@@ -78,7 +102,7 @@ impl ImageFields {
     /// The fields of an existing row.
     pub fn of(row: &ImageRow) -> Self {
         Self {
-            kind: row.kind.clone(),
+            kind: row.kind,
             name: row.name.clone(),
             image: row.image.clone(),
             tag: row.tag.clone(),
@@ -89,7 +113,7 @@ impl ImageFields {
             description: row.description.clone(),
             needs_gpu: row.needs_gpu != 0,
             enabled: row.enabled != 0,
-            visibility: row.visibility.clone(),
+            visibility: row.visibility,
             owner_id: row.owner_id,
         }
     }
@@ -118,7 +142,7 @@ pub(super) type ImageQuery<'q> =
 /// Binds every writable field, as `$1…$13` in `ImageFields`' order.
 pub(super) fn bind_fields<'q>(query: ImageQuery<'q>, f: &'q ImageFields) -> ImageQuery<'q> {
     query
-        .bind(&f.kind)
+        .bind(f.kind.as_str())
         .bind(&f.name)
         .bind(&f.image)
         .bind(&f.tag)
@@ -129,7 +153,7 @@ pub(super) fn bind_fields<'q>(query: ImageQuery<'q>, f: &'q ImageFields) -> Imag
         .bind(&f.description)
         .bind(i64::from(f.needs_gpu))
         .bind(i64::from(f.enabled))
-        .bind(&f.visibility)
+        .bind(f.visibility.as_str())
         .bind(f.owner_id)
 }
 

@@ -7,6 +7,9 @@
 //! `impl Store` block: users, groups, roles, services, tokens, servers, OAuth clients and codes,
 //! login sessions, settings, images and save jobs. Rows shared between them are in `rows`.
 
+#[macro_use]
+mod words;
+
 mod groups;
 mod images;
 mod oauth;
@@ -26,11 +29,11 @@ use std::str::FromStr;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Connection};
 
-pub use images::{ImageFields, ImageFilter, ImageRow};
+pub use images::{ImageFields, ImageFilter, ImageKind, ImageRow, Visibility};
 pub use rows::*;
 pub use save_jobs::{NewSaveJob, SaveJobRow};
 pub use server_status::ServerStatus;
-pub use users::UserDetails;
+pub use users::{AccountRole, UserDetails};
 
 /// A database failure.
 #[derive(Debug, thiserror::Error)]

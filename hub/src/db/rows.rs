@@ -1,6 +1,6 @@
 //! Rows as stored, apart from the JSON models the API renders.
 
-use super::ServerStatus;
+use super::{AccountRole, ServerStatus};
 use crate::clock::Micros;
 
 pub(super) const USER_COLUMNS: &str =
@@ -22,8 +22,9 @@ pub struct UserRow {
     pub name: String,
     /// 1 if the user holds JupyterHub's admin role.
     pub admin: i64,
-    /// Xiji account role: `student`, `teacher` or `admin` (quotas depend on it).
-    pub account_role: String,
+    /// Xiji account role (quotas depend on it).
+    #[sqlx(try_from = "String")]
+    pub account_role: AccountRole,
     /// argon2id hash of the local password, if any.
     pub password_hash: Option<String>,
     /// Creation time.
@@ -330,7 +331,7 @@ pub struct UserUpdate {
     /// New admin flag.
     pub admin: Option<bool>,
     /// New account role.
-    pub account_role: Option<String>,
+    pub account_role: Option<AccountRole>,
     /// New password hash (`Some(None)` removes the password).
     pub password_hash: Option<Option<String>>,
 }

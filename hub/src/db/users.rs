@@ -13,6 +13,29 @@ use super::ServerStatus;
 use super::{placeholders, Result, Store};
 use crate::clock::Micros;
 
+stored_words! {
+    /// A Xiji account's role (quotas depend on it); JupyterHub's `admin` flag is separate.
+    pub enum AccountRole ("account_role") {
+        /// A student.
+        Student = "student",
+        /// A teacher.
+        Teacher = "teacher",
+        /// An administrator.
+        Admin = "admin",
+    }
+}
+
+impl AccountRole {
+    /// The role a new account gets: administrators are admins, everyone else a student.
+    pub const fn of_new_user(admin: bool) -> Self {
+        if admin {
+            AccountRole::Admin
+        } else {
+            AccountRole::Student
+        }
+    }
+}
+
 /// Groups, configured roles and servers of a set of users, by user id.
 #[derive(Debug, Default)]
 pub struct UserDetails {
@@ -33,7 +56,7 @@ impl Store {
         ))
         .bind(name)
         .bind(i64::from(admin))
-        .bind(if admin { "admin" } else { "student" })
+        .bind(AccountRole::of_new_user(admin).as_str())
         .bind(now)
         .fetch_one(&self.pool)
         .await?;
@@ -56,7 +79,7 @@ impl Store {
             ))
             .bind(name)
             .bind(i64::from(admin))
-            .bind(if admin { "admin" } else { "student" })
+            .bind(AccountRole::of_new_user(admin).as_str())
             .bind(now)
             .fetch_one(&mut *tx)
             .await?;
@@ -191,9 +214,9 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        if let Some(role) = &update.account_role {
+        if let Some(role) = update.account_role {
             sqlx::query("UPDATE users SET account_role = $1 WHERE id = $2")
-                .bind(role)
+                .bind(role.as_str())
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;

@@ -14,7 +14,7 @@ use spawner::{ClusterResources, NodeInfo, SpawnerError};
 
 use super::images;
 use super::{HubError, HubResult};
-use crate::db::{ImageFilter, ImageRow};
+use crate::db::{ImageFilter, ImageRow, Visibility};
 use crate::domain::Services;
 
 /// Named servers may not be called like nodes: their prefix would be a node's of the default
@@ -110,7 +110,7 @@ async fn resolve_image(hub: &Services, owner_id: i64, wanted: &Value) -> HubResu
         startable
             .iter()
             .filter(|r| images::reference(r) == text)
-            .min_by_key(|r| r.visibility != "library")
+            .min_by_key(|r| r.visibility != Visibility::Library)
     });
     if let Some(row) = found {
         return Ok(row.clone());

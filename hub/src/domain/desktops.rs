@@ -8,8 +8,7 @@ use serde_json::Value;
 use sha2::Sha256;
 use spawner::SecretFile;
 
-use crate::db::ImageRow;
-use crate::db::ServerStatus;
+use crate::db::{ImageKind, ImageRow, ServerStatus};
 use crate::domain::identity::{self, Caller};
 use crate::domain::Services;
 use crate::domain::{clusters, HubError, HubResult};
@@ -133,11 +132,13 @@ pub async fn find(hub: &Services, caller: &Caller, prefix: &str) -> HubResult<De
         Some(id) => hub.store.image(id).await?,
         None => None,
     };
-    let image = image.filter(|i| i.kind == "desktop").ok_or_else(|| {
-        HubError::NotFound(format!(
-            "The image of {prefix} is not a desktop image: open JupyterLab instead"
-        ))
-    })?;
+    let image = image
+        .filter(|i| i.kind == ImageKind::Desktop)
+        .ok_or_else(|| {
+            HubError::NotFound(format!(
+                "The image of {prefix} is not a desktop image: open JupyterLab instead"
+            ))
+        })?;
     let host = node_host(&node.url)
         .ok_or_else(|| HubError::Spawner(format!("node {} has no usable address", node.name)))?;
     let port = image.vnc_port.unwrap_or(5901);
@@ -189,7 +190,7 @@ pub async fn launch_of(hub: &Services, options: &Value) -> HubResult<Option<Desk
         .store
         .image(id)
         .await?
-        .filter(|image| image.kind == "desktop")
+        .filter(|image| image.kind == ImageKind::Desktop)
         .map(|image| DesktopLaunch { image }))
 }
 

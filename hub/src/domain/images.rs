@@ -8,13 +8,13 @@
 
 use super::{HubError, HubResult};
 use crate::clock;
-use crate::db::{DbError, ImageFields, ImageFilter, ImageRow, Store};
+use crate::db::{DbError, ImageFields, ImageFilter, ImageKind, ImageRow, Store, Visibility};
 use crate::rbac::ScopeSet;
 
 /// Image kinds.
-pub const KINDS: [&str; 2] = ["jupyter", "desktop"];
+pub const KINDS: &[ImageKind] = ImageKind::ALL;
 /// Visibilities.
-pub const VISIBILITIES: [&str; 3] = ["library", "private", "requested"];
+pub const VISIBILITIES: &[Visibility] = Visibility::ALL;
 
 /// Whether the caller administers the image library.
 pub fn is_library_admin(scopes: &ScopeSet) -> bool {
@@ -110,12 +110,6 @@ pub fn check_tag(tag: &str) -> HubResult<()> {
 
 /// Checks a whole record; the messages say what to change.
 pub fn validate(f: &ImageFields) -> HubResult<()> {
-    if !KINDS.contains(&f.kind.as_str()) {
-        return Err(HubError::BadRequest(format!(
-            "Unknown image kind {:?}: use \"jupyter\" or \"desktop\"",
-            f.kind
-        )));
-    }
     let name = f.name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(HubError::BadRequest(
@@ -124,12 +118,6 @@ pub fn validate(f: &ImageFields) -> HubResult<()> {
     }
     check_repository(&f.image)?;
     check_tag(&f.tag)?;
-    if !VISIBILITIES.contains(&f.visibility.as_str()) {
-        return Err(HubError::BadRequest(format!(
-            "Unknown visibility {:?}: use library, private or requested",
-            f.visibility
-        )));
-    }
     for (what, text) in [
         ("start_options", &f.start_options),
         ("start_command", &f.start_command),
@@ -147,7 +135,7 @@ pub fn validate(f: &ImageFields) -> HubResult<()> {
             )));
         }
     }
-    if f.kind == "desktop" {
+    if f.kind == ImageKind::Desktop {
         if f.start_command.trim().is_empty() {
             return Err(HubError::BadRequest(
                 "A desktop image needs a start_command that starts its VNC server".into(),
@@ -212,7 +200,10 @@ pub async fn visible(
     admin: bool,
 ) -> HubResult<ImageRow> {
     let row = store.image(id).await?.ok_or_else(|| not_found(id))?;
-    if admin || row.visibility == "library" || (user_id.is_some() && row.owner_id == user_id) {
+    if admin
+        || row.visibility == Visibility::Library
+        || (user_id.is_some() && row.owner_id == user_id)
+    {
         Ok(row)
     } else {
         Err(not_found(id))
@@ -234,7 +225,7 @@ pub fn listing(user_id: Option<i64>, admin: bool, mine_only: bool) -> ImageFilte
 /// private image included, is the same 400 as an id that does not exist.
 pub async fn startable(store: &Store, id: i64, user_id: i64) -> HubResult<ImageRow> {
     match store.image(id).await? {
-        Some(row) if row.visibility == "library" || row.owner_id == Some(user_id) => {
+        Some(row) if row.visibility == Visibility::Library || row.owner_id == Some(user_id) => {
             if row.enabled != 0 {
                 Ok(row)
             } else {
@@ -363,8 +354,8 @@ mod tests {
 #[derive(Debug, Default, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImagePatch {
-    /// `jupyter` or `desktop`.
-    pub kind: Option<String>,
+    /// What its nodes run.
+    pub kind: Option<ImageKind>,
     /// Display name.
     pub name: Option<String>,
     /// Repository.
@@ -387,8 +378,8 @@ pub struct ImagePatch {
     pub needs_gpu: Option<bool>,
     /// Users may start it.
     pub enabled: Option<bool>,
-    /// `library`, `private` or `requested`.
-    pub visibility: Option<String>,
+    /// Who may start it.
+    pub visibility: Option<Visibility>,
 }
 
 fn double_option<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
@@ -436,8 +427,7 @@ impl ImagePatch {
             && self.enabled.is_none();
         let visibility_ok = self
             .visibility
-            .as_deref()
-            .is_none_or(|v| v == "private" || v == "requested");
+            .is_none_or(|v| matches!(v, Visibility::Private | Visibility::Requested));
         only_owner_fields && visibility_ok
     }
 }
@@ -454,7 +444,7 @@ pub async fn patch(
     let row = visible(store, id, user_id, admin).await?;
     if !admin {
         let owns = user_id.is_some() && row.owner_id == user_id;
-        if !owns || row.visibility == "library" {
+        if !owns || row.visibility == Visibility::Library {
             return Err(HubError::Forbidden(
                 "Only administrators may change images in the library".into(),
             ));
@@ -473,7 +463,8 @@ pub async fn patch(
 /// Deletes a record: administrators any, owners their own images outside the library.
 pub async fn delete(store: &Store, id: i64, user_id: Option<i64>, admin: bool) -> HubResult<()> {
     let row = visible(store, id, user_id, admin).await?;
-    let owns_private = user_id.is_some() && row.owner_id == user_id && row.visibility != "library";
+    let owns_private =
+        user_id.is_some() && row.owner_id == user_id && row.visibility != Visibility::Library;
     if !(admin || owns_private) {
         return Err(HubError::Forbidden(
             "Only administrators may delete images in the library".into(),

@@ -35,8 +35,10 @@ use serde_json::{json, Value};
 use super::{images, HubError, HubResult};
 use crate::clock;
 use crate::config::{read_secret_file, ConfigError, ImagesConfig};
-use crate::db::ServerStatus;
-use crate::db::{DbError, ImageFields, NewSaveJob, SaveJobRow, ServerRow, Store, UserRow};
+use crate::db::{
+    DbError, ImageFields, ImageKind, NewSaveJob, SaveJobRow, ServerRow, ServerStatus, Store,
+    UserRow, Visibility,
+};
 use crate::domain::Services;
 
 /// Longest image name accepted (a path component of the repository).
@@ -159,11 +161,11 @@ impl SaveImages {
     }
 
     /// The visibility of a saved image's record.
-    fn visibility(&self) -> &'static str {
+    fn visibility(&self) -> Visibility {
         if self.auto_approve {
-            "library"
+            Visibility::Library
         } else {
-            "private"
+            Visibility::Private
         }
     }
 
@@ -447,7 +449,7 @@ fn state_name(state: &JobState) -> &'static str {
 
 /// Follows a running builder job: writes its state changes at once and its progress about once
 /// a second, then its outcome. The job becomes `done` only together with its image record.
-async fn drive(store: &Store, job: SaveJobRow, builder_job: SaveJob, visibility: &str) {
+async fn drive(store: &Store, job: SaveJobRow, builder_job: SaveJob, visibility: Visibility) {
     let mut status = builder_job.subscribe();
     let wait = builder_job.wait();
     tokio::pin!(wait);
@@ -644,7 +646,7 @@ async fn complete(
     store: &Store,
     job: &SaveJobRow,
     saved: &SavedImage,
-    visibility: &str,
+    visibility: Visibility,
     progress: &str,
 ) -> Result<i64, String> {
     let display_name = display_name(&job.user_name, &job.name, &job.tag);
@@ -659,9 +661,7 @@ async fn complete(
                 .find(|r| images::reference(r) == job.base_image)
         });
     let fields = ImageFields {
-        kind: base
-            .as_ref()
-            .map_or_else(|| "jupyter".into(), |b| b.kind.clone()),
+        kind: base.as_ref().map_or(ImageKind::Jupyter, |b| b.kind),
         name: display_name.clone(),
         image: job.repository.clone(),
         tag: job.tag.clone(),
@@ -678,7 +678,7 @@ async fn complete(
         description: job.description.clone(),
         needs_gpu: base.as_ref().is_some_and(|b| b.needs_gpu != 0),
         enabled: true,
-        visibility: visibility.to_owned(),
+        visibility,
         owner_id: Some(job.user_id),
     };
     let pushed = format!("{}@{}", saved.reference, saved.manifest_digest);

@@ -12,8 +12,7 @@ use tokio::sync::watch;
 use super::tokens::{hash_secret, new_token};
 use super::{clusters, names, HubError, HubResult};
 use crate::clock;
-use crate::db::ServerStatus;
-use crate::db::{BeginSpawn, DbError, ServerRow, UserRow};
+use crate::db::{BeginSpawn, DbError, ServerRow, ServerStatus, UserRow};
 use crate::domain::Services;
 
 /// Raw scopes of a server's own API token (JupyterHub's `server` role).

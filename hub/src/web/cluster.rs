@@ -8,8 +8,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::PageError;
-use crate::db::ServerStatus;
-use crate::db::{ImageFilter, ImageRow, ServerRow};
+use crate::db::{ImageFilter, ImageKind, ImageRow, ServerRow, ServerStatus, Visibility};
 use crate::domain::clusters::{self, SizeChoices};
 use crate::domain::servers::{service_prefix, url_quote};
 use crate::domain::Services;
@@ -215,8 +214,8 @@ pub(crate) async fn spawn_form(
     // before one's own.
     rows.sort_by_cached_key(|i| {
         (
-            i.kind != "jupyter",
-            i.visibility != "library",
+            i.kind != ImageKind::Jupyter,
+            i.visibility != Visibility::Library,
             i.name.to_lowercase(),
         )
     });
@@ -247,10 +246,10 @@ fn image_choice(row: &ImageRow, no_gpu: bool) -> ImageChoice {
         id: row.id.to_string(),
         name: row.name.clone(),
         description: row.description.clone(),
-        desktop: row.kind == "desktop",
+        desktop: row.kind == ImageKind::Desktop,
         needs_gpu: row.needs_gpu != 0,
         reference: crate::domain::images::reference(row),
-        private: row.visibility != "library",
+        private: row.visibility != Visibility::Library,
         unavailable: no_gpu && row.needs_gpu != 0,
     }
 }
@@ -356,7 +355,7 @@ pub(crate) async fn cluster_view(
         Some(id) => hub.store.image(id).await?,
         None => None,
     };
-    let desktop = image.as_ref().is_some_and(|i| i.kind == "desktop");
+    let desktop = image.as_ref().is_some_and(|i| i.kind == ImageKind::Desktop);
     let image_name = image.map(|i| i.name).or_else(|| {
         ["image_name", "image"]
             .iter()

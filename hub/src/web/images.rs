@@ -20,7 +20,7 @@ use serde::Serialize;
 use super::auth::{check_xsrf, parse_form};
 use super::{redirect, Detail, PageError, PageRequest};
 use crate::clock;
-use crate::db::{ImageFields, ImageFilter, ImageRow};
+use crate::db::{ImageFields, ImageFilter, ImageKind, ImageRow, Visibility};
 use crate::domain::images::{self, ImagePatch};
 use crate::domain::HubError;
 use crate::domain::Services;
@@ -29,7 +29,7 @@ use crate::domain::Services;
 #[derive(Debug, Serialize)]
 struct ImageView {
     id: i64,
-    kind: String,
+    kind: ImageKind,
     desktop: bool,
     name: String,
     image: String,
@@ -42,7 +42,7 @@ struct ImageView {
     description: String,
     needs_gpu: bool,
     enabled: bool,
-    visibility: String,
+    visibility: Visibility,
     owner: Option<String>,
     updated: String,
 }
@@ -64,8 +64,8 @@ async fn image_views(hub: &Services, rows: &[ImageRow]) -> Result<Vec<ImageView>
         };
         views.push(ImageView {
             id: row.id,
-            kind: row.kind.clone(),
-            desktop: row.kind == "desktop",
+            kind: row.kind,
+            desktop: row.kind == ImageKind::Desktop,
             name: row.name.clone(),
             image: row.image.clone(),
             tag: row.tag.clone(),
@@ -77,7 +77,7 @@ async fn image_views(hub: &Services, rows: &[ImageRow]) -> Result<Vec<ImageView>
             description: row.description.clone(),
             needs_gpu: row.needs_gpu != 0,
             enabled: row.enabled != 0,
-            visibility: row.visibility.clone(),
+            visibility: row.visibility,
             owner,
             updated: clock::iso(row.updated),
         });
@@ -128,8 +128,9 @@ pub(crate) async fn admin_list(
     require_library_admin(&page)?;
     let rows = hub.store.list_images(ImageFilter::All).await?;
     let all = image_views(&hub, &rows).await?;
-    let (requested, others): (Vec<ImageView>, Vec<ImageView>) =
-        all.into_iter().partition(|i| i.visibility == "requested");
+    let (requested, others): (Vec<ImageView>, Vec<ImageView>) = all
+        .into_iter()
+        .partition(|i| i.visibility == Visibility::Requested);
     Ok(page.render(
         "admin_images.html",
         context! {
@@ -159,7 +160,7 @@ struct ImageFormValues {
 impl ImageFormValues {
     fn of(row: &ImageRow) -> Self {
         Self {
-            kind: row.kind.clone(),
+            kind: row.kind.as_str().to_owned(),
             name: row.name.clone(),
             image: row.image.clone(),
             tag: row.tag.clone(),
@@ -173,9 +174,10 @@ impl ImageFormValues {
     }
 
     fn new_of_kind(kind: &str) -> Self {
-        let desktop = kind == "desktop";
+        let kind = ImageKind::parse(kind).unwrap_or(ImageKind::Jupyter);
+        let desktop = kind == ImageKind::Desktop;
         Self {
-            kind: if desktop { "desktop" } else { "jupyter" }.into(),
+            kind: kind.as_str().to_owned(),
             tag: "latest".into(),
             vnc_port: if desktop {
                 "5901".into()
@@ -212,22 +214,23 @@ impl ImageFormValues {
     }
 
     fn desktop(&self) -> bool {
-        self.kind == "desktop"
+        self.kind == ImageKind::Desktop.as_str()
     }
 
     /// The record this form describes: an empty tag is `latest`, and a Jupyter image keeps no
     /// VNC settings. A new record joins the library; an edited `existing` one keeps its
-    /// visibility, its owner and, when no new one was typed, its VNC password.
+    /// visibility, its owner and, when no new one was typed, its VNC password. `Err` says why
+    /// the kind is not one there is.
     fn fields(
         &self,
         port: Option<i64>,
         password: Option<String>,
         existing: Option<&ImageRow>,
-    ) -> ImageFields {
+    ) -> Result<ImageFields, String> {
         let desktop = self.desktop();
         let password = password.or_else(|| existing.and_then(|row| row.vnc_password.clone()));
-        ImageFields {
-            kind: self.kind.clone(),
+        Ok(ImageFields {
+            kind: ImageKind::parse(&self.kind)?,
             name: self.name.clone(),
             image: self.image.clone(),
             tag: if self.tag.is_empty() {
@@ -246,9 +249,9 @@ impl ImageFormValues {
             description: self.description.clone(),
             needs_gpu: self.needs_gpu,
             enabled: self.enabled,
-            visibility: existing.map_or_else(|| "library".into(), |row| row.visibility.clone()),
+            visibility: existing.map_or(Visibility::Library, |row| row.visibility),
             owner_id: existing.and_then(|row| row.owner_id),
-        }
+        })
     }
 
     /// The VNC port, for desktop images; `Err` with a catalogue key when it is not a number.
@@ -354,7 +357,10 @@ pub(crate) async fn admin_create(
         Ok(p) => p,
         Err(key) => return refuse(Detail::Key(key)),
     };
-    let fields = values.fields(port, password, None);
+    let fields = match values.fields(port, password, None) {
+        Ok(f) => f,
+        Err(message) => return refuse(Detail::Text(message)),
+    };
     match images::create(&hub.store, fields).await {
         Ok(row) => {
             tracing::info!(image.id = row.id, image.reference = %images::reference(&row), "image added to the library from the admin page");
@@ -414,7 +420,10 @@ pub(crate) async fn admin_update(
         Ok(p) => p,
         Err(key) => return refuse(Detail::Key(key)),
     };
-    let fields = values.fields(port, password, Some(&row));
+    let fields = match values.fields(port, password, Some(&row)) {
+        Ok(f) => f,
+        Err(message) => return refuse(Detail::Text(message)),
+    };
     match images::update(&hub.store, id, fields).await {
         Ok(_) => {
             tracing::info!(image.id = id, "image changed from the admin page");
@@ -446,11 +455,11 @@ pub(crate) async fn admin_action(
         "enable" => (Some(patch(|p| p.enabled = Some(true))), "enabled"),
         "disable" => (Some(patch(|p| p.enabled = Some(false))), "disabled"),
         "approve" => (
-            Some(patch(|p| p.visibility = Some("library".into()))),
+            Some(patch(|p| p.visibility = Some(Visibility::Library))),
             "approved",
         ),
         "reject" => (
-            Some(patch(|p| p.visibility = Some("private".into()))),
+            Some(patch(|p| p.visibility = Some(Visibility::Private))),
             "rejected",
         ),
         "delete" => (None, "deleted"),
@@ -480,7 +489,7 @@ pub(crate) async fn mine(
         .await?;
     let mut library = hub.store.list_images(ImageFilter::Startable).await?;
     // As the spawn form lists them: Jupyter images first.
-    library.sort_by_cached_key(|i| (i.kind != "jupyter", i.name.to_lowercase()));
+    library.sort_by_cached_key(|i| (i.kind != ImageKind::Jupyter, i.name.to_lowercase()));
     Ok(page.render(
         "my_images.html",
         context! {
@@ -511,8 +520,8 @@ pub(crate) async fn mine_action(
     if row.owner_id != Some(user.id) {
         return Err(PageError::status(StatusCode::NOT_FOUND));
     }
-    let visibility = |v: &str| ImagePatch {
-        visibility: Some(v.to_owned()),
+    let visibility = |v: Visibility| ImagePatch {
+        visibility: Some(v),
         ..ImagePatch::default()
     };
     let done = match action.as_str() {
@@ -520,7 +529,7 @@ pub(crate) async fn mine_action(
             images::patch(
                 &hub.store,
                 id,
-                visibility("requested"),
+                visibility(Visibility::Requested),
                 Some(user.id),
                 admin,
             )
@@ -528,7 +537,14 @@ pub(crate) async fn mine_action(
             "requested"
         }
         "withdraw" => {
-            images::patch(&hub.store, id, visibility("private"), Some(user.id), admin).await?;
+            images::patch(
+                &hub.store,
+                id,
+                visibility(Visibility::Private),
+                Some(user.id),
+                admin,
+            )
+            .await?;
             "withdrawn"
         }
         "delete" => {

@@ -11,8 +11,7 @@ use serde::Serialize;
 use super::cluster::{cluster_view, spawn_form, ClusterView, FormRequest};
 use super::{can_admin, login_url, redirect, PageError, PageRequest};
 use crate::clock::{self, Micros};
-use crate::db::ServerStatus;
-use crate::db::{ServerRow, UserQuery, UserSort};
+use crate::db::{AccountRole, ServerRow, ServerStatus, UserQuery, UserSort};
 use crate::domain::servers::{service_prefix, url_quote};
 use crate::domain::Services;
 
@@ -193,7 +192,7 @@ pub(crate) async fn token(
 struct UserView {
     name: String,
     admin: bool,
-    account_role: String,
+    account_role: AccountRole,
     is_self: bool,
     api_url: String,
     server: ServerView,
@@ -272,7 +271,7 @@ pub(crate) async fn admin(
             to => offset + shown,
             prev => prev,
             next => next,
-            roles => ["student", "teacher", "admin"],
+            roles => AccountRole::ALL,
         },
     ))
 }
