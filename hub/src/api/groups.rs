@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::models::group_model;
 use super::{body_as, empty, json, ApiCaller, JsonBody, Page, RequestUrl};
-use crate::db::{DbError, GroupRow};
-use crate::domain::names;
+use crate::db::GroupRow;
+use crate::domain::groups;
 use crate::domain::Services;
 use crate::error::ApiError;
 use crate::rbac::{self, ListFilter, ListKind, Resource};
@@ -35,30 +35,6 @@ async fn render(
             )
         })
         .collect())
-}
-
-async fn group_or_404(hub: &Services, name: &str) -> Result<GroupRow, ApiError> {
-    hub.store
-        .group(name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("No such group: {name}")))
-}
-
-/// User ids for names; unknown names → 400.
-async fn user_ids(hub: &Services, names: &[String]) -> Result<Vec<i64>, ApiError> {
-    let mut ids = Vec::with_capacity(names.len());
-    let mut unknown = Vec::new();
-    for name in names {
-        match hub.store.user(&names::normalize_user(name)).await? {
-            Some(u) => ids.push(u.id),
-            None => unknown.push(name.clone()),
-        }
-    }
-    if unknown.is_empty() {
-        Ok(ids)
-    } else {
-        Err(ApiError::bad_request(format!("Unknown users: {unknown:?}")))
-    }
 }
 
 /// `GET /groups`.
@@ -100,24 +76,7 @@ pub async fn create_many(
     caller.require(&["admin:groups"], &Resource::Hub)?;
     let req: CreateGroups = body_as(body)?
         .ok_or_else(|| ApiError::bad_request("Must specify at least one group to create"))?;
-    if req.groups.is_empty() {
-        return Err(ApiError::bad_request(
-            "Must specify at least one group to create",
-        ));
-    }
-    for name in &req.groups {
-        names::check_name("group", name)?;
-        if hub.store.group(name).await?.is_some() {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!("Group {name} already exists"),
-            ));
-        }
-    }
-    let mut created = Vec::new();
-    for name in &req.groups {
-        created.push(hub.store.create_group(name, &serde_json::json!({})).await?);
-    }
+    let created = groups::create_many(&hub, &req.groups).await?;
     let items = render(&hub, &caller, &created).await?;
     Ok(json(StatusCode::CREATED, Value::Array(items)))
 }
@@ -132,7 +91,7 @@ pub async fn get_one(
         &["read:groups", "read:groups:name", "read:roles:groups"],
         &Resource::Group { name: &name },
     )?;
-    let group = group_or_404(&hub, &name).await?;
+    let group = groups::group_or_404(&hub, &name).await?;
     let items = render(&hub, &caller, &[group]).await?;
     Ok(json(
         StatusCode::OK,
@@ -155,21 +114,8 @@ pub async fn create_one(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     caller.require(&["admin:groups"], &Resource::Hub)?;
-    names::check_name("group", &name)?;
     let req: Members = body_as(body)?.unwrap_or_default();
-    let ids = user_ids(&hub, &req.users).await?;
-    let group = hub
-        .store
-        .create_group(&name, &serde_json::json!({}))
-        .await
-        .map_err(|e| match e {
-            DbError::Conflict => {
-                ApiError::new(StatusCode::CONFLICT, format!("Group {name} already exists"))
-            }
-            other => other.into(),
-        })?;
-    hub.store.add_group_members(group.id, &ids).await?;
-    hub.invalidate_auth();
+    let group = groups::create_one(&hub, &name, &req.users).await?;
     let items = render(&hub, &caller, &[group]).await?;
     Ok(json(
         StatusCode::CREATED,
@@ -184,9 +130,7 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(&["delete:groups"], &Resource::Group { name: &name })?;
-    let group = group_or_404(&hub, &name).await?;
-    hub.store.delete_group(group.id).await?;
-    hub.invalidate_auth();
+    groups::delete(&hub, &name).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -198,15 +142,9 @@ async fn change_members(
     add: bool,
 ) -> Result<Response, ApiError> {
     caller.require(&["groups"], &Resource::Group { name: &name })?;
-    let group = group_or_404(&hub, &name).await?;
+    let group = groups::group_or_404(&hub, &name).await?;
     let req: Members = body_as(body)?.ok_or_else(|| ApiError::bad_request("Must specify users"))?;
-    let ids = user_ids(&hub, &req.users).await?;
-    if add {
-        hub.store.add_group_members(group.id, &ids).await?;
-    } else {
-        hub.store.remove_group_members(group.id, &ids).await?;
-    }
-    hub.invalidate_auth();
+    groups::change_members(&hub, &group, &req.users, add).await?;
     let items = render(&hub, &caller, &[group]).await?;
     Ok(json(
         StatusCode::OK,
@@ -242,19 +180,9 @@ pub async fn set_properties(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     caller.require(&["groups"], &Resource::Group { name: &name })?;
-    let group = group_or_404(&hub, &name).await?;
-    let properties = match body {
-        Some(v @ Value::Object(_)) => v,
-        _ => {
-            return Err(ApiError::bad_request(
-                "Group properties must be a JSON object",
-            ))
-        }
-    };
-    hub.store
-        .set_group_properties(group.id, &properties)
-        .await?;
-    let fresh = group_or_404(&hub, &name).await?;
+    let group = groups::group_or_404(&hub, &name).await?;
+    let properties = body.unwrap_or(Value::Null);
+    let fresh = groups::set_properties(&hub, &group, &properties).await?;
     let items = render(&hub, &caller, &[fresh]).await?;
     Ok(json(
         StatusCode::OK,

@@ -15,15 +15,13 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::Value;
 
-use super::users::groups_for_check;
 use super::{body_as, json, ApiCaller, JsonBody};
 use crate::db::SaveJobRow;
-use crate::domain::identity;
+use crate::domain::access;
 use crate::domain::save_image::{self, SaveImageRequest};
 use crate::domain::users::user_or_404;
 use crate::domain::Services;
 use crate::error::ApiError;
-use crate::rbac::Resource;
 
 /// Checks `scope` on a user's server, except for a server's own token (`kind = server`), which
 /// is allowed exactly on its own server (`server_id`, known once the server row is read).
@@ -36,9 +34,7 @@ async fn authorize(
     server_id: Option<i64>,
 ) -> Result<(), ApiError> {
     let Some(mine) = caller.0.server_id else {
-        return Ok(
-            identity::check_server_access(&hub.store, &caller.0, &[scope], user, server).await?,
-        );
+        return Ok(access::check_server(&hub.store, &caller.0, &[scope], user, server).await?);
     };
     if caller.0.user().is_none_or(|u| u.name != user) {
         return Err(ApiError::no_access());
@@ -171,14 +167,7 @@ pub async fn list_jobs(
             Some(server_id)
         }
         None => {
-            let groups = groups_for_check(&hub, &caller, &name).await?;
-            caller.require(
-                &["read:servers"],
-                &Resource::User {
-                    name: &name,
-                    groups: &groups,
-                },
-            )?;
+            access::check_user(&hub.store, &caller.0, &["read:servers"], &name).await?;
             None
         }
     };

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::{empty, ApiCaller, JsonBody};
 use crate::db::ServerStatus;
-use crate::domain::identity;
+use crate::domain::access;
 use crate::domain::servers::{self, Outcome};
 use crate::domain::users::user_or_404;
 use crate::domain::Services;
@@ -24,7 +24,7 @@ async fn require_server(
     user: &str,
     server: &str,
 ) -> Result<(), ApiError> {
-    Ok(identity::check_server_access(&hub.store, &caller.0, &[scope], user, server).await?)
+    Ok(access::check_server(&hub.store, &caller.0, &[scope], user, server).await?)
 }
 
 /// The user options of a start request: JupyterHub 6's `{"user_options": {...}}` or, as in 5.x,

@@ -9,16 +9,15 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::models::token_model;
-use super::users::groups_for_check;
 use super::{body_as, empty, json, ApiCaller, JsonBody};
 use crate::clock;
 use crate::db::NewToken;
-use crate::domain::identity;
-use crate::domain::tokens::{hash_secret, new_token, parse_token_id};
+use crate::domain::tokens::{self, hash_secret, new_token};
 use crate::domain::users::user_or_404;
 use crate::domain::Services;
+use crate::domain::{access, identity};
 use crate::error::ApiError;
-use crate::rbac::{Resource, ScopeCatalog};
+use crate::rbac::ScopeCatalog;
 
 async fn require(
     hub: &Services,
@@ -26,14 +25,7 @@ async fn require(
     scope: &str,
     name: &str,
 ) -> Result<(), ApiError> {
-    let groups = groups_for_check(hub, caller, name).await?;
-    caller.require(
-        &[scope],
-        &Resource::User {
-            name,
-            groups: &groups,
-        },
-    )
+    Ok(access::check_user(&hub.store, &caller.0, &[scope], name).await?)
 }
 
 /// `GET /users/{name}/tokens`.
@@ -184,23 +176,6 @@ async fn render(hub: &Services, row: &crate::db::TokenRow) -> Result<Value, ApiE
     Ok(token_model(row, scopes))
 }
 
-async fn find(
-    hub: &Services,
-    user_id: i64,
-    token_id: &str,
-) -> Result<crate::db::TokenRow, ApiError> {
-    let not_found = || ApiError::not_found(format!("No such token: {token_id}"));
-    let id = parse_token_id(token_id).ok_or_else(not_found)?;
-    let row = hub.store.token_by_id(id).await?.ok_or_else(not_found)?;
-    if row.user_id != Some(user_id)
-        || row.kind == "server"
-        || row.expires_at.is_some_and(|e| e <= clock::now())
-    {
-        return Err(not_found());
-    }
-    Ok(row)
-}
-
 /// `GET /users/{name}/tokens/{token_id}`.
 pub async fn get_one(
     State(hub): State<Arc<Services>>,
@@ -209,7 +184,7 @@ pub async fn get_one(
 ) -> Result<Response, ApiError> {
     require(&hub, &caller, "read:tokens", &name).await?;
     let user = user_or_404(&hub, &name).await?;
-    let row = find(&hub, user.id, &token_id).await?;
+    let row = tokens::find_owned(&hub.store, user.id, &token_id).await?;
     Ok(json(StatusCode::OK, render(&hub, &row).await?))
 }
 
@@ -221,8 +196,7 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     require(&hub, &caller, "tokens", &name).await?;
     let user = user_or_404(&hub, &name).await?;
-    let row = find(&hub, user.id, &token_id).await?;
-    hub.store.delete_token(row.id).await?;
-    hub.invalidate_auth();
+    let row = tokens::find_owned(&hub.store, user.id, &token_id).await?;
+    tokens::revoke(&hub, &row).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }

@@ -11,28 +11,12 @@ use serde_json::Value;
 use super::models::{bundle, bundle_with, user_model};
 use super::{body_as, empty, json, ApiCaller, JsonBody, Page, RequestUrl};
 use crate::clock;
-use crate::db::{
-    AccountRole, AllowedUsers, DbError, ServerStateFilter, ServerStatus, UserQuery, UserSort,
-    UserUpdate,
-};
-use crate::domain::users::user_or_404;
+use crate::db::{AccountRole, AllowedUsers, ServerStateFilter, UserQuery, UserSort};
+use crate::domain::access;
+use crate::domain::users::{self, user_or_404, UserChange};
 use crate::domain::Services;
-use crate::domain::{accounts, names, servers};
 use crate::error::ApiError;
 use crate::rbac::{self, ListFilter, ListKind, Resource};
-
-/// Loads the groups of a user when the caller's filters need them.
-pub(super) async fn groups_for_check(
-    hub: &Services,
-    caller: &ApiCaller,
-    name: &str,
-) -> Result<Vec<String>, ApiError> {
-    if caller.0.scopes.needs_groups() {
-        Ok(hub.store.groups_of(name).await?)
-    } else {
-        Ok(Vec::new())
-    }
-}
 
 fn flag(query: &[(String, String)], key: &str) -> bool {
     query
@@ -136,50 +120,7 @@ pub async fn create_many(
     caller.require(&["admin:users"], &Resource::Hub)?;
     let req: CreateUsers = body_as(body)?
         .ok_or_else(|| ApiError::bad_request("Must specify at least one user to create"))?;
-    let mut wanted: Vec<String> = Vec::new();
-    let mut invalid = Vec::new();
-    for name in &req.usernames {
-        let name = names::normalize_user(name);
-        if names::check_name("user", &name).is_err() {
-            invalid.push(name);
-        } else if !wanted.contains(&name) {
-            wanted.push(name);
-        }
-    }
-    if !invalid.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "Invalid usernames: {invalid:?}"
-        )));
-    }
-    if wanted.is_empty() {
-        return Err(ApiError::bad_request(
-            "Must specify at least one user to create",
-        ));
-    }
-    let mut to_create = Vec::new();
-    for name in &wanted {
-        if hub.store.user(name).await?.is_none() {
-            to_create.push(name.clone());
-        }
-    }
-    if to_create.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("All {} users already exist", wanted.len()),
-        ));
-    }
-    let rows = hub
-        .store
-        .create_users(&to_create, req.admin, clock::now())
-        .await
-        .map_err(|e| match e {
-            DbError::Conflict => ApiError::new(
-                StatusCode::CONFLICT,
-                "A user was created concurrently; retry",
-            ),
-            other => other.into(),
-        })?;
-    hub.invalidate_auth();
+    let rows = users::create_many(&hub, &req.usernames, req.admin).await?;
     let items: Vec<Value> = bundle(&hub.store, rows)
         .await?
         .iter()
@@ -204,14 +145,7 @@ pub async fn get_one(
     Path(name): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let groups = groups_for_check(&hub, &caller, &name).await?;
-    caller.require(
-        &READ_USER_SCOPES,
-        &Resource::User {
-            name: &name,
-            groups: &groups,
-        },
-    )?;
+    access::check_user(&hub.store, &caller.0, &READ_USER_SCOPES, &name).await?;
     let (user, details) = hub
         .store
         .user_with_details(&name)
@@ -242,19 +176,7 @@ pub async fn create_one(
 ) -> Result<Response, ApiError> {
     caller.require(&["admin:users"], &Resource::Hub)?;
     let req: CreateUser = body_as(body)?.unwrap_or_default();
-    let name = names::normalize_user(&name);
-    names::check_name("user", &name)?;
-    let row = hub
-        .store
-        .create_user(&name, req.admin, clock::now())
-        .await
-        .map_err(|e| match e {
-            DbError::Conflict => {
-                ApiError::new(StatusCode::CONFLICT, format!("User {name} already exists"))
-            }
-            other => other.into(),
-        })?;
-    hub.invalidate_auth();
+    let row = users::create_one(&hub, &name, req.admin).await?;
     let b = bundle(&hub.store, vec![row]).await?;
     Ok(json(
         StatusCode::CREATED,
@@ -284,59 +206,22 @@ pub async fn patch(
     Path(name): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    caller.require(
-        &["admin:users"],
-        &Resource::User {
-            name: &name,
-            groups: &groups_for_check(&hub, &caller, &name).await?,
-        },
-    )?;
+    access::check_user(&hub.store, &caller.0, &["admin:users"], &name).await?;
     let user = user_or_404(&hub, &name).await?;
     let req: PatchUser =
         body_as(body)?.ok_or_else(|| ApiError::bad_request("Request body is empty"))?;
     let _ = req.auth_state;
-    let mut update = UserUpdate::default();
-    if let Some(new_name) = req.name {
-        let new_name = names::normalize_user(&new_name);
-        names::check_name("user", &new_name)?;
-        if new_name != user.name && hub.store.user(&new_name).await?.is_some() {
-            return Err(ApiError::bad_request(format!(
-                "User {new_name} already exists, username must be unique"
-            )));
-        }
-        let active = hub
-            .store
-            .servers_of(&[user.id])
-            .await?
-            .remove(&user.id)
-            .unwrap_or_default();
-        if new_name != user.name && active.iter().any(|s| s.status != ServerStatus::Stopped) {
-            return Err(ApiError::bad_request(
-                "Stop the user's servers before renaming them",
-            ));
-        }
-        update.name = Some(new_name);
-    }
-    update.admin = req.admin;
-    if let Some(role) = req.account_role {
-        update.account_role = Some(AccountRole::parse(&role).map_err(ApiError::bad_request)?);
-    }
-    if let Some(password) = req.password {
-        update.password_hash = Some(Some(accounts::hash_password(&password)?));
-    }
-    hub.store
-        .update_user(user.id, &update)
-        .await
-        .map_err(|e| match e {
-            DbError::Conflict => ApiError::bad_request("That user name is taken"),
-            other => other.into(),
-        })?;
-    hub.invalidate_auth();
-    let fresh = hub
-        .store
-        .user_by_id(user.id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("User vanished"))?;
+    let account_role = match req.account_role {
+        Some(role) => Some(AccountRole::parse(&role).map_err(ApiError::bad_request)?),
+        None => None,
+    };
+    let change = UserChange {
+        name: req.name,
+        admin: req.admin,
+        account_role,
+        password: req.password,
+    };
+    let fresh = users::change(&hub, &user, change).await?;
     let b = bundle(&hub.store, vec![fresh]).await?;
     Ok(json(
         StatusCode::OK,
@@ -352,37 +237,9 @@ pub async fn delete(
     caller: ApiCaller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(
-        &["delete:users"],
-        &Resource::User {
-            name: &name,
-            groups: &groups_for_check(&hub, &caller, &name).await?,
-        },
-    )?;
+    access::check_user(&hub.store, &caller.0, &["delete:users"], &name).await?;
     let user = user_or_404(&hub, &name).await?;
-    if caller.0.user().is_some_and(|u| u.id == user.id) {
-        return Err(ApiError::bad_request("Cannot delete yourself!"));
-    }
-    let rows = hub
-        .store
-        .servers_of(&[user.id])
-        .await?
-        .remove(&user.id)
-        .unwrap_or_default();
-    for row in &rows {
-        if row.status.is_transitioning() {
-            return Err(ApiError::bad_request(format!(
-                "{}'s server {:?} is pending {}, please wait",
-                user.name, row.name, row.status
-            )));
-        }
-    }
-    for row in rows.iter().filter(|r| r.status == ServerStatus::Running) {
-        servers::stop(&hub, &user, row).await?;
-    }
-    hub.store.delete_user(user.id).await?;
-    hub.invalidate_auth();
-    tracing::info!(user.name = %user.name, "user deleted");
+    users::delete(&hub, &user, caller.0.user()).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -393,13 +250,7 @@ pub async fn activity(
     Path(name): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    caller.require(
-        &["users:activity"],
-        &Resource::User {
-            name: &name,
-            groups: &groups_for_check(&hub, &caller, &name).await?,
-        },
-    )?;
+    access::check_user(&hub.store, &caller.0, &["users:activity"], &name).await?;
     let user = user_or_404(&hub, &name).await?;
     let body = body.ok_or_else(|| ApiError::bad_request("Request body is empty"))?;
     let Value::Object(body) = body else {
@@ -428,16 +279,6 @@ pub async fn activity(
         None | Some(Value::Null) => {}
         Some(Value::Object(servers)) => {
             for (server_name, info) in servers {
-                let row = hub
-                    .store
-                    .server(user.id, server_name)
-                    .await?
-                    .ok_or_else(|| {
-                        ApiError::bad_request(format!(
-                            "No such server '{server_name}' for user {}",
-                            user.name
-                        ))
-                    })?;
                 let t = match info.get("last_activity") {
                     Some(v) => parse(v, "last_activity")?,
                     None => {
@@ -446,7 +287,7 @@ pub async fn activity(
                         ))
                     }
                 };
-                server_times.push((row.id, t));
+                server_times.push((server_name.clone(), t));
             }
         }
         Some(_) => return Err(ApiError::bad_request("servers must be an object")),
@@ -456,12 +297,6 @@ pub async fn activity(
             "Activity must include last_activity or servers",
         ));
     }
-    let latest = server_times.iter().map(|(_, t)| *t).chain(user_time).max();
-    for (id, t) in server_times {
-        hub.store.touch_server(id, t).await?;
-    }
-    if let Some(t) = latest {
-        hub.store.touch_user(user.id, t).await?;
-    }
+    users::record_activity(&hub, &user, user_time, &server_times).await?;
     Ok(super::empty_json(StatusCode::OK))
 }

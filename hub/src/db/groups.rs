@@ -23,6 +23,50 @@ impl Store {
         .await?)
     }
 
+    /// Creates several groups, each without properties, in one transaction: all or none
+    /// ([`DbError::Conflict`](super::DbError::Conflict) if one exists already).
+    pub async fn create_groups(&self, names: &[String]) -> Result<Vec<GroupRow>> {
+        let mut tx = self.write_tx().await?;
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            out.push(
+                sqlx::query_as::<_, GroupRow>(
+                    "INSERT INTO groups (name, properties) VALUES ($1, '{}') \
+                     RETURNING id, name, properties",
+                )
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await?,
+            );
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Creates a group without properties with these members (user ids), in one transaction.
+    pub async fn create_group_with_members(
+        &self,
+        name: &str,
+        user_ids: &[i64],
+    ) -> Result<GroupRow> {
+        let mut tx = self.write_tx().await?;
+        let group = sqlx::query_as::<_, GroupRow>(
+            "INSERT INTO groups (name, properties) VALUES ($1, '{}') RETURNING id, name, properties",
+        )
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await?;
+        for uid in user_ids {
+            sqlx::query("INSERT INTO user_groups (user_id, group_id) VALUES ($1, $2)")
+                .bind(*uid)
+                .bind(group.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(group)
+    }
+
     /// A group by name.
     pub async fn group(&self, name: &str) -> Result<Option<GroupRow>> {
         Ok(

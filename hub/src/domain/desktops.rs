@@ -9,7 +9,8 @@ use sha2::Sha256;
 use spawner::SecretFile;
 
 use crate::db::{ImageKind, ImageRow, ServerStatus};
-use crate::domain::identity::{self, Caller};
+use crate::domain::access;
+use crate::domain::identity::Caller;
 use crate::domain::Services;
 use crate::domain::{clusters, HubError, HubResult};
 
@@ -95,7 +96,7 @@ pub fn parse_prefix(prefix: &str) -> HubResult<DesktopPath> {
 /// say so (only to callers who may know).
 pub async fn find(hub: &Services, caller: &Caller, prefix: &str) -> HubResult<DesktopNode> {
     let path = parse_prefix(prefix)?;
-    identity::check_server_access(
+    access::check_server(
         &hub.store,
         caller,
         &DESKTOP_SCOPES,

@@ -55,33 +55,6 @@ impl Caller {
     }
 }
 
-/// JupyterHub's check of `any_of` on one server of `user`: a filtered scope that misses is a
-/// 404 (the server's existence is not revealed), holding none of them a 403. Group memberships
-/// are read only when the caller's filters need them.
-pub async fn check_server_access(
-    store: &Store,
-    caller: &Caller,
-    any_of: &[&str],
-    user: &str,
-    server: &str,
-) -> HubResult<()> {
-    let groups = if caller.scopes.needs_groups() {
-        store.groups_of(user).await?
-    } else {
-        Vec::new()
-    };
-    let resource = rbac::Resource::Server {
-        user,
-        server_name: server,
-        user_groups: &groups,
-    };
-    match rbac::check(&caller.scopes, any_of, &resource) {
-        rbac::Access::Allowed => Ok(()),
-        rbac::Access::NotFound => Err(HubError::NotFound(rbac::NOT_FOUND_MESSAGE.into())),
-        rbac::Access::Forbidden { message } => Err(HubError::Forbidden(message)),
-    }
-}
-
 /// Role names of a user: `user`, `admin` when admin, and configured roles.
 pub fn user_role_names(user: &UserRow, configured: &[crate::db::RoleRow]) -> Vec<String> {
     let mut names = vec!["user".to_owned()];

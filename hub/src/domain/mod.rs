@@ -1,9 +1,11 @@
 //! The hub's domain: accounts, tokens, groups, servers and OAuth, as functions over the `Store`.
 //! Nothing here knows about HTTP; handlers in `api/` and `web/` call into it.
 
+pub mod access;
 pub mod accounts;
 pub mod clusters;
 pub mod desktops;
+pub mod groups;
 pub mod identity;
 pub mod images;
 pub mod names;

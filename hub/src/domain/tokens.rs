@@ -4,6 +4,10 @@
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use crate::clock;
+use crate::db::{Store, TokenRow};
+use crate::domain::{HubError, HubResult, Services};
+
 /// `n` random bytes as lower-case hex.
 pub fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];
@@ -35,6 +39,28 @@ pub fn token_id(id: i64) -> String {
 /// Parses `a<row id>`.
 pub fn parse_token_id(text: &str) -> Option<i64> {
     text.strip_prefix('a')?.parse().ok()
+}
+
+/// A user's own API token by its id (`a123`): a 404 for anyone else's, a server's or an expired
+/// one, as for one that does not exist.
+pub async fn find_owned(store: &Store, user_id: i64, token_id: &str) -> HubResult<TokenRow> {
+    let not_found = || HubError::NotFound(format!("No such token: {token_id}"));
+    let id = parse_token_id(token_id).ok_or_else(not_found)?;
+    let row = store.token_by_id(id).await?.ok_or_else(not_found)?;
+    if row.user_id != Some(user_id)
+        || row.kind == "server"
+        || row.expires_at.is_some_and(|e| e <= clock::now())
+    {
+        return Err(not_found());
+    }
+    Ok(row)
+}
+
+/// Revokes a token; a caller resolved through it is forgotten at once.
+pub async fn revoke(hub: &Services, token: &TokenRow) -> HubResult<()> {
+    hub.store.delete_token(token.id).await?;
+    hub.invalidate_auth();
+    Ok(())
 }
 
 #[cfg(test)]

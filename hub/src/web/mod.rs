@@ -158,6 +158,15 @@ impl PageError {
             detail: Some(Detail::Text(text.into())),
         }
     }
+
+    /// Whether this is an access refusal (404 or 403), not a failure.
+    pub(crate) fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            PageError::Status { status, .. }
+                if *status == StatusCode::NOT_FOUND || *status == StatusCode::FORBIDDEN
+        )
+    }
 }
 
 impl From<HubError> for PageError {

@@ -20,12 +20,11 @@ use super::next::next_from_query;
 use super::pages::status_of;
 use super::{encode_query, redirect, PageError, PageRequest};
 use crate::db::{ServerRow, ServerStatus, UserRow};
-use crate::domain::clusters;
 use crate::domain::identity::Caller;
 use crate::domain::servers::{self, service_prefix, url_quote, Outcome};
 use crate::domain::HubError;
 use crate::domain::Services;
-use crate::rbac::{self, Access, Resource};
+use crate::domain::{access, clusters};
 
 /// How long a spawn started from a page may take before the browser is sent to the progress
 /// page (a quick failure is shown directly).
@@ -71,30 +70,19 @@ pub(crate) fn not_running_json(path: &str, spawn_url: &str) -> Response {
         .into_response()
 }
 
-fn check_access(
+/// The page's form of an access check: a 404 or 403 page without the API's message.
+async fn check_access(
+    hub: &Services,
     caller: &Caller,
     scope: &str,
     user: &str,
     server: &str,
-    groups: &[String],
 ) -> Result<(), PageError> {
-    let resource = Resource::Server {
-        user,
-        server_name: server,
-        user_groups: groups,
-    };
-    match rbac::check(&caller.scopes, &[scope], &resource) {
-        Access::Allowed => Ok(()),
-        Access::NotFound => Err(PageError::status(StatusCode::NOT_FOUND)),
-        Access::Forbidden { .. } => Err(PageError::status(StatusCode::FORBIDDEN)),
-    }
-}
-
-async fn groups_for(hub: &Services, caller: &Caller, name: &str) -> Result<Vec<String>, PageError> {
-    if caller.scopes.needs_groups() {
-        Ok(hub.store.groups_of(name).await?)
-    } else {
-        Ok(Vec::new())
+    match access::check_server(&hub.store, caller, &[scope], user, server).await {
+        Ok(()) => Ok(()),
+        Err(HubError::NotFound(_)) => Err(PageError::status(StatusCode::NOT_FOUND)),
+        Err(HubError::Forbidden(_)) => Err(PageError::status(StatusCode::FORBIDDEN)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -201,8 +189,7 @@ async fn spawn(
             "named_servers_disabled",
         ));
     }
-    let groups = groups_for(hub, caller, name).await?;
-    check_access(caller, "servers", name, server, &groups)?;
+    check_access(hub, caller, "servers", name, server).await?;
     let user = find_user(hub, name).await?;
     let row = hub.store.server(user.id, server).await?;
     let next_given = next.clone();
@@ -301,8 +288,7 @@ pub(crate) async fn pending(
 ) -> Result<Response, PageError> {
     let (name, server) = path_params(&params);
     let (me, caller) = page.require_user()?;
-    let groups = groups_for(&hub, caller, &name).await?;
-    check_access(caller, "read:servers", &name, &server, &groups)?;
+    check_access(&hub, caller, "read:servers", &name, &server).await?;
     let user = find_user(&hub, &name).await?;
     let row = hub.store.server(user.id, &server).await?;
     let target = next_from_query(&query).unwrap_or_else(|| service_prefix(&user.name, &server));
@@ -327,31 +313,24 @@ pub(crate) async fn pending(
             },
         ));
     }
-    not_running_page(
-        &hub,
-        &page,
-        caller,
-        &user,
-        &server,
-        &groups,
-        row.as_ref(),
-        &target,
-    )
+    not_running_page(&hub, &page, caller, &user, &server, row.as_ref(), &target).await
 }
 
-#[allow(clippy::too_many_arguments)]
-fn not_running_page(
+async fn not_running_page(
     hub: &Services,
     page: &PageRequest,
     caller: &Caller,
     user: &UserRow,
     server: &str,
-    groups: &[String],
     row: Option<&ServerRow>,
     next: &str,
 ) -> Result<Response, PageError> {
-    let can_start = check_access(caller, "servers", &user.name, server, groups).is_ok()
-        && (server.is_empty() || hub.config.allow_named_servers);
+    let may_start = match check_access(hub, caller, "servers", &user.name, server).await {
+        Ok(()) => true,
+        Err(e) if e.is_refusal() => false,
+        Err(e) => return Err(e),
+    };
+    let can_start = may_start && (server.is_empty() || hub.config.allow_named_servers);
     let spawn_action = format!(
         "{}?{}",
         spawn_path(&user.name, server),
@@ -434,8 +413,8 @@ pub(crate) async fn user_url(
             next: page.here.clone(),
         });
     };
-    let groups = groups_for(&hub, &caller, &name).await?;
-    check_access(&caller, "access:servers", &name, &server, &groups)
+    check_access(&hub, &caller, "access:servers", &name, &server)
+        .await
         .map_err(|_| PageError::status(StatusCode::NOT_FOUND))?;
     let Some(user) = user else {
         return Err(PageError::status(StatusCode::NOT_FOUND));
@@ -454,16 +433,7 @@ pub(crate) async fn user_url(
     if failed {
         return Ok(redirect(&pending_path(&user.name, &server, &here)));
     }
-    not_running_page(
-        &hub,
-        &page,
-        &caller,
-        &user,
-        &server,
-        &groups,
-        row.as_ref(),
-        &here,
-    )
+    not_running_page(&hub, &page, &caller, &user, &server, row.as_ref(), &here).await
 }
 
 /// The server is ready but the request came here: the proxy route may not have been visible
