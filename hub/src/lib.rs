@@ -57,3 +57,6 @@ async fn add_hub_headers(mut response: Response) -> Response {
     }
     response
 }
+
+#[cfg(test)]
+mod layering_tests;

@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use spawner::docker::{DockerConfig, DockerSpawner};
-use spawner::{wait_for_http_server, SpawnSpec, Spawner};
+use spawner::{wait_for_http_server, ClusterResources, SpawnSpec, Spawner};
 
 fn docker(args: &[&str]) -> String {
     let out = Command::new("docker")
@@ -216,7 +216,14 @@ async fn main() {
                 server_name: String::new(),
                 service_prefix: "/user/bench/".into(),
                 env: hub_env("bench", &api),
-                user_options: serde_json::json!({"nodes": nodes, "cpus": cpus, "memory": "512M"}),
+                resources: ClusterResources {
+                    image: None,
+                    nodes: u32::try_from(nodes).unwrap(),
+                    cpus: Some(cpus),
+                    memory_bytes: Some(512 << 20),
+                    gpus: 0,
+                    storage_bytes: None,
+                },
                 work_dir: Some(work.clone()),
                 secret_files: Vec::new(),
             };

@@ -131,6 +131,33 @@ pub enum SpawnerError {
         message: String,
     },
 
+    /// The server has no node of that name.
+    #[error("no node {node:?}; the nodes are: {}", .nodes.join(", "))]
+    NoSuchNode {
+        /// The name asked for.
+        node: String,
+        /// The server's nodes, node-0 first.
+        nodes: Vec<String>,
+    },
+
+    /// The node is recorded but its instance (container) is gone or stopped.
+    #[error("{node} is not running: {reason}")]
+    NodeNotRunning {
+        /// The node, e.g. `node-1`.
+        node: String,
+        /// What the backend found, e.g. `its container is gone`.
+        reason: String,
+    },
+
+    /// The backend cannot do this at all (see [`Capabilities`](crate::Capabilities)).
+    #[error("the {backend} backend cannot {what}")]
+    Unsupported {
+        /// The backend's name.
+        backend: &'static str,
+        /// What was asked, e.g. `save a node as an image`.
+        what: &'static str,
+    },
+
     /// A running node cannot reach the hub's API at the address it was given (after a hub
     /// restart on another address, say): its server runs but cannot serve a user.
     #[error("{node} cannot reach the hub at {url}: {reason}")]

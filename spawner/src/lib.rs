@@ -8,12 +8,15 @@
 //! cluster of N containers on Docker Engine; see its module docs for how the hub drives it).
 //!
 //! Multi-node backends report every node in [`Started::nodes`] (and again from the state blob
-//! with [`Spawner::nodes_from_state`]); [`Spawner::validate`] turns a spawn request's
-//! `user_options` into [`ClusterResources`] or rejects it with a message for the user.
+//! with [`Spawner::nodes_from_state`]) and name them as [`nodes`] says. A spawn request's
+//! `user_options` are read once into a [`ClusterRequest`] where the request arrives;
+//! [`Spawner::validate`] turns it into [`ClusterResources`] or rejects it with a message for the
+//! user, and [`Spawner::start`] gets those resources in [`SpawnSpec::resources`].
 
 pub mod docker;
 mod error;
 pub mod local;
+pub mod nodes;
 mod paths;
 mod readiness;
 mod resources;
@@ -25,7 +28,7 @@ use std::time::Duration;
 
 pub use error::SpawnerError;
 pub use readiness::{wait_for_http_server, wait_until_ready};
-pub use resources::{ClusterResources, ResourceLimits};
+pub use resources::{ClusterRequest, ClusterResources, ResourceLimits};
 
 /// What the hub asks a backend to start: one server of one user.
 pub struct SpawnSpec {
@@ -39,8 +42,9 @@ pub struct SpawnSpec {
     /// `_ACTIVITY_URL`, `_CLIENT_ID`, ...) except `JUPYTERHUB_SERVICE_URL`, which the backend
     /// sets once it knows where the server listens.
     pub env: BTreeMap<String, String>,
-    /// The `user_options` of the spawn request (JSON body of the REST call).
-    pub user_options: serde_json::Value,
+    /// What to start: the image and the nodes' sizes, as [`Spawner::validate`] returned them
+    /// for this request (a backend checks them again and refuses what exceeds its limits).
+    pub resources: ClusterResources,
     /// The host directory that holds the user's persistent work (mounted at
     /// `/home/jovyan/work` by container backends). `None`: the backend's default
     /// (`{work_root}/{user}`).
@@ -105,7 +109,7 @@ impl fmt::Debug for SpawnSpec {
             .field("server_name", &self.server_name)
             .field("service_prefix", &self.service_prefix)
             .field("env", &self.env.keys().collect::<Vec<_>>())
-            .field("user_options", &self.user_options)
+            .field("resources", &self.resources)
             .field("work_dir", &self.work_dir)
             .field("secret_files", &self.secret_files)
             .finish()
@@ -133,11 +137,26 @@ pub struct NodeInfo {
     /// `http://172.18.0.3:8888`.
     pub url: String,
     /// The node's URL prefix and proxy route: the server's prefix for node-0,
-    /// `{prefix}node-k/` for the others (see [`docker::node_service_prefix`]).
+    /// `{prefix}node-k/` for the others (see [`nodes::node_service_prefix`]).
     pub service_prefix: String,
     /// The OAuth client id the node's single-user server uses (`JUPYTERHUB_CLIENT_ID`); the
     /// hub must register it with redirect URI `{service_prefix}oauth_callback`.
     pub oauth_client_id: Option<String>,
+}
+
+/// Where a running node's changes since its image are, for saving the node as a new image
+/// ([`Capabilities::saves_images`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeLayer {
+    /// The node's name, e.g. `node-1`.
+    pub node: String,
+    /// The backend's id of the node's current instance (a container id): a node started again
+    /// gets another, so work begun on one instance is not carried on to the next.
+    pub instance_id: String,
+    /// The image the node was started from, as the backend was given it: the saved image's base.
+    pub base_image: String,
+    /// The directory on the hub's host that holds the node's writable layer (its changes).
+    pub writable_dir: PathBuf,
 }
 
 /// One step of a spawn, as shown on the spawn-pending page (`/progress` event stream).
@@ -168,8 +187,8 @@ pub type ProgressSender = tokio::sync::mpsc::UnboundedSender<ProgressEvent>;
 /// suits a backend that runs plain processes elsewhere and nothing more.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Capabilities {
-    /// Servers run from container images: the hub resolves `user_options.image` (an id or name
-    /// from the image library, or the user's own image) to a reference before `validate`.
+    /// Servers run from container images: the hub resolves the request's `image` (an id or
+    /// name from the image library, or the user's own image) to a reference before `validate`.
     /// Otherwise `image` is passed on untouched.
     pub runs_images: bool,
     /// Servers are processes on the hub's own machine: the operator's extra environment for
@@ -194,15 +213,12 @@ pub trait Spawner: Send + Sync + 'static {
         Capabilities::default()
     }
 
-    /// Checks a spawn request's `user_options` before anything is created: the resources it
-    /// asks for, or [`SpawnerError::Rejected`] with a message that says what to change (the hub
-    /// answers 400 with it). The default accepts anything as one node without limits, for
-    /// backends that ignore `user_options`.
-    async fn validate(
-        &self,
-        user_options: &serde_json::Value,
-    ) -> Result<ClusterResources, SpawnerError> {
-        let _ = user_options;
+    /// Checks a spawn request before anything is created: the resources to start, or
+    /// [`SpawnerError::Rejected`] with a message that says what to change (the hub answers 400
+    /// with it). The default accepts anything as one node without limits, for backends that
+    /// take no sizes ([`resource_limits`](Self::resource_limits) is `None`).
+    async fn validate(&self, request: &ClusterRequest) -> Result<ClusterResources, SpawnerError> {
+        let _ = request;
         Ok(ClusterResources::single_node())
     }
 
@@ -236,6 +252,41 @@ pub trait Spawner: Send + Sync + 'static {
     fn nodes_from_state(&self, state: &serde_json::Value) -> Vec<NodeInfo> {
         let _ = state;
         Vec::new()
+    }
+
+    /// The writable layer of the running `node` of the server whose state blob is `state`.
+    /// [`SpawnerError::NoSuchNode`] names the server's nodes; [`SpawnerError::NodeNotRunning`]
+    /// says the node's instance is gone or stopped. The default: [`SpawnerError::Unsupported`].
+    async fn node_layer(
+        &self,
+        state: &serde_json::Value,
+        node: &str,
+    ) -> Result<NodeLayer, SpawnerError> {
+        let _ = (state, node);
+        Err(SpawnerError::Unsupported {
+            backend: self.backend_name(),
+            what: "save a node as an image",
+        })
+    }
+
+    /// Freezes every process of the node while its layer is read, so the saved files are
+    /// consistent; [`resume_node`](Self::resume_node) thaws them. Resuming a node that is not
+    /// frozen is not an error.
+    async fn pause_node(&self, layer: &NodeLayer) -> Result<(), SpawnerError> {
+        let _ = layer;
+        Err(SpawnerError::Unsupported {
+            backend: self.backend_name(),
+            what: "pause a node",
+        })
+    }
+
+    /// Thaws a node frozen by [`pause_node`](Self::pause_node).
+    async fn resume_node(&self, layer: &NodeLayer) -> Result<(), SpawnerError> {
+        let _ = layer;
+        Err(SpawnerError::Unsupported {
+            backend: self.backend_name(),
+            what: "resume a node",
+        })
     }
 
     /// Checks, from inside every node of a running server, that the hub API URL the node was

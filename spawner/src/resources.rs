@@ -1,5 +1,7 @@
-//! What a spawn request asks for (`user_options` → [`ClusterResources`]) and the checks that
-//! reject impossible requests with a message saying what to change.
+//! What a spawn request asks for and the checks that reject impossible requests with a message
+//! saying what to change: `user_options` → [`ClusterRequest`] (read once, where the request
+//! arrives) → [`ResourceLimits::admit`] → [`ClusterResources`] (defaults filled in, held against
+//! what the backend can give).
 //!
 //! Accepted `user_options` keys (others are ignored, so the hub may add its own):
 //!
@@ -21,6 +23,56 @@ const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
 const GIB: u64 = 1024 * MIB;
 const TIB: u64 = 1024 * GIB;
+
+/// A spawn request's image and sizes as the user asked for them, read and type-checked; what
+/// the request leaves out is `None`. Holding it against a backend's limits
+/// ([`ResourceLimits::admit`]) gives the [`ClusterResources`] to start.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ClusterRequest {
+    /// The image asked for, as given (a reference; the hub also accepts a library id or name
+    /// and replaces it with the reference before the backend sees it).
+    pub image: Option<String>,
+    /// Number of nodes.
+    pub nodes: Option<u32>,
+    /// CPU cores per node.
+    pub cpus: Option<f64>,
+    /// Memory per node in bytes.
+    pub memory_bytes: Option<u64>,
+    /// GPUs per node.
+    pub gpus: Option<u32>,
+    /// Size of each node's writable layer in bytes.
+    pub storage_bytes: Option<u64>,
+}
+
+impl ClusterRequest {
+    /// Reads a spawn request's `user_options` (see the module docs for the keys; others are
+    /// ignored). [`SpawnerError::Rejected`] says which value cannot be read and how to write it.
+    pub fn from_user_options(user_options: &serde_json::Value) -> Result<Self, SpawnerError> {
+        let options = Options::new(user_options)?;
+        Ok(Self {
+            image: options.image("image")?,
+            nodes: options.count("nodes")?,
+            cpus: options.number("cpus")?,
+            memory_bytes: options.size("memory")?,
+            gpus: options.count("gpus")?,
+            storage_bytes: options.size("storage")?,
+        })
+    }
+}
+
+/// The request that asks for exactly these resources (to check them again).
+impl From<&ClusterResources> for ClusterRequest {
+    fn from(r: &ClusterResources) -> Self {
+        Self {
+            image: r.image.clone(),
+            nodes: Some(r.nodes),
+            cpus: r.cpus,
+            memory_bytes: r.memory_bytes,
+            gpus: Some(r.gpus),
+            storage_bytes: r.storage_bytes,
+        }
+    }
+}
 
 /// The resources of a virtual cluster: `nodes` identical nodes of the given size.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -77,18 +129,14 @@ pub struct ResourceLimits {
 }
 
 impl ResourceLimits {
-    /// Parses and checks `user_options`; the result has the defaults filled in.
-    pub fn admit(
-        &self,
-        user_options: &serde_json::Value,
-    ) -> Result<ClusterResources, SpawnerError> {
-        let options = Options::new(user_options)?;
-        let image = options.string("image")?;
-        let nodes = options.count("nodes")?.unwrap_or(1);
-        let cpus = options.number("cpus")?.unwrap_or(self.default_cpus);
-        let memory = options.size("memory")?.unwrap_or(self.default_memory_bytes);
-        let gpus = options.count("gpus")?.unwrap_or(0);
-        let storage = options.size("storage")?;
+    /// Checks a request against these limits; the result has the defaults filled in.
+    pub fn admit(&self, request: &ClusterRequest) -> Result<ClusterResources, SpawnerError> {
+        let image = request.image.clone();
+        let nodes = request.nodes.unwrap_or(1);
+        let cpus = request.cpus.unwrap_or(self.default_cpus);
+        let memory = request.memory_bytes.unwrap_or(self.default_memory_bytes);
+        let gpus = request.gpus.unwrap_or(0);
+        let storage = request.storage_bytes;
 
         if nodes == 0 {
             return Err(reject(
@@ -239,11 +287,15 @@ impl<'a> Options<'a> {
         }
     }
 
-    fn string(&self, key: &str) -> Result<Option<String>, SpawnerError> {
+    /// An image: a reference or name (a string), or a library id (a number).
+    fn image(&self, key: &str) -> Result<Option<String>, SpawnerError> {
         match self.get(key)? {
             None => Ok(None),
             Some(serde_json::Value::String(s)) => Ok(Some(s.trim().to_owned())),
-            Some(other) => Err(reject(format!("{key} must be a string, not {other}"))),
+            Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(other) => Err(reject(format!(
+                "{key} must be an image id, name or reference from the image library, not {other}"
+            ))),
         }
     }
 
@@ -364,8 +416,16 @@ mod tests {
         }
     }
 
+    /// Reads `options` as a request, then holds it against `limits`.
+    fn admit(
+        limits: &ResourceLimits,
+        options: &serde_json::Value,
+    ) -> Result<ClusterResources, SpawnerError> {
+        limits.admit(&ClusterRequest::from_user_options(options)?)
+    }
+
     fn rejection(options: serde_json::Value) -> String {
-        match limits().admit(&options) {
+        match admit(&limits(), &options) {
             Err(SpawnerError::Rejected(message)) => message,
             other => panic!("expected a rejection for {options}, got {other:?}"),
         }
@@ -373,23 +433,23 @@ mod tests {
 
     #[test]
     fn an_empty_request_is_one_node_of_the_default_size() {
-        let r = limits().admit(&json!({})).unwrap();
+        let r = admit(&limits(), &json!({})).unwrap();
         assert_eq!(r.nodes, 1);
         assert_eq!(r.cpus, Some(1.0));
         assert_eq!(r.memory_bytes, Some(GIB));
         assert_eq!(r.gpus, 0);
         assert_eq!(r.storage_bytes, None);
-        assert_eq!(limits().admit(&serde_json::Value::Null).unwrap(), r);
+        assert_eq!(admit(&limits(), &serde_json::Value::Null).unwrap(), r);
     }
 
     #[test]
     fn numbers_strings_units_and_form_lists_are_read() {
-        let r = limits()
-            .admit(
-                &json!({"image": "x/y:1", "nodes": ["2"], "cpus": "1.5", "memory": "512M",
-                          "storage": 10, "gpus": "0"}),
-            )
-            .unwrap();
+        let r = admit(
+            &limits(),
+            &json!({"image": "x/y:1", "nodes": ["2"], "cpus": "1.5", "memory": "512M",
+                      "storage": 10, "gpus": "0"}),
+        )
+        .unwrap();
         assert_eq!(r.image.as_deref(), Some("x/y:1"));
         assert_eq!(r.nodes, 2);
         assert_eq!(r.cpus, Some(1.5));
@@ -438,13 +498,13 @@ mod tests {
     fn gpus_are_counted_when_the_host_count_is_known() {
         let mut l = limits();
         l.host_gpus = Some(2);
-        assert!(l.admit(&json!({"nodes": 2, "gpus": 1})).is_ok());
+        assert!(admit(&l, &json!({"nodes": 2, "gpus": 1})).is_ok());
         assert!(matches!(
-            l.admit(&json!({"nodes": 3, "gpus": 1})),
+            admit(&l, &json!({"nodes": 3, "gpus": 1})),
             Err(SpawnerError::Rejected(m)) if m.contains("2 GPUs of this host")
         ));
         l.host_gpus = None;
-        assert!(l.admit(&json!({"nodes": 3, "gpus": 1})).is_ok());
+        assert!(admit(&l, &json!({"nodes": 3, "gpus": 1})).is_ok());
     }
 
     #[test]

@@ -22,7 +22,10 @@ use serde_json::json;
 use spawner::docker::{
     DockerConfig, DockerSpawner, NodeAddress, HOSTFILE_PATH, LABEL_CLUSTER, LABEL_HUB, WORK_MOUNT,
 };
-use spawner::{wait_for_http_server, ProgressEvent, SpawnSpec, Spawner, SpawnerError, Started};
+use spawner::{
+    wait_for_http_server, ClusterRequest, ClusterResources, ProgressEvent, SpawnSpec, Spawner,
+    SpawnerError, Started,
+};
 use support::StandInHub;
 use tokio::sync::mpsc;
 
@@ -95,14 +98,24 @@ fn docker_config_for(hub: &StandInHub, cfg: &mut DockerConfig) {
     cfg.hub_connect_url = Some(format!("http://host.docker.internal:{}", hub.addr.port()));
 }
 
+/// A spec whose resources are what `options` ask for, taken at face value (no limit checked,
+/// defaults left to the backend): what a hub that skipped `validate` would hand to `start`.
 fn spec(
     hub: &StandInHub,
     user: &str,
     options: serde_json::Value,
     work_dir: Option<PathBuf>,
 ) -> SpawnSpec {
+    let request = ClusterRequest::from_user_options(&options).expect("options read as a request");
     let mut spec = hub.spec_for(user);
-    spec.user_options = options;
+    spec.resources = ClusterResources {
+        image: request.image,
+        nodes: request.nodes.unwrap_or(1),
+        cpus: request.cpus,
+        memory_bytes: request.memory_bytes,
+        gpus: request.gpus.unwrap_or(0),
+        storage_bytes: request.storage_bytes,
+    };
     spec.work_dir = work_dir;
     spec
 }
@@ -381,18 +394,27 @@ async fn impossible_requests_are_rejected_before_anything_is_created() {
         cases.push((json!({"gpus": 1}), "no GPU"));
     }
     for (options, expected) in cases {
-        let result = spawner.validate(&options).await;
+        let request = ClusterRequest::from_user_options(&options);
+        let result = match &request {
+            Ok(request) => spawner.validate(request).await,
+            Err(SpawnerError::Rejected(message)) => Err(SpawnerError::Rejected(message.clone())),
+            Err(other) => panic!("{options}: {other}"),
+        };
         match &result {
             Err(SpawnerError::Rejected(message)) => {
                 assert!(message.contains(expected), "{options}: {message}")
             }
             other => panic!("{options}: expected a rejection, got {other:?}"),
         }
-        let (started, _) = start(&spawner, &spec(&hub, "carol", options.clone(), None)).await;
-        assert!(
-            matches!(started, Err(SpawnerError::Rejected(_))),
-            "{options}"
-        );
+        // What reads as a request but exceeds the limits is refused by `start` too (what does
+        // not read cannot reach `start`: it takes typed resources).
+        if request.is_ok() {
+            let (started, _) = start(&spawner, &spec(&hub, "carol", options.clone(), None)).await;
+            assert!(
+                matches!(started, Err(SpawnerError::Rejected(_))),
+                "{options}"
+            );
+        }
     }
     assert_eq!(labelled(instance), (vec![], vec![]));
 }

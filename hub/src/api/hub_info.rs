@@ -70,7 +70,7 @@ pub async fn whoami(
             view.extend(&rbac::identify_scopes(Entity::User(&user.name)));
             // The fresh row: the cached caller's copy predates this request's activity.
             let fresh = hub.store.user_by_id(user.id).await?;
-            let b = bundle(&hub.store, vec![fresh.unwrap_or_else(|| user.clone())]).await?;
+            let b = bundle(&hub, vec![fresh.unwrap_or_else(|| user.clone())]).await?;
             b.first()
                 .map(|b| user_model(&view, b, false))
                 .unwrap_or(Value::Null)

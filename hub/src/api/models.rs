@@ -1,12 +1,17 @@
 //! JupyterHub's JSON models, built from rows and trimmed to the keys the caller's scopes allow.
 
+use std::collections::HashMap;
+
 use serde_json::{json, Map, Value};
+use spawner::{NodeInfo, Spawner};
 
 use crate::clock::iso_json;
-use crate::db::{GroupRow, RoleRow, ServerRow, ServerStatus, ServiceRow, Store, TokenRow, UserRow};
+use crate::db::{GroupRow, RoleRow, ServerRow, ServerStatus, ServiceRow, TokenRow, UserRow};
+use crate::domain::clusters::nodes_of;
 use crate::domain::identity::user_role_names;
 use crate::domain::servers::{pending_of, service_prefix};
 use crate::domain::tokens::token_id;
+use crate::domain::Services;
 use crate::error::ApiError;
 use crate::rbac::{self, Resource, ScopeSet};
 
@@ -20,17 +25,24 @@ pub struct UserBundle {
     pub roles: Vec<RoleRow>,
     /// All server rows.
     pub servers: Vec<ServerRow>,
+    /// The nodes of each multi-node server, by server id (read from the state blobs by the
+    /// backend).
+    pub nodes: HashMap<i64, Vec<NodeInfo>>,
 }
 
 /// Loads groups, roles and servers for a page of users in three queries.
-pub async fn bundle(store: &Store, users: Vec<UserRow>) -> Result<Vec<UserBundle>, ApiError> {
+pub async fn bundle(hub: &Services, users: Vec<UserRow>) -> Result<Vec<UserBundle>, ApiError> {
     let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
-    let details = store.user_details(&ids).await?;
-    Ok(bundle_with(users, details))
+    let details = hub.store.user_details(&ids).await?;
+    Ok(bundle_with(hub.spawner.as_ref(), users, details))
 }
 
 /// Pairs users with their already loaded groups, roles and servers.
-pub fn bundle_with(users: Vec<UserRow>, details: crate::db::UserDetails) -> Vec<UserBundle> {
+pub fn bundle_with(
+    spawner: &dyn Spawner,
+    users: Vec<UserRow>,
+    details: crate::db::UserDetails,
+) -> Vec<UserBundle> {
     let crate::db::UserDetails {
         mut groups,
         mut roles,
@@ -38,17 +50,26 @@ pub fn bundle_with(users: Vec<UserRow>, details: crate::db::UserDetails) -> Vec<
     } = details;
     users
         .into_iter()
-        .map(|u| UserBundle {
-            groups: groups.remove(&u.id).unwrap_or_default(),
-            roles: roles.remove(&u.id).unwrap_or_default(),
-            servers: servers.remove(&u.id).unwrap_or_default(),
-            user: u,
+        .map(|u| {
+            let servers = servers.remove(&u.id).unwrap_or_default();
+            let nodes = servers
+                .iter()
+                .map(|s| (s.id, nodes_of(spawner, s.state.as_deref())))
+                .filter(|(_, nodes)| !nodes.is_empty())
+                .collect();
+            UserBundle {
+                groups: groups.remove(&u.id).unwrap_or_default(),
+                roles: roles.remove(&u.id).unwrap_or_default(),
+                servers,
+                nodes,
+                user: u,
+            }
         })
         .collect()
 }
 
 /// The Server model.
-pub fn server_model(user: &str, row: &ServerRow, with_state: bool) -> Value {
+pub fn server_model(user: &str, row: &ServerRow, nodes: &[NodeInfo], with_state: bool) -> Value {
     let ready = row.status == ServerStatus::Running;
     let prefix = service_prefix(user, &row.name);
     let progress_url = if row.name.is_empty() {
@@ -89,7 +110,6 @@ pub fn server_model(user: &str, row: &ServerRow, with_state: bool) -> Value {
     m.insert("full_progress_url".into(), Value::Null);
     // Xiji: the nodes of a virtual cluster, each with its own URL (JupyterHub has no such key;
     // single-node servers do not carry it).
-    let nodes = cluster_nodes(row.state.as_deref());
     if !nodes.is_empty() {
         m.insert(
             "nodes".into(),
@@ -111,15 +131,6 @@ pub fn server_model(user: &str, row: &ServerRow, with_state: bool) -> Value {
         );
     }
     Value::Object(m)
-}
-
-/// The nodes recorded in a multi-node backend's state blob (`nodes`), node-0 first.
-pub fn cluster_nodes(state: Option<&str>) -> Vec<spawner::NodeInfo> {
-    state
-        .and_then(|s| serde_json::from_str::<Value>(s).ok())
-        .and_then(|mut v| v.get_mut("nodes").map(Value::take))
-        .and_then(|nodes| serde_json::from_value(nodes).ok())
-        .unwrap_or_default()
 }
 
 /// The User model, trimmed to what `scopes` allow (JupyterHub's access map).
@@ -156,7 +167,15 @@ pub fn user_model(scopes: &ScopeSet, b: &UserBundle, include_stopped: bool) -> V
                 user_groups: &b.groups,
             };
             let with_state = rbac::server_state_visible(scopes, &server_resource);
-            servers.insert(s.name.clone(), server_model(&b.user.name, s, with_state));
+            servers.insert(
+                s.name.clone(),
+                server_model(
+                    &b.user.name,
+                    s,
+                    b.nodes.get(&s.id).map_or(&[][..], Vec::as_slice),
+                    with_state,
+                ),
+            );
         }
     }
     m.insert("servers".into(), Value::Object(servers));

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use super::{empty, ApiCaller, JsonBody};
 use crate::db::ServerStatus;
 use crate::domain::access;
+use crate::domain::clusters::SpawnOptions;
 use crate::domain::servers::{self, Outcome};
 use crate::domain::users::user_or_404;
 use crate::domain::Services;
@@ -58,7 +59,9 @@ async fn start(
 ) -> Result<Response, ApiError> {
     require_server(&hub, &caller, "servers", &name, &server).await?;
     let user = user_or_404(&hub, &name).await?;
-    let options = user_options(body)?;
+    let options = user_options(body)?
+        .map(|given| SpawnOptions::read(hub.spawner.as_ref(), given))
+        .transpose()?;
     match servers::start(&hub, &user, &server, options).await? {
         Outcome::Done => Ok(empty(StatusCode::CREATED)),
         Outcome::Pending => Ok(empty(StatusCode::ACCEPTED)),

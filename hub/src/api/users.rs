@@ -94,7 +94,7 @@ pub async fn list(
         tracing::info!(total, limit = page.limit, "truncated user list");
     }
     let include_stopped = flag(&query, "include_stopped_servers");
-    let items: Vec<Value> = bundle(&hub.store, rows)
+    let items: Vec<Value> = bundle(&hub, rows)
         .await?
         .iter()
         .map(|b| user_model(&caller.0.scopes, b, include_stopped))
@@ -121,7 +121,7 @@ pub async fn create_many(
     let req: CreateUsers = body_as(body)?
         .ok_or_else(|| ApiError::bad_request("Must specify at least one user to create"))?;
     let rows = users::create_many(&hub, &req.usernames, req.admin).await?;
-    let items: Vec<Value> = bundle(&hub.store, rows)
+    let items: Vec<Value> = bundle(&hub, rows)
         .await?
         .iter()
         .map(|b| user_model(&caller.0.scopes, b, false))
@@ -151,7 +151,7 @@ pub async fn get_one(
         .user_with_details(&name)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("No such user: {name}")))?;
-    let b = bundle_with(vec![user], details);
+    let b = bundle_with(hub.spawner.as_ref(), vec![user], details);
     let include_stopped = flag(&query, "include_stopped_servers");
     let model = b
         .first()
@@ -177,7 +177,7 @@ pub async fn create_one(
     caller.require(&["admin:users"], &Resource::Hub)?;
     let req: CreateUser = body_as(body)?.unwrap_or_default();
     let row = users::create_one(&hub, &name, req.admin).await?;
-    let b = bundle(&hub.store, vec![row]).await?;
+    let b = bundle(&hub, vec![row]).await?;
     Ok(json(
         StatusCode::CREATED,
         b.first()
@@ -222,7 +222,7 @@ pub async fn patch(
         password: req.password,
     };
     let fresh = users::change(&hub, &user, change).await?;
-    let b = bundle(&hub.store, vec![fresh]).await?;
+    let b = bundle(&hub, vec![fresh]).await?;
     Ok(json(
         StatusCode::OK,
         b.first()

@@ -10,7 +10,7 @@
 //! sizes.
 
 use serde_json::{Map, Value};
-use spawner::{ClusterResources, NodeInfo, SpawnerError};
+use spawner::{ClusterRequest, ClusterResources, NodeInfo, Spawner, SpawnerError};
 
 use super::images;
 use super::{HubError, HubResult};
@@ -31,75 +31,109 @@ pub fn check_server_name_is_not_a_node(name: &str) -> HubResult<()> {
     Ok(())
 }
 
-/// Checks a spawn request of `owner_id`'s server and makes it concrete for the backend: the
-/// image (library or the owner's own) becomes its reference (`image`), with `image_id` kept for
-/// display; the backend then checks the sizes.
-pub async fn prepare_options(
-    hub: &Services,
-    owner_id: i64,
-    options: Value,
-) -> HubResult<(Value, ClusterResources)> {
-    let mut map: Map<String, Value> = match options {
-        Value::Object(m) => m,
-        _ => {
-            return Err(HubError::BadRequest(
-                "user_options must be a JSON object".into(),
-            ))
-        }
-    };
-    if hub.spawner.capabilities().runs_images {
-        let wanted = map.get("image").and_then(|v| match v {
-            Value::Array(a) if a.len() == 1 => a.first().cloned(),
-            other => Some(other.clone()),
-        });
-        let image = match wanted {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(resolve_image(hub, owner_id, &v).await?),
-        };
-        if let Some(image) = &image {
-            map.insert("image".into(), Value::String(images::reference(image)));
-            map.insert("image_id".into(), Value::from(image.id));
-            map.insert("image_name".into(), Value::String(image.name.clone()));
-        }
-        let options = Value::Object(map);
-        let resources = validate(hub, &options).await?;
-        if let Some(image) = image.filter(|i| i.needs_gpu != 0) {
-            if resources.gpus == 0 {
-                return Err(HubError::BadRequest(format!(
-                    "Image {:?} needs a GPU: ask for at least 1 GPU per node, or choose another image",
-                    image.name
-                )));
-            }
-        }
-        return Ok((options, resources));
-    }
-    let options = Value::Object(map);
-    let resources = validate(hub, &options).await?;
-    Ok((options, resources))
+/// A spawn request's options as they arrived: kept as given (the API shows them as the
+/// server's `user_options`) and read once into a typed request.
+#[derive(Debug, Clone, Default)]
+pub struct SpawnOptions {
+    given: Map<String, Value>,
+    request: ClusterRequest,
 }
 
-async fn validate(hub: &Services, options: &Value) -> HubResult<ClusterResources> {
-    hub.spawner.validate(options).await.map_err(|e| match e {
-        SpawnerError::Rejected(message) => HubError::BadRequest(message),
-        other => HubError::Spawner(other.to_string()),
+impl SpawnOptions {
+    /// Reads `user_options` (a JSON object; `null` is `{}`) for `spawner`: a 400 that names the
+    /// value and how to write it when it cannot be read. A backend that runs no images and
+    /// takes no sizes ignores the options, so they are kept but not read.
+    pub fn read(spawner: &dyn Spawner, user_options: Value) -> HubResult<Self> {
+        let given = match user_options {
+            Value::Object(map) => map,
+            Value::Null => Map::new(),
+            _ => {
+                return Err(HubError::BadRequest(
+                    "user_options must be a JSON object".into(),
+                ))
+            }
+        };
+        let takes_options =
+            spawner.capabilities().runs_images || spawner.resource_limits().is_some();
+        let request = if takes_options {
+            ClusterRequest::from_user_options(&Value::Object(given.clone())).map_err(rejected)?
+        } else {
+            ClusterRequest::default()
+        };
+        Ok(Self { given, request })
+    }
+
+    /// No options at all (`{}`): a start that reuses the previous start's.
+    pub fn is_empty(&self) -> bool {
+        self.given.is_empty()
+    }
+}
+
+/// A spawn made concrete: what the backend starts, the image it starts from, and the options to
+/// store (as given, with the image's reference, library id and name).
+#[derive(Debug, Clone)]
+pub struct PreparedSpawn {
+    /// The checked resources, the image as a reference.
+    pub resources: ClusterResources,
+    /// The image record, when the request named one.
+    pub image: Option<ImageRow>,
+    /// The server's `user_options` to store.
+    pub user_options: Value,
+}
+
+/// Checks a spawn request of `owner_id`'s server and makes it concrete for the backend: the
+/// image (library or the owner's own) becomes its reference, kept with its id for display; the
+/// backend then checks the sizes.
+pub async fn prepare(
+    hub: &Services,
+    owner_id: i64,
+    options: SpawnOptions,
+) -> HubResult<PreparedSpawn> {
+    let SpawnOptions {
+        mut given,
+        mut request,
+    } = options;
+    let image = match (&request.image, hub.spawner.capabilities().runs_images) {
+        (Some(wanted), true) => Some(resolve_image(hub, owner_id, wanted).await?),
+        _ => None,
+    };
+    if let Some(image) = &image {
+        let reference = images::reference(image);
+        request.image = Some(reference.clone());
+        given.insert("image".into(), Value::String(reference));
+        given.insert("image_id".into(), Value::from(image.id));
+        given.insert("image_name".into(), Value::String(image.name.clone()));
+    }
+    let resources = hub.spawner.validate(&request).await.map_err(rejected)?;
+    if let Some(image) = image.as_ref().filter(|i| i.needs_gpu != 0) {
+        if resources.gpus == 0 {
+            return Err(HubError::BadRequest(format!(
+                "Image {:?} needs a GPU: ask for at least 1 GPU per node, or choose another image",
+                image.name
+            )));
+        }
+    }
+    Ok(PreparedSpawn {
+        resources,
+        image,
+        user_options: Value::Object(given),
     })
 }
 
+/// A backend's refusal as a 400 with its message; any other failure as the backend's.
+fn rejected(e: SpawnerError) -> HubError {
+    match e {
+        SpawnerError::Rejected(message) => HubError::BadRequest(message),
+        other => HubError::Spawner(other.to_string()),
+    }
+}
+
 /// The image `owner_id` may start that a request names by id, display name or reference.
-async fn resolve_image(hub: &Services, owner_id: i64, wanted: &Value) -> HubResult<ImageRow> {
-    let id = match wanted {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse::<i64>().ok(),
-        _ => None,
-    };
-    if let Some(id) = id {
+async fn resolve_image(hub: &Services, owner_id: i64, wanted: &str) -> HubResult<ImageRow> {
+    let text = wanted.trim();
+    if let Ok(id) = text.parse::<i64>() {
         return images::startable(&hub.store, id, owner_id).await;
     }
-    let Some(text) = wanted.as_str().map(str::trim) else {
-        return Err(HubError::BadRequest(
-            "image must be an image id, name or reference from the image library".into(),
-        ));
-    };
     let startable = hub
         .store
         .list_images(ImageFilter::StartableBy(owner_id))
@@ -131,10 +165,10 @@ pub fn node_clients(prefix: &str, client_id: &str, nodes: u32) -> Vec<(String, S
     (1..nodes as usize)
         .map(|k| {
             (
-                spawner::docker::node_oauth_client_id(client_id, k),
+                spawner::nodes::node_oauth_client_id(client_id, k),
                 format!(
                     "{}oauth_callback",
-                    spawner::docker::node_service_prefix(prefix, k)
+                    spawner::nodes::node_service_prefix(prefix, k)
                 ),
             )
         })
@@ -153,11 +187,12 @@ pub fn routes(prefix: &str, url: &str, nodes: &[NodeInfo]) -> Vec<(String, Strin
     }
 }
 
-/// The nodes of a stored server, for the API and the pages: name and public URL path.
-pub fn nodes_of(hub: &Services, state: Option<&str>) -> Vec<NodeInfo> {
+/// The nodes of a stored server (its state blob, read by the backend that wrote it), for the
+/// API and the pages: name, URL and public URL path; empty for a single-node server.
+pub fn nodes_of(spawner: &dyn Spawner, state: Option<&str>) -> Vec<NodeInfo> {
     state
         .and_then(|s| serde_json::from_str::<Value>(s).ok())
-        .map(|state| hub.spawner.nodes_from_state(&state))
+        .map(|state| spawner.nodes_from_state(&state))
         .unwrap_or_default()
 }
 

@@ -123,7 +123,7 @@ pub async fn find(hub: &Services, caller: &Caller, prefix: &str) -> HubResult<De
                 "The server of {prefix} is not running: start it from the home page"
             ))
         })?;
-    let nodes = clusters::nodes_of(hub, server.state.as_deref());
+    let nodes = clusters::nodes_of(hub.spawner.as_ref(), server.state.as_deref());
     let node = nodes
         .into_iter()
         .find(|n| n.service_prefix == prefix)
@@ -181,18 +181,13 @@ pub struct DesktopLaunch {
     image: ImageRow,
 }
 
-/// The desktop launch of the library image in `options` (`image_id`), or `None` for other
-/// images.
-pub async fn launch_of(hub: &Services, options: &Value) -> HubResult<Option<DesktopLaunch>> {
-    let Some(id) = options.get("image_id").and_then(Value::as_i64) else {
-        return Ok(None);
-    };
-    Ok(hub
-        .store
-        .image(id)
-        .await?
+/// The desktop launch of the image a server starts from, or `None` for other images.
+pub fn launch_of(image: Option<&ImageRow>) -> Option<DesktopLaunch> {
+    image
         .filter(|image| image.kind == ImageKind::Desktop)
-        .map(|image| DesktopLaunch { image }))
+        .map(|image| DesktopLaunch {
+            image: image.clone(),
+        })
 }
 
 impl DesktopLaunch {

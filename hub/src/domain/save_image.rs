@@ -1,8 +1,8 @@
 //! Saving a running node as an image: the hub's side of `imagebuilder`.
 //!
 //! A save names a node of a running server (`node-0` by default), a name and a tag. The hub
-//! finds the node's container in the server's state blob, asks Docker Engine where its
-//! writable layer is, and starts an [`imagebuilder::SaveJob`] that pushes
+//! asks the backend for the node's writable layer ([`spawner::Spawner::node_layer`]: where its
+//! changes are, and the image it runs) and starts an [`imagebuilder::SaveJob`] that pushes
 //! `{registry}/{repository_prefix}/{user}/{name}:{tag}` on top of the image the node runs.
 //!
 //! A job is a row of `save_jobs` from the request on ([`SaveJobRow`]): a background task writes
@@ -13,7 +13,7 @@
 //! tag). Memory holds only the running jobs' cancel tokens.
 //!
 //! A hub that stops (or dies) during a save finds the job unfinished at start-up
-//! ([`recover`]): if the node's container still runs, the save starts again from the node (blobs
+//! ([`recover`]): if the node still runs the same instance, the save starts again from the node (blobs
 //! already in the registry are skipped by digest, and the manifest push replaces the tag);
 //! otherwise the job ends `failed`, saying that the hub restarted during the save. Who may save
 //! which server is decided by the API layer.
@@ -23,14 +23,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bollard::container::InspectContainerOptions;
-use bollard::Docker;
 use imagebuilder::{
-    BuilderConfig, ByteProgress, CancellationToken, Compression, DockerContainer, ExcludeRules,
-    ImageBuilder, JobState, LayerOptions, NoPause, PauseHook, RegistryAuth, RegistryConfig,
-    SaveJob, SaveRequest, SavedImage,
+    BuilderConfig, ByteProgress, CancellationToken, Compression, ExcludeRules, ImageBuilder,
+    JobState, LayerOptions, NoPause, PauseHook, RegistryAuth, RegistryConfig, SaveJob, SaveRequest,
+    SavedImage, WritableLayer,
 };
 use serde_json::{json, Value};
+use spawner::{NodeLayer, Spawner, SpawnerError};
 
 use super::{images, HubError, HubResult};
 use crate::clock;
@@ -180,16 +179,16 @@ impl SaveImages {
         }
     }
 
-    /// The save request for a node's container.
+    /// The save request for a node's writable layer.
     fn request(
         &self,
-        docker: &Docker,
-        container: &DockerContainer,
+        spawner: &Arc<dyn Spawner>,
+        layer: &NodeLayer,
         job: &SaveJobRow,
     ) -> SaveRequest {
         let mut save = SaveRequest::new(
-            container.writable_layer(),
-            container.image.clone(),
+            WritableLayer::at(&layer.writable_dir),
+            layer.base_image.clone(),
             job.image_reference.clone(),
             job.user_name.clone(),
         );
@@ -197,9 +196,9 @@ impl SaveImages {
         save.labels
             .insert("org.xiji.saved-node".into(), job.node.clone());
         save.pause = if self.pause {
-            Arc::new(DockerPause {
-                docker: docker.clone(),
-                container: job.container_id.clone(),
+            Arc::new(NodePause {
+                spawner: Arc::clone(spawner),
+                layer: layer.clone(),
             })
         } else {
             Arc::new(NoPause)
@@ -268,34 +267,40 @@ pub fn check_name(name: &str) -> HubResult<()> {
         .map_err(|_| HubError::BadRequest(format!("Invalid image name {name:?}: {rule}")))
 }
 
-/// The container id of a node in a docker server's state blob.
-pub fn container_of(state: Option<&str>, node: &str) -> Result<String, Vec<String>> {
-    let state: Value = state
+/// A server's state blob as stored (`null` when there is none or it is unreadable).
+fn state_of(server: &ServerRow) -> Value {
+    server
+        .state
+        .as_deref()
         .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or(Value::Null);
-    let nodes = state
-        .get("nodes")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let mut names = Vec::new();
-    for n in &nodes {
-        let name = n.get("name").and_then(Value::as_str).unwrap_or_default();
-        let id = n
-            .get("container_id")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if name == node && !id.is_empty() {
-            return Ok(id.to_owned());
-        }
-        names.push(name.to_owned());
-    }
-    Err(names)
+        .unwrap_or(Value::Null)
+}
+
+/// A node's writable layer from the backend, or what to tell the user.
+async fn layer_of(
+    hub: &Services,
+    server: &ServerRow,
+    node: &str,
+    label: &str,
+) -> HubResult<NodeLayer> {
+    hub.spawner
+        .node_layer(&state_of(server), node)
+        .await
+        .map_err(|e| match e {
+            SpawnerError::NoSuchNode { node, nodes } => HubError::NotFound(format!(
+                "{label} has no node {node:?}; its nodes are: {}",
+                nodes.join(", ")
+            )),
+            SpawnerError::NodeNotRunning { node, reason } => HubError::BadRequest(format!(
+                "{node} is not running ({reason}); restart the server, then save"
+            )),
+            other => HubError::Spawner(format!("Cannot save {node}: {other}")),
+        })
 }
 
 /// Starts saving a node of a user's running server. Errors: 400 (bad name or tag, server not
-/// running, not a docker server, container gone), 404 (unknown node), 409 (name taken, or a save
-/// of this node or to this name under way), 500 (Docker Engine unreachable).
+/// running, a backend that cannot save nodes, node gone), 404 (unknown node), 409 (name taken, or
+/// a save of this node or to this name under way), 500 (the backend failed).
 pub async fn start(
     hub: &Services,
     user: &UserRow,
@@ -340,12 +345,7 @@ pub async fn start(
             "{label} is not running; start it, then save"
         )));
     }
-    let container_id = container_of(server.state.as_deref(), &node).map_err(|names| {
-        HubError::NotFound(format!(
-            "{label} has no node {node:?}; its nodes are: {}",
-            names.join(", ")
-        ))
-    })?;
+    let layer = layer_of(hub, server, &node, &label).await?;
     let repository = saves.repository(&user.name, &name);
     images::check_repository(&repository)?;
     let reference = format!("{repository}:{tag}");
@@ -363,7 +363,7 @@ pub async fn start(
         )));
     }
     for job in hub.store.unfinished_save_jobs().await? {
-        if job.container_id == container_id {
+        if job.container_id == layer.instance_id {
             return Err(HubError::Conflict(format!(
                 "A save of {node} is under way (job {}); wait for it or cancel it",
                 job.id
@@ -376,13 +376,6 @@ pub async fn start(
             )));
         }
     }
-    let docker = docker()?;
-    let container = inspect(&docker, &container_id, &node).await?;
-    if !container.running {
-        return Err(HubError::BadRequest(format!(
-            "{node}'s container is not running; restart the server, then save"
-        )));
-    }
     saves.forget_old(&hub.store).await;
     let new = NewSaveJob {
         id: super::tokens::random_hex(12),
@@ -390,13 +383,13 @@ pub async fn start(
         server_id: server.id,
         server_name: server.name.clone(),
         node,
-        container_id,
+        container_id: layer.instance_id.clone(),
         name,
         tag,
         description,
         repository,
         image_reference: reference,
-        base_image: container.image.clone(),
+        base_image: layer.base_image.clone(),
     };
     hub.store.create_save_job(&new, clock::now()).await?;
     let job = hub
@@ -404,7 +397,7 @@ pub async fn start(
         .save_job(&new.id)
         .await?
         .ok_or_else(|| HubError::Spawner(format!("save job {} vanished", new.id)))?;
-    let save = saves.request(&docker, &container, &job);
+    let save = saves.request(&hub.spawner, &layer, &job);
     if let Err(e) = saves.launch(&hub.store, job.clone(), save) {
         let reason = e.to_string();
         hub.store
@@ -427,11 +420,6 @@ pub async fn start(
 /// The library name of a user's saved image: `{user}/{name}:{tag}`.
 fn display_name(user: &str, name: &str, tag: &str) -> String {
     format!("{user}/{name}:{tag}")
-}
-
-fn docker() -> HubResult<Docker> {
-    Docker::connect_with_local_defaults()
-        .map_err(|e| HubError::Spawner(format!("Cannot reach Docker Engine: {e}")))
 }
 
 /// A job's state as stored.
@@ -561,11 +549,11 @@ pub async fn recover(hub: &Services) -> HubResult<()> {
     saves.forget_old(&hub.store).await;
     for job in hub.store.unfinished_save_jobs().await? {
         let resumed = match resumable(hub, &job).await {
-            Ok((docker, container)) => {
+            Ok(layer) => {
                 if !hub.store.requeue_save_job(&job.id, clock::now()).await? {
                     continue;
                 }
-                let save = saves.request(&docker, &container, &job);
+                let save = saves.request(&hub.spawner, &layer, &job);
                 saves
                     .launch(&hub.store, job.clone(), save)
                     .map_err(|e| format!("it could not start again: {e}"))
@@ -591,11 +579,14 @@ pub async fn recover(hub: &Services) -> HubResult<()> {
     Ok(())
 }
 
-/// The running container of an unfinished job's node, or why the save cannot go on.
-async fn resumable(hub: &Services, job: &SaveJobRow) -> Result<(Docker, DockerContainer), String> {
+/// The writable layer of an unfinished job's node, or why the save cannot go on.
+async fn resumable(hub: &Services, job: &SaveJobRow) -> Result<NodeLayer, String> {
     let gone = || format!("{} no longer runs", job.node);
     if !hub.spawner.capabilities().saves_images {
-        return Err("the hub no longer runs the docker backend".into());
+        return Err(format!(
+            "the hub's {} backend cannot save nodes",
+            hub.spawner.backend_name()
+        ));
     }
     let server = hub
         .store
@@ -604,40 +595,22 @@ async fn resumable(hub: &Services, job: &SaveJobRow) -> Result<(Docker, DockerCo
         .map_err(|e| format!("its server could not be read ({e})"))?
         .filter(|s| s.id == job.server_id && s.status == ServerStatus::Running)
         .ok_or_else(gone)?;
-    if container_of(server.state.as_deref(), &job.node).as_deref() != Ok(job.container_id.as_str())
-    {
-        return Err(gone());
-    }
-    let docker = docker().map_err(|e| e.to_string())?;
-    let container = inspect(&docker, &job.container_id, &job.node)
+    let layer = hub
+        .spawner
+        .node_layer(&state_of(&server), &job.node)
         .await
         .map_err(|_| gone())?;
-    if !container.running {
+    // The node was started again since: its changes are not the ones the user saved.
+    if layer.instance_id != job.container_id {
         return Err(gone());
     }
     if hub.save_images.pause {
-        // A hub that died mid-read left the node paused; an error here means it was not.
-        let _ = docker.unpause_container(&job.container_id).await;
+        // A hub that died mid-read left the node paused.
+        if let Err(e) = hub.spawner.resume_node(&layer).await {
+            tracing::warn!(job.id = %job.id, node = %job.node, error = %e, "cannot resume a node paused by an earlier run");
+        }
     }
-    Ok((docker, container))
-}
-
-async fn inspect(docker: &Docker, container_id: &str, node: &str) -> HubResult<DockerContainer> {
-    let response = docker
-        .inspect_container(container_id, None::<InspectContainerOptions>)
-        .await
-        .map_err(|e| match e {
-            bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            } => HubError::BadRequest(format!(
-                "{node}'s container is gone; restart the server, then save"
-            )),
-            other => HubError::Spawner(format!("Cannot inspect {node}'s container: {other}")),
-        })?;
-    let text = serde_json::to_string(&response)
-        .map_err(|e| HubError::Spawner(format!("Cannot read {node}'s container: {e}")))?;
-    imagebuilder::docker_container_from_inspect(&text)
-        .map_err(|e| HubError::Spawner(format!("Cannot save {node}: {e}")))
+    Ok(layer)
 }
 
 /// Writes the library record of a pushed image and marks the job done, in one transaction; the
@@ -709,23 +682,23 @@ async fn complete(
     }
 }
 
-/// `docker pause` / `docker unpause` around the read of the writable layer.
-struct DockerPause {
-    docker: Docker,
-    container: String,
+/// Pauses the node (through its backend) around the read of its writable layer.
+struct NodePause {
+    spawner: Arc<dyn Spawner>,
+    layer: NodeLayer,
 }
 
 #[async_trait]
-impl PauseHook for DockerPause {
+impl PauseHook for NodePause {
     async fn pause(&self) -> Result<(), String> {
-        self.docker
-            .pause_container(&self.container)
+        self.spawner
+            .pause_node(&self.layer)
             .await
             .map_err(|e| e.to_string())
     }
     async fn resume(&self) -> Result<(), String> {
-        self.docker
-            .unpause_container(&self.container)
+        self.spawner
+            .resume_node(&self.layer)
             .await
             .map_err(|e| e.to_string())
     }
@@ -848,17 +821,6 @@ mod tests {
             saves.repository("bob", "env"),
             "registry.example.edu/bob/env"
         );
-    }
-
-    #[test]
-    fn nodes_are_found_in_the_state_blob() {
-        let state = r#"{"backend":"docker","nodes":[{"name":"node-0","container_id":"abc"},{"name":"node-1","container_id":"def"}]}"#;
-        assert_eq!(container_of(Some(state), "node-1").unwrap(), "def");
-        assert_eq!(
-            container_of(Some(state), "node-7").unwrap_err(),
-            ["node-0", "node-1"]
-        );
-        assert!(container_of(None, "node-0").unwrap_err().is_empty());
     }
 
     #[test]

@@ -9,8 +9,9 @@ use serde_json::{json, Value};
 use spawner::{ProgressEvent, SpawnSpec};
 use tokio::sync::watch;
 
+use super::clusters::{self, SpawnOptions};
 use super::tokens::{hash_secret, new_token};
-use super::{clusters, names, HubError, HubResult};
+use super::{names, HubError, HubResult};
 use crate::clock;
 use crate::db::{BeginSpawn, DbError, ServerRow, ServerStatus, UserRow};
 use crate::domain::Services;
@@ -132,7 +133,7 @@ pub async fn start(
     hub: &Arc<Services>,
     user: &UserRow,
     server_name: &str,
-    options: Option<Value>,
+    options: Option<SpawnOptions>,
 ) -> HubResult<Outcome> {
     if !server_name.is_empty() {
         if !hub.config.allow_named_servers {
@@ -173,16 +174,19 @@ pub async fn start(
     }
     // An empty body reuses the options of the previous start, as JupyterHub does.
     let options = match options {
-        Some(v) if !v.as_object().is_some_and(serde_json::Map::is_empty) => v,
-        _ => existing
-            .as_ref()
-            .and_then(|r| serde_json::from_str(&r.user_options).ok())
-            .unwrap_or_else(|| json!({})),
+        Some(given) if !given.is_empty() => given,
+        _ => {
+            let previous = existing
+                .as_ref()
+                .and_then(|r| serde_json::from_str(&r.user_options).ok())
+                .unwrap_or(Value::Null);
+            SpawnOptions::read(hub.spawner.as_ref(), previous)?
+        }
     };
-    let (options, resources) = clusters::prepare_options(hub, user.id, options).await?;
+    let prepared = clusters::prepare(hub, user.id, options).await?;
     // A desktop image's nodes start its VNC server: command and port of its record, the
     // password as a secret file.
-    let desktop = crate::domain::desktops::launch_of(hub, &options).await?;
+    let desktop = crate::domain::desktops::launch_of(prepared.image.as_ref());
     let token = new_token();
     let token_hash = hash_secret(&token);
     let prefix = service_prefix(&user.name, server_name);
@@ -192,8 +196,8 @@ pub async fn start(
         .map(|s| (*s).to_owned())
         .collect();
     let redirect_uri = format!("{prefix}oauth_callback");
-    let node_clients = clusters::node_clients(&prefix, &client, resources.nodes);
-    let options_text = options.to_string();
+    let node_clients = clusters::node_clients(&prefix, &client, prepared.resources.nodes);
+    let options_text = prepared.user_options.to_string();
     let description = format!("Server at {prefix}");
     let begin = BeginSpawn {
         user_id: user.id,
@@ -279,7 +283,7 @@ pub async fn start(
         server_name: server_name.to_owned(),
         service_prefix: prefix,
         env,
-        user_options: options,
+        resources: prepared.resources.clone(),
         work_dir: None,
         secret_files,
     };
@@ -288,7 +292,7 @@ pub async fn start(
         Arc::clone(hub),
         server_id,
         spec,
-        resources.nodes,
+        prepared.resources.nodes,
         progress,
     ));
     let patience = Duration::from_secs_f64(hub.config.slow_spawn_timeout.max(0.0));
@@ -500,7 +504,7 @@ fn server_routes(hub: &Services, user: &str, server: &ServerRow) -> Vec<(String,
     let Some(url) = server.url.as_deref() else {
         return Vec::new();
     };
-    let nodes = clusters::nodes_of(hub, server.state.as_deref());
+    let nodes = clusters::nodes_of(hub.spawner.as_ref(), server.state.as_deref());
     clusters::routes(&service_prefix(user, &server.name), url, &nodes)
 }
 

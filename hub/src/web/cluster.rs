@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+use spawner::ClusterRequest;
 
 use super::PageError;
 use crate::db::{ImageFilter, ImageKind, ImageRow, ServerRow, ServerStatus, Visibility};
@@ -346,7 +347,7 @@ pub(crate) async fn cluster_view(
     if row.status != ServerStatus::Running {
         return Ok(None);
     }
-    let nodes = clusters::nodes_of(hub, row.state.as_deref());
+    let nodes = clusters::nodes_of(hub.spawner.as_ref(), row.state.as_deref());
     if nodes.is_empty() {
         return Ok(None);
     }
@@ -361,7 +362,11 @@ pub(crate) async fn cluster_view(
             .iter()
             .find_map(|k| options.get(*k).and_then(Value::as_str).map(str::to_owned))
     });
-    let size = hub.spawner.validate(&options).await.ok().map(|r| SizeView {
+    let size = match ClusterRequest::from_user_options(&options) {
+        Ok(request) => hub.spawner.validate(&request).await.ok(),
+        Err(_) => None,
+    };
+    let size = size.map(|r| SizeView {
         nodes: r.nodes,
         cpus: r.cpus.map(number_text).unwrap_or_default(),
         memory: r.memory_bytes.map(size_text).unwrap_or_default(),

@@ -8,15 +8,28 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 use spawner::{
-    ClusterResources, NodeInfo, ProgressSender, ResourceLimits, SpawnSpec, Spawner, SpawnerError,
-    Started,
+    ClusterRequest, ClusterResources, NodeInfo, ProgressSender, ResourceLimits, SpawnSpec, Spawner,
+    SpawnerError, Started,
 };
 
 use super::tests::{body_text, form, location, test_hub_with, Jar, TestHub, ADMIN_PASSWORD};
 use crate::db::{ImageFields, ImageRow};
-use crate::domain::clusters::{self, SizeChoices};
+use crate::domain::clusters::{self, SizeChoices, SpawnOptions};
+use crate::domain::{HubResult, Services};
 
 const GIB: u64 = 1 << 30;
+
+/// A spawn request read and made concrete as a start does: the options to store, and the
+/// resources to start.
+async fn prepare_options(
+    hub: &Services,
+    owner_id: i64,
+    options: Value,
+) -> HubResult<(Value, ClusterResources)> {
+    let read = SpawnOptions::read(hub.spawner.as_ref(), options)?;
+    let prepared = clusters::prepare(hub, owner_id, read).await?;
+    Ok((prepared.user_options, prepared.resources))
+}
 
 /// A multi-node backend that validates like the docker backend and starts nothing.
 struct StandInClusters {
@@ -51,8 +64,8 @@ impl Spawner for StandInClusters {
         }
     }
 
-    async fn validate(&self, user_options: &Value) -> Result<ClusterResources, SpawnerError> {
-        self.limits.admit(user_options)
+    async fn validate(&self, request: &ClusterRequest) -> Result<ClusterResources, SpawnerError> {
+        self.limits.admit(request)
     }
 
     fn resource_limits(&self) -> Option<ResourceLimits> {
@@ -172,7 +185,12 @@ async fn the_limits_the_form_shows_are_those_the_backend_enforces() {
     // The bounds are the backend's own: it takes each one and refuses one step beyond.
     let takes = |options: Value| {
         let hub = Arc::clone(&t.hub);
-        async move { hub.spawner.validate(&options).await.is_ok() }
+        async move {
+            match ClusterRequest::from_user_options(&options) {
+                Ok(request) => hub.spawner.validate(&request).await.is_ok(),
+                Err(_) => false,
+            }
+        }
     };
     let mib = |bytes: u64| format!("{}M", bytes >> 20);
     let (cpus, memory) = (sizes.min_cpus, mib(sizes.min_memory_bytes));
@@ -788,7 +806,7 @@ async fn a_saved_image_is_offered_to_its_owner_at_once_and_to_others_once_publis
     // A spawn request resolves it for its owner by id, name and reference…
     let reference = crate::domain::images::reference(&mine);
     for wanted in [json!(mine.id), json!("alice/env:v1"), json!(reference)] {
-        let (options, _) = clusters::prepare_options(&t.hub, alice.id, json!({ "image": wanted }))
+        let (options, _) = prepare_options(&t.hub, alice.id, json!({ "image": wanted }))
             .await
             .unwrap();
         assert_eq!(options["image"], json!(reference), "{wanted}");
@@ -796,7 +814,7 @@ async fn a_saved_image_is_offered_to_its_owner_at_once_and_to_others_once_publis
     }
     // …and for anyone else it does not exist: a 400 like an unknown image's.
     for wanted in [json!(mine.id), json!("alice/env:v1"), json!(reference)] {
-        match clusters::prepare_options(&t.hub, bob.id, json!({ "image": wanted })).await {
+        match prepare_options(&t.hub, bob.id, json!({ "image": wanted })).await {
             Err(crate::domain::HubError::BadRequest(m)) => {
                 assert!(
                     m.starts_with("No image ") || m.contains("is not an image you may start"),
@@ -817,7 +835,7 @@ async fn a_saved_image_is_offered_to_its_owner_at_once_and_to_others_once_publis
         .unwrap();
     let html = body_text(t.get(&bob_jar, "/hub/home").await).await;
     assert!(html.contains(&choice));
-    let (options, _) = clusters::prepare_options(&t.hub, bob.id, json!({"image": mine.id}))
+    let (options, _) = prepare_options(&t.hub, bob.id, json!({"image": mine.id}))
         .await
         .unwrap();
     assert_eq!(options["image_id"], json!(mine.id));

@@ -20,11 +20,12 @@ use super::next::next_from_query;
 use super::pages::status_of;
 use super::{encode_query, redirect, PageError, PageRequest};
 use crate::db::{ServerRow, ServerStatus, UserRow};
+use crate::domain::access;
+use crate::domain::clusters::{self, SpawnOptions};
 use crate::domain::identity::Caller;
 use crate::domain::servers::{self, service_prefix, url_quote, Outcome};
 use crate::domain::HubError;
 use crate::domain::Services;
-use crate::domain::{access, clusters};
 
 /// How long a spawn started from a page may take before the browser is sent to the progress
 /// page (a quick failure is shown directly).
@@ -226,7 +227,17 @@ async fn spawn(
         FormMode::Posted(values) => Some(values),
         FormMode::Start => None,
     };
-    let options = values.as_ref().map(SpawnValues::user_options);
+    let read = values
+        .as_ref()
+        .map(|v| SpawnOptions::read(hub.spawner.as_ref(), v.user_options()))
+        .transpose();
+    let options = match read {
+        Ok(options) => options,
+        Err(HubError::BadRequest(message)) => {
+            return refused_form(hub, page, &user, form_request(values, Some(message), None)).await
+        }
+        Err(e) => return Err(e.into()),
+    };
     let task = {
         let hub = Arc::clone(hub);
         let user = user.clone();
@@ -239,15 +250,7 @@ async fn spawn(
             Ok(redirect(&pending_path(&user.name, server, &target)))
         }
         Ok(Ok(Err(HubError::BadRequest(message)))) if values.is_some() => {
-            tracing::info!(user.name = %user.name, server.name = %server, reason = %message, "spawn form refused");
-            let form = spawn_form(hub, form_request(values, Some(message), None)).await?;
-            Ok(render_spawn_page(
-                page,
-                StatusCode::BAD_REQUEST,
-                &user,
-                server,
-                form,
-            ))
+            refused_form(hub, page, &user, form_request(values, Some(message), None)).await
         }
         Ok(Ok(Err(e))) => Err(e.into()),
         Ok(Err(join)) => {
@@ -255,6 +258,25 @@ async fn spawn(
             Err(PageError::status(StatusCode::INTERNAL_SERVER_ERROR))
         }
     }
+}
+
+/// The spawn form again, with the values given and why they were refused (a 400).
+async fn refused_form(
+    hub: &Services,
+    page: &PageRequest,
+    user: &UserRow,
+    request: FormRequest<'_>,
+) -> Result<Response, PageError> {
+    let server = request.server;
+    tracing::info!(user.name = %user.name, server.name = %server, reason = request.error.as_deref().unwrap_or_default(), "spawn form refused");
+    let form = spawn_form(hub, request).await?;
+    Ok(render_spawn_page(
+        page,
+        StatusCode::BAD_REQUEST,
+        user,
+        server,
+        form,
+    ))
 }
 
 /// The spawn form on a page of its own (`spawn.html`).

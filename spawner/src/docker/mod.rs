@@ -39,15 +39,16 @@
 //!    then, before serving, [`DockerSpawner::reap_orphans`] with the cluster ids of every stored
 //!    state blob ([`DockerSpawner::cluster_id_from_state`]); then re-adopt as for any backend
 //!    (`poll`, and re-add one proxy route per node from [`Spawner::nodes_from_state`]).
-//! 2. Spawn request: [`Spawner::validate`]`(&user_options)` → a 400 with the message on
-//!    [`SpawnerError::Rejected`]; the result's `nodes` tells how many node OAuth clients to
-//!    register: for node k ≥ 1, client id [`node_oauth_client_id`] (same secret = the server's
-//!    token, same scopes) with redirect URI `{node_service_prefix(prefix, k)}oauth_callback`.
-//!    The hub keeps `image` to what its image library allows (or sets
-//!    [`DockerConfig::allowed_images`]) and rejects GPU images when the host has no GPU
-//!    ([`DockerSpawner::host`]).
-//! 3. `start` → [`Started`]: `url` and `state` as usual (node-0), and `nodes` — for each node its
-//!    name, URL, service prefix ([`node_service_prefix`]: node-0 = the server's prefix, node-k =
+//! 2. Spawn request: [`ClusterRequest::from_user_options`] where the request arrives, then
+//!    [`Spawner::validate`] → a 400 with the message on [`SpawnerError::Rejected`]; the result's
+//!    `nodes` tells how many node OAuth clients to register: for node k ≥ 1, client id
+//!    [`node_oauth_client_id`] (same secret = the server's token, same scopes) with redirect URI
+//!    `{node_service_prefix(prefix, k)}oauth_callback`. The hub keeps `image` to what its image
+//!    library allows (or sets [`DockerConfig::allowed_images`]) and rejects GPU images when the
+//!    host has no GPU ([`DockerSpawner::host`]).
+//! 3. `start` with the validated resources in [`SpawnSpec::resources`](crate::SpawnSpec) →
+//!    [`Started`]: `url` and `state` as usual (node-0), and `nodes` — for each node its name,
+//!    URL, service prefix ([`node_service_prefix`]: node-0 = the server's prefix, node-k =
 //!    `{prefix}node-k/`) and OAuth client id. Add one proxy route per node
 //!    (`service_prefix` → `url`); list the nodes in the API/home page.
 //! 4. The `JUPYTERHUB_API_URL` the hub gives must be reachable from containers: set
@@ -63,6 +64,7 @@
 mod files;
 mod host;
 mod hub_check;
+mod layer;
 mod naming;
 mod state;
 
@@ -88,15 +90,16 @@ use tracing::Instrument as _;
 pub use files::{CA_BUNDLE_PATH, JOVYAN_UID};
 pub use host::HostCapacity;
 pub use naming::{
-    cluster_name, hostfile, node_env, node_name, node_oauth_client_id, node_service_prefix,
-    LABEL_CLUSTER, LABEL_HUB, LABEL_NODE, LABEL_SERVER, LABEL_USER,
+    cluster_name, hostfile, node_env, LABEL_CLUSTER, LABEL_HUB, LABEL_NODE, LABEL_SERVER,
+    LABEL_USER,
 };
 
+use crate::nodes::{node_name, node_oauth_client_id, node_service_prefix};
 use crate::paths::path_component;
 use crate::resources::human_size;
 use crate::{
-    Capabilities, ClusterResources, NodeInfo, ProgressEvent, ProgressSender, ResourceLimits,
-    SpawnSpec, Spawner, SpawnerError, Started,
+    Capabilities, ClusterRequest, ClusterResources, NodeInfo, NodeLayer, ProgressEvent,
+    ProgressSender, ResourceLimits, SpawnSpec, Spawner, SpawnerError, Started,
 };
 use state::{ClusterState, NodeState};
 
@@ -971,11 +974,8 @@ impl Spawner for DockerSpawner {
         }
     }
 
-    async fn validate(
-        &self,
-        user_options: &serde_json::Value,
-    ) -> Result<ClusterResources, SpawnerError> {
-        let resources = self.limits().admit(user_options)?;
+    async fn validate(&self, request: &ClusterRequest) -> Result<ClusterResources, SpawnerError> {
+        let resources = self.limits().admit(request)?;
         if let Some(image) = &resources.image {
             let plausible = !image.is_empty()
                 && image.len() <= 255
@@ -1005,7 +1005,10 @@ impl Spawner for DockerSpawner {
         spec: &SpawnSpec,
         progress: ProgressSender,
     ) -> Result<Started, SpawnerError> {
-        let resources = self.validate(&spec.user_options).await?;
+        // Checked again: whatever reaches Docker is within the host's limits.
+        let resources = self
+            .validate(&ClusterRequest::from(&spec.resources))
+            .await?;
         let cluster_id = naming::new_cluster_id();
         let span = tracing::info_span!(
             "docker_start",
@@ -1132,6 +1135,22 @@ impl Spawner for DockerSpawner {
             Some(cluster) => self.check_nodes_reach_hub(&cluster).await,
             None => Ok(()),
         }
+    }
+
+    async fn node_layer(
+        &self,
+        state: &serde_json::Value,
+        node: &str,
+    ) -> Result<NodeLayer, SpawnerError> {
+        self.layer_of(state, node).await
+    }
+
+    async fn pause_node(&self, layer: &NodeLayer) -> Result<(), SpawnerError> {
+        self.pause_container(layer).await
+    }
+
+    async fn resume_node(&self, layer: &NodeLayer) -> Result<(), SpawnerError> {
+        self.unpause_container(layer).await
     }
 }
 

@@ -29,7 +29,8 @@ use tracing::Instrument as _;
 
 use crate::paths::path_component;
 use crate::{
-    Capabilities, ProgressEvent, ProgressSender, SpawnSpec, Spawner, SpawnerError, Started,
+    Capabilities, ClusterResources, ProgressEvent, ProgressSender, SpawnSpec, Spawner,
+    SpawnerError, Started,
 };
 
 /// Variables copied from the hub's environment by default, as JupyterHub's
@@ -383,10 +384,8 @@ impl Spawner for LocalSpawner {
                 // The hub may have stopped listening (client went away); the spawn goes on.
                 let _ = progress.send(ProgressEvent::new(percent, message));
             };
-            if !spec.user_options.is_null()
-                && spec.user_options.as_object().is_none_or(|o| !o.is_empty())
-            {
-                tracing::debug!("the local backend ignores user_options");
+            if spec.resources != ClusterResources::single_node() {
+                tracing::debug!("the local backend runs one node without limits; sizes ignored");
             }
             report(10, "Preparing the working directory".into());
             let prepared = self.prepare(spec)?;
@@ -671,7 +670,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).into(), (*v).into()))
                 .collect(),
-            user_options: serde_json::Value::Null,
+            resources: ClusterResources::single_node(),
             work_dir: None,
             secret_files: Vec::new(),
         }

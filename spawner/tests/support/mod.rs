@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::IntoResponse;
 use spawner::local::{LocalConfig, LocalSpawner};
-use spawner::SpawnSpec;
+use spawner::{ClusterResources, SpawnSpec};
 
 /// The JupyterHub version the stand-in hub announces; the singleuser checks it at start.
 pub const HUB_VERSION: &str = "5.5.1";
@@ -134,7 +134,7 @@ impl StandInHub {
             server_name: String::new(),
             service_prefix: format!("/user/{user}/"),
             env,
-            user_options: serde_json::json!({}),
+            resources: ClusterResources::single_node(),
             work_dir: None,
             secret_files: Vec::new(),
         }
@@ -148,7 +148,7 @@ pub fn plain_spec(user: &str) -> SpawnSpec {
         server_name: String::new(),
         service_prefix: format!("/user/{user}/"),
         env: BTreeMap::new(),
-        user_options: serde_json::Value::Null,
+        resources: ClusterResources::single_node(),
         work_dir: None,
         secret_files: Vec::new(),
     }
