@@ -45,6 +45,9 @@ async fn prepare_with_store(
         }
     };
     ensure_first_admin(&config, &store).await?;
+    crate::domain::storage_pools::ensure_default(&store, &config.data_dir)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot add the default storage pool: {e}"))?;
     load_services_and_roles(&config, &store).await?;
     let spawner = make_spawner(&config, &store).await?;
     let save_images = crate::domain::save_image::SaveImages::from_config(&config.images)?;

@@ -60,6 +60,7 @@ impl From<HubError> for ApiError {
             HubError::Conflict(m) => Self::new(StatusCode::CONFLICT, m),
             HubError::Forbidden(m) => Self::forbidden(m),
             HubError::TooManyRequests(m) => Self::new(StatusCode::TOO_MANY_REQUESTS, m),
+            HubError::InsufficientStorage(m) => Self::new(StatusCode::INSUFFICIENT_STORAGE, m),
             HubError::Spawner(detail) => {
                 tracing::error!(error = %detail, "backend failure answered with a 500");
                 Self::internal()

@@ -46,8 +46,9 @@ pub struct SpawnSpec {
     /// for this request (a backend checks them again and refuses what exceeds its limits).
     pub resources: ClusterResources,
     /// The host directory that holds the user's persistent work (mounted at
-    /// `/home/jovyan/work` by container backends). `None`: the backend's default
-    /// (`{work_root}/{user}`).
+    /// `/home/jovyan/work` by container backends, the server's working directory for local
+    /// processes); created if missing. `None`: the backend's default
+    /// ([`Spawner::default_work_dir`]).
     pub work_dir: Option<PathBuf>,
     /// Secrets given to every node as files (e.g. a desktop's VNC password), never as
     /// environment variables: a backend that can place files in a node puts each at
@@ -252,6 +253,13 @@ pub trait Spawner: Send + Sync + 'static {
     fn nodes_from_state(&self, state: &serde_json::Value) -> Vec<NodeInfo> {
         let _ = state;
         Vec::new()
+    }
+
+    /// Where this backend keeps `user`'s work directory when a spec names none
+    /// ([`SpawnSpec::work_dir`] is `None`); `None` if it keeps none.
+    fn default_work_dir(&self, user: &str) -> Option<PathBuf> {
+        let _ = user;
+        None
     }
 
     /// The writable layer of the running `node` of the server whose state blob is `state`.

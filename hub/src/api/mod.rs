@@ -9,6 +9,7 @@ mod oauth;
 mod openapi;
 mod save_image;
 mod servers;
+mod storage_pools;
 mod tokens;
 mod users;
 
@@ -110,6 +111,16 @@ pub fn routes(hub: Arc<Services>) -> Router {
             get(images::get_one)
                 .patch(images::patch)
                 .delete(images::delete),
+        )
+        .route(
+            "/hub/api/storage-pools",
+            get(storage_pools::list).post(storage_pools::create),
+        )
+        .route(
+            "/hub/api/storage-pools/{id}",
+            get(storage_pools::get_one)
+                .patch(storage_pools::patch)
+                .delete(storage_pools::delete),
         )
         .route(
             "/hub/api/users/{name}/server/save-image",

@@ -5,7 +5,7 @@
 //! This file holds what all statements share: the `Store` (connecting, migrations, the write
 //! transaction) and `DbError`. The statements live with their entity, each file adding an
 //! `impl Store` block: users, groups, roles, services, tokens, servers, OAuth clients and codes,
-//! login sessions, settings, images and save jobs. Rows shared between them are in `rows`.
+//! login sessions, settings, images, save jobs and storage pools. Rows shared between them are in `rows`.
 
 #[macro_use]
 mod words;
@@ -21,6 +21,7 @@ mod servers;
 mod services;
 mod sessions;
 mod settings;
+mod storage_pools;
 mod tokens;
 mod users;
 
@@ -33,6 +34,9 @@ pub use images::{ImageFields, ImageFilter, ImageKind, ImageRow, Visibility};
 pub use rows::*;
 pub use save_jobs::{NewSaveJob, SaveJobRow};
 pub use server_status::ServerStatus;
+pub use storage_pools::{
+    NewPool, PlacementKind, PlacementRow, PoolRemoval, PoolRow, PoolState, PoolType,
+};
 pub use users::{AccountRole, UserDetails};
 
 /// A database failure.

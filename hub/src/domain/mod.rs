@@ -1,4 +1,5 @@
-//! The hub's domain: accounts, tokens, groups, servers and OAuth, as functions over the `Store`.
+//! The hub's domain: accounts, tokens, groups, servers, OAuth, images, storage pools…, as
+//! functions over its context ([`Services`]).
 //! Nothing here knows about HTTP; handlers in `api/` and `web/` call into it.
 
 pub mod access;
@@ -14,6 +15,7 @@ pub mod save_image;
 pub mod servers;
 mod services;
 pub mod start_queue;
+pub mod storage_pools;
 pub mod tokens;
 pub mod users;
 
@@ -38,6 +40,9 @@ pub enum HubError {
     /// Too many attempts; try again later.
     #[error("{0}")]
     TooManyRequests(String),
+    /// No storage can take the data (every pool full, draining or missing).
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// The backend failed to start or stop a server. The text is for the hub's log: the API
     /// answers a generic 500.
     #[error("{0}")]

@@ -184,6 +184,7 @@ pub async fn start(
         }
     };
     let prepared = clusters::prepare(hub, user.id, options).await?;
+    let work_dir = super::storage_pools::work_dir(hub, user).await?;
     // A desktop image's nodes start its VNC server: command and port of its record, the
     // password as a secret file.
     let desktop = crate::domain::desktops::launch_of(prepared.image.as_ref());
@@ -284,7 +285,7 @@ pub async fn start(
         service_prefix: prefix,
         env,
         resources: prepared.resources.clone(),
-        work_dir: None,
+        work_dir,
         secret_files,
     };
     tracing::info!(user.name = %user.name, server.name = %server_name, "spawn requested");

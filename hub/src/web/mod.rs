@@ -12,6 +12,7 @@ mod images;
 mod next;
 mod pages;
 mod spawn;
+mod storage_pools;
 mod templates;
 #[cfg(test)]
 mod tests;
@@ -62,6 +63,15 @@ pub fn routes(hub: Arc<Services>) -> Router {
         .route(
             "/hub/admin/images/{id}/{action}",
             axum::routing::post(images::admin_action),
+        )
+        .route("/hub/admin/storage", get(storage_pools::admin_list))
+        .route(
+            "/hub/admin/storage/new",
+            axum::routing::post(storage_pools::admin_create),
+        )
+        .route(
+            "/hub/admin/storage/{id}/{action}",
+            axum::routing::post(storage_pools::admin_action),
         )
         .route("/hub/images", get(images::mine))
         .route(
@@ -177,6 +187,9 @@ impl From<HubError> for PageError {
             HubError::Conflict(m) => Self::with_text(StatusCode::CONFLICT, m),
             HubError::Forbidden(m) => Self::with_text(StatusCode::FORBIDDEN, m),
             HubError::TooManyRequests(m) => Self::with_text(StatusCode::TOO_MANY_REQUESTS, m),
+            HubError::InsufficientStorage(m) => {
+                Self::with_text(StatusCode::INSUFFICIENT_STORAGE, m)
+            }
             HubError::Spawner(m) => Self::with_text(StatusCode::INTERNAL_SERVER_ERROR, m),
             HubError::Db(e) => e.into(),
         }

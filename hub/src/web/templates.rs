@@ -45,6 +45,10 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
         "my_images.html",
         include_str!("../../templates/my_images.html"),
     ),
+    (
+        "admin_storage.html",
+        include_str!("../../templates/admin_storage.html"),
+    ),
     ("spawn.html", include_str!("../../templates/spawn.html")),
     (
         "spawn_form.html",

@@ -366,11 +366,9 @@ impl DockerSpawner {
     fn prepare_work_dir(&self, spec: &SpawnSpec) -> Result<PathBuf, SpawnerError> {
         let dir = match &spec.work_dir {
             Some(dir) => dir.clone(),
-            None => {
-                let component = path_component(&spec.user)
-                    .ok_or_else(|| SpawnerError::InvalidSpec("the user name is empty".into()))?;
-                self.cfg.work_root.join(component)
-            }
+            None => self
+                .default_work_dir(&spec.user)
+                .ok_or_else(|| SpawnerError::InvalidSpec("the user name is empty".into()))?,
         };
         if !dir.is_absolute() {
             return Err(SpawnerError::Config(format!(
@@ -1135,6 +1133,10 @@ impl Spawner for DockerSpawner {
             Some(cluster) => self.check_nodes_reach_hub(&cluster).await,
             None => Ok(()),
         }
+    }
+
+    fn default_work_dir(&self, user: &str) -> Option<PathBuf> {
+        path_component(user).map(|c| self.cfg.work_root.join(c))
     }
 
     async fn node_layer(

@@ -223,9 +223,18 @@ impl LocalSpawner {
             .clone();
         let user_dir = path_component(&spec.user)
             .ok_or_else(|| SpawnerError::InvalidSpec("the user name is empty".into()))?;
-
-        let work_dir = self.cfg.work_root.join(&user_dir);
-        create_private_dir(&self.cfg.work_root, &work_dir)?;
+        let work_dir = match &spec.work_dir {
+            Some(dir) if dir.is_absolute() => dir.clone(),
+            Some(dir) => {
+                return Err(SpawnerError::Config(format!(
+                    "the work directory {} must be an absolute path",
+                    dir.display()
+                )))
+            }
+            None => self.cfg.work_root.join(&user_dir),
+        };
+        let parent = work_dir.parent().unwrap_or(&self.cfg.work_root);
+        create_private_dir(parent, &work_dir)?;
 
         let port = free_port(self.cfg.ip)?;
         let service_url = format!(
@@ -359,6 +368,10 @@ struct Prepared {
 impl Spawner for LocalSpawner {
     fn backend_name(&self) -> &'static str {
         "local"
+    }
+
+    fn default_work_dir(&self, user: &str) -> Option<PathBuf> {
+        path_component(user).map(|c| self.cfg.work_root.join(c))
     }
 
     fn capabilities(&self) -> Capabilities {
