@@ -618,3 +618,113 @@ async fn save_jobs_are_written_through_and_done_only_together_with_their_image_o
         assert!(store.save_job("j3").await.unwrap().is_none(), "{engine:?}");
     }
 }
+
+#[tokio::test]
+async fn pools_and_placements_are_recorded_and_only_empty_pools_are_removed_on_both_engines() {
+    for (store, _dir) in stores().await {
+        let engine = store.engine();
+        let new = |name: &str, path: &str| NewPool {
+            name: name.into(),
+            path: path.into(),
+            fs_type: PoolType::Local,
+            capacity_bytes: None,
+        };
+        let a = store.create_pool(&new("a", "/pools/a"), 10).await.unwrap();
+        assert_eq!(
+            (a.state, a.fs_type, a.created),
+            (PoolState::Active, PoolType::Local, 10)
+        );
+        let b = store
+            .create_pool(
+                &NewPool {
+                    fs_type: PoolType::Glusterfs,
+                    capacity_bytes: Some(1 << 30),
+                    ..new("b", "/pools/b")
+                },
+                11,
+            )
+            .await
+            .unwrap();
+        for taken in [new("a", "/pools/c"), new("c", "/pools/a")] {
+            assert!(
+                matches!(store.create_pool(&taken, 12).await, Err(DbError::Conflict)),
+                "{engine:?}: names and paths are unique"
+            );
+        }
+        let names: Vec<String> = store
+            .list_pools()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(names, ["a", "b"], "{engine:?}");
+
+        let drained = store
+            .update_pool(b.id, PoolState::Draining, None, 13)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (drained.state, drained.capacity_bytes, drained.updated),
+            (PoolState::Draining, None, 13)
+        );
+        assert!(store
+            .update_pool(999, PoolState::Active, None, 14)
+            .await
+            .unwrap()
+            .is_none());
+
+        // The first placement of a thing wins; a second one gets the first's.
+        let first = store
+            .create_placement(a.id, PlacementKind::Work, "user:1", "work/1-ann", 15)
+            .await
+            .unwrap();
+        let again = store
+            .create_placement(b.id, PlacementKind::Work, "user:1", "work/1-other", 16)
+            .await
+            .unwrap();
+        assert_eq!(again, first, "{engine:?}");
+        assert_eq!(
+            store
+                .placement(PlacementKind::Work, "user:1")
+                .await
+                .unwrap(),
+            Some(first.clone())
+        );
+        assert_eq!(
+            store
+                .placement(PlacementKind::Dataset, "user:1")
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(store.placements_on(a.id).await.unwrap(), vec![first]);
+
+        assert_eq!(
+            store.delete_empty_pool(a.id).await.unwrap(),
+            PoolRemoval::NotEmpty(1)
+        );
+        assert!(
+            store.pool(a.id).await.unwrap().is_some(),
+            "{engine:?}: a pool in use stays"
+        );
+        assert!(store
+            .delete_placement(PlacementKind::Work, "user:1")
+            .await
+            .unwrap());
+        assert!(!store
+            .delete_placement(PlacementKind::Work, "user:1")
+            .await
+            .unwrap());
+        assert_eq!(
+            store.delete_empty_pool(a.id).await.unwrap(),
+            PoolRemoval::Removed
+        );
+        assert_eq!(
+            store.delete_empty_pool(a.id).await.unwrap(),
+            PoolRemoval::Missing
+        );
+        assert_eq!(store.list_pools().await.unwrap().len(), 1, "{engine:?}");
+    }
+}

@@ -422,6 +422,13 @@ async fn prepare_path(
         }
         for pool in &existing {
             let other = Path::new(&pool.path);
+            if canonical == other {
+                return Err(HubError::Conflict(format!(
+                    "{} is the pool {:?} already",
+                    canonical.display(),
+                    pool.name
+                )));
+            }
             if canonical.starts_with(other) {
                 return Err(HubError::BadRequest(format!(
                     "{} is inside the pool {:?} ({}); pools cannot nest",
