@@ -90,6 +90,37 @@ pub struct Config {
     pub proxy: ProxySettings,
     /// Saving running nodes as images (`POST …/save-image`).
     pub images: ImagesConfig,
+    /// Datasets: limits and upload housekeeping.
+    pub datasets: DatasetsConfig,
+}
+
+/// Datasets: how much a user may store, the cover's size, how long an unfinished upload waits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatasetsConfig {
+    /// What one user's datasets may hold, in GiB (counting uploads under way).
+    pub user_limit_gb: f64,
+    /// Largest cover image, in KiB.
+    pub cover_max_kb: u64,
+    /// Hours an unfinished upload is kept without a byte arriving before it is removed.
+    pub upload_expiry_hours: u64,
+}
+
+impl Default for DatasetsConfig {
+    fn default() -> Self {
+        Self {
+            user_limit_gb: 100.0,
+            cover_max_kb: 2048,
+            upload_expiry_hours: 24,
+        }
+    }
+}
+
+impl DatasetsConfig {
+    /// [`Self::user_limit_gb`] in bytes.
+    pub fn user_limit_bytes(&self) -> i64 {
+        (self.user_limit_gb.max(0.0) * 1024.0 * 1024.0 * 1024.0) as i64
+    }
 }
 
 /// Saving a node as an image: where saved images go, what they leave out, who approves them.
@@ -463,6 +494,7 @@ impl Default for Config {
             roles: Vec::new(),
             proxy: ProxySettings::default(),
             images: ImagesConfig::default(),
+            datasets: DatasetsConfig::default(),
         }
     }
 }

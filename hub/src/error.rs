@@ -61,6 +61,11 @@ impl From<HubError> for ApiError {
             HubError::Forbidden(m) => Self::forbidden(m),
             HubError::TooManyRequests(m) => Self::new(StatusCode::TOO_MANY_REQUESTS, m),
             HubError::InsufficientStorage(m) => Self::new(StatusCode::INSUFFICIENT_STORAGE, m),
+            HubError::PayloadTooLarge(m) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, m),
+            HubError::Internal(detail) => {
+                tracing::error!(error = %detail, "hub failure answered with a 500");
+                Self::internal()
+            }
             HubError::Spawner(detail) => {
                 tracing::error!(error = %detail, "backend failure answered with a 500");
                 Self::internal()

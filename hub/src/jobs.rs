@@ -34,6 +34,16 @@ pub(crate) fn spawn_all(hub: &Arc<Services>) {
     run_every(hub, "purging expired tokens", every, |h| async move {
         h.store.purge_expired(clock::now()).await
     });
+    run_every(
+        hub,
+        "removing abandoned uploads",
+        Duration::from_secs(600),
+        |h| async move {
+            crate::domain::datasets::purge_stale_uploads(&h)
+                .await
+                .map(drop)
+        },
+    );
 }
 
 /// Runs `step` on `ctx` (the hub) every `every` on a task of its own, the first time one

@@ -57,6 +57,17 @@ pub struct SpawnSpec {
     pub secret_files: Vec<SecretFile>,
 }
 
+/// A host folder given read-only to every node, e.g. a dataset's files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// The host folder.
+    pub source: PathBuf,
+    /// Where it appears, relative to the node user's home (`/home/jovyan`) for container
+    /// backends and to the server's working directory for local processes, e.g.
+    /// `datasets/alice/mnist`: plain components, no `..`, not absolute.
+    pub relative: String,
+}
+
 /// Where a node's [`SecretFile`]s are (a directory only the node's user can read).
 pub const SECRETS_DIR: &str = "/etc/xiji/secrets";
 

@@ -1,6 +1,7 @@
 //! JupyterHub's REST API under `/hub/api`: every route in one place; handlers are thin — they
 //! extract, check scopes, call the domain, render JupyterHub's JSON.
 
+mod datasets;
 mod groups;
 mod hub_info;
 mod images;
@@ -111,6 +112,55 @@ pub fn routes(hub: Arc<Services>) -> Router {
             get(images::get_one)
                 .patch(images::patch)
                 .delete(images::delete),
+        )
+        .route(
+            "/hub/api/datasets",
+            get(datasets::list).post(datasets::create),
+        )
+        .route(
+            "/hub/api/datasets/{owner}/{name}",
+            get(datasets::get_one)
+                .patch(datasets::patch)
+                .delete(datasets::delete),
+        )
+        .route("/hub/api/datasets/{owner}/{name}/tree", get(datasets::tree))
+        .route("/hub/api/datasets/{owner}/{name}/zip", get(datasets::zip))
+        .route(
+            "/hub/api/datasets/{owner}/{name}/files/{*path}",
+            get(datasets::download).delete(datasets::delete_file),
+        )
+        .route(
+            "/hub/api/datasets/{owner}/{name}/move",
+            post(datasets::move_path),
+        )
+        .route(
+            "/hub/api/datasets/{owner}/{name}/uploads",
+            get(datasets::list_uploads).post(datasets::start_upload),
+        )
+        .route(
+            "/hub/api/uploads/{id}",
+            get(datasets::upload_status)
+                .head(datasets::upload_head)
+                .patch(datasets::upload_patch)
+                .delete(datasets::upload_delete),
+        )
+        .route(
+            "/hub/api/datasets/{owner}/{name}/cover",
+            get(datasets::get_cover)
+                .put(datasets::put_cover)
+                .delete(datasets::delete_cover),
+        )
+        .route(
+            "/hub/api/datasets/{owner}/{name}/shares",
+            get(datasets::list_shares),
+        )
+        .route(
+            "/hub/api/datasets/{owner}/{name}/shares/{kind}/{grantee}",
+            axum::routing::put(datasets::put_share).delete(datasets::delete_share),
+        )
+        .route(
+            "/hub/api/datasets/{owner}/{name}/star",
+            axum::routing::put(datasets::star).delete(datasets::unstar),
         )
         .route(
             "/hub/api/storage-pools",

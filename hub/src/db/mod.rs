@@ -10,6 +10,7 @@
 #[macro_use]
 mod words;
 
+mod datasets;
 mod groups;
 mod images;
 mod oauth;
@@ -30,6 +31,10 @@ use std::str::FromStr;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Connection};
 
+pub use datasets::{
+    DatasetFields, DatasetFileRow, DatasetRow, DatasetSearch, DatasetSort, DatasetVisibility,
+    Grantee, ShareAccess, ShareRow, UploadRow, UploadStart,
+};
 pub use images::{ImageFields, ImageFilter, ImageKind, ImageRow, Visibility};
 pub use rows::*;
 pub use save_jobs::{NewSaveJob, SaveJobRow};

@@ -5,10 +5,13 @@
 pub mod access;
 pub mod accounts;
 pub mod clusters;
+pub mod dataset_files;
+pub mod datasets;
 pub mod desktops;
 pub mod groups;
 pub mod identity;
 pub mod images;
+pub mod markdown;
 pub mod names;
 pub mod oauth;
 pub mod save_image;
@@ -43,6 +46,13 @@ pub enum HubError {
     /// No storage can take the data (every pool full, draining or missing).
     #[error("{0}")]
     InsufficientStorage(String),
+    /// The request is larger than the caller may store.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The hub failed (a file it could not write, a task that died). The text is for the hub's
+    /// log: the API answers a generic 500.
+    #[error("{0}")]
+    Internal(String),
     /// The backend failed to start or stop a server. The text is for the hub's log: the API
     /// answers a generic 500.
     #[error("{0}")]

@@ -111,6 +111,17 @@ pub const BUILTIN_SCOPES: &[BuiltinScope] = &[
     ),
     scope("delete:servers", "Stop and delete user servers.", &[]),
     scope("tokens", "Manage user tokens.", &["read:tokens"]),
+    // Xiji's own: datasets (docs/datasets.md).
+    scope(
+        "datasets",
+        "Create, change and delete datasets and their files as the user.",
+        &["read:datasets"],
+    ),
+    scope(
+        "read:datasets",
+        "Search, read, download and star datasets as the user.",
+        &[],
+    ),
     scope("read:tokens", "Read user tokens.", &[]),
     scope(
         "admin:groups",
@@ -392,7 +403,7 @@ mod tests {
                 assert!(catalog.is_defined(sub), "{sub} of {}", scope.name);
             }
         }
-        assert_eq!(BUILTIN_SCOPES.len(), 47);
+        assert_eq!(BUILTIN_SCOPES.len(), 49);
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub const SELF_SCOPES: &[&str] = &[
     "tokens",
     "read:tokens",
     "access:servers",
+    "datasets",
+    "read:datasets",
 ];
 
 /// Who holds the scopes being expanded.

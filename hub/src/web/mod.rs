@@ -7,6 +7,7 @@ mod auth;
 mod cluster;
 #[cfg(test)]
 mod cluster_tests;
+mod datasets;
 mod i18n;
 mod images;
 mod next;
@@ -73,6 +74,9 @@ pub fn routes(hub: Arc<Services>) -> Router {
             "/hub/admin/storage/{id}/{action}",
             axum::routing::post(storage_pools::admin_action),
         )
+        .route("/hub/datasets", get(datasets::list))
+        .route("/hub/datasets/new", get(datasets::new_form))
+        .route("/hub/datasets/{owner}/{name}", get(datasets::show))
         .route("/hub/images", get(images::mine))
         .route(
             "/hub/images/{id}/{action}",
@@ -190,7 +194,12 @@ impl From<HubError> for PageError {
             HubError::InsufficientStorage(m) => {
                 Self::with_text(StatusCode::INSUFFICIENT_STORAGE, m)
             }
+            HubError::PayloadTooLarge(m) => Self::with_text(StatusCode::PAYLOAD_TOO_LARGE, m),
             HubError::Spawner(m) => Self::with_text(StatusCode::INTERNAL_SERVER_ERROR, m),
+            HubError::Internal(m) => {
+                tracing::error!(error = %m, "hub failure while rendering a page");
+                Self::status(StatusCode::INTERNAL_SERVER_ERROR)
+            }
             HubError::Db(e) => e.into(),
         }
     }
