@@ -552,7 +552,7 @@ impl Store {
         Ok(sqlx::query_as::<_, DatasetFileRow>(&sql)
             .bind(dataset_id)
             .bind(prefix)
-            .bind(prefix.chars().count() as i64)
+            .bind(prefix.chars().count() as i32)
             .fetch_all(&self.pool)
             .await?)
     }
@@ -588,7 +588,7 @@ impl Store {
         now: Micros,
     ) -> Result<Vec<DatasetFileRow>> {
         let mut tx = self.write_tx().await?;
-        let len = path.chars().count() as i64;
+        let len = path.chars().count() as i32;
         let gone = sqlx::query_as::<_, DatasetFileRow>(&format!(
             "SELECT {FILE_COLUMNS} FROM dataset_files WHERE dataset_id = $1 AND {}",
             under(2, 3)
@@ -650,7 +650,7 @@ impl Store {
         ))
         .bind(dataset_id)
         .bind(from)
-        .bind(from.chars().count() as i64)
+        .bind(from.chars().count() as i32)
         .bind(to)
         .execute(&mut *tx)
         .await?
@@ -839,7 +839,7 @@ async fn path_taken_on(
     ))
     .bind(dataset_id)
     .bind(path)
-    .bind(path.chars().count() as i64)
+    .bind(path.chars().count() as i32)
     .fetch_one(&mut *conn)
     .await?;
     if below > 0 {

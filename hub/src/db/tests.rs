@@ -728,3 +728,223 @@ async fn pools_and_placements_are_recorded_and_only_empty_pools_are_removed_on_b
         assert_eq!(store.list_pools().await.unwrap().len(), 1, "{engine:?}");
     }
 }
+
+#[tokio::test]
+async fn datasets_files_uploads_shares_and_stars_are_kept_on_both_engines() {
+    for (store, _dir) in stores().await {
+        let alice = store.create_user("alice", false, 1).await.unwrap();
+        let bob = store.create_user("bob", false, 1).await.unwrap();
+        let carol = store.create_user("carol", false, 1).await.unwrap();
+        let class = store
+            .create_group_with_members("class", &[carol.id])
+            .await
+            .unwrap();
+        let fields = |name: &str, description: &str, visibility| DatasetFields {
+            name: name.into(),
+            description: description.into(),
+            tags: "images digits".into(),
+            license: "CC-BY-4.0".into(),
+            visibility,
+        };
+        let mnist = store
+            .create_dataset(
+                alice.id,
+                &fields(
+                    "mnist",
+                    "Handwritten 100% digits",
+                    DatasetVisibility::Private,
+                ),
+                10,
+            )
+            .await
+            .unwrap();
+        let public = store
+            .create_dataset(
+                alice.id,
+                &fields("数据集", "中文 text", DatasetVisibility::Public),
+                20,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .create_dataset(
+                    alice.id,
+                    &fields("mnist", "", DatasetVisibility::Private),
+                    30
+                )
+                .await,
+            Err(DbError::Conflict)
+        ));
+        let search = |viewer: i64, words: &[&str]| DatasetSearch {
+            viewer_id: viewer,
+            admin: false,
+            words: words.iter().map(|w| w.to_string()).collect(),
+            owner: None,
+            tag: None,
+            starred: false,
+            sort: DatasetSort::Updated,
+            offset: 0,
+            limit: 50,
+        };
+        // Bob sees the public one only; a word of the description finds it; LIKE's % is literal.
+        let (rows, total) = store.search_datasets(&search(bob.id, &[])).await.unwrap();
+        assert_eq!((rows.len(), total), (1, 1));
+        assert_eq!(rows[0].name, "数据集");
+        let (rows, _) = store
+            .search_datasets(&search(alice.id, &["100%"]))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        let (rows, _) = store
+            .search_datasets(&search(alice.id, &["0%"]))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        let (rows, _) = store
+            .search_datasets(&search(alice.id, &["1_0"]))
+            .await
+            .unwrap();
+        assert!(rows.is_empty());
+        // A group share reaches carol; a user share reaches bob.
+        store
+            .set_dataset_share(mnist.id, Grantee::Group(class.id), ShareAccess::Write, 40)
+            .await
+            .unwrap();
+        store
+            .set_dataset_share(mnist.id, Grantee::User(bob.id), ShareAccess::Read, 41)
+            .await
+            .unwrap();
+        store
+            .set_dataset_share(mnist.id, Grantee::User(bob.id), ShareAccess::Read, 42)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.share_access(mnist.id, carol.id).await.unwrap(),
+            Some(ShareAccess::Write)
+        );
+        assert_eq!(
+            store.share_access(mnist.id, bob.id).await.unwrap(),
+            Some(ShareAccess::Read)
+        );
+        let shares = store.dataset_shares(mnist.id).await.unwrap();
+        assert_eq!(shares.len(), 2, "{shares:?}");
+        assert_eq!((shares[0].kind, shares[0].name.as_str()), ("user", "bob"));
+        let (rows, total) = store.search_datasets(&search(bob.id, &[])).await.unwrap();
+        assert_eq!((rows.len(), total), (2, 2));
+        // Stars, counted and sorted on.
+        store
+            .set_dataset_star(public.id, bob.id, true, 50)
+            .await
+            .unwrap();
+        store
+            .set_dataset_star(public.id, bob.id, true, 51)
+            .await
+            .unwrap();
+        store
+            .set_dataset_star(public.id, carol.id, true, 52)
+            .await
+            .unwrap();
+        let mut by_stars = search(bob.id, &[]);
+        by_stars.sort = DatasetSort::Stars;
+        let (rows, _) = store.search_datasets(&by_stars).await.unwrap();
+        assert_eq!((rows[0].name.as_str(), rows[0].stars), ("数据集", 2));
+        let mut starred = search(bob.id, &[]);
+        starred.starred = true;
+        assert_eq!(store.search_datasets(&starred).await.unwrap().1, 1);
+        // Uploads reserve against the owner's limit; a full limit refuses.
+        let upload = |id: &str, path: &str, size: i64| UploadRow {
+            id: id.into(),
+            dataset_id: mnist.id,
+            user_id: carol.id,
+            path: path.into(),
+            size,
+            created: 60,
+            updated: 60,
+        };
+        let first = upload("u1", "数据/训练集.csv", 600);
+        assert!(matches!(
+            store.start_upload(&first, alice.id, 1000).await.unwrap(),
+            UploadStart::Started(_)
+        ));
+        assert!(matches!(
+            store
+                .start_upload(&upload("u2", "b", 500), alice.id, 1000)
+                .await
+                .unwrap(),
+            UploadStart::OverLimit { used: 600 }
+        ));
+        assert!(matches!(
+            store
+                .start_upload(&upload("u3", "数据/训练集.csv", 1), alice.id, 1000)
+                .await
+                .unwrap(),
+            UploadStart::UploadExists(_)
+        ));
+        let file = store
+            .complete_upload(&first, "ab", 70, async || Ok(()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(file.path, "数据/训练集.csv");
+        let d = store.dataset(mnist.id).await.unwrap().unwrap();
+        assert_eq!((d.file_count, d.size_bytes), (1, 600));
+        assert_eq!(store.dataset_bytes_of_owner(alice.id).await.unwrap(), 600);
+        // A file's path and its folders are taken; a failed disk step rolls a move back.
+        for taken in ["数据/训练集.csv", "数据", "数据/训练集.csv/x"] {
+            assert!(
+                store.dataset_path_taken(mnist.id, taken).await.unwrap(),
+                "{taken}"
+            );
+        }
+        assert!(!store.dataset_path_taken(mnist.id, "数").await.unwrap());
+        assert!(matches!(
+            store
+                .start_upload(&upload("u4", "数据", 1), alice.id, 1000)
+                .await
+                .unwrap(),
+            UploadStart::FileExists
+        ));
+        let failed = store
+            .move_dataset_files(mnist.id, "数据", "data", 80, async || {
+                Err(std::io::Error::other("disk"))
+            })
+            .await
+            .unwrap();
+        assert!(failed.is_err());
+        assert!(store
+            .dataset_file(mnist.id, "数据/训练集.csv")
+            .await
+            .unwrap()
+            .is_some());
+        let moved = store
+            .move_dataset_files(mnist.id, "数据", "data/数据", 81, async || Ok(()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(moved, 1);
+        let under = store.dataset_files_under(mnist.id, "data").await.unwrap();
+        assert_eq!(under[0].path, "data/数据/训练集.csv");
+        assert!(store
+            .dataset_files_under(mnist.id, "dat")
+            .await
+            .unwrap()
+            .is_empty());
+        let gone = store
+            .delete_dataset_files(mnist.id, "data", 90)
+            .await
+            .unwrap();
+        assert_eq!(gone.len(), 1);
+        let d = store.dataset(mnist.id).await.unwrap().unwrap();
+        assert_eq!((d.file_count, d.size_bytes), (0, 0));
+        // Deleting the owner takes datasets, files, shares and stars with it.
+        store.delete_user(alice.id).await.unwrap();
+        assert!(store.dataset(mnist.id).await.unwrap().is_none());
+        assert!(store
+            .search_datasets(&search(bob.id, &[]))
+            .await
+            .unwrap()
+            .0
+            .is_empty());
+    }
+}
