@@ -498,7 +498,7 @@ pub async fn upload_status(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let v = viewer(&caller, true)?;
-    let state = datasets::upload_state(&hub, &v, &id).await?;
+    let state = datasets::upload_state(&hub, &v, &id, false).await?;
     upload_answer(&hub, state, StatusCode::OK, true).await
 }
 
@@ -509,7 +509,7 @@ pub async fn upload_head(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let v = viewer(&caller, true)?;
-    let state = datasets::upload_state(&hub, &v, &id).await?;
+    let state = datasets::upload_state(&hub, &v, &id, true).await?;
     upload_answer(&hub, state, StatusCode::OK, false).await
 }
 

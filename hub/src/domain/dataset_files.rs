@@ -167,20 +167,72 @@ pub enum AppendError {
 static HASHERS: LazyLock<Mutex<HashMap<String, (u64, Sha256)>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
-/// One lock per upload: a `PATCH` holds it while it writes; `HEAD` and the next `PATCH` wait
-/// for it, so the offset they see is final.
-static WRITING: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
-
-/// The lock of one upload.
-pub fn upload_lock(id: &str) -> Arc<tokio::sync::Mutex<()>> {
-    let mut map = WRITING.lock().unwrap_or_else(|p| p.into_inner());
-    map.entry(id.to_owned()).or_default().clone()
+/// One slot per upload that is being written or looked at: a lock held by whoever writes it or
+/// reads its offset, and a generation that a newer request raises to make an older, stalled
+/// `PATCH` stop (a connection that hangs after a laptop closed must not block the resumed upload
+/// from another connection). The newest request wins; the older one keeps what it wrote.
+struct UploadSlot {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    generation: tokio::sync::watch::Sender<u64>,
 }
 
-/// Forgets an upload's lock and hash state (it finished or was given up).
+static SLOTS: LazyLock<Mutex<HashMap<String, Arc<UploadSlot>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Holding an upload: nobody else writes it or reads its offset meanwhile.
+pub struct UploadGuard {
+    _held: tokio::sync::OwnedMutexGuard<()>,
+    generation: u64,
+    newer: tokio::sync::watch::Receiver<u64>,
+}
+
+impl UploadGuard {
+    /// Resolves when a newer request wants the upload.
+    async fn preempted(&mut self) {
+        loop {
+            if *self.newer.borrow_and_update() != self.generation {
+                return;
+            }
+            if self.newer.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+}
+
+/// Takes an upload: with `preempt`, a `PATCH` still writing it is told to stop first (tus's
+/// offset request and every new `PATCH` do this); without, waits for it to end.
+pub async fn take_upload(id: &str, preempt: bool) -> UploadGuard {
+    let slot = {
+        let mut map = SLOTS.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(id.to_owned())
+            .or_insert_with(|| {
+                Arc::new(UploadSlot {
+                    lock: Arc::default(),
+                    generation: tokio::sync::watch::Sender::new(0),
+                })
+            })
+            .clone()
+    };
+    let mut generation = *slot.generation.borrow();
+    if preempt {
+        slot.generation.send_modify(|g| {
+            *g += 1;
+            generation = *g;
+        });
+    }
+    let newer = slot.generation.subscribe();
+    let held = slot.lock.clone().lock_owned().await;
+    UploadGuard {
+        _held: held,
+        generation,
+        newer,
+    }
+}
+
+/// Forgets an upload's slot and hash state (it finished or was given up).
 pub fn forget_upload(id: &str) {
-    WRITING.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    SLOTS.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     HASHERS.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
 }
 
@@ -231,9 +283,11 @@ fn is_no_space(e: &std::io::Error) -> bool {
     matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded)
 }
 
-/// Appends a request body to an upload that stands at `given` of `size` bytes. The caller holds
-/// the upload's lock. A wrong offset or a body longer than what is left changes nothing.
+/// Appends a request body to an upload that stands at `given` of `size` bytes, holding the
+/// upload (`guard`); stops early, keeping what arrived, when a newer request preempts it. A wrong
+/// offset or a body longer than what is left changes nothing.
 pub async fn append<S, E>(
+    guard: &mut UploadGuard,
     id: &str,
     file: &Path,
     given: u64,
@@ -261,7 +315,16 @@ where
     let mut too_much = false;
     let mut pending = BytesMut::new();
     let result: Result<(), std::io::Error> = async {
-        while let Some(chunk) = body.next().await {
+        loop {
+            let next = tokio::select! {
+                next = body.next() => next,
+                () = guard.preempted() => {
+                    tracing::info!(upload = id, at = actual + written, "a newer request took the upload over");
+                    broke_off = true;
+                    break;
+                }
+            };
+            let Some(chunk) = next else { break };
             let chunk = match chunk {
                 Ok(c) => c,
                 Err(e) => {
@@ -677,6 +740,53 @@ mod tests {
         assert_eq!(sniff_image(b"RIFF\0\0\0\0WEBPVP8 "), Some("image/webp"));
         assert_eq!(sniff_image(b"<svg onload=alert(1)>"), None);
         assert_eq!(sniff_image(b"GIF89a"), None);
+    }
+
+    #[tokio::test]
+    async fn a_stalled_patch_stops_and_keeps_its_bytes_when_a_newer_request_takes_the_upload() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("up");
+        let id = "stalled-upload";
+        // Two chunks, then a connection that hangs (a closed laptop).
+        let body = futures::stream::iter(vec![
+            Ok::<_, std::io::Error>(Bytes::from(vec![1u8; 1000])),
+            Ok(Bytes::from(vec![2u8; 500])),
+        ])
+        .chain(futures::stream::pending());
+        let writer = {
+            let file = file.clone();
+            tokio::spawn(async move {
+                let mut guard = take_upload(id, true).await;
+                append(&mut guard, id, &file, 0, 10_000, Box::pin(body)).await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        // The resumed client's offset request: answered once the stalled PATCH gave way.
+        let head = tokio::time::timeout(std::time::Duration::from_secs(5), take_upload(id, true))
+            .await
+            .expect("the offset request waited for a stalled PATCH");
+        assert_eq!(upload_offset(&file).await.unwrap(), 1500);
+        drop(head);
+        match writer.await.unwrap() {
+            Ok(Appended::BrokeOff(1500)) => {}
+            other => panic!("{other:?}"),
+        }
+        // The hash state goes on from there.
+        let mut guard = take_upload(id, true).await;
+        let rest =
+            futures::stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from(vec![3u8; 8500]))]);
+        assert!(matches!(
+            append(&mut guard, id, &file, 1500, 10_000, rest).await,
+            Ok(Appended::Done(10_000))
+        ));
+        let mut whole = vec![1u8; 1000];
+        whole.extend(vec![2u8; 500]);
+        whole.extend(vec![3u8; 8500]);
+        assert_eq!(
+            upload_sha256(id, &file, 10_000).await.unwrap(),
+            hex::encode(Sha256::digest(&whole))
+        );
+        forget_upload(id);
     }
 
     #[tokio::test]

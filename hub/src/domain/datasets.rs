@@ -936,11 +936,17 @@ pub async fn upload_of(
     }
 }
 
-/// Where an upload stands; waits for a `PATCH` still writing it.
-pub async fn upload_state(hub: &Services, viewer: &Viewer, id: &str) -> HubResult<UploadState> {
+/// Where an upload stands. With `take_over` (tus's offset request, made to resume), a `PATCH`
+/// still writing it is stopped first; without, this waits for it; either way the offset
+/// answered is where the next `PATCH` must start.
+pub async fn upload_state(
+    hub: &Services,
+    viewer: &Viewer,
+    id: &str,
+    take_over: bool,
+) -> HubResult<UploadState> {
     let (upload, dataset) = upload_of(hub, viewer, id).await?;
-    let lock = dataset_files::upload_lock(&upload.id);
-    let _writing = lock.lock().await;
+    let _held = dataset_files::take_upload(&upload.id, take_over).await;
     let dir = dir_of(hub, &dataset).await?;
     let offset = dataset_files::upload_offset(&dir.upload(&upload.id))
         .await
@@ -995,8 +1001,7 @@ where
             )));
         }
     }
-    let lock = dataset_files::upload_lock(&upload.id);
-    let _writing = lock.lock().await;
+    let mut held = dataset_files::take_upload(&upload.id, true).await;
     // It may have completed or been given up while this request waited.
     if hub.store.upload(&upload.id).await?.is_none() {
         return Err(HubError::NotFound(format!(
@@ -1005,7 +1010,7 @@ where
     }
     let dir = dir_of(hub, &dataset).await?;
     let file = dir.upload(&upload.id);
-    let appended = dataset_files::append(&upload.id, &file, offset, size, body).await;
+    let appended = dataset_files::append(&mut held, &upload.id, &file, offset, size, body).await;
     let now = match appended {
         Ok(Appended::Done(n)) => n,
         Ok(Appended::BrokeOff(n)) => {
@@ -1102,8 +1107,7 @@ async fn give_up(hub: &Services, dir: &DatasetDir, upload: &UploadRow) -> HubRes
 /// Gives an upload up (its uploader or an administrator).
 pub async fn cancel_upload(hub: &Services, viewer: &Viewer, id: &str) -> HubResult<()> {
     let (upload, dataset) = upload_of(hub, viewer, id).await?;
-    let lock = dataset_files::upload_lock(&upload.id);
-    let _writing = lock.lock().await;
+    let _held = dataset_files::take_upload(&upload.id, true).await;
     let dir = dir_of(hub, &dataset).await?;
     give_up(hub, &dir, &upload).await
 }
@@ -1118,8 +1122,7 @@ pub async fn purge_stale_uploads(hub: &Services) -> HubResult<usize> {
         let Some(dataset) = hub.store.dataset(upload.dataset_id).await? else {
             continue;
         };
-        let lock = dataset_files::upload_lock(&upload.id);
-        let _writing = lock.lock().await;
+        let _held = dataset_files::take_upload(&upload.id, true).await;
         let dir = dir_of(hub, &dataset).await?;
         give_up(hub, &dir, &upload).await?;
         tracing::info!(upload = %upload.id, dataset.id = dataset.id, "an abandoned upload was removed");
