@@ -182,7 +182,7 @@ impl Default for ImagesConfig {
             repository_prefix: "xiji-saved".into(),
             // The builder's defaults, and what the docker backend writes into every node (the
             // cluster's SSH keys, host file, CA bundle and secrets must not travel with an
-            // image).
+            // image), and the mount points of datasets (read-only, never part of an image).
             excludes: imagebuilder::DEFAULT_EXCLUDES
                 .iter()
                 .map(|p| (*p).to_owned())
@@ -192,6 +192,7 @@ impl Default for ImagesConfig {
                         "/etc/xiji/hostfile",
                         spawner::docker::CA_BUNDLE_PATH,
                         spawner::SECRETS_DIR,
+                        "/home/jovyan/datasets",
                     ]
                     .map(str::to_owned),
                 )
