@@ -56,6 +56,19 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("cluster.html", include_str!("../../templates/cluster.html")),
     ("error.html", include_str!("../../templates/error.html")),
+    (
+        "datasets.html",
+        include_str!("../../templates/datasets.html"),
+    ),
+    ("dataset.html", include_str!("../../templates/dataset.html")),
+    (
+        "dataset_new.html",
+        include_str!("../../templates/dataset_new.html"),
+    ),
+    (
+        "dataset_fields.html",
+        include_str!("../../templates/dataset_fields.html"),
+    ),
 ];
 
 /// (name, content type, bytes) of every static file.
@@ -69,6 +82,11 @@ const STATIC_FILES: &[(&str, &str, &[u8])] = &[
         "xiji.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../static/xiji.js"),
+    ),
+    (
+        "datasets.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../static/datasets.js"),
     ),
     (
         "favicon.svg",
