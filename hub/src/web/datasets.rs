@@ -3,17 +3,22 @@
 //! page (`/hub/datasets/{owner}/{name}`: its description, files, uploads and, for its owner, its
 //! settings and shares).
 //!
-//! The handlers only check that someone is logged in and hand the page what it needs to find
-//! the dataset; the page's script (`static/datasets.js`) reads and changes everything through
+//! The handlers check that someone is logged in (and, for a dataset's page, that they may read
+//! it: the same 404 as the API otherwise) and hand the page what it needs to find the dataset;
+//! the page's script (`static/datasets.js`) reads and changes everything through
 //! `/hub/api/datasets`, with the login cookie and the XSRF header, so the pages and the API
 //! answer to one set of rules.
 
-use axum::extract::{Path, Query};
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use minijinja::context;
 use serde::Serialize;
 
 use super::{encode_query, PageError, PageRequest};
+use crate::domain::datasets::{self, Access, Viewer};
+use crate::domain::{storage_pools, Services};
 
 /// How many datasets a page of the list shows.
 const PAGE_SIZE: u64 = 24;
@@ -132,13 +137,20 @@ pub(crate) async fn new_form(page: PageRequest) -> Result<Response, PageError> {
     Ok(page.render("dataset_new.html", context! { page => "dataset-new" }))
 }
 
-/// `GET /hub/datasets/{owner}/{name}`: one dataset. Whether the caller may read it is the API's
-/// answer, which the page shows.
+/// `GET /hub/datasets/{owner}/{name}`: one dataset, if the caller may read it (a 404 page
+/// otherwise, whether or not it exists, as the API answers).
 pub(crate) async fn show(
+    State(hub): State<Arc<Services>>,
     page: PageRequest,
     Path((owner, name)): Path<(String, String)>,
 ) -> Result<Response, PageError> {
-    page.require_user()?;
+    let (user, caller) = page.require_user()?;
+    // Administrators (unfiltered `admin:users`) reach every dataset, as in the API.
+    let viewer = Viewer {
+        user: user.clone(),
+        admin: storage_pools::is_storage_admin(&caller.scopes),
+    };
+    datasets::reach(&hub, &viewer, &owner, &name, Access::Read).await?;
     Ok(page.render(
         "dataset.html",
         context! {
@@ -157,6 +169,7 @@ mod tests {
     use super::super::i18n::CATALOGUE;
     use super::super::tests::{body_text, location, test_hub, ADMIN_PASSWORD};
     use super::*;
+    use crate::domain::datasets::DatasetRequest;
 
     #[test]
     fn the_list_keeps_known_words_and_falls_back_on_unknown_ones() {
@@ -197,6 +210,22 @@ mod tests {
             assert_eq!(r.status(), StatusCode::FOUND, "{path}");
             assert!(location(&r).starts_with("/hub/login?next="), "{path}");
         }
+        t.create_user("alice", "alice-password-1").await;
+        let alice = t.hub.store.user("alice").await.unwrap().unwrap();
+        let viewer = Viewer {
+            user: alice,
+            admin: false,
+        };
+        datasets::create(
+            &t.hub,
+            &viewer,
+            DatasetRequest {
+                name: Some("天气".into()),
+                ..DatasetRequest::default()
+            },
+        )
+        .await
+        .unwrap();
         let jar = t.login("admin", ADMIN_PASSWORD).await;
         for (lang, title) in [("en", "Datasets"), ("zh", "数据集")] {
             let mut jar = jar.clone();
@@ -225,6 +254,45 @@ mod tests {
         let html = body_text(r).await;
         assert!(html.contains(r#"data-name="天气""#), "{html}");
         assert!(html.contains(r#"data-owner="alice""#), "{html}");
+    }
+
+    #[tokio::test]
+    async fn a_dataset_page_the_caller_may_not_read_is_the_same_404_as_a_missing_one() {
+        let t = test_hub(|_| {}).await;
+        t.create_user("alice", "alice-password-1").await;
+        t.create_user("bob", "bob-password-12").await;
+        let alice = t.hub.store.user("alice").await.unwrap().unwrap();
+        let viewer = Viewer {
+            user: alice,
+            admin: false,
+        };
+        datasets::create(
+            &t.hub,
+            &viewer,
+            DatasetRequest {
+                name: Some("notes".into()),
+                ..DatasetRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+        let bob = t.login("bob", "bob-password-12").await;
+        let mut texts = Vec::new();
+        for path in ["/hub/datasets/alice/notes", "/hub/datasets/alice/nothing"] {
+            let r = t.get(&bob, path).await;
+            assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+            let html = body_text(r).await;
+            assert!(!html.contains(r#"id="dataset""#), "{path}: {html}");
+            texts.push(html.replace("notes", "nothing"));
+        }
+        assert_eq!(texts[0], texts[1], "the two 404 pages differ");
+        // The owner, and an administrator, open it.
+        let alice = t.login("alice", "alice-password-1").await;
+        let r = t.get(&alice, "/hub/datasets/alice/notes").await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let admin = t.login("admin", ADMIN_PASSWORD).await;
+        let r = t.get(&admin, "/hub/datasets/alice/notes").await;
+        assert_eq!(r.status(), StatusCode::OK);
     }
 
     /// Every key `datasets.js` asks for (`t('…')`) is in the catalogue.
