@@ -226,6 +226,7 @@ async fn main() {
                 },
                 work_dir: Some(work.clone()),
                 secret_files: Vec::new(),
+                mounts: Vec::new(),
             };
             let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
             let begin = Instant::now();

@@ -55,6 +55,11 @@ pub struct SpawnSpec {
     /// `{SECRETS_DIR}/{name}`, readable only by the node's user (jovyan), and keeps them out of
     /// saved images; a backend that cannot refuses a spec that has any.
     pub secret_files: Vec<SecretFile>,
+    /// Host folders every node sees read-only (the datasets a start asks for), checked with
+    /// [`check_mounts`] before anything is made: container backends bind each one read-only at
+    /// `/home/jovyan/{relative}`; the local backend links it at `{work dir}/{relative}` (see its
+    /// module docs: a link cannot make the files read-only).
+    pub mounts: Vec<Mount>,
 }
 
 /// A host folder given read-only to every node, e.g. a dataset's files.
@@ -66,6 +71,88 @@ pub struct Mount {
     /// backends and to the server's working directory for local processes, e.g.
     /// `datasets/alice/mnist`: plain components, no `..`, not absolute.
     pub relative: String,
+}
+
+impl Mount {
+    /// The components of [`relative`](Self::relative) once it is checked: plain names, none of
+    /// them empty, `.` or `..`, no NUL and no backslash.
+    fn components(&self) -> Result<Vec<&str>, SpawnerError> {
+        let relative = &self.relative;
+        let refuse = |why: &str| {
+            Err(SpawnerError::InvalidSpec(format!(
+                "the mount point {relative:?} {why}: give a relative path of plain folder names, \
+                 e.g. \"datasets/alice/mnist\""
+            )))
+        };
+        if relative.is_empty() {
+            return refuse("is empty");
+        }
+        if relative.starts_with('/') {
+            return refuse("is absolute");
+        }
+        if relative.len() > 4096 {
+            return refuse("is longer than 4096 bytes");
+        }
+        let parts: Vec<&str> = relative.split('/').collect();
+        for part in &parts {
+            match *part {
+                "" => return refuse("has an empty component"),
+                "." | ".." => return refuse("has a '.' or '..' component"),
+                p if p.contains(['\0', '\\']) => return refuse("has a NUL or '\\' in it"),
+                _ => {}
+            }
+        }
+        Ok(parts)
+    }
+
+    /// Checks the mount on its own: [`relative`](Self::relative) made of plain components, and
+    /// [`source`](Self::source) an existing folder given as an absolute path.
+    /// [`SpawnerError::InvalidSpec`] says which and why.
+    pub fn check(&self) -> Result<(), SpawnerError> {
+        self.components()?;
+        let source = &self.source;
+        if !source.is_absolute() {
+            return Err(SpawnerError::InvalidSpec(format!(
+                "the folder {} to mount at {:?} is not an absolute path",
+                source.display(),
+                self.relative
+            )));
+        }
+        match std::fs::metadata(source) {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(SpawnerError::InvalidSpec(format!(
+                "{} (to mount at {:?}) is not a folder",
+                source.display(),
+                self.relative
+            ))),
+            Err(e) => Err(SpawnerError::InvalidSpec(format!(
+                "the folder {} to mount at {:?} cannot be used: {e}",
+                source.display(),
+                self.relative
+            ))),
+        }
+    }
+}
+
+/// Checks every mount of a spec ([`Mount::check`]) and that no two of them are at the same
+/// place or one inside the other. [`SpawnerError::InvalidSpec`] names the mount points.
+pub fn check_mounts(mounts: &[Mount]) -> Result<(), SpawnerError> {
+    let mut seen: Vec<(&str, Vec<&str>)> = Vec::with_capacity(mounts.len());
+    for mount in mounts {
+        mount.check()?;
+        let parts = mount.components()?;
+        for (other, other_parts) in &seen {
+            let shorter = parts.len().min(other_parts.len());
+            if parts[..shorter] == other_parts[..shorter] {
+                return Err(SpawnerError::InvalidSpec(format!(
+                    "the mount points {other:?} and {:?} overlap: each needs a place of its own",
+                    mount.relative
+                )));
+            }
+        }
+        seen.push((&mount.relative, parts));
+    }
+    Ok(())
 }
 
 /// Where a node's [`SecretFile`]s are (a directory only the node's user can read).
@@ -124,6 +211,7 @@ impl fmt::Debug for SpawnSpec {
             .field("resources", &self.resources)
             .field("work_dir", &self.work_dir)
             .field("secret_files", &self.secret_files)
+            .field("mounts", &self.mounts)
             .finish()
     }
 }
@@ -316,5 +404,80 @@ pub trait Spawner: Send + Sync + 'static {
     async fn check_hub_reachable(&self, state: &serde_json::Value) -> Result<(), SpawnerError> {
         let _ = state;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount(source: &std::path::Path, relative: &str) -> Mount {
+        Mount {
+            source: source.to_path_buf(),
+            relative: relative.to_owned(),
+        }
+    }
+
+    fn refusal(result: Result<(), SpawnerError>) -> String {
+        match result {
+            Err(SpawnerError::InvalidSpec(message)) => message,
+            other => panic!("expected InvalidSpec, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_mount_point_is_a_relative_path_of_plain_folder_names() {
+        let dir = tempfile::tempdir().unwrap();
+        for good in ["datasets/alice/mnist", "datasets/王/数据.v2", "data"] {
+            assert!(mount(dir.path(), good).check().is_ok(), "{good}");
+        }
+        for (bad, why) in [
+            ("", "is empty"),
+            ("/home/jovyan/datasets/a/b", "is absolute"),
+            ("datasets/../../etc", "'..'"),
+            ("datasets/./a", "'.'"),
+            ("datasets//a", "empty component"),
+            ("datasets/a/", "empty component"),
+            ("datasets/a\0b", "NUL"),
+            ("datasets\\a", "NUL or"),
+        ] {
+            let message = refusal(mount(dir.path(), bad).check());
+            assert!(message.contains(why), "{bad:?}: {message}");
+            assert!(message.contains("mount point"), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_mount_source_must_be_an_existing_folder_given_absolutely() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        let message = refusal(mount(&file, "datasets/a/b").check());
+        assert!(message.contains("is not a folder"), "{message}");
+        let missing = dir.path().join("missing");
+        let message = refusal(mount(&missing, "datasets/a/b").check());
+        assert!(message.contains("cannot be used"), "{message}");
+        let message = refusal(mount(std::path::Path::new("relative/dir"), "datasets/a/b").check());
+        assert!(message.contains("not an absolute path"), "{message}");
+    }
+
+    #[test]
+    fn two_mounts_may_not_share_a_place_or_nest() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = [
+            mount(dir.path(), "datasets/alice/mnist"),
+            mount(dir.path(), "datasets/alice/mnist2"),
+            mount(dir.path(), "datasets/bob/mnist"),
+        ];
+        assert!(check_mounts(&ok).is_ok());
+        assert!(check_mounts(&[]).is_ok());
+        for (a, b) in [
+            ("datasets/alice/mnist", "datasets/alice/mnist"),
+            ("datasets/alice", "datasets/alice/mnist"),
+            ("datasets/alice/mnist/x", "datasets/alice/mnist"),
+        ] {
+            let message = refusal(check_mounts(&[mount(dir.path(), a), mount(dir.path(), b)]));
+            assert!(message.contains("overlap"), "{a} {b}: {message}");
+        }
     }
 }

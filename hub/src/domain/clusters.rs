@@ -8,6 +8,10 @@
 //! and refuses images that are not startable by that user (another user's private image is
 //! "not found", as an unknown one), and GPU images without GPUs, before the backend checks the
 //! sizes.
+//!
+//! `datasets` (`["owner/name", …]`) names datasets to mount read-only on every node; they are
+//! read here with the other options and turned into mounts by the start
+//! (`domain::datasets::mounts_for`), which refuses those the server's owner may not read.
 
 use serde_json::{Map, Value};
 use spawner::{ClusterRequest, ClusterResources, NodeInfo, Spawner, SpawnerError};
@@ -37,6 +41,7 @@ pub fn check_server_name_is_not_a_node(name: &str) -> HubResult<()> {
 pub struct SpawnOptions {
     given: Map<String, Value>,
     request: ClusterRequest,
+    datasets: Vec<String>,
 }
 
 impl SpawnOptions {
@@ -44,7 +49,7 @@ impl SpawnOptions {
     /// value and how to write it when it cannot be read. A backend that runs no images and
     /// takes no sizes ignores the options, so they are kept but not read.
     pub fn read(spawner: &dyn Spawner, user_options: Value) -> HubResult<Self> {
-        let given = match user_options {
+        let mut given = match user_options {
             Value::Object(map) => map,
             Value::Null => Map::new(),
             _ => {
@@ -60,13 +65,68 @@ impl SpawnOptions {
         } else {
             ClusterRequest::default()
         };
-        Ok(Self { given, request })
+        // Every backend mounts datasets, so they are read whatever the backend.
+        let datasets = read_datasets(given.get(DATASETS_KEY))?;
+        if given.contains_key(DATASETS_KEY) {
+            let list = datasets.iter().cloned().map(Value::String).collect();
+            given.insert(DATASETS_KEY.into(), Value::Array(list));
+        }
+        Ok(Self {
+            given,
+            request,
+            datasets,
+        })
+    }
+
+    /// The datasets asked for, as `owner/name`, each once, in the order given.
+    pub fn datasets(&self) -> &[String] {
+        &self.datasets
     }
 
     /// No options at all (`{}`): a start that reuses the previous start's.
     pub fn is_empty(&self) -> bool {
         self.given.is_empty()
     }
+}
+
+/// The `user_options` key of the datasets to mount.
+pub const DATASETS_KEY: &str = "datasets";
+
+/// Reads `datasets`: a list of `"owner/name"` strings (a single string is a list of one;
+/// absent or `null`, none), each once. A 400 names the value that is not of that form.
+fn read_datasets(value: Option<&Value>) -> HubResult<Vec<String>> {
+    let how = "write \"datasets\" as a list of \"owner/name\" strings, e.g. [\"alice/mnist\"]";
+    let items: Vec<&Value> = match value {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(one @ Value::String(_)) => vec![one],
+        Some(other) => {
+            return Err(HubError::BadRequest(format!(
+                "\"datasets\" cannot be {other}: {how}"
+            )));
+        }
+    };
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::String(text) = item else {
+            return Err(HubError::BadRequest(format!(
+                "The dataset {item} is not a string: {how}"
+            )));
+        };
+        let text = text.trim();
+        let plain = text.split_once('/').is_some_and(|(owner, name)| {
+            !owner.is_empty() && !name.is_empty() && !name.contains('/')
+        });
+        if !plain {
+            return Err(HubError::BadRequest(format!(
+                "The dataset {text:?} is not of the form owner/name: {how}"
+            )));
+        }
+        if !out.iter().any(|d| d == text) {
+            out.push(text.to_owned());
+        }
+    }
+    Ok(out)
 }
 
 /// A spawn made concrete: what the backend starts, the image it starts from, and the options to
@@ -79,6 +139,8 @@ pub struct PreparedSpawn {
     pub image: Option<ImageRow>,
     /// The server's `user_options` to store.
     pub user_options: Value,
+    /// The datasets to mount, as `owner/name` (not yet checked against the owner's rights).
+    pub datasets: Vec<String>,
 }
 
 /// Checks a spawn request of `owner_id`'s server and makes it concrete for the backend: the
@@ -92,6 +154,7 @@ pub async fn prepare(
     let SpawnOptions {
         mut given,
         mut request,
+        datasets,
     } = options;
     let image = match (&request.image, hub.spawner.capabilities().runs_images) {
         (Some(wanted), true) => Some(resolve_image(hub, owner_id, wanted).await?),
@@ -117,6 +180,7 @@ pub async fn prepare(
         resources,
         image,
         user_options: Value::Object(given),
+        datasets,
     })
 }
 
@@ -252,6 +316,45 @@ pub fn size_choices(hub: &Services) -> Option<SizeChoices> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn datasets_are_a_list_of_owner_slash_name_each_once() {
+        let read = |v: Value| read_datasets(Some(&v));
+        assert_eq!(
+            read(serde_json::json!([
+                "alice/mnist",
+                " bob/数据 ",
+                "alice/mnist"
+            ]))
+            .unwrap(),
+            ["alice/mnist", "bob/数据"]
+        );
+        assert_eq!(
+            read(serde_json::json!("alice/mnist")).unwrap(),
+            ["alice/mnist"]
+        );
+        assert!(read(Value::Null).unwrap().is_empty());
+        assert!(read_datasets(None).unwrap().is_empty());
+        for (bad, says) in [
+            (
+                serde_json::json!(["mnist"]),
+                "\"mnist\" is not of the form owner/name",
+            ),
+            (serde_json::json!(["a/b/c"]), "not of the form owner/name"),
+            (serde_json::json!(["/b"]), "not of the form owner/name"),
+            (serde_json::json!([7]), "The dataset 7 is not a string"),
+            (serde_json::json!({"a": 1}), "cannot be"),
+            (serde_json::json!(true), "cannot be true"),
+        ] {
+            match read(bad.clone()) {
+                Err(HubError::BadRequest(message)) => {
+                    assert!(message.contains(says), "{bad}: {message}");
+                    assert!(message.contains("[\"alice/mnist\"]"), "{message}");
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn node_names_are_reserved_for_clusters() {

@@ -184,6 +184,8 @@ pub async fn start(
         }
     };
     let prepared = clusters::prepare(hub, user.id, options).await?;
+    // Datasets the owner may not read (any more) are refused here, before anything is written.
+    let mounts = super::datasets::mounts_for(hub, user, &prepared.datasets).await?;
     let work_dir = super::storage_pools::work_dir(hub, user).await?;
     // A desktop image's nodes start its VNC server: command and port of its record, the
     // password as a secret file.
@@ -287,6 +289,7 @@ pub async fn start(
         resources: prepared.resources.clone(),
         work_dir,
         secret_files,
+        mounts,
     };
     tracing::info!(user.name = %user.name, server.name = %server_name, "spawn requested");
     let task = tokio::spawn(run_spawn(

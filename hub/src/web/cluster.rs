@@ -1,6 +1,7 @@
 //! Virtual clusters on the pages: the spawn form (a library image and the size of each node,
-//! with the backend's defaults and limits) and what the home and admin pages show of a running
-//! cluster (its image, its size, and each node with its links).
+//! with the backend's defaults and limits, and the datasets to mount, whatever the backend) and
+//! what the home and admin pages show of a running cluster (its image, its size, and each node
+//! with its links).
 
 use std::collections::HashMap;
 
@@ -17,6 +18,13 @@ use crate::domain::Services;
 /// The spawn form's fields, which are also the `user_options` keys it sends.
 pub(crate) const OPTION_FIELDS: [&str; 6] = ["image", "nodes", "cpus", "memory", "gpus", "storage"];
 
+/// The spawn form's dataset checkboxes: one per dataset, value `owner/name`, repeated.
+pub(crate) const DATASET_FIELD: &str = "dataset";
+
+/// A hidden field of a form that offers datasets: with it, a form whose boxes are all unticked
+/// still asks for no dataset (`"datasets": []`) instead of reusing the previous start's.
+pub(crate) const DATASETS_OFFERED_FIELD: &str = "datasets_offered";
+
 /// What the spawn form holds, as typed (so a refused request shows the same values again).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub(crate) struct SpawnValues {
@@ -32,16 +40,44 @@ pub(crate) struct SpawnValues {
     pub gpus: String,
     /// Storage per node; empty: no limit.
     pub storage: String,
+    /// The datasets ticked, as `owner/name`.
+    pub datasets: Vec<String>,
+    /// The form offered datasets (even if none is ticked).
+    pub datasets_offered: bool,
 }
 
 impl SpawnValues {
     /// The values of a posted form, or `None` if it has none of the fields (a bare Start
-    /// button: the previous options are used again).
+    /// button: the previous options are used again). A map holds one value per field, so at
+    /// most one dataset: [`from_pairs`](Self::from_pairs) reads them all.
     pub(crate) fn from_form(form: &HashMap<String, String>) -> Option<Self> {
-        if !OPTION_FIELDS.iter().any(|k| form.contains_key(*k)) {
+        let pairs: Vec<(String, String)> =
+            form.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        Self::from_pairs(&pairs)
+    }
+
+    /// The values of a posted form as its fields arrived (`dataset` repeated, one per ticked
+    /// box), or `None` if it has none of the fields.
+    pub(crate) fn from_pairs(form: &[(String, String)]) -> Option<Self> {
+        let has = |key: &str| form.iter().any(|(k, _)| k == key);
+        let datasets_offered = has(DATASETS_OFFERED_FIELD) || has(DATASET_FIELD);
+        if !OPTION_FIELDS.iter().any(|k| has(k)) && !datasets_offered {
             return None;
         }
-        let get = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
+        let get = |key: &str| {
+            form.iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        let mut datasets: Vec<String> = Vec::new();
+        for (_, value) in form.iter().filter(|(k, _)| k == DATASET_FIELD) {
+            let value = value.trim();
+            if !value.is_empty() && !datasets.iter().any(|d| d == value) {
+                datasets.push(value.to_owned());
+            }
+        }
         Some(Self {
             image: get("image"),
             nodes: get("nodes"),
@@ -49,16 +85,23 @@ impl SpawnValues {
             memory: get("memory"),
             gpus: get("gpus"),
             storage: get("storage"),
+            datasets,
+            datasets_offered,
         })
     }
 
-    /// The `user_options` of a spawn request: the fields that are filled in.
+    /// The `user_options` of a spawn request: the fields that are filled in, and the datasets
+    /// ticked when the form offered any (`[]`: none).
     pub(crate) fn user_options(&self) -> Value {
         let mut map = Map::new();
         for (key, value) in self.pairs() {
             if !value.is_empty() {
                 map.insert(key.to_owned(), Value::String(value.to_owned()));
             }
+        }
+        if self.datasets_offered || !self.datasets.is_empty() {
+            let list = self.datasets.iter().cloned().map(Value::String).collect();
+            map.insert(clusters::DATASETS_KEY.to_owned(), Value::Array(list));
         }
         Value::Object(map)
     }
@@ -87,6 +130,15 @@ impl SpawnValues {
                 _ => String::new(),
             }
         };
+        let datasets = match options.get(clusters::DATASETS_KEY) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            Some(Value::String(one)) => vec![one.clone()],
+            _ => Vec::new(),
+        };
         Self {
             image: text("image_id"),
             nodes: text("nodes"),
@@ -94,8 +146,21 @@ impl SpawnValues {
             memory: text("memory"),
             gpus: text("gpus"),
             storage: text("storage"),
+            datasets,
+            datasets_offered: false,
         }
     }
+}
+
+/// A dataset the form offers: one the server's owner may read.
+#[derive(Debug, Serialize)]
+struct DatasetChoice {
+    /// `owner/name`, the checkbox's value and label.
+    name: String,
+    /// Where it appears in every node.
+    path: String,
+    /// Ticked: asked for by the values shown.
+    checked: bool,
 }
 
 /// An image the form offers: of the library, or the server owner's own.
@@ -137,6 +202,8 @@ pub(crate) struct SpawnForm {
     limits: Option<SizeLimitsView>,
     images: Vec<ImageChoice>,
     values: SpawnValues,
+    /// The datasets the server's owner may read, to mount read-only on every node.
+    datasets: Vec<DatasetChoice>,
     /// Why the last attempt was refused.
     error: Option<String>,
 }
@@ -194,19 +261,32 @@ pub(crate) async fn spawn_form(
     if let Some(next) = req.next {
         action = format!("{action}?{}", super::encode_query(&[("next", next)]));
     }
+    let owner = hub.store.user(req.user).await?;
+    let previous = || {
+        req.row
+            .and_then(|r| serde_json::from_str::<Value>(&r.user_options).ok())
+            .map(|o| SpawnValues::from_options(&o))
+            .unwrap_or_default()
+    };
+    let readable = match &owner {
+        Some(owner) => crate::domain::datasets::readable_for_spawn(hub, owner).await?,
+        None => Vec::new(),
+    };
     let Some(sizes) = clusters::size_choices(hub) else {
+        let values = req.values.unwrap_or_else(previous);
         return Ok(SpawnForm {
             action,
             sizes_configurable: false,
             limits: None,
             images: Vec::new(),
-            values: req.values.unwrap_or_default(),
+            datasets: dataset_choices(readable, &values.datasets),
+            values,
             error: req.error,
         });
     };
     let no_gpu = sizes.max_gpus == Some(0);
     // The library and the server owner's own images (usable as soon as they are saved).
-    let filter = match hub.store.user(req.user).await? {
+    let filter = match &owner {
         Some(owner) => ImageFilter::StartableBy(owner.id),
         None => ImageFilter::Startable,
     };
@@ -223,23 +303,30 @@ pub(crate) async fn spawn_form(
     let images: Vec<ImageChoice> = rows.iter().map(|row| image_choice(row, no_gpu)).collect();
     let values = match req.values {
         Some(v) => v,
-        None => {
-            let previous = req
-                .row
-                .and_then(|r| serde_json::from_str::<Value>(&r.user_options).ok())
-                .map(|o| SpawnValues::from_options(&o))
-                .unwrap_or_default();
-            with_defaults(previous, &sizes, &images, req.wanted_image)
-        }
+        None => with_defaults(previous(), &sizes, &images, req.wanted_image),
     };
     Ok(SpawnForm {
         action,
         sizes_configurable: true,
         limits: Some(limits_view(&sizes)),
         images,
+        datasets: dataset_choices(readable, &values.datasets),
         values,
         error: req.error,
     })
+}
+
+/// The datasets the owner may read (`owner/name`, sorted), ticked where `wanted` names them.
+/// One no longer readable is not offered, so it is not asked for again.
+fn dataset_choices(readable: Vec<String>, wanted: &[String]) -> Vec<DatasetChoice> {
+    readable
+        .into_iter()
+        .map(|name| DatasetChoice {
+            path: format!("/home/jovyan/datasets/{name}"),
+            checked: wanted.contains(&name),
+            name,
+        })
+        .collect()
 }
 
 fn image_choice(row: &ImageRow, no_gpu: bool) -> ImageChoice {
@@ -436,6 +523,50 @@ mod tests {
         assert_eq!(values.user_options(), serde_json::json!({"nodes": "2"}));
         let bare: HashMap<String, String> = [("_xsrf".to_owned(), "x".to_owned())].into();
         assert_eq!(SpawnValues::from_form(&bare), None);
+    }
+
+    #[test]
+    fn ticked_datasets_arrive_repeated_and_an_offer_without_ticks_asks_for_none() {
+        let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let values = SpawnValues::from_pairs(&pairs(&[
+            ("_xsrf", "x"),
+            ("nodes", "2"),
+            ("datasets_offered", "1"),
+            ("dataset", "alice/mnist"),
+            ("dataset", "bob/数据"),
+            ("dataset", "alice/mnist"),
+        ]))
+        .unwrap();
+        assert_eq!(values.datasets, ["alice/mnist", "bob/数据"]);
+        assert_eq!(
+            values.user_options(),
+            serde_json::json!({"nodes": "2", "datasets": ["alice/mnist", "bob/数据"]})
+        );
+        // Every box unticked (the local backend's form has nothing else): no dataset, not the
+        // previous start's.
+        let none =
+            SpawnValues::from_pairs(&pairs(&[("_xsrf", "x"), ("datasets_offered", "1")])).unwrap();
+        assert_eq!(none.user_options(), serde_json::json!({"datasets": []}));
+        // A bare Start button still reuses the previous options.
+        assert_eq!(SpawnValues::from_pairs(&pairs(&[("_xsrf", "x")])), None);
+        // A previous start's datasets tick the boxes again; unreadable ones are not offered.
+        let previous = SpawnValues::from_options(&serde_json::json!({
+            "datasets": ["alice/mnist", "carol/secret"]
+        }));
+        let choices = dataset_choices(
+            vec!["alice/mnist".into(), "bob/数据".into()],
+            &previous.datasets,
+        );
+        let shown: Vec<(&str, bool)> = choices
+            .iter()
+            .map(|c| (c.name.as_str(), c.checked))
+            .collect();
+        assert_eq!(shown, [("alice/mnist", true), ("bob/数据", false)]);
+        assert_eq!(choices[0].path, "/home/jovyan/datasets/alice/mnist");
     }
 
     #[test]

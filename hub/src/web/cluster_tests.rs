@@ -840,3 +840,126 @@ async fn a_saved_image_is_offered_to_its_owner_at_once_and_to_others_once_publis
         .unwrap();
     assert_eq!(options["image_id"], json!(mine.id));
 }
+
+/// A dataset of `owner` named `name`, `public` or `private`.
+async fn add_dataset(t: &TestHub, owner: &str, name: &str, visibility: &str) {
+    let user = t.hub.store.user(owner).await.unwrap().unwrap();
+    let viewer = crate::domain::datasets::Viewer { user, admin: false };
+    let request = crate::domain::datasets::DatasetRequest {
+        name: Some(name.into()),
+        visibility: Some(visibility.into()),
+        ..Default::default()
+    };
+    crate::domain::datasets::create(&t.hub, &viewer, request)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_spawn_form_offers_the_datasets_the_owner_may_read_ticked_as_last_time() {
+    let t = cluster_hub().await;
+    add_image(&t, fields("Python", "jupyter")).await;
+    let bob = user_jar(&t, "bob").await;
+    t.create_user("carol", "a-password-1").await;
+    add_dataset(&t, "bob", "mine", "private").await;
+    add_dataset(&t, "carol", "open", "public").await;
+    add_dataset(&t, "carol", "secret", "private").await;
+
+    let html = body_text(t.get(&bob, "/hub/home").await).await;
+    let section = &html[html.find(r#"id="spawn-datasets""#).expect("the datasets")..];
+    let section = &section[..section.find("</fieldset>").unwrap()];
+    assert!(
+        section.contains(r#"name="dataset" value="bob/mine""#),
+        "{section}"
+    );
+    assert!(
+        section.contains(r#"name="dataset" value="carol/open""#),
+        "{section}"
+    );
+    assert!(!section.contains("carol/secret"), "{section}");
+    assert!(
+        !section.contains("checked"),
+        "nothing ticked yet: {section}"
+    );
+    assert!(section.contains("~/datasets/owner/name"), "{section}");
+    assert!(section.contains(r#"name="datasets_offered""#));
+    let mut zh = bob.clone();
+    zh.0.insert("xiji-lang".into(), "zh".into());
+    let html = body_text(t.get(&zh, "/hub/home").await).await;
+    assert!(html.contains("<legend>数据集</legend>") && html.contains("以只读方式"));
+
+    // A stopped server's last options tick their datasets again.
+    let user = t.hub.store.user("bob").await.unwrap().unwrap();
+    let db = sqlx::SqlitePool::connect(&t.hub.config.database_url())
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO servers (user_id, name, status, user_options) VALUES (?, '', 'stopped', ?)",
+    )
+    .bind(user.id)
+    .bind(json!({"nodes": "1", "datasets": ["carol/open", "carol/secret"]}).to_string())
+    .execute(&db)
+    .await
+    .unwrap();
+    db.close().await;
+    let html = body_text(t.get(&bob, "/hub/spawn/bob").await).await;
+    assert!(
+        html.contains(r#"name="dataset" value="carol/open" id="spawn-dataset-2" checked"#),
+        "{html}"
+    );
+    assert!(!html.contains(r#"value="bob/mine" id="spawn-dataset-1" checked"#));
+}
+
+#[tokio::test]
+async fn a_dataset_the_owner_may_not_read_is_refused_before_anything_is_written() {
+    let t = cluster_hub().await;
+    let python = add_image(&t, fields("Python", "jupyter")).await;
+    let bob = user_jar(&t, "bob").await;
+    t.create_user("carol", "a-password-1").await;
+    add_dataset(&t, "carol", "secret", "private").await;
+    let bob_row = t.hub.store.user("bob").await.unwrap().unwrap();
+
+    for wanted in ["carol/secret", "nobody/nothing"] {
+        // The spawn form: a 400 next to the form.
+        let r = t
+            .post_form(
+                &bob,
+                "/hub/spawn/bob",
+                form(&[
+                    ("_xsrf", &xsrf(&bob)),
+                    ("image", &python.id.to_string()),
+                    ("nodes", "1"),
+                    ("datasets_offered", "1"),
+                    ("dataset", wanted),
+                ]),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{wanted}");
+        let html = body_text(r).await;
+        let error_at = html.find(r#"id="spawn-error""#).expect("the error box");
+        let error = &html[error_at..error_at + html[error_at..].find("</div>").unwrap()];
+        assert!(error.contains(&format!("&quot;{wanted}&quot;")), "{error}");
+
+        // The API's way in (the domain's start): the same 400.
+        let options = SpawnOptions::read(
+            t.hub.spawner.as_ref(),
+            json!({"image": "Python", "datasets": [wanted]}),
+        )
+        .unwrap();
+        match crate::domain::servers::start(&t.hub, &bob_row, "", Some(options)).await {
+            Err(crate::domain::HubError::BadRequest(message)) => {
+                assert!(message.contains(wanted), "{message}");
+            }
+            other => panic!("{wanted}: {other:?}"),
+        }
+    }
+    // Nothing was written: no server row, no token of a server.
+    assert!(t.hub.store.server(bob_row.id, "").await.unwrap().is_none());
+    // A list that is not one of owner/name strings is refused where the options are read.
+    for bad in [json!({"datasets": 3}), json!({"datasets": ["mnist"]})] {
+        assert!(matches!(
+            SpawnOptions::read(t.hub.spawner.as_ref(), bad),
+            Err(crate::domain::HubError::BadRequest(_))
+        ));
+    }
+}

@@ -378,6 +378,12 @@ pub const CATALOGUE: &[Message] = &[
         "This host cannot limit storage per node.",
         "本机无法限制每节点的存储大小。",
     ),
+    ("spawn_datasets", "Datasets", "数据集"),
+    (
+        "spawn_datasets_hint",
+        "Each dataset ticked appears read-only at ~/datasets/owner/name on every node.",
+        "勾选的数据集以只读方式出现在每个节点的 ~/datasets/所有者/名称 下。",
+    ),
     ("badge_gpu", "GPU", "GPU"),
     ("badge_desktop", "Desktop", "桌面"),
     ("badge_jupyter", "Jupyter", "Jupyter"),

@@ -10,6 +10,7 @@
 //! | `/etc/xiji/ssh/id_ed25519` (+`.pub`) | jovyan, 0600 | the cluster's user key |
 //! | `/etc/xiji/ssh/authorized_keys` | jovyan, 0600 | its public half |
 //! | `/etc/xiji/ssh/ssh_host_ed25519_key` (+`.pub`) | jovyan, 0600 | the cluster's host key |
+//! | the folders above the spawn's read-only mounts (`/home/jovyan/datasets/`, …) | jovyan, 0755 | none |
 //!
 //! The keys are generated per cluster, never stored by the hub and never logged. None of these
 //! paths may go into a saved image (the hub's `images.excludes` lists them).
@@ -73,6 +74,9 @@ pub struct NodeExtras<'a> {
     pub ca_bundle: Option<&'a [u8]>,
     /// Files for [`SECRETS_DIR`].
     pub secrets: &'a [SecretFile],
+    /// Folders to make (or hand over) for jovyan, relative to `/`, ending with `/`, parents
+    /// first: those above the spawn's read-only mount points.
+    pub jovyan_folders: &'a [String],
 }
 
 /// The tar archive of the node files (paths relative to `/`).
@@ -96,6 +100,9 @@ pub fn node_files_archive(
             let path = format!("{dir}/{}", secret.name);
             append_file(&mut builder, &path, JOVYAN_UID, 0o400, &secret.content).map_err(io)?;
         }
+    }
+    for folder in extras.jovyan_folders {
+        append_dir(&mut builder, folder, JOVYAN_UID, 0o755).map_err(io)?;
     }
     let files: [(&str, u64, u32, &str); 6] = [
         ("etc/xiji/hostfile", 0, 0o644, hostfile),
@@ -179,9 +186,11 @@ mod tests {
         assert!(keys.user_public.starts_with("ssh-ed25519 "));
         assert!(!format!("{keys:?}").contains("PRIVATE"));
         let secrets = [SecretFile::new("vnc-password", "pw-1234").unwrap()];
+        let folders = ["home/jovyan/datasets/".to_owned()];
         let extras = NodeExtras {
             ca_bundle: Some(b"-----BEGIN CERTIFICATE-----\n"),
             secrets: &secrets,
+            jovyan_folders: &folders,
         };
         let bytes = node_files_archive(&keys, "node-0 slots=1\n", &extras).unwrap();
         let mut archive = tar::Archive::new(bytes.as_slice());
@@ -210,6 +219,12 @@ mod tests {
                 assert_eq!(header.mode().unwrap(), 0o400);
                 assert_eq!(header.uid().unwrap(), 1000);
             }
+            if path == "home/jovyan/datasets/" {
+                assert_eq!(header.entry_type(), tar::EntryType::Directory);
+                assert_eq!(header.mode().unwrap(), 0o755);
+                assert_eq!(header.uid().unwrap(), 1000);
+                assert_eq!(header.gid().unwrap(), 1000);
+            }
             if path == "etc/xiji/secrets/" {
                 assert_eq!(header.mode().unwrap(), 0o500);
                 assert_eq!(header.uid().unwrap(), 1000);
@@ -222,6 +237,7 @@ mod tests {
             "etc/xiji/ca-certificates.crt",
             "etc/xiji/secrets/",
             "etc/xiji/secrets/vnc-password",
+            "home/jovyan/datasets/",
         ] {
             assert!(seen.contains(&path.to_owned()), "{path} in {seen:?}");
         }
@@ -230,7 +246,7 @@ mod tests {
         for entry in archive.entries().unwrap() {
             let path = entry.unwrap().path().unwrap().display().to_string();
             assert!(
-                !path.contains("secrets") && !path.contains("ca-cert"),
+                !path.contains("secrets") && !path.contains("ca-cert") && !path.contains("home"),
                 "{path}"
             );
         }

@@ -23,6 +23,9 @@
 //!   `no-new-privileges`. The user's work directory (`SpawnSpec::work_dir`, default
 //!   `{work_root}/{user}`, owned by uid 1000) is bind-mounted at `/home/jovyan/work` on every
 //!   node; it outlives the cluster.
+//! - The spawn's read-only folders ([`SpawnSpec::mounts`], e.g. datasets): a read-only bind mount
+//!   of each at `/home/jovyan/{relative}` on every node, the folders above it owned by jovyan
+//!   (see [`mounts`]); writing there fails with "Read-only file system".
 //! - Labels on containers and network: `org.xiji.hub` ([`DockerConfig::instance`]),
 //!   `org.xiji.user`, `org.xiji.server`, `org.xiji.cluster`, and `org.xiji.node` on containers.
 //!
@@ -65,6 +68,7 @@ mod files;
 mod host;
 mod hub_check;
 mod layer;
+pub mod mounts;
 mod naming;
 mod state;
 
@@ -450,12 +454,14 @@ impl DockerSpawner {
             })?),
             None => None,
         };
+        let jovyan_folders = mounts::parent_folders(&plan.mounts);
         let archive = files::node_files_archive(
             &keys,
             &hostfile(plan.resources.nodes as usize, plan.resources.cpus),
             &files::NodeExtras {
                 ca_bundle: ca_bundle.as_deref(),
                 secrets: &plan.secret_files,
+                jovyan_folders: &jovyan_folders,
             },
         )?;
         if plan.resources.storage_bytes.is_some() && !plan.storage_enforced {
@@ -668,6 +674,7 @@ impl DockerSpawner {
             cap_drop: (!self.cfg.sudo).then(|| vec!["ALL".into()]),
             security_opt: (!self.cfg.sudo).then(|| vec!["no-new-privileges".into()]),
             binds: Some(vec![format!("{}:{WORK_MOUNT}", plan.work_dir.display())]),
+            mounts: (!plan.mounts.is_empty()).then(|| mounts::read_only_binds(&plan.mounts)),
             network_mode: Some(plan.name.clone()),
             extra_hosts: Some(self.cfg.extra_hosts.clone()),
             init: self.cfg.init.then_some(true),
@@ -896,6 +903,8 @@ struct ClusterPlan {
     resources: ClusterResources,
     env: BTreeMap<String, String>,
     secret_files: Vec<crate::SecretFile>,
+    /// Read-only folders of every node.
+    mounts: Vec<crate::Mount>,
     work_dir: PathBuf,
     storage_enforced: bool,
     instance: String,
@@ -1016,6 +1025,7 @@ impl Spawner for DockerSpawner {
             nodes = resources.nodes,
         );
         async move {
+            mounts::check(&spec.mounts)?;
             let work_dir = self.prepare_work_dir(spec)?;
             let plan = ClusterPlan {
                 name: cluster_name(&spec.user, &spec.server_name, &cluster_id),
@@ -1032,6 +1042,7 @@ impl Spawner for DockerSpawner {
                 resources,
                 env: spec.env.clone(),
                 secret_files: spec.secret_files.clone(),
+                mounts: spec.mounts.clone(),
                 work_dir,
                 instance: self.cfg.instance.clone(),
             };

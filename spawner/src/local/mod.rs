@@ -7,6 +7,13 @@
 //!   to a pipe: the server outlives a hub crash and is re-adopted from its state blob.
 //! - State blob: `{"pid", "pgid", "port", "ip", "url", "start_time"}`; `start_time` (field 22 of
 //!   `/proc/<pid>/stat`) tells the server from an unrelated process that reused its pid.
+//! - The spawn's read-only folders ([`SpawnSpec::mounts`], e.g. datasets) become symbolic links
+//!   `{work dir}/{relative}` → source, made at each start (folders above them created, a stale
+//!   link replaced); links left in `{work dir}/datasets/{owner}/{name}` by earlier starts that
+//!   this one does not ask for are removed. **A link does not make the files read-only**: the
+//!   server runs as the hub's own OS user, who owns the hub's files (a dataset's among them), so
+//!   nothing stops it from writing through the link. The backend is for one trusted user on
+//!   their own machine; read-only datasets need a container backend (`docker`).
 //! - Linux only (`/proc`).
 
 mod process;
@@ -234,7 +241,9 @@ impl LocalSpawner {
             None => self.cfg.work_root.join(&user_dir),
         };
         let parent = work_dir.parent().unwrap_or(&self.cfg.work_root);
+        crate::check_mounts(&spec.mounts)?;
         create_private_dir(parent, &work_dir)?;
+        link_mounts(&work_dir, &spec.mounts)?;
 
         let port = free_port(self.cfg.ip)?;
         let service_url = format!(
@@ -605,6 +614,109 @@ fn create_private_dir(work_root: &Path, dir: &Path) -> Result<(), SpawnerError> 
     }
 }
 
+/// The folder of the work directory whose `{owner}/{name}` links earlier starts left (the
+/// hub's datasets).
+const DATASETS_FOLDER: &str = "datasets";
+
+/// Links every mount at `{work_dir}/{relative}` → its source, and removes the links of
+/// `{work_dir}/datasets/*/*` no mount asks for now (with an owner folder they leave empty).
+/// Only links are ever removed (and empty folders where a link is due); anything else in the
+/// way is an error that names it.
+fn link_mounts(work_dir: &Path, mounts: &[crate::Mount]) -> Result<(), SpawnerError> {
+    let wanted: Vec<PathBuf> = mounts.iter().map(|m| work_dir.join(&m.relative)).collect();
+    remove_stale_links(&work_dir.join(DATASETS_FOLDER), &wanted)?;
+    for (mount, link) in mounts.iter().zip(&wanted) {
+        if let Some(parent) = link.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| SpawnerError::io(format!("creating {}", parent.display()), e))?;
+        }
+        match std::fs::symlink_metadata(link) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                if std::fs::read_link(link).is_ok_and(|to| to == mount.source) {
+                    continue;
+                }
+                std::fs::remove_file(link).map_err(|e| {
+                    SpawnerError::io(format!("replacing the stale link {}", link.display()), e)
+                })?;
+            }
+            Ok(meta) if meta.is_dir() => {
+                // An empty folder in the way (left by hand) is taken; one with files is not.
+                std::fs::remove_dir(link).map_err(|_| {
+                    SpawnerError::InvalidSpec(format!(
+                        "{} is a folder with files in it, where {} is to be linked: move it away",
+                        link.display(),
+                        mount.source.display()
+                    ))
+                })?;
+            }
+            Ok(_) => {
+                return Err(SpawnerError::InvalidSpec(format!(
+                    "{} is a file, where {} is to be linked: move it away",
+                    link.display(),
+                    mount.source.display()
+                )))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(SpawnerError::io(format!("reading {}", link.display()), e)),
+        }
+        std::os::unix::fs::symlink(&mount.source, link).map_err(|e| {
+            SpawnerError::io(
+                format!("linking {} to {}", link.display(), mount.source.display()),
+                e,
+            )
+        })?;
+        tracing::debug!(link = %link.display(), source = %mount.source.display(), "mount linked");
+    }
+    Ok(())
+}
+
+/// Removes the links `{datasets}/{owner}/{name}` that are not in `wanted`, and owner folders
+/// that this leaves empty. A missing `datasets` folder is fine.
+fn remove_stale_links(datasets: &Path, wanted: &[PathBuf]) -> Result<(), SpawnerError> {
+    let read = |dir: &Path| -> Result<Vec<std::fs::DirEntry>, SpawnerError> {
+        match std::fs::read_dir(dir) {
+            Ok(entries) => entries
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| SpawnerError::io(format!("reading {}", dir.display()), e)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(Vec::new())
+            }
+            Err(e) => Err(SpawnerError::io(format!("reading {}", dir.display()), e)),
+        }
+    };
+    // A `datasets` the user replaced with a link of their own is not looked into.
+    if std::fs::symlink_metadata(datasets).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Ok(());
+    }
+    for owner in read(datasets)? {
+        // `file_type` does not follow links: a linked owner folder is not looked into.
+        if !owner.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let mut removed = false;
+        for entry in read(&owner.path())? {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_symlink()) && !wanted.contains(&path) {
+                std::fs::remove_file(&path).map_err(|e| {
+                    SpawnerError::io(format!("removing the link {}", path.display()), e)
+                })?;
+                tracing::debug!(link = %path.display(), "link of a mount no longer asked for removed");
+                removed = true;
+            }
+        }
+        if removed {
+            // Only if empty: anything the user keeps there stays.
+            let _ = std::fs::remove_dir(owner.path());
+        }
+    }
+    Ok(())
+}
+
 /// Opens the server's log for appending (mode 0600) and writes a header line.
 fn open_log(
     path: &Path,
@@ -686,7 +798,84 @@ mod tests {
             resources: ClusterResources::single_node(),
             work_dir: None,
             secret_files: Vec::new(),
+            mounts: Vec::new(),
         }
+    }
+
+    fn folder_mount(source: &Path, relative: &str) -> crate::Mount {
+        crate::Mount {
+            source: source.to_path_buf(),
+            relative: relative.to_owned(),
+        }
+    }
+
+    #[test]
+    fn mounts_are_linked_in_the_work_directory_and_stale_links_go() {
+        let root = tempfile::tempdir().unwrap();
+        let work = root.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        let (a, b, c) = (
+            root.path().join("a"),
+            root.path().join("b"),
+            root.path().join("c"),
+        );
+        for (dir, content) in [(&a, "A"), (&b, "B"), (&c, "C")] {
+            std::fs::create_dir(dir).unwrap();
+            std::fs::write(dir.join("f.txt"), content).unwrap();
+        }
+        let read = |relative: &str| std::fs::read_to_string(work.join(relative).join("f.txt"));
+
+        link_mounts(
+            &work,
+            &[
+                folder_mount(&a, "datasets/alice/mnist"),
+                folder_mount(&b, "datasets/bob/数据"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(read("datasets/alice/mnist").unwrap(), "A");
+        assert_eq!(read("datasets/bob/数据").unwrap(), "B");
+        // The user's own things in the datasets folder stay.
+        std::fs::write(work.join("datasets/bob/notes.txt"), "mine").unwrap();
+        std::fs::create_dir_all(work.join("datasets/carol/own")).unwrap();
+
+        // Started again: alice's link now leads elsewhere, bob's is no longer asked for.
+        link_mounts(&work, &[folder_mount(&c, "datasets/alice/mnist")]).unwrap();
+        assert_eq!(read("datasets/alice/mnist").unwrap(), "C");
+        assert!(std::fs::symlink_metadata(work.join("datasets/bob/数据")).is_err());
+        assert!(work.join("datasets/bob/notes.txt").exists());
+        assert!(work.join("datasets/carol/own").is_dir());
+        // The sources are untouched.
+        assert_eq!(std::fs::read_to_string(b.join("f.txt")).unwrap(), "B");
+
+        // None asked for: every link goes, and an owner folder left empty with it.
+        link_mounts(&work, &[]).unwrap();
+        assert!(std::fs::symlink_metadata(work.join("datasets/alice")).is_err());
+        assert!(work.join("datasets").is_dir());
+    }
+
+    #[test]
+    fn a_folder_with_files_where_a_link_is_due_is_refused_and_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let work = root.path().join("work");
+        let source = root.path().join("src");
+        std::fs::create_dir_all(&source).unwrap();
+        std::fs::create_dir_all(work.join("datasets/alice/mnist")).unwrap();
+        std::fs::write(work.join("datasets/alice/mnist/mine.txt"), "x").unwrap();
+        match link_mounts(&work, &[folder_mount(&source, "datasets/alice/mnist")]) {
+            Err(SpawnerError::InvalidSpec(message)) => {
+                assert!(message.contains("move it away"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(work.join("datasets/alice/mnist/mine.txt").exists());
+        // An empty folder in the way is replaced by the link.
+        std::fs::remove_file(work.join("datasets/alice/mnist/mine.txt")).unwrap();
+        link_mounts(&work, &[folder_mount(&source, "datasets/alice/mnist")]).unwrap();
+        assert!(std::fs::symlink_metadata(work.join("datasets/alice/mnist"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
     }
 
     #[test]

@@ -137,6 +137,7 @@ impl StandInHub {
             resources: ClusterResources::single_node(),
             work_dir: None,
             secret_files: Vec::new(),
+            mounts: Vec::new(),
         }
     }
 }
@@ -151,6 +152,7 @@ pub fn plain_spec(user: &str) -> SpawnSpec {
         resources: ClusterResources::single_node(),
         work_dir: None,
         secret_files: Vec::new(),
+        mounts: Vec::new(),
     }
 }
 
