@@ -1971,3 +1971,75 @@ async fn a_large_chunk_at_a_wrong_offset_or_past_the_declared_size_gets_its_4xx_
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_hung_patch_is_taken_over_by_head_and_the_next_patch_so_the_upload_resumes_at_once(
+) -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    const SIZE: usize = 10_000_000;
+    const SENT: usize = 3_000_000;
+    let hub = Hub::start().await?;
+    let token = user_with_token(&hub, "lena").await?;
+    let lena = Api::new(&hub, &token);
+    lena.create("laptop", json!({})).await?;
+    let bytes = seeded_bytes(SIZE, 11);
+    let upload = lena
+        .started_upload("lena", "laptop", "notes.bin", SIZE as u64)
+        .await?;
+    let url = upload["url"].as_str().unwrap_or_default().to_owned();
+
+    // A PATCH whose connection hangs (a laptop closed mid-upload): 3 MB of the 10 MB it
+    // declared, then nothing, the socket left open.
+    let mut hung = tokio::net::TcpStream::connect(hub.addr()).await?;
+    let head = format!(
+        "PATCH {url} HTTP/1.1\r\nHost: {}\r\nAuthorization: token {token}\r\n\
+         Tus-Resumable: {TUS}\r\nUpload-Offset: 0\r\nContent-Type: {OFFSET_OCTETS}\r\n\
+         Content-Length: {SIZE}\r\n\r\n",
+        hub.addr()
+    );
+    hung.write_all(head.as_bytes()).await?;
+    hung.write_all(&bytes[..SENT]).await?;
+    hung.flush().await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // HEAD answers at once with what arrived, and the next PATCH goes on from there.
+    let asked = Instant::now();
+    let offset = tokio::time::timeout(Duration::from_secs(10), lena.upload_offset(&url))
+        .await
+        .context("HEAD waited on the hung PATCH for 10 s")??;
+    ensure!(
+        asked.elapsed() < Duration::from_secs(5),
+        "HEAD took {:?}",
+        asked.elapsed()
+    );
+    ensure!(
+        offset == SENT as u64,
+        "HEAD answered {offset}, not the {SENT} bytes that arrived"
+    );
+    ensure!(
+        lena.tree("lena", "laptop", "").await?.is_empty(),
+        "a partial file is listed"
+    );
+    let resp = tokio::time::timeout(
+        Duration::from_secs(30),
+        lena.patch(&url, offset, bytes[SENT..].to_vec()),
+    )
+    .await
+    .context("the resumed PATCH did not finish in 30 s")??;
+    expect_status(resp, StatusCode::NO_CONTENT, "the resumed PATCH").await?;
+    let listed = lena.tree("lena", "laptop", "").await?;
+    ensure!(
+        listed.len() == 1
+            && listed[0]["size"] == json!(SIZE)
+            && listed[0]["sha256"] == sha256_hex(&bytes)?,
+        "{listed:?}"
+    );
+    // The hung connection sending more now changes nothing.
+    let _ = hung.write_all(&bytes[SENT..SENT + 1000]).await;
+    drop(hung);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let listed_again = lena.tree("lena", "laptop", "").await?;
+    ensure!(listed_again == listed, "{listed_again:?}");
+    ensure!(lena.download("lena", "laptop", "notes.bin").await? == bytes);
+    Ok(())
+}
