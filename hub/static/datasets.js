@@ -162,6 +162,15 @@
     return tpl.content.firstElementChild.cloneNode(true);
   }
 
+  // Why `file` (from `input`) cannot be a cover, or '' (the hub checks it again).
+  function coverProblem(input, file) {
+    var max = Number(input.dataset.maxBytes) || 0;
+    if (max && file.size > max) {
+      return Promise.resolve(t('dataset_cover_too_big', { max: input.dataset.max, size: sizeText(file.size) }));
+    }
+    return looksLikeImage(file).then(function (ok) { return ok ? '' : t('dataset_cover_not_image'); });
+  }
+
   // Whether a file starts like a PNG, JPEG or WebP image (what the hub accepts as a cover).
   function looksLikeImage(file) {
     return file.slice(0, 12).arrayBuffer().then(function (buf) {
@@ -314,8 +323,8 @@
       var file = cover.files[0];
       say('');
       if (!file) { preview(null, $('#dataset-cover-preview-img'), $('#dataset-cover-none')); return; }
-      looksLikeImage(file).then(function (ok) {
-        if (!ok) { say(t('dataset_cover_not_image')); cover.value = ''; file = null; }
+      coverProblem(cover, file).then(function (problem) {
+        if (problem) { say(problem); cover.value = ''; file = null; }
         preview(file, $('#dataset-cover-preview-img'), $('#dataset-cover-none'));
       });
     });
@@ -711,8 +720,8 @@
     cover.addEventListener('change', function () {
       var file = cover.files[0];
       if (!file) { return; }
-      looksLikeImage(file).then(function (ok) {
-        if (!ok) { cover.value = ''; flash(t('dataset_cover_not_image')); return null; }
+      coverProblem(cover, file).then(function (problem) {
+        if (problem) { cover.value = ''; flash(problem); return null; }
         return api('PUT', self.base + '/cover', file).then(function () {
           cover.value = '';
           flash(t('dataset_cover_saved'), 'ok');

@@ -16,6 +16,7 @@ use axum::response::Response;
 use minijinja::context;
 use serde::Serialize;
 
+use super::cluster::number_text;
 use super::{encode_query, PageError, PageRequest};
 use crate::domain::datasets::{self, Access, Viewer};
 use crate::domain::{storage_pools, Services};
@@ -131,10 +132,32 @@ pub(crate) async fn list(
     ))
 }
 
+/// `2 MB`, `512 KB`: a size as the page's script writes them (units of 1024).
+fn bytes_text(bytes: u64) -> String {
+    // Exact enough for display: sizes are far below 2^53.
+    if bytes >= 1 << 20 {
+        format!("{} MB", number_text(bytes as f64 / f64::from(1u32 << 20)))
+    } else {
+        format!("{} KB", number_text(bytes as f64 / 1024.0))
+    }
+}
+
+/// The largest cover image, as the forms say it and check it before sending.
+fn cover_limit(hub: &Services) -> minijinja::Value {
+    let bytes = hub.config.datasets.cover_max_kb.saturating_mul(1024);
+    context! { bytes => bytes, text => bytes_text(bytes) }
+}
+
 /// `GET /hub/datasets/new`: the form of a new dataset.
-pub(crate) async fn new_form(page: PageRequest) -> Result<Response, PageError> {
+pub(crate) async fn new_form(
+    State(hub): State<Arc<Services>>,
+    page: PageRequest,
+) -> Result<Response, PageError> {
     page.require_user()?;
-    Ok(page.render("dataset_new.html", context! { page => "dataset-new" }))
+    Ok(page.render(
+        "dataset_new.html",
+        context! { page => "dataset-new", cover_max => cover_limit(&hub) },
+    ))
 }
 
 /// `GET /hub/datasets/{owner}/{name}`: one dataset, if the caller may read it (a 404 page
@@ -155,6 +178,7 @@ pub(crate) async fn show(
         "dataset.html",
         context! {
             page => "dataset",
+            cover_max => cover_limit(&hub),
             owner_href => format!("/hub/datasets?{}", encode_query(&[("owner", &owner)])),
             owner => owner,
             name => name,
@@ -170,6 +194,13 @@ mod tests {
     use super::super::tests::{body_text, location, test_hub, ADMIN_PASSWORD};
     use super::*;
     use crate::domain::datasets::DatasetRequest;
+
+    #[test]
+    fn sizes_read_as_the_script_writes_them() {
+        assert_eq!(bytes_text(2048 * 1024), "2 MB");
+        assert_eq!(bytes_text(512 * 1024), "512 KB");
+        assert_eq!(bytes_text(1536 * 1024), "1.5 MB");
+    }
 
     #[test]
     fn the_list_keeps_known_words_and_falls_back_on_unknown_ones() {

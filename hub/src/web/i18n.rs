@@ -702,8 +702,13 @@ pub const CATALOGUE: &[Message] = &[
     ("dataset_cover_remove", "Remove the cover", "移除封面"),
     (
         "dataset_cover_hint",
-        "A PNG, JPEG or WebP image of at most a few MB.",
-        "PNG、JPEG 或 WebP 图片，不超过几 MB。",
+        "A PNG, JPEG or WebP image of at most {max}.",
+        "PNG、JPEG 或 WebP 图片，不超过 {max}。",
+    ),
+    (
+        "dataset_cover_too_big",
+        "The cover may have at most {max}; this image has {size}.",
+        "封面最大为 {max}，此图片为 {size}。",
     ),
     (
         "dataset_cover_not_image",
