@@ -4,14 +4,17 @@
 // - a chunk's connection breaks: the page waits, asks the hub where the upload stands (HEAD)
 //   and goes on from there, and the file arrives whole;
 // - the page is reloaded in the middle of a file: the page offers the unfinished upload, and
-//   choosing the same file again goes on from the bytes the hub has (not from 0);
+//   choosing the same file again goes on from the bytes the hub has (not from 0); when the
+//   browser forgot the upload (another browser, cleared storage), "Resume…" in the list of
+//   unfinished uploads takes the file and goes on the same way;
 // - a file over the owner's storage limit: the hub's 413 message is shown beside the file.
 //
 // Run by tests/tests/datasets_pages.rs (which sets a small [datasets] user_limit_gb, makes the
 // files and the dataset, and checks the files and the message through the API).
 // Environment: XIJI_URL, XIJI_USER, XIJI_PASSWORD, XIJI_DATASET (owner/name), XIJI_BROKEN (a file
 //   whose first chunk's connection breaks), XIJI_RELOADED (a file of more than one chunk, cut
-//   off by a reload), XIJI_TOO_BIG (a file over the limit), XIJI_ARTIFACTS,
+//   off by a reload), XIJI_FORGOTTEN (the same, with the browser's memory of it lost),
+//   XIJI_TOO_BIG (a file over the limit), XIJI_ARTIFACTS,
 //   XIJI_TEST_NODE_MODULES, CHROMIUM
 import path from 'node:path';
 import { env, launch, login, step } from './common.mjs';
@@ -22,6 +25,7 @@ const password = env('XIJI_PASSWORD');
 const [owner, name] = env('XIJI_DATASET').split('/');
 const brokenFile = env('XIJI_BROKEN');
 const reloadedFile = env('XIJI_RELOADED');
+const forgottenFile = env('XIJI_FORGOTTEN');
 const tooBigFile = env('XIJI_TOO_BIG');
 const CHUNK = 8 * 1024 * 1024;
 
@@ -93,25 +97,42 @@ try {
   await page.unroute('**/hub/api/uploads/*');
   await screenshot(page, 'retried');
 
-  step('a reload in the middle of a file; choosing it again goes on from the hub\'s offset');
-  let held = null;
-  let patches = 0;
-  await page.route('**/hub/api/uploads/*', (route) => {
-    if (route.request().method() === 'PATCH') {
-      patches += 1;
-      // The first chunk arrives; the second is cut off by the reload (how much of it reaches
-      // the hub is up to the network stack: the page must go on from what the hub has).
-      if (patches >= 2) { held = route; return undefined; }
+  /** Starts uploading `file` and reloads the page while its second chunk is on the way
+   *  (`forget`: the browser's memory of the upload is lost too, as in another browser). */
+  const cutOffByReload = async (file, forget) => {
+    let held = null;
+    let patches = 0;
+    await page.route('**/hub/api/uploads/*', (route) => {
+      if (route.request().method() === 'PATCH') {
+        patches += 1;
+        // The first chunk arrives; the second is cut off by the reload (how much of it reaches
+        // the hub is up to the network stack: the page must go on from what the hub has).
+        if (patches >= 2) { held = route; return undefined; }
+      }
+      return route.continue();
+    });
+    await page.setInputFiles('#pick-files', file);
+    for (let i = 0; i < 600 && !held; i += 1) await page.waitForTimeout(100);
+    if (!held) throw new Error('the second chunk was never sent');
+    await page.unroute('**/hub/api/uploads/*');
+    if (forget) await page.evaluate(() => localStorage.clear());
+    await page.reload();
+    await page.waitForSelector('#resume-panel:not([hidden])');
+  };
+
+  /** Checks that the last upload went on from the offset the hub gave, without a new POST. */
+  const wentOn = (what) => {
+    const firstPatch = calls.find((c) => c.method === 'PATCH');
+    if (!firstPatch || !heads.length || firstPatch.offset !== heads[0] || Number(heads[0]) < CHUNK) {
+      throw new Error(`${what} did not go on from the hub's offset: ${JSON.stringify({ calls, heads })}`);
     }
-    return route.continue();
-  });
+    if (calls.some((c) => c.method === 'POST')) throw new Error(`${what} was declared again: ${JSON.stringify(calls)}`);
+    step(`${what} went on from byte ${heads[0]}`);
+  };
+
+  step('a reload in the middle of a file; choosing it again goes on from the hub\'s offset');
   const reloadedName = path.basename(reloadedFile);
-  await page.setInputFiles('#pick-files', reloadedFile);
-  for (let i = 0; i < 600 && !held; i += 1) await page.waitForTimeout(100);
-  if (!held) throw new Error('the second chunk was never sent');
-  await page.unroute('**/hub/api/uploads/*');
-  await page.reload();
-  await page.waitForSelector('#resume-panel:not([hidden])');
+  await cutOffByReload(reloadedFile, false);
   const offered = page.locator(`#resume-list li[data-path="${reloadedName}"]`);
   await expectText(offered, /MB of 24 MB \((3[3-9]|[4-9]\d)%\)/, 'the unfinished upload');
   await screenshot(page, 'resume-offered');
@@ -120,14 +141,24 @@ try {
   await page.setInputFiles('#pick-files', reloadedFile);
   row = await settled(page, reloadedName);
   if ((await row.getAttribute('data-state')) !== 'done') throw new Error(`the resumed upload failed: ${await row.innerText()}`);
-  const firstPatch = calls.find((c) => c.method === 'PATCH');
-  if (!firstPatch || !heads.length || firstPatch.offset !== heads[0] || Number(heads[0]) < CHUNK) {
-    throw new Error(`the upload did not go on from the hub's offset: ${JSON.stringify({ calls, heads })}`);
-  }
-  step(`went on from byte ${heads[0]}`);
-  if (calls.some((c) => c.method === 'POST')) throw new Error(`the resumed upload was declared again: ${JSON.stringify(calls)}`);
+  wentOn('the file chosen again');
   await page.waitForSelector('#resume-panel', { state: 'hidden' });
   await screenshot(page, 'resumed');
+
+  step('the same after the browser forgot the upload: "Resume…" in the list takes the file');
+  const forgottenName = path.basename(forgottenFile);
+  await cutOffByReload(forgottenFile, true);
+  calls.length = 0;
+  heads.length = 0;
+  const [chooser] = await Promise.all([
+    page.waitForEvent('filechooser'),
+    page.click(`#resume-list li[data-path="${forgottenName}"] .js-resume`),
+  ]);
+  await chooser.setFiles(forgottenFile);
+  row = await settled(page, forgottenName);
+  if ((await row.getAttribute('data-state')) !== 'done') throw new Error(`the resumed upload failed: ${await row.innerText()}`);
+  wentOn('the upload resumed from the list');
+  await page.waitForSelector('#resume-panel', { state: 'hidden' });
 
   step('a file over the storage limit: the hub\'s 413 message beside it');
   const tooBigName = path.basename(tooBigFile);
@@ -142,8 +173,8 @@ try {
   await row.scrollIntoViewIfNeeded();
   await screenshot(page, 'over-limit');
 
-  step('the tree lists the two files that arrived');
-  await page.waitForFunction((names) => names.every((n) => document.querySelector(`#file-rows tr[data-name="${n}"]`)), [brokenName, reloadedName]);
+  step('the tree lists the three files that arrived');
+  await page.waitForFunction((names) => names.every((n) => document.querySelector(`#file-rows tr[data-name="${n}"]`)), [brokenName, reloadedName, forgottenName]);
   if (await page.locator(`#file-rows tr[data-name="${tooBigName}"]`).count()) throw new Error('the refused file is listed');
   console.log(JSON.stringify({ ok: true, limit_message: message }));
 } catch (error) {

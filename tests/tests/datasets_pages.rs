@@ -285,13 +285,18 @@ async fn uploads_go_on_after_a_broken_connection_and_a_reload_and_the_limit_show
     let dataset: Value = expect_json(resp, StatusCode::CREATED, "create the dataset").await?;
     ensure!(dataset["owner"] == user, "{dataset}");
 
-    let broken = noise(12 * 1024 * 1024 + 123, 7);
+    // 9 + 24 + 17 MiB fit in the limit; each is cut off in its second chunk (of 8 MiB), before
+    // the last one.
+    let broken = noise(9 * 1024 * 1024 + 123, 7);
     let reloaded = noise(24 * 1024 * 1024 + 5, 8);
     let broken_path = hub.scratch_path("broken.bin");
+    let forgotten = noise(17 * 1024 * 1024 + 77, 9);
     let reloaded_path = hub.scratch_path("reloaded.bin");
+    let forgotten_path = hub.scratch_path("forgotten.bin");
     let too_big_path = hub.scratch_path("too-big.bin");
     write(&broken_path, &broken)?;
     write(&reloaded_path, &reloaded)?;
+    write(&forgotten_path, &forgotten)?;
     // Sparse: the browser only declares its size, which the hub refuses before any byte.
     let too_big_size: u64 = 60 * 1024 * 1024;
     std::fs::File::create(&too_big_path)?.set_len(too_big_size)?;
@@ -306,6 +311,7 @@ async fn uploads_go_on_after_a_broken_connection_and_a_reload_and_the_limit_show
             ("XIJI_DATASET", &format!("{user}/sensors")),
             ("XIJI_BROKEN", &broken_path.display().to_string()),
             ("XIJI_RELOADED", &reloaded_path.display().to_string()),
+            ("XIJI_FORGOTTEN", &forgotten_path.display().to_string()),
             ("XIJI_TOO_BIG", &too_big_path.display().to_string()),
         ],
     )
@@ -316,7 +322,11 @@ async fn uploads_go_on_after_a_broken_connection_and_a_reload_and_the_limit_show
     for name in ["retrying", "resume-offered", "resumed", "over-limit"] {
         run.expect_screenshot(name)?;
     }
-    for (path, bytes) in [("broken.bin", &broken), ("reloaded.bin", &reloaded)] {
+    for (path, bytes) in [
+        ("broken.bin", &broken),
+        ("reloaded.bin", &reloaded),
+        ("forgotten.bin", &forgotten),
+    ] {
         let got = get_bytes(&hub, &token, &file_url(user, "sensors", path)).await?;
         ensure!(
             &got == bytes,
