@@ -914,6 +914,12 @@
         flash(t('dataset_upload_read_failed', { reason: err && err.message ? err.message : String(err) }));
       });
     });
+    // From the keyboard, the zone opens the file picker.
+    zone.addEventListener('keydown', function (ev) {
+      if (ev.target !== zone || (ev.key !== 'Enter' && ev.key !== ' ')) { return; }
+      ev.preventDefault();
+      $('#pick-files').click();
+    });
     // A drop beside the zone must not open the file in the tab.
     window.addEventListener('dragover', function (ev) { ev.preventDefault(); });
     window.addEventListener('drop', function (ev) { if (!ev.target.closest || !ev.target.closest('#dropzone')) { ev.preventDefault(); } });
