@@ -413,6 +413,8 @@
       var v = data.get(k);
       if (typeof v === 'string' && v.trim()) { out[k] = v.trim(); }
     });
+    // Every ticked dataset; none ticked is an empty list, not "as last time".
+    if (data.has('datasets_offered')) { out.datasets = data.getAll('dataset'); }
     return out;
   }
 

@@ -37,8 +37,12 @@ pub(crate) fn check_xsrf(
 
 /// Parses a form body (`application/x-www-form-urlencoded`); a later duplicate key wins.
 pub(crate) fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, PageError> {
+    parse_form_pairs(body).map(|pairs| pairs.into_iter().collect())
+}
+
+/// A form body as its pairs, in order (a field may repeat).
+pub(crate) fn parse_form_pairs(body: &[u8]) -> Result<Vec<(String, String)>, PageError> {
     serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
-        .map(|pairs| pairs.into_iter().collect())
         .map_err(|_| PageError::status(StatusCode::BAD_REQUEST))
 }
 

@@ -3,8 +3,6 @@
 //! what the home and admin pages show of a running cluster (its image, its size, and each node
 //! with its links).
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 use serde_json::{Map, Value};
 use spawner::ClusterRequest;
@@ -47,17 +45,9 @@ pub(crate) struct SpawnValues {
 }
 
 impl SpawnValues {
-    /// The values of a posted form, or `None` if it has none of the fields (a bare Start
-    /// button: the previous options are used again). A map holds one value per field, so at
-    /// most one dataset: [`from_pairs`](Self::from_pairs) reads them all.
-    pub(crate) fn from_form(form: &HashMap<String, String>) -> Option<Self> {
-        let pairs: Vec<(String, String)> =
-            form.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        Self::from_pairs(&pairs)
-    }
-
     /// The values of a posted form as its fields arrived (`dataset` repeated, one per ticked
-    /// box), or `None` if it has none of the fields.
+    /// box), or `None` if it has none of the fields (a bare Start button: the previous options
+    /// are used again).
     pub(crate) fn from_pairs(form: &[(String, String)]) -> Option<Self> {
         let has = |key: &str| form.iter().any(|(k, _)| k == key);
         let datasets_offered = has(DATASETS_OFFERED_FIELD) || has(DATASET_FIELD);
@@ -514,15 +504,15 @@ mod tests {
 
     #[test]
     fn only_filled_in_fields_become_user_options() {
-        let form: HashMap<String, String> = [("_xsrf", "x"), ("nodes", " 2 "), ("storage", "")]
+        let form: Vec<(String, String)> = [("_xsrf", "x"), ("nodes", " 2 "), ("storage", "")]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        let values = SpawnValues::from_form(&form).unwrap();
+        let values = SpawnValues::from_pairs(&form).unwrap();
         assert_eq!(values.nodes, "2");
         assert_eq!(values.user_options(), serde_json::json!({"nodes": "2"}));
-        let bare: HashMap<String, String> = [("_xsrf".to_owned(), "x".to_owned())].into();
-        assert_eq!(SpawnValues::from_form(&bare), None);
+        let bare = vec![("_xsrf".to_owned(), "x".to_owned())];
+        assert_eq!(SpawnValues::from_pairs(&bare), None);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use minijinja::context;
 use serde_json::json;
 
-use super::auth::{check_xsrf, parse_form};
+use super::auth::{check_xsrf, parse_form_pairs};
 use super::cluster::{spawn_form, FormRequest, SpawnForm, SpawnValues};
 use super::next::next_from_query;
 use super::pages::status_of;
@@ -137,14 +137,16 @@ pub(crate) async fn spawn_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, PageError> {
-    let form = parse_form(&body)?;
+    // As pairs: a field may repeat (one `dataset` per ticked box).
+    let pairs = parse_form_pairs(&body)?;
+    let form: HashMap<String, String> = pairs.iter().cloned().collect();
     check_xsrf(&headers, &form)?;
     let (name, server) = path_params(&params);
     let request = SpawnRequest {
         name: &name,
         server: &server,
         next: next_from_query(&query),
-        form: match SpawnValues::from_form(&form) {
+        form: match SpawnValues::from_pairs(&pairs) {
             Some(values) => FormMode::Posted(values),
             None => FormMode::Start,
         },
