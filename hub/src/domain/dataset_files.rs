@@ -26,8 +26,9 @@ use unicode_normalization::UnicodeNormalization;
 
 /// Longest file name (one path component), in bytes: what Linux filesystems allow.
 const MAX_COMPONENT_BYTES: usize = 255;
-/// Longest path, in bytes.
-const MAX_PATH_BYTES: usize = 4096;
+/// Longest path in a dataset, in bytes: with the pool's folder in front it stays well inside
+/// the system's limit on a whole path (4096).
+const MAX_PATH_BYTES: usize = 1024;
 /// Deepest folder nesting.
 const MAX_DEPTH: usize = 64;
 /// Bytes gathered before a write to disk.

@@ -310,6 +310,11 @@ pub async fn create(
     request: DatasetRequest,
 ) -> HubResult<DatasetRow> {
     let owner = match request.owner.as_deref() {
+        Some(name) if name.chars().any(char::is_control) => {
+            return Err(HubError::BadRequest(format!(
+                "{name:?} is not a user name: names cannot contain control characters"
+            )))
+        }
         Some(name) if name != viewer.user.name => {
             if !viewer.admin {
                 return Err(HubError::Forbidden(
@@ -472,6 +477,20 @@ pub async fn search(
     viewer: &Viewer,
     query: &SearchQuery,
 ) -> HubResult<(Vec<DatasetRow>, i64, i64, i64)> {
+    for (what, text) in [
+        ("q", &query.q),
+        ("owner", &query.owner),
+        ("tag", &query.tag),
+    ] {
+        if text
+            .as_deref()
+            .is_some_and(|t| t.chars().any(char::is_control))
+        {
+            return Err(HubError::BadRequest(format!(
+                "The search's {what} cannot contain control characters"
+            )));
+        }
+    }
     let sort = match query.sort.as_deref() {
         None | Some("") => DatasetSort::Updated,
         Some(s) => DatasetSort::parse(s).map_err(HubError::BadRequest)?,
@@ -781,6 +800,9 @@ pub async fn move_path(
             dataset.owner, dataset.name
         ))),
         Ok(Ok(_)) => Ok((from, to)),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidFilename => Err(HubError::BadRequest(
+            format!("{to:?} is too long a name for the storage pool's filesystem; shorten it"),
+        )),
         Ok(Err(e)) => Err(io_failure("moving dataset files", e)),
         Err(DbError::Conflict) => Err(HubError::Conflict(format!(
             "{to:?} exists already in {}/{}",
@@ -1078,6 +1100,13 @@ async fn finish(hub: &Services, dir: &DatasetDir, upload: UploadRow) -> HubResul
             give_up(hub, dir, &upload).await?;
             Err(HubError::Conflict(format!(
                 "{:?} exists already: delete or rename it first",
+                upload.path
+            )))
+        }
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidFilename => {
+            give_up(hub, dir, &upload).await?;
+            Err(HubError::BadRequest(format!(
+                "{:?} is too long a name for the storage pool's filesystem; shorten it",
                 upload.path
             )))
         }
