@@ -10,7 +10,9 @@
 // 3. The same pages in Chinese show Chinese labels.
 //
 // Run by tests/tests/datasets_pages.rs, which makes the files on disk and checks the result
-// through the API afterwards. Screenshots go to $XIJI_ARTIFACTS.
+// through the API afterwards; on a hub with the docker backend, tests/browser/datasets_cluster.mjs
+// then goes on with the second user starting a cluster with the dataset. Screenshots go to
+// $XIJI_ARTIFACTS.
 // Environment: XIJI_URL, XIJI_OWNER, XIJI_OWNER_PASSWORD, XIJI_READER, XIJI_READER_PASSWORD,
 //   XIJI_DATASET (its name), XIJI_DROP (a folder: what is dropped is everything in it),
 //   XIJI_PICK_FOLDER (a folder for the folder picker), XIJI_COVER (where to write the PNG),

@@ -1,10 +1,17 @@
 //! The datasets pages in a real browser (Debian's Chromium, driven by playwright-core from
 //! `tests/browser/datasets*.mjs`) against the real `xiji` binary: a new user creates a dataset
 //! with a cover, drops a folder of 50 files on the page, browses it and makes it public; a
-//! second user finds it by a word of its description and stars it; the pages speak Chinese;
-//! uploads survive a broken connection and a reload, and an upload over the storage limit shows
-//! the hub's 413 message. What the browser did is then checked through the API (the bytes of the
-//! files, the star, the visibility).
+//! second user finds it by a word of its description, stars it, starts a 2-node cluster with it
+//! from the home page's spawn form (the dataset's box ticked) and, in node-1's JupyterLab, reads
+//! the dropped CSV at the dataset's mount path while writing beside it fails with "Read-only
+//! file system"; the pages speak Chinese; uploads survive a broken connection and a reload, and
+//! an upload over the storage limit shows the hub's 413 message. What the browser did is then
+//! checked through the API (the bytes of the files, the star, the visibility, the cluster's
+//! options) and Docker (nothing left running).
+//!
+//! The cluster step needs `XIJI_TEST_DOCKER=1` (tests/run sets it after tests/setup-docker.sh):
+//! the story's hub then runs the docker backend with the test image in its library. Without it,
+//! the pages are tested on the local backend and the test says that the cluster step did not run.
 //!
 //! Screenshots are kept in `tests/artifacts/<test>/`, copied into the hub's temporary folder and
 //! into `target/screenshots/<test>/`.
@@ -15,6 +22,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{ensure, Context, Result};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use tests::docker::{self, Instance};
 use tests::{artifacts_dir, browser, encode, expect_api_error, expect_json, workspace_root, Hub};
 use tests::{HubOptions, Singleuser};
 
@@ -25,10 +33,14 @@ const READER_PASSWORD: &str = "ben-password-42";
 /// A name in Chinese: the pages and the API must carry it in URLs unchanged.
 const DATASET: &str = "气象-2024";
 
-/// Copies a browser run's screenshots next to the hub's files and into `target/screenshots/`,
-/// whether the run passed or not.
-fn keep_screenshots(hub: &Hub, name: &str) {
-    let from = artifacts_dir().join(name);
+/// The name the test image has in the library of the cluster step's hub.
+const IMAGE_NAME: &str = "Python + MPI";
+/// Where the dropped training CSV is in the dataset.
+const CSV_PATH: &str = "数据/训练集.csv";
+
+/// Copies the screenshots of browser runs (`runs`, in order) next to the hub's files and into
+/// `target/screenshots/{name}/`, whether the runs passed or not.
+fn keep_screenshots(hub: &Hub, name: &str, runs: &[&str]) {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
@@ -48,10 +60,57 @@ fn keep_screenshots(hub: &Hub, name: &str) {
         if std::fs::create_dir_all(&to).is_err() {
             continue;
         }
-        for entry in std::fs::read_dir(&from).into_iter().flatten().flatten() {
-            let _ = std::fs::copy(entry.path(), to.join(entry.file_name()));
+        // Numbered on from one run to the next (each run numbers its own from 01).
+        let mut number = 0;
+        for run in runs {
+            let mut names: Vec<String> = std::fs::read_dir(artifacts_dir().join(run))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            for name in names {
+                number += 1;
+                let rest = name.split_once('-').map_or(name.as_str(), |(_, rest)| rest);
+                let _ = std::fs::copy(
+                    artifacts_dir().join(run).join(&name),
+                    to.join(format!("{number:02}-{rest}")),
+                );
+            }
         }
     }
+}
+
+fn image() -> String {
+    std::env::var("XIJI_TEST_DOCKER_IMAGE")
+        .unwrap_or_else(|_| "127.0.0.1:5000/xiji/base-notebook:latest".into())
+}
+
+/// A hub on the docker backend whose containers carry `instance`'s label, with the test image in
+/// its library as [`IMAGE_NAME`].
+async fn docker_hub(instance: &Instance) -> Result<Hub> {
+    let options = HubOptions {
+        spawner_toml: "backend = \"docker\"\nstart_timeout = 300\n".into(),
+        top_level_toml: "slow_spawn_timeout = 1\n".into(),
+        tables_toml: format!(
+            "\n[spawner.docker]\ninstance = \"{}\"\ndefault_memory_mb = 512\ndefault_cpus = 0.5\n",
+            instance.0
+        ),
+        ..HubOptions::default()
+    };
+    let hub = Hub::start_with(options).await?;
+    let (repository, tag) = image()
+        .rsplit_once(':')
+        .map(|(r, t)| (r.to_owned(), t.to_owned()))
+        .context("XIJI_TEST_DOCKER_IMAGE has no tag")?;
+    let resp = hub
+        .admin(Method::POST, "/hub/api/images")
+        .json(&json!({"name": IMAGE_NAME, "image": repository, "tag": tag}))
+        .send()
+        .await?;
+    expect_json(resp, StatusCode::CREATED, "add the test image").await?;
+    Ok(hub)
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -98,7 +157,7 @@ fn training_csv() -> Vec<u8> {
 /// files beside it: 50 files. Answers (path in the dataset, bytes) of each.
 fn make_drop(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     let mut files = vec![
-        ("数据/训练集.csv".to_owned(), training_csv()),
+        (CSV_PATH.to_owned(), training_csv()),
         (
             "数据/测试集.csv".to_owned(),
             b"time,temperature,humidity\n2024-02-01T00:00:00Z,3.5,71\n".to_vec(),
@@ -143,9 +202,15 @@ fn file_url(owner: &str, name: &str, path: &str) -> String {
 }
 
 #[tokio::test]
-async fn a_user_creates_a_dataset_drops_a_folder_and_another_finds_and_stars_it_in_chromium(
+async fn a_user_publishes_a_dropped_folder_and_another_stars_it_and_reads_it_on_node_1_of_a_cluster_in_chromium(
 ) -> Result<()> {
-    let hub = Hub::start().await?;
+    // Declared before the hub, so it is dropped after it: whatever happens, the containers and
+    // networks of the story's cluster are removed.
+    let instance = docker::enabled().then(|| Instance::new("xiji-test-dsp"));
+    let hub = match &instance {
+        Some(instance) => docker_hub(instance).await?,
+        None => Hub::start().await?,
+    };
     hub.create_user(OWNER, OWNER_PASSWORD).await?;
     hub.create_user(READER, READER_PASSWORD).await?;
     let drop_dir = hub.scratch_path("drop");
@@ -180,7 +245,7 @@ async fn a_user_creates_a_dataset_drops_a_folder_and_another_finds_and_stars_it_
         ],
     )
     .await;
-    keep_screenshots(&hub, "datasets_pages");
+    keep_screenshots(&hub, "datasets_pages", &["datasets_pages"]);
     let run = run?;
     ensure!(run.output.contains("\"ok\":true"), "{}", run.output);
     for name in [
@@ -256,10 +321,121 @@ async fn a_user_creates_a_dataset_drops_a_folder_and_another_finds_and_stars_it_
         "the share was not taken back: {shares}"
     );
 
-    // ---- The cluster step goes here (added by the cluster work) ----------------------------
-    // Start a 2-node cluster for the owner with `"datasets": ["ann/气象-2024"]` and read
-    // /home/jovyan/datasets/ann/气象-2024/数据/训练集.csv on node-1 (its bytes are
-    // `training_csv()`).
+    // ---- The reader starts a 2-node cluster with it from the pages and reads it on node-1 ----
+    let Some(instance) = &instance else {
+        eprintln!(
+            "NOT RUN: the cluster step (a 2-node cluster started from the pages with the dataset, \
+             node-1 reading it) needs XIJI_TEST_DOCKER=1"
+        );
+        return Ok(());
+    };
+    let dataset_name = format!("{OWNER}/{DATASET}");
+    let csv = training_csv();
+    let (csv_dir, csv_file) = CSV_PATH.rsplit_once('/').context("the CSV's folder")?;
+    let resp = hub
+        .with_token(
+            Method::GET,
+            &format!("{dataset_path}/tree?path={}", encode(csv_dir)),
+            &token,
+        )
+        .send()
+        .await?;
+    let tree = expect_json(resp, StatusCode::OK, "the CSV's folder").await?;
+    let csv_sha256 = tree["entries"]
+        .as_array()
+        .and_then(|entries| entries.iter().find(|e| e["name"] == csv_file))
+        .and_then(|e| e["sha256"].as_str())
+        .with_context(|| format!("no sha256 of {CSV_PATH} in {tree}"))?
+        .to_owned();
+
+    let run = browser::run_script(
+        &hub,
+        "datasets_cluster.mjs",
+        "datasets_pages_cluster",
+        &[
+            ("XIJI_USER", READER),
+            ("XIJI_PASSWORD", READER_PASSWORD),
+            ("XIJI_DATASET", &dataset_name),
+            ("XIJI_IMAGE", IMAGE_NAME),
+            ("XIJI_CSV", CSV_PATH),
+            (
+                "XIJI_CSV_LOCAL",
+                &drop_dir.join(CSV_PATH).display().to_string(),
+            ),
+        ],
+    )
+    .await;
+    keep_screenshots(
+        &hub,
+        "datasets_pages",
+        &["datasets_pages", "datasets_pages_cluster"],
+    );
+    let run = run.with_context(|| format!("hub log:\n{}", tests::tail(&hub.log(), 40)))?;
+    for name in [
+        "cluster-spawn-form",
+        "cluster-starting",
+        "cluster-ready",
+        "cluster-notebook-output",
+    ] {
+        run.expect_screenshot(name)?;
+    }
+    let report: Value = run
+        .output
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["ok"] == true)
+        .with_context(|| format!("the browser did not report: {}", run.output))?;
+
+    // What the page asked for: the ticked dataset, 2 nodes, the library's image.
+    let sent = &report["sent"];
+    ensure!(
+        sent["datasets"] == json!([dataset_name]) && sent["nodes"] == "2",
+        "the spawn form sent {sent}"
+    );
+    // node-1 read the bytes that were dropped: its host name, their size and sha256 (the hub's
+    // record of the upload, which the script also checked against the file on disk), and the
+    // CSV's first lines.
+    let read = report["read"].as_str().context("no read output")?;
+    let mut lines = read.lines();
+    let first = lines.next().unwrap_or_default();
+    ensure!(
+        first == format!("node-1 {} {csv_sha256}", csv.len()),
+        "node-1 printed {first:?}; the CSV is {} bytes, sha256 {csv_sha256}",
+        csv.len()
+    );
+    let head: Vec<&str> = std::str::from_utf8(&csv)?.lines().take(3).collect();
+    let shown: Vec<&str> = lines.take(3).collect();
+    ensure!(
+        shown == head,
+        "node-1 printed the lines {shown:?}, the CSV starts with {head:?}"
+    );
+    let write = report["write"].as_str().context("no write output")?;
+    ensure!(
+        write.starts_with("refused:") && write.contains("Read-only file system"),
+        "writing on node-1 printed {write:?}"
+    );
+
+    // The hub agrees: the reader's server is a 2-node cluster started with the dataset.
+    let server =
+        docker::wait_cluster_ready(&hub, READER, std::time::Duration::from_secs(10)).await?;
+    ensure!(
+        server["user_options"]["datasets"] == json!([dataset_name]),
+        "the cluster's stored options: {server}"
+    );
+    let nodes = server["nodes"].as_array().map_or(0, Vec::len);
+    ensure!(nodes == 2, "the cluster has {nodes} nodes: {server}");
+    ensure!(
+        instance.containers()?.len() == 2,
+        "containers of the story: {:?}",
+        instance.containers()?
+    );
+    hub.stop_server(READER).await?;
+    ensure!(
+        instance.containers()?.is_empty() && instance.networks()?.is_empty(),
+        "the stop left containers {:?} and networks {:?}",
+        instance.containers()?,
+        instance.networks()?
+    );
     Ok(())
 }
 
@@ -316,7 +492,7 @@ async fn uploads_go_on_after_a_broken_connection_and_a_reload_and_the_limit_show
         ],
     )
     .await;
-    keep_screenshots(&hub, "datasets_uploads");
+    keep_screenshots(&hub, "datasets_uploads", &["datasets_uploads"]);
     let run = run?;
     ensure!(run.output.contains("\"ok\":true"), "{}", run.output);
     for name in ["retrying", "resume-offered", "resumed", "over-limit"] {
