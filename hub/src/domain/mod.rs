@@ -14,6 +14,7 @@ pub mod images;
 pub mod markdown;
 pub mod names;
 pub mod oauth;
+pub mod project_archive;
 pub mod save_image;
 pub mod servers;
 mod services;
