@@ -2047,7 +2047,9 @@ mod tests {
                 ("train/a.csv".into(), 16, digest("train/a.csv")),
             ]
         );
+        // Read-only folders: a plain removal fails for users other than root.
         remove_tree(&into).unwrap();
+        remove_tree(&project).unwrap();
     }
 
     #[test]
