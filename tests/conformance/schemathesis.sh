@@ -150,9 +150,12 @@ status, _ = as_alice("PATCH", upload_url, labels,
                      {"Upload-Offset": "0", "Tus-Resumable": "1.0.0",
                       "Content-Type": "application/offset+octet-stream"})
 assert status == 204, f"the fixture's upload answered {status}"
+# alice's project digits on image 1 with the dataset, bob its editor.
+as_alice("POST", "/projects", {"name": "digits", "image": 1, "datasets": ["alice/mnist"]})
+as_alice("PUT", "/projects/alice/digits/members/bob", {"role": "editor"})
 open(out + ".token", "w").write(user_token("admin"))
 print(f"document: {len(doc['paths'])} paths; fixtures: users alice and bob, image 1, "
-      "dataset alice/mnist with train/labels.csv")
+      "dataset alice/mnist with train/labels.csv, project alice/digits with bob as editor")
 PY
     # Datasets belong to users: the run uses the administrator user's token.
     TOKEN=$(cat "$SPEC.token")

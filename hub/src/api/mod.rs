@@ -8,6 +8,7 @@ mod images;
 mod models;
 mod oauth;
 mod openapi;
+mod projects;
 mod save_image;
 mod servers;
 mod storage_pools;
@@ -162,6 +163,33 @@ pub fn routes(hub: Arc<Services>) -> Router {
             "/hub/api/datasets/{owner}/{name}/star",
             axum::routing::put(datasets::star).delete(datasets::unstar),
         )
+        .route(
+            "/hub/api/projects",
+            get(projects::list).post(projects::create),
+        )
+        .route(
+            "/hub/api/projects/{owner}/{name}",
+            get(projects::get_one)
+                .patch(projects::patch)
+                .delete(projects::delete),
+        )
+        .route(
+            "/hub/api/projects/{owner}/{name}/members",
+            get(projects::list_members),
+        )
+        .route(
+            "/hub/api/projects/{owner}/{name}/members/{user}",
+            axum::routing::put(projects::put_member).delete(projects::delete_member),
+        )
+        .route(
+            "/hub/api/projects/{owner}/{name}/star",
+            axum::routing::put(projects::star).delete(projects::unstar),
+        )
+        .route(
+            "/hub/api/projects/{owner}/{name}/fork",
+            post(projects::fork),
+        )
+        .route("/hub/api/projects/{owner}/{name}/run", post(projects::run))
         .route(
             "/hub/api/storage-pools",
             get(storage_pools::list).post(storage_pools::create),

@@ -1,6 +1,6 @@
 //! Datasets: their rows, files, uploads under way, shares and stars.
 
-use super::{DbError, Engine, Result, Store};
+use super::{like_pattern, DbError, Engine, Result, Store};
 use crate::clock::Micros;
 
 stored_words! {
@@ -191,20 +191,6 @@ pub struct DatasetSearch {
     pub offset: i64,
     /// Rows to give.
     pub limit: i64,
-}
-
-/// `%word%` for `LIKE … ESCAPE '\'`.
-fn like_pattern(word: &str) -> String {
-    let mut out = String::with_capacity(word.len() + 2);
-    out.push('%');
-    for c in word.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
 }
 
 /// `$n`: the condition that `path` is `prefix` or below it (character-based, both engines).

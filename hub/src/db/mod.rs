@@ -14,6 +14,7 @@ mod datasets;
 mod groups;
 mod images;
 mod oauth;
+mod projects;
 mod roles;
 mod rows;
 mod save_jobs;
@@ -36,6 +37,7 @@ pub use datasets::{
     Grantee, ShareAccess, ShareRow, UploadRow, UploadStart,
 };
 pub use images::{ImageFields, ImageFilter, ImageKind, ImageRow, Visibility};
+pub use projects::{MemberRow, ProjectFields, ProjectRole, ProjectRow, ProjectSearch};
 pub use rows::*;
 pub use save_jobs::{NewSaveJob, SaveJobRow};
 pub use server_status::ServerStatus;
@@ -90,6 +92,20 @@ pub struct Store {
 }
 
 type Result<T> = std::result::Result<T, DbError>;
+
+/// `%word%` for `LIKE … ESCAPE '\'`.
+pub(super) fn like_pattern(word: &str) -> String {
+    let mut out = String::with_capacity(word.len() + 2);
+    out.push('%');
+    for c in word.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
 
 /// `$1, $2, …` placeholders for an `IN (…)` list starting at `$start`.
 fn placeholders(start: usize, n: usize) -> String {

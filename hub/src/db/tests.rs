@@ -948,3 +948,165 @@ async fn datasets_files_uploads_shares_and_stars_are_kept_on_both_engines() {
             .is_empty());
     }
 }
+
+#[tokio::test]
+async fn projects_members_stars_forks_and_datasets_are_kept_on_both_engines() {
+    for (store, _dir) in stores().await {
+        let alice = store.create_user("alice", false, 1).await.unwrap();
+        let bob = store.create_user("bob", false, 1).await.unwrap();
+        let carol = store.create_user("carol", false, 1).await.unwrap();
+        let data = store
+            .create_dataset(
+                alice.id,
+                &DatasetFields {
+                    name: "d".into(),
+                    description: String::new(),
+                    tags: String::new(),
+                    license: String::new(),
+                    visibility: DatasetVisibility::Public,
+                },
+                2,
+            )
+            .await
+            .unwrap();
+        let fields = |name: &str, visibility| ProjectFields {
+            name: name.into(),
+            description: "Weather 50% model".into(),
+            tags: "ml weather".into(),
+            image_id: None,
+            visibility,
+        };
+        let private = store
+            .create_project(
+                alice.id,
+                &fields("private", DatasetVisibility::Private),
+                &[data.id],
+                None,
+                10,
+            )
+            .await
+            .unwrap();
+        let public = store
+            .create_project(
+                alice.id,
+                &fields("public", DatasetVisibility::Public),
+                &[],
+                None,
+                11,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .create_project(
+                    alice.id,
+                    &fields("public", DatasetVisibility::Public),
+                    &[],
+                    None,
+                    12
+                )
+                .await,
+            Err(DbError::Conflict)
+        ));
+        assert_eq!(
+            store.project_dataset_ids(private.id).await.unwrap(),
+            vec![data.id]
+        );
+        let search = |viewer: i64| ProjectSearch {
+            viewer_id: viewer,
+            admin: false,
+            words: Vec::new(),
+            owner: None,
+            mine: false,
+            starred: false,
+            by_stars: false,
+            offset: 0,
+            limit: 20,
+        };
+        // Bob sees the public one; as a member, the private one too.
+        assert_eq!(store.search_projects(&search(bob.id)).await.unwrap().1, 1);
+        store
+            .set_project_member(private.id, bob.id, ProjectRole::Viewer, 20)
+            .await
+            .unwrap();
+        store
+            .set_project_member(private.id, bob.id, ProjectRole::Editor, 21)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.project_role(private.id, bob.id).await.unwrap(),
+            Some(ProjectRole::Editor)
+        );
+        assert_eq!(store.project_members(private.id).await.unwrap().len(), 1);
+        assert_eq!(store.search_projects(&search(bob.id)).await.unwrap().1, 2);
+        let mut mine = search(bob.id);
+        mine.mine = true;
+        assert_eq!(store.search_projects(&mine).await.unwrap().1, 1);
+        let mut words = search(carol.id);
+        words.words = vec!["50%".into(), "weather".into()];
+        assert_eq!(store.search_projects(&words).await.unwrap().1, 1);
+        // Stars, forks and their counts; a fork outlives its original.
+        store
+            .set_project_star(public.id, bob.id, true, 30)
+            .await
+            .unwrap();
+        store
+            .set_project_star(public.id, bob.id, true, 31)
+            .await
+            .unwrap();
+        assert!(store.project_starred(public.id, bob.id).await.unwrap());
+        let fork = store
+            .create_project(
+                carol.id,
+                &fields("public", DatasetVisibility::Private),
+                &[],
+                Some(public.id),
+                40,
+            )
+            .await
+            .unwrap();
+        let original = store.project(public.id).await.unwrap().unwrap();
+        assert_eq!((original.stars, original.forks), (1, 1));
+        let mut by_stars = search(carol.id);
+        by_stars.by_stars = true;
+        assert_eq!(
+            store.search_projects(&by_stars).await.unwrap().0[0].id,
+            public.id
+        );
+        // A change of datasets replaces them in one step; the last run's sizes are kept.
+        let changed = store
+            .update_project(
+                private.id,
+                &fields("renamed", DatasetVisibility::Private),
+                Some(&[]),
+                50,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(changed.name, "renamed");
+        assert!(store
+            .project_dataset_ids(private.id)
+            .await
+            .unwrap()
+            .is_empty());
+        store
+            .set_project_last_options(private.id, r#"{"nodes":2}"#)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .project(private.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .last_options,
+            r#"{"nodes":2}"#
+        );
+        // Deleting the owner takes their projects; the fork stays, no longer "forked from".
+        store.delete_user(alice.id).await.unwrap();
+        assert!(store.project(public.id).await.unwrap().is_none());
+        let fork = store.project(fork.id).await.unwrap().unwrap();
+        assert_eq!(fork.forked_from, None);
+    }
+}

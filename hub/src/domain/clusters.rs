@@ -193,7 +193,7 @@ fn rejected(e: SpawnerError) -> HubError {
 }
 
 /// The image `owner_id` may start that a request names by id, display name or reference.
-async fn resolve_image(hub: &Services, owner_id: i64, wanted: &str) -> HubResult<ImageRow> {
+pub async fn resolve_image(hub: &Services, owner_id: i64, wanted: &str) -> HubResult<ImageRow> {
     let text = wanted.trim();
     if let Ok(id) = text.parse::<i64>() {
         return images::startable(&hub.store, id, owner_id).await;

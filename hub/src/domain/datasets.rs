@@ -158,7 +158,7 @@ pub fn check_name(name: &str) -> HubResult<()> {
 }
 
 /// Tags from what a user typed: lower-cased, split on commas and spaces, deduplicated.
-fn tags_of(input: &TagsInput) -> HubResult<String> {
+pub fn tags_of(input: &TagsInput) -> HubResult<String> {
     let words: Vec<String> = match input {
         TagsInput::List(list) => list
             .iter()
@@ -253,6 +253,10 @@ pub async fn reach(
     name: &str,
     need: Access,
 ) -> HubResult<Reached> {
+    // No stored name holds a control character (and PostgreSQL refuses NUL in a query).
+    if owner.chars().chain(name.chars()).any(char::is_control) {
+        return Err(no_dataset(owner, name));
+    }
     let dataset = hub
         .store
         .dataset_by_name(owner, name)

@@ -135,7 +135,10 @@ pub async fn start(
     server_name: &str,
     options: Option<SpawnOptions>,
 ) -> HubResult<Outcome> {
-    if !server_name.is_empty() {
+    // A project's server is a named server whatever the named-server settings say: projects run
+    // as `project-{id}`, and only for those who may run them (checked below).
+    let for_project = super::projects::is_project_server(server_name);
+    if !server_name.is_empty() && !for_project {
         if !hub.config.allow_named_servers {
             return Err(HubError::BadRequest(
                 "Named servers are not enabled.".into(),
@@ -186,7 +189,11 @@ pub async fn start(
     let prepared = clusters::prepare(hub, user.id, options).await?;
     // Datasets the owner may not read (any more) are refused here, before anything is written.
     let mounts = super::datasets::mounts_for(hub, user, &prepared.datasets).await?;
-    let work_dir = super::storage_pools::work_dir(hub, user).await?;
+    // A project's server (`project-{id}`) works in the project's folder.
+    let work_dir = match super::projects::work_dir_for_server(hub, user, server_name).await? {
+        Some(dir) => Some(dir),
+        None => super::storage_pools::work_dir(hub, user).await?,
+    };
     // A desktop image's nodes start its VNC server: command and port of its record, the
     // password as a secret file.
     let desktop = crate::domain::desktops::launch_of(prepared.image.as_ref());

@@ -168,6 +168,7 @@ pub async fn delete(hub: &Arc<Services>, user: &UserRow, by: Option<&UserRow>) -
     for row in rows.iter().filter(|r| r.status == ServerStatus::Running) {
         servers::stop(hub, user, row).await?;
     }
+    super::projects::forget_user(hub, user).await?;
     super::datasets::forget_user(hub, user).await?;
     hub.store.delete_user(user.id).await?;
     hub.invalidate_auth();

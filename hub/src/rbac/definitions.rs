@@ -122,6 +122,17 @@ pub const BUILTIN_SCOPES: &[BuiltinScope] = &[
         "Search, read, download and star datasets as the user.",
         &[],
     ),
+    // Xiji's own: projects (docs/projects.md).
+    scope(
+        "projects",
+        "Create, change, run, fork and delete projects as the user.",
+        &["read:projects"],
+    ),
+    scope(
+        "read:projects",
+        "Search, open and star projects as the user.",
+        &[],
+    ),
     scope("read:tokens", "Read user tokens.", &[]),
     scope(
         "admin:groups",
@@ -403,7 +414,7 @@ mod tests {
                 assert!(catalog.is_defined(sub), "{sub} of {}", scope.name);
             }
         }
-        assert_eq!(BUILTIN_SCOPES.len(), 49);
+        assert_eq!(BUILTIN_SCOPES.len(), 51);
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub const SELF_SCOPES: &[&str] = &[
     "access:servers",
     "datasets",
     "read:datasets",
+    "projects",
+    "read:projects",
 ];
 
 /// Who holds the scopes being expanded.

@@ -1,0 +1,352 @@
+//! `/hub/api/projects…`: projects, their members, stars, forks and runs (a Xiji extension; see
+//! `docs/projects.md`).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{json as j, Map, Value};
+
+use super::{body_as, empty, json, ApiCaller, JsonBody};
+use crate::clock;
+use crate::db::ProjectRow;
+use crate::domain::datasets::Viewer;
+use crate::domain::projects::{self, Access, ProjectRequest, Reached, SearchQuery};
+use crate::domain::{markdown, servers, storage_pools, Services};
+use crate::error::ApiError;
+use crate::rbac::{self, Resource};
+
+fn segment(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// The caller as a project viewer: a user whose token may read projects (`read:projects`) or,
+/// for changes, change them (`projects`); administrators (`admin:users`) always may.
+fn viewer(caller: &ApiCaller, change: bool) -> Result<Viewer, ApiError> {
+    let user = caller.0.user().ok_or_else(|| {
+        ApiError::forbidden("Projects belong to users: a service's token cannot use them")
+    })?;
+    let admin = storage_pools::is_storage_admin(&caller.0.scopes);
+    let scope = if change { "projects" } else { "read:projects" };
+    let allowed = rbac::check(
+        &caller.0.scopes,
+        &[scope],
+        &Resource::User {
+            name: &user.name,
+            groups: &[],
+        },
+    ) == rbac::Access::Allowed;
+    if !admin && !allowed {
+        return Err(ApiError::forbidden(format!(
+            "This token may not {} projects: it lacks the scope {scope}",
+            if change { "change" } else { "read" }
+        )));
+    }
+    Ok(Viewer {
+        user: user.clone(),
+        admin,
+    })
+}
+
+async fn reach(
+    hub: &Services,
+    caller: &ApiCaller,
+    owner: &str,
+    name: &str,
+    need: Access,
+) -> Result<(Viewer, Reached), ApiError> {
+    let v = viewer(caller, need > Access::Read)?;
+    let reached = projects::reach(hub, &v, owner, name, need).await?;
+    Ok((v, reached))
+}
+
+/// A project's JSON for a viewer.
+async fn model(
+    hub: &Services,
+    viewer: &Viewer,
+    p: &ProjectRow,
+    access: Access,
+) -> Result<Value, ApiError> {
+    let image = match p.image_id {
+        Some(id) => hub.store.image(id).await?.map(
+            |i| j!({"id": i.id, "name": i.name, "reference": crate::domain::images::reference(&i)}),
+        ),
+        None => None,
+    };
+    let forked_from = match p.forked_from {
+        Some(id) => hub
+            .store
+            .project(id)
+            .await?
+            .map(|f| format!("{}/{}", f.owner, f.name)),
+        None => None,
+    };
+    let running: Vec<Value> = projects::running(hub, p)
+        .await?
+        .into_iter()
+        .map(|(user, row)| {
+            j!({
+                "user": user,
+                "server_name": row.name,
+                "ready": row.status == crate::db::ServerStatus::Running,
+                "url": format!("/user/{}/{}/", segment(&user), row.name),
+            })
+        })
+        .collect();
+    Ok(j!({
+        "id": p.id,
+        "owner": p.owner,
+        "name": p.name,
+        "description": p.description,
+        "description_html": markdown::to_safe_html(&p.description),
+        "tags": p.tag_list(),
+        "image": image,
+        "visibility": p.visibility,
+        "datasets": projects::dataset_names(hub, p).await?,
+        "forked_from": forked_from,
+        "forks": p.forks,
+        "stars": p.stars,
+        "starred": hub.store.project_starred(p.id, viewer.user.id).await?,
+        "access": access.as_str(),
+        "server_name": projects::server_name(p),
+        "last_options": serde_json::from_str::<Value>(&p.last_options).unwrap_or(Value::Null),
+        "running": running,
+        "work_path": "/home/jovyan/work",
+        "url": format!("/hub/projects/{}/{}", segment(&p.owner), segment(&p.name)),
+        "created": clock::iso(p.created),
+        "updated": clock::iso(p.updated),
+    }))
+}
+
+/// `GET /projects`.
+pub async fn list(
+    State(hub): State<Arc<Services>>,
+    caller: ApiCaller,
+    Query(q): Query<SearchQuery>,
+) -> Result<Response, ApiError> {
+    let v = viewer(&caller, false)?;
+    let (rows, total, offset, limit) = projects::search(&hub, &v, &q).await?;
+    let mut items = Vec::with_capacity(rows.len());
+    for p in &rows {
+        let access = projects::access_of(&hub, &v, p)
+            .await?
+            .unwrap_or(Access::Read);
+        items.push(model(&hub, &v, p, access).await?);
+    }
+    Ok(json(
+        StatusCode::OK,
+        j!({"items": items, "total": total, "offset": offset, "limit": limit}),
+    ))
+}
+
+/// `POST /projects`.
+pub async fn create(
+    State(hub): State<Arc<Services>>,
+    caller: ApiCaller,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let v = viewer(&caller, true)?;
+    let request: ProjectRequest = body_as(body)?.ok_or_else(|| {
+        ApiError::bad_request(
+            "Give the project as a JSON object: name, description, image, datasets",
+        )
+    })?;
+    let p = projects::create(&hub, &v, request).await?;
+    let mut response = json(
+        StatusCode::CREATED,
+        model(&hub, &v, &p, Access::Owner).await?,
+    );
+    if let Ok(loc) = HeaderValue::from_str(&format!(
+        "/hub/api/projects/{}/{}",
+        segment(&p.owner),
+        segment(&p.name)
+    )) {
+        response.headers_mut().insert(header::LOCATION, loc);
+    }
+    Ok(response)
+}
+
+/// `GET /projects/{owner}/{name}`.
+pub async fn get_one(
+    State(hub): State<Arc<Services>>,
+    caller: ApiCaller,
+    Path((owner, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (v, r) = reach(&hub, &caller, &owner, &name, Access::Read).await?;
+    Ok(json(
+        StatusCode::OK,
+        model(&hub, &v, &r.project, r.access).await?,
+    ))
+}
+
+/// `PATCH /projects/{owner}/{name}`.
+pub async fn patch(
+    State(hub): State<Arc<Services>>,
+    caller: ApiCaller,
+    Path((owner, name)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let (v, r) = reach(&hub, &caller, &owner, &name, Access::Owner).await?;
+    let request: ProjectRequest = body_as(body)?.unwrap_or_default();
+    let p = projects::update(&hub, &v, &r, request).await?;
+    Ok(json(StatusCode::OK, model(&hub, &v, &p, r.access).await?))
+}
+
+/// `DELETE /projects/{owner}/{name}`: 409 while a cluster of it runs, except for
+/// administrators, whose delete stops its clusters first.
+pub async fn delete(
+    State(hub): State<Arc<Services>>,
+    caller: ApiCaller,
+    Path((owner, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (v, r) = reach(&hub, &caller, &owner, &name, Access::Owner).await?;
+    projects::delete(&hub, &r.project, v.admin).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// `GET /projects/{owner}/{name}/members`.
+pub async fn list_members(
+    State(hub): State<Arc<Services>>,
+    caller: ApiCaller,
+    Path((owner, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (_, r) = reach(&hub, &caller, &owner, &name, Access::Read).await?;
+    let members = hub.store.project_members(r.project.id).await?;
+    Ok(json(StatusCode::OK, j!(members)))
+}
+
+/// Body of `PUT …/members/{user}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberRequest {
+    role: String,
+}
+
+/// `PUT /projects/{owner}/{name}/members/{user}`.
+pub async fn put_member(
+    State(hub): State<Arc<Services>>,
+    caller: ApiCaller,
+    Path((owner, name, user)): Path<(String, String, String)>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let (_, r) = reach(&hub, &caller, &owner, &name, Access::Owner).await?;
+    let request: MemberRequest = body_as(body)?.ok_or_else(|| {
+        ApiError::bad_request("Give {\"role\": \"viewer\"} or {\"role\": \"editor\"}")
+    })?;
+    let member = projects::set_member(&hub, &r.project, &user, &request.role).await?;
+    Ok(json(StatusCode::OK, j!(member)))
+}
+
+/// `DELETE /projects/{owner}/{name}/members/{user}`.
+pub async fn delete_member(
+    State(hub): State<Arc<Services>>,
+    caller: ApiCaller,
+    Path((owner, name, user)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let (_, r) = reach(&hub, &caller, &owner, &name, Access::Owner).await?;
+    projects::remove_member(&hub, &r.project, &user).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+async fn set_star(
+    hub: &Services,
+    caller: &ApiCaller,
+    owner: &str,
+    name: &str,
+    on: bool,
+) -> Result<Response, ApiError> {
+    let (v, r) = reach(hub, caller, owner, name, Access::Read).await?;
+    let stars = projects::star(hub, &v, &r.project, on).await?;
+    Ok(json(StatusCode::OK, j!({"stars": stars, "starred": on})))
+}
+
+/// `PUT /projects/{owner}/{name}/star`.
+pub async fn star(
+    State(hub): State<Arc<Services>>,
+    caller: ApiCaller,
+    Path((owner, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    set_star(&hub, &caller, &owner, &name, true).await
+}
+
+/// `DELETE /projects/{owner}/{name}/star`.
+pub async fn unstar(
+    State(hub): State<Arc<Services>>,
+    caller: ApiCaller,
+    Path((owner, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    set_star(&hub, &caller, &owner, &name, false).await
+}
+
+/// Body of `POST …/fork`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForkRequest {
+    name: Option<String>,
+}
+
+/// `POST /projects/{owner}/{name}/fork`: a private copy for the caller.
+pub async fn fork(
+    State(hub): State<Arc<Services>>,
+    caller: ApiCaller,
+    Path((owner, name)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let (_, r) = reach(&hub, &caller, &owner, &name, Access::Read).await?;
+    // Forking creates a project of the caller's own, which takes the scope to change projects.
+    let mut v = viewer(&caller, true)?;
+    v.admin = false;
+    let request: ForkRequest = body_as(body)?.unwrap_or_default();
+    let forked = projects::fork(&hub, &v, &r.project, request.name.as_deref()).await?;
+    let mut out = model(&hub, &v, &forked.project, Access::Owner).await?;
+    if let Some(map) = out.as_object_mut() {
+        map.insert("dropped_datasets".into(), j!(forked.dropped_datasets));
+    }
+    Ok(json(StatusCode::CREATED, out))
+}
+
+/// `POST /projects/{owner}/{name}/run`: starts the caller's cluster of the project with the
+/// given sizes (`nodes`, `cpus`, `memory`, `gpus`, `storage`; none: the last run's).
+pub async fn run(
+    State(hub): State<Arc<Services>>,
+    caller: ApiCaller,
+    Path((owner, name)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let (v, r) = reach(&hub, &caller, &owner, &name, Access::Edit).await?;
+    let allowed = rbac::check(
+        &caller.0.scopes,
+        &["servers"],
+        &Resource::User {
+            name: &v.user.name,
+            groups: &[],
+        },
+    ) == rbac::Access::Allowed;
+    if !allowed {
+        return Err(ApiError::forbidden(
+            "This token may not start servers: it lacks the scope servers",
+        ));
+    }
+    let sizes: Map<String, Value> = body_as(body)?.unwrap_or_default();
+    let outcome = projects::run(&hub, &v, &r.project, sizes).await?;
+    let server_name = projects::server_name(&r.project);
+    let status = match outcome {
+        servers::Outcome::Done => StatusCode::CREATED,
+        servers::Outcome::Pending => StatusCode::ACCEPTED,
+    };
+    Ok(json(
+        status,
+        j!({
+            "user": v.user.name,
+            "server_name": server_name,
+            "url": format!("/user/{}/{}/", segment(&v.user.name), server_name),
+            "progress_url": format!(
+                "/hub/api/users/{}/servers/{}/progress",
+                segment(&v.user.name),
+                server_name
+            ),
+        }),
+    ))
+}
