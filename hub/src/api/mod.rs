@@ -167,6 +167,11 @@ pub fn routes(hub: Arc<Services>) -> Router {
             "/hub/api/projects",
             get(projects::list).post(projects::create),
         )
+        .route("/hub/api/projects/import", post(projects::import))
+        .route(
+            "/hub/api/projects/{owner}/{name}/export",
+            get(projects::export),
+        )
         .route(
             "/hub/api/projects/{owner}/{name}",
             get(projects::get_one)

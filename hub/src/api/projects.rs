@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json as j, Map, Value};
 
@@ -14,7 +15,9 @@ use crate::clock;
 use crate::db::ProjectRow;
 use crate::domain::datasets::Viewer;
 use crate::domain::projects::{self, Access, ProjectRequest, Reached, SearchQuery};
-use crate::domain::{markdown, servers, storage_pools, Services};
+use crate::domain::{
+    markdown, project_archive, project_transfer, servers, storage_pools, Services,
+};
 use crate::error::ApiError;
 use crate::rbac::{self, Resource};
 
@@ -349,4 +352,96 @@ pub async fn run(
             ),
         }),
     ))
+}
+
+/// Query of `GET …/export`.
+#[derive(Debug, Default, Deserialize)]
+pub struct ExportQuery {
+    #[serde(default)]
+    include_datasets: bool,
+}
+
+/// `Content-Disposition: attachment` with the name in UTF-8.
+fn attachment(name: &str) -> Option<HeaderValue> {
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    HeaderValue::from_str(&format!(
+        "attachment; filename=\"{ascii}\"; filename*=UTF-8''{}",
+        segment(name)
+    ))
+    .ok()
+}
+
+/// `GET /projects/{owner}/{name}/export?include_datasets=`: the project as a `.tar.zst`
+/// archive, streamed (see `docs/projects-archive.md`); included datasets are those the caller
+/// may read.
+pub async fn export(
+    State(hub): State<Arc<Services>>,
+    caller: ApiCaller,
+    Path((owner, name)): Path<(String, String)>,
+    Query(q): Query<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let (v, r) = reach(&hub, &caller, &owner, &name, Access::Read).await?;
+    let export = project_transfer::prepare_export(&hub, &v, &r.project, q.include_datasets).await?;
+    let stream = project_archive::export_stream(export.plan, export.manifest);
+    let mut response = (StatusCode::OK, Body::from_stream(stream)).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/zstd"),
+    );
+    if let Some(value) = attachment(&export.file_name) {
+        h.insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+/// Query of `POST /projects/import`.
+#[derive(Debug, Default, Deserialize)]
+pub struct ImportQuery {
+    name: Option<String>,
+}
+
+/// `POST /projects/import?name=`: the body, a `.tar.zst` archive read as it arrives, becomes a
+/// new private project of the caller's.
+pub async fn import(
+    State(hub): State<Arc<Services>>,
+    caller: ApiCaller,
+    Query(q): Query<ImportQuery>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let mut v = viewer(&caller, true)?;
+    // The project is the caller's own: datasets and images as the caller may use them.
+    v.admin = false;
+    let name = q.name.filter(|n| !n.is_empty());
+    let outcome = project_transfer::import(&hub, &v, name, body.into_data_stream()).await?;
+    let p = &outcome.project;
+    let mut out = model(&hub, &v, p, Access::Owner).await?;
+    if let Some(map) = out.as_object_mut() {
+        map.insert("dropped_datasets".into(), j!(outcome.dropped_datasets));
+        map.insert(
+            "datasets_not_imported".into(),
+            j!(outcome.datasets_not_imported),
+        );
+        map.insert("image_not_found".into(), j!(outcome.image_not_found));
+        map.insert("imported_files".into(), j!(outcome.files));
+        map.insert("imported_bytes".into(), j!(outcome.bytes));
+    }
+    let mut response = json(StatusCode::CREATED, out);
+    if let Ok(loc) = HeaderValue::from_str(&format!(
+        "/hub/api/projects/{}/{}",
+        segment(&p.owner),
+        segment(&p.name)
+    )) {
+        response.headers_mut().insert(header::LOCATION, loc);
+    }
+    Ok(response)
 }
