@@ -8,6 +8,13 @@
 // retried after a pause from the offset a HEAD gives; an upload cut off by a reload goes on when
 // the same file is dropped or chosen again (its URL is kept in localStorage under the dataset,
 // the path, the size and the file's modification time), or from the "unfinished uploads" list.
+//
+// A batch of up to LIST_ALL files lists every file with its own bar. A bigger one (a folder of
+// thousands of files) lists only the files being sent and those that failed, with a line saying
+// how many wait: a row per file, each redrawn as its bytes go, would keep the browser busier
+// drawing than sending. Its bars are redrawn a few times a second, still (no moving stripes, no
+// sliding): animating them costs the browser a third of its time over thousands of files. The
+// overall bar counts every file either way, and is exact when the batch ends.
 (function () {
   'use strict';
 
@@ -27,6 +34,9 @@
 
   var CHUNK = 8 * 1024 * 1024;
   var PARALLEL = 4;
+  var LIST_ALL = 200;
+  var COMPACT_REDRAW_MS = 250;
+  var COMPACT_REFRESH_MS = 3000;
   var TREE_PAGE = 100;
   var STORE_PREFIX = 'xiji-upload:';
 
@@ -368,6 +378,7 @@
     this.offset = 0;
     this.uploader = null;
     this.refreshTimer = null;
+    this.refreshAt = 0;
   }
 
   DatasetPage.prototype.canWrite = function () {
@@ -656,14 +667,21 @@
   };
 
   // Schedules a re-read of the dataset and the open folder (while files arrive).
-  DatasetPage.prototype.refreshSoon = function () {
+  // `delay` (ms, default 700) is the longest the re-read may wait; an earlier one still comes.
+  DatasetPage.prototype.refreshSoon = function (delay) {
     var self = this;
-    if (self.refreshTimer) { return; }
+    var at = Date.now() + (delay || 700);
+    if (self.refreshTimer) {
+      if (self.refreshAt <= at) { return; }
+      clearTimeout(self.refreshTimer);
+    }
+    self.refreshAt = at;
     self.refreshTimer = setTimeout(function () {
       self.refreshTimer = null;
+      self.refreshAt = 0;
       self.loadTree();
       api('GET', self.base).then(function (r) { self.render(r.data || {}); }).catch(function () { /* next time */ });
-    }, 700);
+    }, at - Date.now());
   };
 
   DatasetPage.prototype.move = function (from, button) {
@@ -881,7 +899,12 @@
     var self = this;
     this.page = page;
     this.jobs = [];
+    // The jobs waiting for their turn, in order.
+    this.queue = [];
     this.running = 0;
+    // Whether the batch is too big to list every file (see LIST_ALL).
+    this.compact = false;
+    this.frame = 0;
     this.unfinished = [];
     this.prefix = STORE_PREFIX + page.owner + '/' + page.name + ':';
     this.list = $('#upload-list');
@@ -889,6 +912,11 @@
     this.overallBar = $('#upload-overall');
     this.overallFill = $('#upload-overall-fill');
     this.overallText = $('#upload-overall-text');
+    this.note = document.createElement('p');
+    this.note.className = 'small muted';
+    this.note.id = 'upload-note';
+    this.note.hidden = true;
+    this.list.parentNode.insertBefore(this.note, this.list);
     this.bind();
     window.addEventListener('beforeunload', function (ev) {
       if (self.running > 0) { ev.preventDefault(); ev.returnValue = ''; }
@@ -1043,33 +1071,62 @@
     if (allDone) {
       // A new batch: the overall bar counts it alone.
       self.jobs = self.jobs.filter(function (j) { return j.state === 'failed'; });
+      self.queue = [];
+      self.compact = false;
       $$('.ds-upload.is-done', self.list).forEach(function (li) { li.remove(); });
     }
+    if (!self.compact && self.jobs.length + files.length > LIST_ALL) {
+      // Too many to list: only the files being sent and those that failed keep their rows.
+      self.compact = true;
+      self.jobs.forEach(function (j) {
+        if (j.row && (j.state === 'waiting' || j.state === 'done')) { j.row.remove(); j.row = null; }
+      });
+    }
+    var rows = document.createDocumentFragment();
     files.forEach(function (f) {
       var rel = cleanPath(f.path);
       var path = f.absolute || !folder ? rel : folder + '/' + rel;
-      var job = { file: f.file, path: path, size: f.file.size, sent: 0, state: 'waiting', url: null, tries: 0 };
+      var job = { file: f.file, path: path, size: f.file.size, sent: 0, state: 'waiting', url: null, tries: 0, row: null };
       job.key = self.key(path, f.file);
-      job.row = fromTemplate('upload-row-template');
-      job.row.dataset.path = path;
-      $('.js-path', job.row).textContent = path;
-      self.list.appendChild(job.row);
       self.jobs.push(job);
-      self.status(job, t('dataset_upload_waiting'));
+      self.queue.push(job);
+      if (!self.compact) {
+        rows.appendChild(self.makeRow(job));
+        self.status(job, t('dataset_upload_waiting'));
+      }
     });
+    self.list.appendChild(rows);
+    // Until the batch ends, it has no outcome.
+    delete self.box.dataset.state;
     show(self.box, true);
     self.update();
     self.pump();
   };
 
+  // Marks a job's row as being sent.
+  Uploader.prototype.markRunning = function (job) {
+    job.row.classList.add('is-running');
+    if (!this.compact) { $('.js-bar', job.row).classList.add('is-active'); }
+  };
+
+  // The row of a job's file (its bar still, until the file is sent).
+  Uploader.prototype.makeRow = function (job) {
+    job.row = fromTemplate('upload-row-template');
+    job.row.dataset.path = job.path;
+    $('.js-path', job.row).textContent = job.path;
+    $('.js-bar', job.row).classList.remove('is-active');
+    if (this.compact) { $('.js-fill', job.row).style.transition = 'none'; }
+    return job.row;
+  };
+
   Uploader.prototype.pump = function () {
     var self = this;
-    while (self.running < PARALLEL) {
-      var job = self.jobs.filter(function (j) { return j.state === 'waiting'; })[0];
-      if (!job) { break; }
+    while (self.running < PARALLEL && self.queue.length) {
+      var job = self.queue.shift();
+      if (job.state !== 'waiting') { continue; }
       self.running += 1;
       job.state = 'running';
-      job.row.classList.add('is-running');
+      if (job.row) { self.markRunning(job); }
       self.run(job).then(function () { /* state set inside */ }, function () { /* reported inside */ }).then(function () {
         self.running -= 1;
         self.pump();
@@ -1079,7 +1136,10 @@
   };
 
   Uploader.prototype.finishedBatch = function () {
-    if (this.running > 0 || this.jobs.some(function (j) { return j.state === 'waiting'; })) { return; }
+    if (this.running > 0 || this.queue.some(function (j) { return j.state === 'waiting'; })) { return; }
+    this.queue = [];
+    // The bar's last word is drawn now, not in a later frame that would overwrite the summary.
+    this.render();
     var done = this.jobs.filter(function (j) { return j.state === 'done'; }).length;
     var failed = this.jobs.filter(function (j) { return j.state === 'failed'; }).length;
     this.overallText.textContent = failed ? t('dataset_upload_summary_failed', { done: done, failed: failed }) : t('dataset_upload_summary_done', { done: done });
@@ -1146,7 +1206,10 @@
     job.sent = offset;
     self.progress(job);
     var end = Math.min(job.size, offset + CHUNK);
-    return self.patch(job, offset, job.file.slice(offset, end)).then(function (next) {
+    // The whole file as it is when it fits in one chunk: a slice would be one more blob for the
+    // browser to register, which thousands of small files feel.
+    var blob = offset === 0 && end === job.size ? job.file : job.file.slice(offset, end);
+    return self.patch(job, offset, blob).then(function (next) {
       job.tries = 0;
       return self.send(job, next);
     }, function (err) {
@@ -1215,6 +1278,15 @@
     job.state = 'done';
     job.sent = job.size;
     storeRemove(job.key);
+    // While thousands of files arrive, the folder and the counts are read again every few
+    // seconds (each read costs the hub more as the dataset grows).
+    this.page.refreshSoon(this.compact ? COMPACT_REFRESH_MS : 0);
+    if (!job.row || this.compact) {
+      // A long batch lists only what is being sent and what failed: the next redraw takes the
+      // row away.
+      this.update();
+      return;
+    }
     job.row.classList.remove('is-running');
     job.row.classList.add('is-done');
     job.row.dataset.state = 'done';
@@ -1223,11 +1295,11 @@
     bar.classList.add('is-ready');
     this.progress(job);
     this.status(job, t('dataset_upload_done'));
-    this.page.refreshSoon();
   };
 
   Uploader.prototype.fail = function (job, message) {
     job.state = 'failed';
+    if (!job.row) { this.list.appendChild(this.makeRow(job)); }
     job.row.classList.remove('is-running');
     job.row.classList.add('is-failed');
     job.row.dataset.state = 'failed';
@@ -1247,20 +1319,26 @@
     job.tries = 0;
     job.row.classList.remove('is-failed');
     job.row.dataset.state = '';
-    var bar = $('.js-bar', job.row);
-    bar.classList.remove('is-failed');
-    bar.classList.add('is-active');
+    $('.js-bar', job.row).classList.remove('is-failed');
     show($('.js-error', job.row), false);
     show($('.js-retry', job.row), false);
     this.status(job, t('dataset_upload_waiting'));
+    this.queue.push(job);
+    this.update();
     this.pump();
   };
 
   Uploader.prototype.status = function (job, text) {
-    $('.js-status', job.row).textContent = text;
+    if (job.row) { $('.js-status', job.row).textContent = text; }
   };
 
   Uploader.prototype.progress = function (job) {
+    this.update();
+    if (job.row) { this.drawRow(job); }
+  };
+
+  // A row's bar and words.
+  Uploader.prototype.drawRow = function (job) {
     var pct = job.size ? Math.floor(100 * job.sent / job.size) : 100;
     if (job.state !== 'done' && pct >= 100) { pct = 99; }
     var bar = $('.js-bar', job.row);
@@ -1269,31 +1347,69 @@
     if (job.state === 'running') {
       this.status(job, t('dataset_upload_progress', { done: sizeText(job.sent), size: sizeText(job.size), percent: pct }));
     }
-    this.update();
   };
 
-  // The overall bar: bytes of this batch's files that arrived, over all of them.
+  // Redraws the overall bar once, however many files moved meanwhile: in the next frame, or a
+  // few times a second for a long batch (whose files come and go faster than anyone reads).
   Uploader.prototype.update = function () {
+    var self = this;
+    if (self.frame) { return; }
+    var redraw = function () {
+      self.frame = null;
+      self.render();
+    };
+    self.frame = self.compact ?
+      { timer: setTimeout(redraw, COMPACT_REDRAW_MS) } :
+      { animation: window.requestAnimationFrame(redraw) };
+  };
+
+  // The overall bar: bytes of this batch's files that arrived, over all of them. In a long batch,
+  // also the rows: one for each file being sent, none for those sent.
+  Uploader.prototype.render = function () {
+    var self = this;
+    if (self.frame) {
+      if (self.frame.timer) { clearTimeout(self.frame.timer); }
+      if (self.frame.animation) { window.cancelAnimationFrame(self.frame.animation); }
+      self.frame = null;
+    }
     var total = 0;
     var sent = 0;
     var done = 0;
-    var counted = this.jobs.filter(function (j) { return j.state !== 'failed'; });
+    var waiting = 0;
+    var counted = self.jobs.filter(function (j) { return j.state !== 'failed'; });
+    var rows = document.createDocumentFragment();
     counted.forEach(function (j) {
       total += j.size;
       sent += j.state === 'done' ? j.size : j.sent;
       if (j.state === 'done') { done += 1; }
+      if (j.state === 'waiting') { waiting += 1; }
+      if (!self.compact) { return; }
+      if (j.state === 'running') {
+        if (!j.row) {
+          rows.appendChild(self.makeRow(j));
+          self.markRunning(j);
+        }
+        self.drawRow(j);
+      } else if (j.row) {
+        j.row.remove();
+        j.row = null;
+      }
     });
+    self.list.appendChild(rows);
     var allDone = counted.length > 0 && done === counted.length;
     var allFailed = counted.length === 0 && this.jobs.length > 0;
     var pct = allDone ? 100 : (total ? Math.min(99, Math.floor(100 * sent / total)) : 0);
     this.overallBar.setAttribute('aria-valuenow', String(pct));
     this.overallBar.classList.toggle('is-ready', allDone);
     this.overallBar.classList.toggle('is-failed', allFailed);
-    this.overallBar.classList.toggle('is-active', !allDone && counted.length > 0);
+    this.overallBar.classList.toggle('is-active', !allDone && counted.length > 0 && !this.compact);
+    this.overallFill.style.transition = this.compact ? 'none' : '';
     this.overallFill.style.width = pct + '%';
     this.overallText.textContent = t('dataset_upload_overall_state', {
       files: done, total_files: counted.length, done: sizeText(sent), size: sizeText(total), percent: pct
     });
+    this.note.textContent = this.compact && waiting ? t('dataset_upload_compact', { waiting: waiting }) : '';
+    show(this.note, this.compact && waiting > 0);
   };
 
   function initDataset() {

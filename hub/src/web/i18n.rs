@@ -803,6 +803,11 @@ pub const CATALOGUE: &[Message] = &[
         "{done} files uploaded, {failed} failed.",
         "已上传 {done} 个文件，{failed} 个失败。",
     ),
+    (
+        "dataset_upload_compact",
+        "{waiting} more files are waiting. Only the files being sent and those that failed are listed.",
+        "还有 {waiting} 个文件在排队。这里只列出正在上传和上传失败的文件。",
+    ),
     ("dataset_upload_clear", "Clear finished", "清除已完成"),
     ("dataset_upload_unfinished", "Unfinished uploads.", "未完成的上传。"),
     (
