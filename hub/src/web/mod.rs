@@ -12,6 +12,7 @@ mod i18n;
 mod images;
 mod next;
 mod pages;
+mod projects;
 mod spawn;
 mod storage_pools;
 mod templates;
@@ -77,6 +78,9 @@ pub fn routes(hub: Arc<Services>) -> Router {
         .route("/hub/datasets", get(datasets::list))
         .route("/hub/datasets/new", get(datasets::new_form))
         .route("/hub/datasets/{owner}/{name}", get(datasets::show))
+        .route("/hub/projects", get(projects::list))
+        .route("/hub/projects/new", get(projects::new_form))
+        .route("/hub/projects/{owner}/{name}", get(projects::show))
         .route("/hub/images", get(images::mine))
         .route(
             "/hub/images/{id}/{action}",

@@ -69,6 +69,19 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
         "dataset_fields.html",
         include_str!("../../templates/dataset_fields.html"),
     ),
+    (
+        "projects.html",
+        include_str!("../../templates/projects.html"),
+    ),
+    ("project.html", include_str!("../../templates/project.html")),
+    (
+        "project_new.html",
+        include_str!("../../templates/project_new.html"),
+    ),
+    (
+        "project_fields.html",
+        include_str!("../../templates/project_fields.html"),
+    ),
 ];
 
 /// (name, content type, bytes) of every static file.
@@ -87,6 +100,11 @@ const STATIC_FILES: &[(&str, &str, &[u8])] = &[
         "datasets.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../static/datasets.js"),
+    ),
+    (
+        "projects.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../static/projects.js"),
     ),
     (
         "favicon.svg",
