@@ -316,3 +316,84 @@ async fn malicious_archives_are_refused_with_a_400_and_leave_nothing_behind() ->
     ensure!(std::fs::read(dir.join("a.txt"))? == b"fine\n");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_projects_folder_is_listed_and_downloaded_without_leaving_it() -> Result<()> {
+    let hub = Hub::start().await?;
+    let alice = user(&hub, "alice").await?;
+    let bob = user(&hub, "bob").await?;
+    let resp = hub
+        .with_token(Method::POST, "/hub/api/projects", &alice)
+        .json(&json!({"name": "digits"}))
+        .send()
+        .await?;
+    let p = expect_json(resp, StatusCode::CREATED, "create a project").await?;
+    let dir = project_dir(&hub, p["id"].as_i64().context("id")?);
+    std::fs::create_dir_all(dir.join("data/raw"))?;
+    std::fs::create_dir_all(dir.join("b-folder"))?;
+    std::fs::write(dir.join("data/weights.bin"), vec![7u8; 70_000])?;
+    std::fs::write(dir.join("a.txt"), "hello\n")?;
+    std::os::unix::fs::symlink("data/weights.bin", dir.join("latest"))?;
+    std::os::unix::fs::symlink("/etc", dir.join("escape"))?;
+
+    let get = |path: String| hub.with_token(Method::GET, &path, &alice).send();
+    let base = "/hub/api/projects/alice/digits";
+    let resp = get(format!("{base}/tree")).await?;
+    let page = expect_json(resp, StatusCode::OK, "list the top").await?;
+    let names: Vec<(String, String)> = page["items"]
+        .as_array()
+        .context("items")?
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap_or("").to_owned(),
+                e["name"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("folder", "b-folder"),
+        ("folder", "data"),
+        ("file", "a.txt"),
+        ("link", "escape"),
+        ("link", "latest"),
+    ]
+    .iter()
+    .map(|(k, n)| ((*k).to_owned(), (*n).to_owned()))
+    .collect();
+    ensure!(names == want, "{names:?}");
+    ensure!(page["total"] == 5);
+    ensure!(page["items"][3]["target"] == "/etc");
+    let resp = get(format!("{base}/tree?path=data&limit=1&offset=1")).await?;
+    let page = expect_json(resp, StatusCode::OK, "a page of data").await?;
+    ensure!(page["items"][0]["path"] == "data/weights.bin", "{page}");
+    ensure!(page["items"][0]["size"] == 70_000);
+    ensure!(page["total"] == 2);
+
+    let resp = get(format!("{base}/files/data/weights.bin")).await?;
+    ensure!(resp.status() == StatusCode::OK);
+    ensure!(resp.headers()["content-disposition"]
+        .to_str()?
+        .starts_with("attachment"));
+    ensure!(resp.bytes().await?.to_vec() == vec![7u8; 70_000]);
+    // A link inside the project is followed; one leaving it is not, nor a path through it.
+    let resp = get(format!("{base}/files/latest")).await?;
+    ensure!(resp.status() == StatusCode::OK);
+    ensure!(resp.bytes().await?.len() == 70_000);
+    for path in ["files/escape/passwd", "tree?path=escape"] {
+        let resp = get(format!("{base}/{path}")).await?;
+        let m = expect_api_error(resp, StatusCode::BAD_REQUEST, path).await?;
+        ensure!(m.contains("pointing outside the project"), "{m}");
+    }
+    let resp = get(format!("{base}/tree?path=data/../..")).await?;
+    expect_api_error(resp, StatusCode::BAD_REQUEST, "a path climbing out").await?;
+    let resp = get(format!("{base}/files/nothing")).await?;
+    expect_api_error(resp, StatusCode::NOT_FOUND, "a missing file").await?;
+    // A stranger does not see the private project.
+    let resp = hub
+        .with_token(Method::GET, &format!("{base}/tree"), &bob)
+        .send()
+        .await?;
+    expect_api_error(resp, StatusCode::NOT_FOUND, "a stranger's listing").await?;
+    Ok(())
+}

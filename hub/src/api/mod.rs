@@ -172,6 +172,11 @@ pub fn routes(hub: Arc<Services>) -> Router {
             "/hub/api/projects/{owner}/{name}/export",
             get(projects::export),
         )
+        .route("/hub/api/projects/{owner}/{name}/tree", get(projects::tree))
+        .route(
+            "/hub/api/projects/{owner}/{name}/files/{*path}",
+            get(projects::download),
+        )
         .route(
             "/hub/api/projects/{owner}/{name}",
             get(projects::get_one)

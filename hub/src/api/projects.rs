@@ -16,7 +16,7 @@ use crate::db::ProjectRow;
 use crate::domain::datasets::Viewer;
 use crate::domain::projects::{self, Access, ProjectRequest, Reached, SearchQuery};
 use crate::domain::{
-    markdown, project_archive, project_transfer, servers, storage_pools, Services,
+    markdown, project_archive, project_files, project_transfer, servers, storage_pools, Services,
 };
 use crate::error::ApiError;
 use crate::rbac::{self, Resource};
@@ -442,6 +442,53 @@ pub async fn import(
         segment(&p.name)
     )) {
         response.headers_mut().insert(header::LOCATION, loc);
+    }
+    Ok(response)
+}
+
+/// Query of `GET …/tree`.
+#[derive(Debug, Default, Deserialize)]
+pub struct TreeQuery {
+    #[serde(default)]
+    path: String,
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+/// `GET /projects/{owner}/{name}/tree?path=&offset=&limit=`: a folder of the project.
+pub async fn tree(
+    State(hub): State<Arc<Services>>,
+    caller: ApiCaller,
+    Path((owner, name)): Path<(String, String)>,
+    Query(q): Query<TreeQuery>,
+) -> Result<Response, ApiError> {
+    let (_, r) = reach(&hub, &caller, &owner, &name, Access::Read).await?;
+    let limit = q.limit.unwrap_or(100).clamp(1, project_files::MAX_PAGE);
+    let page = project_files::tree(&hub, &r.project, &q.path, q.offset.unwrap_or(0), limit).await?;
+    Ok(json(StatusCode::OK, j!(page)))
+}
+
+/// `GET /projects/{owner}/{name}/files/{path}`: a file of the project, streamed.
+pub async fn download(
+    State(hub): State<Arc<Services>>,
+    caller: ApiCaller,
+    Path((owner, name, path)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let (_, r) = reach(&hub, &caller, &owner, &name, Access::Read).await?;
+    let (file_name, size, stream) = project_files::download(&hub, &r.project, &path).await?;
+    let mut response = (StatusCode::OK, Body::from_stream(stream)).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    if let Some(value) = attachment(&file_name) {
+        h.insert(header::CONTENT_DISPOSITION, value);
     }
     Ok(response)
 }

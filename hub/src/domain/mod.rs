@@ -15,6 +15,7 @@ pub mod markdown;
 pub mod names;
 pub mod oauth;
 pub mod project_archive;
+pub mod project_files;
 pub mod project_transfer;
 pub mod projects;
 pub mod save_image;

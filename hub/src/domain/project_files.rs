@@ -1,0 +1,223 @@
+//! A project's folder as the API shows it: listings read from the filesystem (folders first,
+//! then files, by name) and downloads, never leaving the folder: symbolic links are shown as
+//! links and followed only when they resolve inside it.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures::Stream;
+use serde::Serialize;
+use tokio::io::AsyncReadExt;
+
+use super::{projects, HubError, HubResult, Services};
+use crate::clock;
+use crate::db::ProjectRow;
+
+/// Largest page of a listing.
+pub const MAX_PAGE: usize = 1000;
+
+/// One entry of a folder.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    /// Its name.
+    pub name: String,
+    /// Its path in the project (`/`-separated).
+    pub path: String,
+    /// `folder`, `file` or `link`.
+    pub kind: &'static str,
+    /// Bytes (files; 0 otherwise).
+    pub size: u64,
+    /// Last modification, ISO 8601 UTC.
+    pub modified: String,
+    /// A link's target, as written.
+    pub target: Option<String>,
+}
+
+/// A page of a folder.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page {
+    /// The folder (`""`: the top).
+    pub path: String,
+    /// Its entries.
+    pub items: Vec<Entry>,
+    /// All its entries.
+    pub total: usize,
+    /// Entries skipped.
+    pub offset: usize,
+    /// Page size.
+    pub limit: usize,
+}
+
+fn bad_path(path: &str, why: &str) -> HubError {
+    HubError::BadRequest(format!("The path {path:?} is refused: {why}"))
+}
+
+/// A path of the project, checked: `/`-separated names, no `.`, `..` or control characters.
+fn components(path: &str) -> HubResult<Vec<&str>> {
+    let trimmed = path.trim_matches('/');
+    if trimmed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for name in trimmed.split('/') {
+        match name {
+            "" => return Err(bad_path(path, "it has an empty name")),
+            "." | ".." => return Err(bad_path(path, "it contains \".\" or \"..\"")),
+            _ if name.chars().any(char::is_control) => {
+                return Err(bad_path(path, "it contains a control character"))
+            }
+            _ => out.push(name),
+        }
+    }
+    Ok(out)
+}
+
+/// Where `path` leads inside the project's folder, following links only while they stay in
+/// it: `(root, the real path)`.
+async fn resolve(hub: &Services, project: &ProjectRow, path: &str) -> HubResult<PathBuf> {
+    let root = projects::dir_of(hub, project).await?;
+    let mut full = root.clone();
+    for name in components(path)? {
+        full.push(name);
+    }
+    let real_root = tokio::fs::canonicalize(&root)
+        .await
+        .map_err(|e| HubError::Internal(format!("reading a project's folder: {e}")))?;
+    let real = match tokio::fs::canonicalize(&full).await {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(HubError::NotFound(format!(
+                "No file or folder {path:?} in {}/{}",
+                project.owner, project.name
+            )))
+        }
+        Err(e) => return Err(HubError::Internal(format!("reading {path:?}: {e}"))),
+    };
+    if !real.starts_with(&real_root) {
+        return Err(bad_path(
+            path,
+            "it is a symbolic link (or goes through one) pointing outside the project",
+        ));
+    }
+    Ok(real)
+}
+
+fn modified(meta: &std::fs::Metadata) -> String {
+    let micros = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    clock::iso(micros)
+}
+
+/// A page of the folder `path`: folders first, then files and links, each by name.
+pub async fn tree(
+    hub: &Services,
+    project: &ProjectRow,
+    path: &str,
+    offset: usize,
+    limit: usize,
+) -> HubResult<Page> {
+    let dir = resolve(hub, project, path).await?;
+    let prefix = components(path)?.join("/");
+    let shown = prefix.clone();
+    let listed = tokio::task::spawn_blocking(move || list(&dir, &prefix))
+        .await
+        .map_err(|e| HubError::Internal(format!("listing a project's folder: {e}")))??;
+    let total = listed.len();
+    let items = listed.into_iter().skip(offset).take(limit).collect();
+    Ok(Page {
+        path: shown,
+        items,
+        total,
+        offset,
+        limit,
+    })
+}
+
+fn list(dir: &Path, prefix: &str) -> HubResult<Vec<Entry>> {
+    let meta = std::fs::metadata(dir).map_err(|e| HubError::Internal(e.to_string()))?;
+    if !meta.is_dir() {
+        return Err(HubError::BadRequest(format!(
+            "{prefix:?} is a file, not a folder"
+        )));
+    }
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| HubError::Internal(format!("listing a project's folder: {e}")))?;
+    for entry in entries.flatten() {
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        let ft = meta.file_type();
+        let (kind, size, target) = if ft.is_symlink() {
+            let target = std::fs::read_link(entry.path())
+                .ok()
+                .map(|t| t.to_string_lossy().into_owned());
+            ("link", 0, target)
+        } else if ft.is_dir() {
+            ("folder", 0, None)
+        } else {
+            ("file", meta.len(), None)
+        };
+        let path = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        out.push(Entry {
+            name,
+            path,
+            kind,
+            size,
+            modified: modified(&meta),
+            target,
+        });
+    }
+    out.sort_by(|a, b| {
+        (a.kind != "folder")
+            .cmp(&(b.kind != "folder"))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    Ok(out)
+}
+
+/// A file of the project to download: its name, size and content as a stream.
+pub async fn download(
+    hub: &Services,
+    project: &ProjectRow,
+    path: &str,
+) -> HubResult<(String, u64, impl Stream<Item = std::io::Result<Bytes>>)> {
+    let real = resolve(hub, project, path).await?;
+    let file = tokio::fs::File::open(&real)
+        .await
+        .map_err(|e| HubError::Internal(format!("opening {path:?}: {e}")))?;
+    let meta = file
+        .metadata()
+        .await
+        .map_err(|e| HubError::Internal(format!("reading {path:?}: {e}")))?;
+    if !meta.is_file() {
+        return Err(HubError::BadRequest(format!(
+            "{path:?} is a folder: download its files one by one"
+        )));
+    }
+    let name = components(path)?
+        .last()
+        .copied()
+        .unwrap_or("file")
+        .to_owned();
+    let stream = futures::stream::try_unfold(file, |mut file| async move {
+        let mut buf = vec![0u8; 256 * 1024];
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.truncate(n);
+        Ok(Some((Bytes::from(buf), file)))
+    });
+    Ok((name, meta.len(), stream))
+}
