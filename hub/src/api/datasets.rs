@@ -513,7 +513,8 @@ pub async fn upload_head(
     upload_answer(&hub, state, StatusCode::OK, false).await
 }
 
-/// `PATCH /uploads/{id}`: bytes from `Upload-Offset`.
+/// `PATCH /uploads/{id}`: bytes from `Upload-Offset`. A refused body is read to its end first
+/// (thrown away), so a client that sends it whole before reading gets the answer.
 pub async fn upload_patch(
     State(hub): State<Arc<Services>>,
     caller: ApiCaller,
@@ -521,21 +522,31 @@ pub async fn upload_patch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let v = viewer(&caller, true)?;
-    let offset = headers
-        .get("upload-offset")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            ApiError::bad_request("Send the Upload-Offset header: the byte this body starts at")
-        })?
-        .trim()
-        .parse::<u64>()
-        .map_err(|_| ApiError::bad_request("Upload-Offset must be a whole number of bytes"))?;
+    let mut stream = body.into_data_stream().boxed();
+    let checked = (|| {
+        let v = viewer(&caller, true)?;
+        let offset = headers
+            .get("upload-offset")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                ApiError::bad_request("Send the Upload-Offset header: the byte this body starts at")
+            })?
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad_request("Upload-Offset must be a whole number of bytes"))?;
+        Ok::<_, ApiError>((v, offset))
+    })();
+    let (v, offset) = match checked {
+        Ok(c) => c,
+        Err(e) => {
+            crate::domain::dataset_files::drain(&mut stream).await;
+            return Err(e);
+        }
+    };
     let content_length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let stream = body.into_data_stream().boxed();
     let state = datasets::write_upload(&hub, &v, &id, offset, content_length, stream).await?;
     upload_answer(&hub, state, StatusCode::NO_CONTENT, false).await
 }
@@ -572,6 +583,8 @@ pub async fn put_cover(
             chunk.map_err(|e| ApiError::bad_request(format!("Reading the image failed: {e}")))?;
         bytes.extend_from_slice(&chunk);
         if bytes.len() > cap {
+            // Too large: read the rest (thrown away) so the 413 reaches the client.
+            crate::domain::dataset_files::drain(&mut stream).await;
             break;
         }
     }

@@ -284,6 +284,25 @@ fn is_no_space(e: &std::io::Error) -> bool {
     matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded)
 }
 
+/// Most bytes of a refused request's body read and thrown away, so its answer reaches a client
+/// that sends the whole body before reading (a browser, curl): beyond this the connection is
+/// closed instead.
+const DRAIN_MAX: u64 = 1 << 30;
+
+/// Reads what is left of a refused request's body (up to [`DRAIN_MAX`]) and throws it away.
+pub async fn drain<S, E>(body: &mut S)
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    let mut read: u64 = 0;
+    while let Some(Ok(chunk)) = body.next().await {
+        read += chunk.len() as u64;
+        if read > DRAIN_MAX {
+            break;
+        }
+    }
+}
+
 /// Appends a request body to an upload that stands at `given` of `size` bytes, holding the
 /// upload (`guard`); stops early, keeping what arrived, when a newer request preempts it. A wrong
 /// offset or a body longer than what is left changes nothing.
@@ -293,7 +312,7 @@ pub async fn append<S, E>(
     file: &Path,
     given: u64,
     size: u64,
-    mut body: S,
+    body: &mut S,
 ) -> Result<Appended, AppendError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -758,7 +777,7 @@ mod tests {
             let file = file.clone();
             tokio::spawn(async move {
                 let mut guard = take_upload(id, true).await;
-                append(&mut guard, id, &file, 0, 10_000, Box::pin(body)).await
+                append(&mut guard, id, &file, 0, 10_000, &mut Box::pin(body)).await
             })
         };
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -777,7 +796,7 @@ mod tests {
         let rest =
             futures::stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from(vec![3u8; 8500]))]);
         assert!(matches!(
-            append(&mut guard, id, &file, 1500, 10_000, rest).await,
+            append(&mut guard, id, &file, 1500, 10_000, &mut Box::pin(rest)).await,
             Ok(Appended::Done(10_000))
         ));
         let mut whole = vec![1u8; 1000];

@@ -1005,14 +1005,34 @@ pub async fn uploads_to(
     Ok(out)
 }
 
-/// Writes a request body at `offset` of an upload; the last byte makes it a file.
+/// Writes a request body at `offset` of an upload; the last byte makes it a file. A refused
+/// body is read to its end (and thrown away) first, so the client gets the answer.
 pub async fn write_upload<S, E>(
     hub: &Services,
     viewer: &Viewer,
     id: &str,
     offset: u64,
     content_length: Option<u64>,
-    body: S,
+    mut body: S,
+) -> HubResult<UploadState>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let written = write_upload_from(hub, viewer, id, offset, content_length, &mut body).await;
+    if written.is_err() {
+        dataset_files::drain(&mut body).await;
+    }
+    written
+}
+
+async fn write_upload_from<S, E>(
+    hub: &Services,
+    viewer: &Viewer,
+    id: &str,
+    offset: u64,
+    content_length: Option<u64>,
+    body: &mut S,
 ) -> HubResult<UploadState>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
