@@ -881,7 +881,7 @@ pub const CATALOGUE: &[Message] = &[
     ("project_create", "Create project", "创建项目"),
     ("project_created", "Project created.", "项目已创建。"),
     ("project_name", "Name", "名称"),
-    ("project_name_rules", "Letters, digits, - and _; up to 64 characters.", "字母、数字、- 和 _，最多 64 个字符。"),
+    ("project_name_rules", "1–64 letters (any script), digits, '-', '_' or '.'; not starting with '.' or '-'.", "1–64 个字母（任何文字）、数字、“-”、“_”或“.”，不能以“.”或“-”开头。"),
     ("project_name_required", "Give the project a name.", "请填写项目名称。"),
     ("project_description", "Description", "描述"),
     ("project_description_hint", "Markdown.", "支持 Markdown。"),
