@@ -8,7 +8,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 use serde_json::{json as j, Value};
 
@@ -18,50 +17,17 @@ use crate::db::DatasetRow;
 use crate::domain::datasets::{
     self, Access, DatasetRequest, Reached, SearchQuery, UploadState, Viewer,
 };
-use crate::domain::{markdown, storage_pools, Services};
+use crate::domain::{markdown, Services};
 use crate::error::ApiError;
-use crate::rbac::{self, Resource};
 
 /// The tus protocol version spoken.
 const TUS_VERSION: &str = "1.0.0";
 
-/// What a URL path segment may hold unescaped.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
+use super::url_segment as segment;
 
-fn segment(text: &str) -> String {
-    utf8_percent_encode(text, SEGMENT).to_string()
-}
-
-/// The caller as a dataset viewer: a user whose token may read datasets (`read:datasets`) or,
-/// for changes, change them (`datasets`); administrators (`admin:users`) always may.
+/// The caller as a dataset viewer: `read:datasets` to read, `datasets` to change.
 fn viewer(caller: &ApiCaller, change: bool) -> Result<Viewer, ApiError> {
-    let user = caller.0.user().ok_or_else(|| {
-        ApiError::forbidden("Datasets belong to users: a service's token cannot use them")
-    })?;
-    let admin = storage_pools::is_storage_admin(&caller.0.scopes);
-    let scope = if change { "datasets" } else { "read:datasets" };
-    let allowed = rbac::check(
-        &caller.0.scopes,
-        &[scope],
-        &Resource::User {
-            name: &user.name,
-            groups: &[],
-        },
-    ) == rbac::Access::Allowed;
-    if !admin && !allowed {
-        return Err(ApiError::forbidden(format!(
-            "This token may not {} datasets: it lacks the scope {scope}",
-            if change { "change" } else { "read" }
-        )));
-    }
-    Ok(Viewer {
-        user: user.clone(),
-        admin,
-    })
+    super::acting_user(caller, "Datasets", "read:datasets", "datasets", change)
 }
 
 /// A dataset's JSON for a viewer.

@@ -262,6 +262,56 @@ async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
 }
 
+/// What a URL path segment may hold unescaped.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// `text` as one URL path segment (percent-encoded).
+pub(crate) fn url_segment(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, SEGMENT).to_string()
+}
+
+/// The caller as a user acting on their own things (datasets, projects): a user whose token
+/// holds `read_scope` (to read) or `change_scope` (to change) for themself; administrators
+/// (unfiltered `admin:users`) always may. `things` names them in the 403's message.
+pub(crate) fn acting_user(
+    caller: &ApiCaller,
+    things: &str,
+    read_scope: &str,
+    change_scope: &str,
+    change: bool,
+) -> Result<crate::domain::access::Viewer, ApiError> {
+    let user = caller.0.user().ok_or_else(|| {
+        ApiError::forbidden(format!(
+            "{things} belong to users: a service's token cannot use them"
+        ))
+    })?;
+    let admin = crate::domain::storage_pools::is_storage_admin(&caller.0.scopes);
+    let scope = if change { change_scope } else { read_scope };
+    let allowed = rbac::check(
+        &caller.0.scopes,
+        &[scope],
+        &Resource::User {
+            name: &user.name,
+            groups: &[],
+        },
+    ) == Access::Allowed;
+    if !admin && !allowed {
+        return Err(ApiError::forbidden(format!(
+            "This token may not {} {}: it lacks the scope {scope}",
+            if change { "change" } else { "read" },
+            things.to_lowercase()
+        )));
+    }
+    Ok(crate::domain::access::Viewer {
+        user: user.clone(),
+        admin,
+    })
+}
+
 /// An authenticated caller; rejects with 403 "Missing or invalid credentials." otherwise.
 pub struct ApiCaller(pub Arc<Caller>);
 

@@ -16,41 +16,16 @@ use crate::db::ProjectRow;
 use crate::domain::datasets::Viewer;
 use crate::domain::projects::{self, Access, ProjectRequest, Reached, SearchQuery};
 use crate::domain::{
-    markdown, project_archive, project_files, project_transfer, servers, storage_pools, Services,
+    markdown, project_archive, project_files, project_transfer, servers, Services,
 };
 use crate::error::ApiError;
 use crate::rbac::{self, Resource};
 
-fn segment(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
+use super::url_segment as segment;
 
-/// The caller as a project viewer: a user whose token may read projects (`read:projects`) or,
-/// for changes, change them (`projects`); administrators (`admin:users`) always may.
+/// The caller as a project viewer: `read:projects` to read, `projects` to change.
 fn viewer(caller: &ApiCaller, change: bool) -> Result<Viewer, ApiError> {
-    let user = caller.0.user().ok_or_else(|| {
-        ApiError::forbidden("Projects belong to users: a service's token cannot use them")
-    })?;
-    let admin = storage_pools::is_storage_admin(&caller.0.scopes);
-    let scope = if change { "projects" } else { "read:projects" };
-    let allowed = rbac::check(
-        &caller.0.scopes,
-        &[scope],
-        &Resource::User {
-            name: &user.name,
-            groups: &[],
-        },
-    ) == rbac::Access::Allowed;
-    if !admin && !allowed {
-        return Err(ApiError::forbidden(format!(
-            "This token may not {} projects: it lacks the scope {scope}",
-            if change { "change" } else { "read" }
-        )));
-    }
-    Ok(Viewer {
-        user: user.clone(),
-        admin,
-    })
+    super::acting_user(caller, "Projects", "read:projects", "projects", change)
 }
 
 async fn reach(

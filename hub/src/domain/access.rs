@@ -64,3 +64,13 @@ fn decide(caller: &Caller, any_of: &[&str], resource: &Resource<'_>) -> HubResul
         Access::Forbidden { message } => Err(HubError::Forbidden(message)),
     }
 }
+
+/// A user acting on their own things and on what others share with them (datasets,
+/// projects), and whether they administer all of them.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    /// The user.
+    pub user: crate::db::UserRow,
+    /// Administrators read and change everything of this kind.
+    pub admin: bool,
+}

@@ -35,14 +35,7 @@ const MAX_LICENSE_CHARS: usize = 200;
 /// Largest page of a search or a folder listing.
 pub const MAX_PAGE: i64 = 1000;
 
-/// Who is asking: a user, and whether they administer every dataset.
-#[derive(Debug, Clone)]
-pub struct Viewer {
-    /// The user.
-    pub user: UserRow,
-    /// Administrators read and change every dataset.
-    pub admin: bool,
-}
+pub use super::access::Viewer;
 
 /// What a viewer may do with one dataset, weakest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -463,7 +456,9 @@ pub struct SearchQuery {
     pub limit: Option<String>,
 }
 
-fn number(what: &str, text: Option<&str>, default: i64, max: i64) -> HubResult<i64> {
+/// A whole number of a query (`offset`, `limit`): `default` when absent, at most `max`; a 400
+/// naming it otherwise.
+pub fn query_number(what: &str, text: Option<&str>, default: i64, max: i64) -> HubResult<i64> {
     match text {
         None | Some("") => Ok(default),
         Some(t) => match t.parse::<i64>() {
@@ -499,8 +494,8 @@ pub async fn search(
         None | Some("") => DatasetSort::Updated,
         Some(s) => DatasetSort::parse(s).map_err(HubError::BadRequest)?,
     };
-    let offset = number("offset", query.offset.as_deref(), 0, i64::MAX / 2)?;
-    let limit = number("limit", query.limit.as_deref(), 50, MAX_PAGE)?.max(1);
+    let offset = query_number("offset", query.offset.as_deref(), 0, i64::MAX / 2)?;
+    let limit = query_number("limit", query.limit.as_deref(), 50, MAX_PAGE)?.max(1);
     let words = query
         .q
         .as_deref()

@@ -479,18 +479,6 @@ fn flag(text: &Option<String>) -> bool {
         .is_some_and(|v| matches!(v, "1" | "true" | "yes"))
 }
 
-fn number(what: &str, text: Option<&str>, default: i64, max: i64) -> HubResult<i64> {
-    match text {
-        None | Some("") => Ok(default),
-        Some(t) => match t.parse::<i64>() {
-            Ok(n) if n >= 0 => Ok(n.min(max)),
-            _ => Err(HubError::BadRequest(format!(
-                "{what} must be a whole number of 0 or more, not {t:?}"
-            ))),
-        },
-    }
-}
-
 /// A page of the projects the viewer may see that match a query, the total, offset and limit.
 pub async fn search(
     hub: &Services,
@@ -516,8 +504,8 @@ pub async fn search(
             )))
         }
     };
-    let offset = number("offset", query.offset.as_deref(), 0, i64::MAX / 2)?;
-    let limit = number("limit", query.limit.as_deref(), 20, MAX_PAGE)?.max(1);
+    let offset = datasets::query_number("offset", query.offset.as_deref(), 0, i64::MAX / 2)?;
+    let limit = datasets::query_number("limit", query.limit.as_deref(), 20, MAX_PAGE)?.max(1);
     let search = ProjectSearch {
         viewer_id: viewer.user.id,
         admin: viewer.admin,
