@@ -81,7 +81,7 @@ async fn set_state(hub: &Hub, pool: &Value, state: &str) -> Result<Value> {
     expect_json(resp, StatusCode::OK, "change a pool's state").await
 }
 
-/// The work directory placed for `user` on the pool at `pool_path`: `{pool}/work/{id}-{user}`
+/// The work directory placed for `user` on the pool at `pool_path`: the `work` folder of the pool, then `{id}-{user}`
 /// (the id is the hub's; the API does not show it), if there is one.
 fn work_dir(pool_path: &Path, user: &str) -> Option<PathBuf> {
     let entries = std::fs::read_dir(pool_path.join("work")).ok()?;
