@@ -3,6 +3,7 @@
 
 mod datasets;
 mod groups;
+mod home_page;
 mod hub_info;
 mod images;
 mod models;
@@ -200,6 +201,10 @@ pub fn routes(hub: Arc<Services>) -> Router {
             post(projects::fork),
         )
         .route("/hub/api/projects/{owner}/{name}/run", post(projects::run))
+        .route(
+            "/hub/api/home-page",
+            get(home_page::get).put(home_page::put),
+        )
         .route(
             "/hub/api/storage-pools",
             get(storage_pools::list).post(storage_pools::create),

@@ -12,6 +12,7 @@ mod words;
 
 mod datasets;
 mod groups;
+mod home_page;
 mod images;
 mod oauth;
 mod projects;
@@ -36,6 +37,7 @@ pub use datasets::{
     DatasetFields, DatasetFileRow, DatasetRow, DatasetSearch, DatasetSort, DatasetVisibility,
     Grantee, ShareAccess, ShareRow, UploadRow, UploadStart,
 };
+pub use home_page::{HomePageTexts, HomePageTextsRow, TextLanguage};
 pub use images::{ImageFields, ImageFilter, ImageKind, ImageRow, Visibility};
 pub use projects::{MemberRow, ProjectFields, ProjectRole, ProjectRow, ProjectSearch};
 pub use rows::*;

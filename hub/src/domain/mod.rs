@@ -9,6 +9,7 @@ pub mod dataset_files;
 pub mod datasets;
 pub mod desktops;
 pub mod groups;
+pub mod home_page;
 pub mod identity;
 pub mod images;
 pub mod markdown;

@@ -8,6 +8,7 @@ mod cluster;
 #[cfg(test)]
 mod cluster_tests;
 mod datasets;
+mod home_page;
 mod i18n;
 mod images;
 mod next;
@@ -66,6 +67,11 @@ pub fn routes(hub: Arc<Services>) -> Router {
             "/hub/admin/images/{id}/{action}",
             axum::routing::post(images::admin_action),
         )
+        .route(
+            "/hub/admin/home-page",
+            get(home_page::admin_form).post(home_page::admin_save),
+        )
+        .route("/hub/admin/projects", get(projects::admin_list))
         .route("/hub/admin/storage", get(storage_pools::admin_list))
         .route(
             "/hub/admin/storage/new",
@@ -332,6 +338,8 @@ pub(crate) struct PageRequest {
     pub here: String,
     /// Whether cookies carry `Secure`.
     secure: bool,
+    /// The administrators' footer in the reader's language, as safe HTML (`None`: built-in).
+    footer_html: Option<String>,
 }
 
 impl FromRequestParts<Arc<Services>> for PageRequest {
@@ -352,6 +360,7 @@ impl PageRequest {
         let mut page = PageRequest::anonymous(headers, here);
         page.secure = hub.config.cookies_secure();
         page.caller = http::session_caller(hub, headers).await?;
+        page.footer_html = home_page::footer_html(hub, page.lang).await;
         Ok(page)
     }
 
@@ -367,6 +376,7 @@ impl PageRequest {
             new_xsrf,
             here: here.to_owned(),
             secure: false,
+            footer_html: None,
         }
     }
 
@@ -433,6 +443,7 @@ impl PageRequest {
             static_url => "/hub/static",
             v => templates::assets_version(),
             min_password => crate::domain::accounts::MIN_PASSWORD_LEN,
+            site_footer => self.footer_html.clone().map(minijinja::Value::from_safe_string),
         };
         let html = match templates::render(template, context! { ..ctx, ..base }) {
             Ok(html) => html,

@@ -1,4 +1,8 @@
 //! The home, token and admin pages. Their buttons call the REST API from `static/xiji.js`.
+//!
+//! The home page shows, above the reader's servers, the title and content administrators wrote
+//! (`domain/home_page.rs`), and beside them the public projects and datasets with most stars and
+//! the reader's recent projects.
 
 use std::sync::Arc;
 
@@ -11,9 +15,11 @@ use serde::Serialize;
 use super::cluster::{cluster_view, spawn_form, ClusterView, FormRequest};
 use super::{can_admin, login_url, redirect, PageError, PageRequest};
 use crate::clock::{self, Micros};
-use crate::db::{AccountRole, ServerRow, ServerStatus, UserQuery, UserSort};
+use crate::db::{
+    AccountRole, DatasetRow, ProjectRow, ServerRow, ServerStatus, UserQuery, UserSort,
+};
 use crate::domain::servers::{service_prefix, url_quote};
-use crate::domain::Services;
+use crate::domain::{home_page, Services};
 
 /// `/` and `/hub/`: home when logged in, else the login page.
 pub(crate) async fn root(page: PageRequest) -> Response {
@@ -85,8 +91,72 @@ async fn server_view_with_cluster(
     Ok(view)
 }
 
-/// `GET /hub/home[?image=ID]`: the default server (with the spawn form when stopped, its
-/// cluster's nodes when running) and the named ones, with start/stop/open.
+/// A project or dataset as a card of the home page's lists.
+#[derive(Serialize)]
+struct CardView {
+    owner: String,
+    name: String,
+    href: String,
+    excerpt: String,
+    stars: i64,
+    public: bool,
+    updated: Option<String>,
+}
+
+/// The longest excerpt of a description on a card, in characters.
+const EXCERPT_CHARS: usize = 140;
+
+/// The first line of text of a Markdown description, without its heading or list marks.
+fn excerpt(markdown: &str) -> String {
+    let line = markdown
+        .lines()
+        .map(|l| l.trim().trim_start_matches(['#', '>', '-', '*', '+', ' ']))
+        .find(|l| !l.is_empty())
+        .unwrap_or_default();
+    let mut text: String = line.chars().take(EXCERPT_CHARS).collect();
+    if line.chars().count() > EXCERPT_CHARS {
+        text.push('…');
+    }
+    text
+}
+
+impl CardView {
+    fn project(p: &ProjectRow) -> Self {
+        CardView {
+            href: format!(
+                "/hub/projects/{}/{}",
+                url_quote(&p.owner),
+                url_quote(&p.name)
+            ),
+            owner: p.owner.clone(),
+            name: p.name.clone(),
+            excerpt: excerpt(&p.description),
+            stars: p.stars,
+            public: p.visibility == crate::db::DatasetVisibility::Public,
+            updated: iso(Some(p.updated)),
+        }
+    }
+
+    fn dataset(d: &DatasetRow) -> Self {
+        CardView {
+            href: format!(
+                "/hub/datasets/{}/{}",
+                url_quote(&d.owner),
+                url_quote(&d.name)
+            ),
+            owner: d.owner.clone(),
+            name: d.name.clone(),
+            excerpt: excerpt(&d.description),
+            stars: d.stars,
+            public: d.visibility == crate::db::DatasetVisibility::Public,
+            updated: iso(Some(d.updated)),
+        }
+    }
+}
+
+/// `GET /hub/home[?image=ID]`: the administrators' title and content; the default server (with the spawn form when stopped, its
+/// cluster's nodes when running) and the named ones, with start/stop/open; the public projects
+/// and datasets with most stars, and the reader's recent projects.
 pub(crate) async fn home(
     State(hub): State<Arc<Services>>,
     page: PageRequest,
@@ -123,10 +193,20 @@ pub(crate) async fn home(
         },
     )
     .await?;
+    let texts = home_page::get(&hub.store)
+        .await?
+        .shown(super::home_page::text_language(page.lang));
+    let lists = home_page::lists(&hub.store, user).await?;
     Ok(page.render(
         "home.html",
         context! {
             page => "home",
+            // `None`: the built-in title and introduction.
+            custom_title => texts.title,
+            custom_content => texts.content_html.map(minijinja::Value::from_safe_string),
+            top_projects => lists.projects.iter().map(CardView::project).collect::<Vec<_>>(),
+            top_datasets => lists.datasets.iter().map(CardView::dataset).collect::<Vec<_>>(),
+            recent_projects => lists.recent.iter().map(CardView::project).collect::<Vec<_>>(),
             default => default,
             named => named,
             spawn => spawn,

@@ -1,7 +1,9 @@
 //! The projects pages: the list with search, sort and the "mine"/"starred" tabs
 //! (`/hub/projects`), the form that makes a new one (`/hub/projects/new`) and a project's own
 //! page (`/hub/projects/{owner}/{name}`: its description, image and datasets, star, fork, run
-//! and, for its owners, settings, members and delete).
+//! and, for its owners, settings, members and delete); and their administration
+//! (`/hub/admin/projects`: every project, private ones too, with search, export, delete and
+//! import, through the same API from `static/admin_projects.js`).
 //!
 //! The handlers check that someone is logged in (and, for a project's page, that they may see
 //! it: the same 404 as the API otherwise); the page's script (`static/projects.js`) reads and
@@ -10,13 +12,17 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use minijinja::context;
 use serde::Serialize;
 
 use super::{encode_query, PageError, PageRequest};
+use crate::clock;
+use crate::db::DatasetVisibility;
 use crate::domain::datasets::Viewer;
-use crate::domain::projects::{self, Access};
+use crate::domain::projects::{self, Access, SearchQuery};
+use crate::domain::servers::url_quote;
 use crate::domain::{storage_pools, Services};
 
 /// How many projects a page of the list shows.
@@ -147,6 +153,111 @@ pub(crate) async fn show(
     ))
 }
 
+/// How many projects a page of the administration lists.
+const ADMIN_PAGE_SIZE: i64 = 50;
+
+/// A project as a row of the administration.
+#[derive(Debug, Serialize)]
+struct AdminProjectView {
+    owner: String,
+    name: String,
+    href: String,
+    api_url: String,
+    public: bool,
+    stars: i64,
+    forks: i64,
+    updated: String,
+    /// Who runs a cluster of it now.
+    running: Vec<String>,
+}
+
+/// `GET /hub/admin/projects?q=&offset=`: every project, private ones too, a page at a time
+/// (storage administrators only, who may change every project through the API).
+pub(crate) async fn admin_list(
+    State(hub): State<Arc<Services>>,
+    page: PageRequest,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    let (user, caller) = page.require_user()?;
+    if !storage_pools::is_storage_admin(&caller.scopes) {
+        return Err(PageError::status(StatusCode::FORBIDDEN));
+    }
+    let viewer = Viewer {
+        user: user.clone(),
+        admin: true,
+    };
+    let last = |key: &str| {
+        query
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let q = last("q");
+    let offset = last("offset")
+        .and_then(|o| o.parse::<i64>().ok())
+        .unwrap_or(0)
+        .max(0);
+    let (rows, total, offset, limit) = projects::search(
+        &hub,
+        &viewer,
+        &SearchQuery {
+            q: q.clone(),
+            offset: Some(offset.to_string()),
+            limit: Some(ADMIN_PAGE_SIZE.to_string()),
+            ..SearchQuery::default()
+        },
+    )
+    .await?;
+    // One read of the running servers for the whole page.
+    let active = hub.store.active_servers().await?;
+    let views: Vec<AdminProjectView> = rows
+        .iter()
+        .map(|p| {
+            let server = projects::server_name(p);
+            let (owner, name) = (url_quote(&p.owner), url_quote(&p.name));
+            AdminProjectView {
+                href: format!("/hub/projects/{owner}/{name}"),
+                api_url: format!("/hub/api/projects/{owner}/{name}"),
+                owner: p.owner.clone(),
+                name: p.name.clone(),
+                public: p.visibility == DatasetVisibility::Public,
+                stars: p.stars,
+                forks: p.forks,
+                updated: clock::iso(p.updated),
+                running: active
+                    .iter()
+                    .filter(|(_, row)| row.name == server)
+                    .map(|(user, _)| user.clone())
+                    .collect(),
+            }
+        })
+        .collect();
+    let page_link = |offset: i64| {
+        let offset = offset.to_string();
+        let mut pairs = vec![("offset", offset.as_str())];
+        if let Some(q) = &q {
+            pairs.push(("q", q.as_str()));
+        }
+        format!("/hub/admin/projects?{}", encode_query(&pairs))
+    };
+    let shown = views.len() as i64;
+    Ok(page.render(
+        "admin_projects.html",
+        context! {
+            page => "admin-projects",
+            projects => views,
+            q => q,
+            total => total,
+            from => if shown == 0 { 0 } else { offset + 1 },
+            to => offset + shown,
+            prev => (offset > 0).then(|| page_link((offset - limit).max(0))),
+            next => (offset + limit < total).then(|| page_link(offset + limit)),
+        },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use axum::http::StatusCode;
@@ -248,6 +359,77 @@ mod tests {
             texts.push(html.replace("secret", "nothing"));
         }
         assert_eq!(texts[0], texts[1], "the two 404 pages differ");
+    }
+
+    #[tokio::test]
+    async fn administrators_find_every_project_private_ones_too_and_others_get_403() {
+        let t = test_hub(|_| {}).await;
+        t.create_user("alice", "alice-password-1").await;
+        let alice = t.hub.store.user("alice").await.unwrap().unwrap();
+        let viewer = Viewer {
+            user: alice,
+            admin: false,
+        };
+        for name in ["secret-model", "other"] {
+            projects::create(
+                &t.hub,
+                &viewer,
+                ProjectRequest {
+                    name: Some(name.into()),
+                    ..ProjectRequest::default()
+                },
+            )
+            .await
+            .unwrap();
+        }
+        let alice_jar = t.login("alice", "alice-password-1").await;
+        assert_eq!(
+            t.get(&alice_jar, "/hub/admin/projects").await.status(),
+            StatusCode::FORBIDDEN
+        );
+        let jar = t.login("admin", ADMIN_PASSWORD).await;
+        for (lang, title) in [("en", "Projects"), ("zh", "项目管理")] {
+            let mut jar = jar.clone();
+            jar.0.insert("xiji-lang".into(), lang.into());
+            let r = t.get(&jar, "/hub/admin/projects?q=secret").await;
+            assert_eq!(r.status(), StatusCode::OK);
+            let html = body_text(r).await;
+            assert!(html.contains(title), "{lang}: {html}");
+            assert!(
+                html.contains(r#"data-project="alice/secret-model""#),
+                "{html}"
+            );
+            assert!(
+                !html.contains(r#"data-project="alice/other""#),
+                "the search applies"
+            );
+            assert!(html.contains("/hub/api/projects/alice/secret-model/export"));
+            assert!(html.contains("/hub/static/admin_projects.js?v="));
+        }
+    }
+
+    /// Every key `admin_projects.js` asks for (`t('…')`) is in the catalogue.
+    #[test]
+    fn every_message_key_of_the_admin_projects_script_exists() {
+        let keys: std::collections::BTreeSet<&str> = CATALOGUE.iter().map(|m| m.0).collect();
+        let script = include_str!("../../static/admin_projects.js");
+        let used: Vec<String> = script
+            .match_indices("t('")
+            // `closest('tr')` is no message.
+            .filter(|(i, _)| {
+                let before = script[..*i].chars().last().unwrap_or(' ');
+                !(before.is_ascii_alphanumeric() || before == '_' || before == '.')
+            })
+            .map(|(i, _)| {
+                script[i + 3..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect()
+            })
+            .collect();
+        assert!(used.len() >= 5, "the scan found too little: {used:?}");
+        let missing: Vec<_> = used.iter().filter(|k| !keys.contains(k.as_str())).collect();
+        assert!(missing.is_empty(), "missing message keys: {missing:?}");
     }
 
     /// Every key `projects.js` asks for (`t('…')`) is in the catalogue.

@@ -49,6 +49,14 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
         "admin_storage.html",
         include_str!("../../templates/admin_storage.html"),
     ),
+    (
+        "admin_home_page.html",
+        include_str!("../../templates/admin_home_page.html"),
+    ),
+    (
+        "admin_projects.html",
+        include_str!("../../templates/admin_projects.html"),
+    ),
     ("spawn.html", include_str!("../../templates/spawn.html")),
     (
         "spawn_form.html",
@@ -105,6 +113,11 @@ const STATIC_FILES: &[(&str, &str, &[u8])] = &[
         "projects.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../static/projects.js"),
+    ),
+    (
+        "admin_projects.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../static/admin_projects.js"),
     ),
     (
         "favicon.svg",
