@@ -475,6 +475,8 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     servers::readopt(&hub).await?;
     // After re-adoption: a save whose node still runs goes on, others end failed.
     crate::domain::save_image::recover(&hub).await?;
+    // A fork's copy runs in this process: one left under way by the last is failed and emptied.
+    crate::domain::project_forks::recover(&hub).await?;
     if external {
         if let Err(e) = servers::check_routes(&hub).await {
             tracing::warn!(error = %e, "could not reconcile the external proxy's routes");

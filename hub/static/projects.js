@@ -74,6 +74,14 @@
     } catch (e) { return d.toISOString().slice(0, 16).replace('T', ' '); }
   }
 
+  function sizeText(n) {
+    var units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    var i = 0;
+    n = Number(n) || 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+    return (i ? n.toFixed(1) : String(n)) + ' ' + units[i];
+  }
+
   function pair(fullName) {
     var i = String(fullName).indexOf('/');
     return [fullName.slice(0, i), fullName.slice(i + 1)];
@@ -291,7 +299,10 @@
       show($('#project-forked'), !!p.forked_from);
       renderStar(p.starred, p.stars);
       renderRunning(p.running || []);
-      var canRun = p.access === 'edit' || p.access === 'owner';
+      // A fork runs (and is forked in turn) once its files are all there.
+      var copied = renderFork(p.fork);
+      show($('#fork-button'), copied);
+      var canRun = copied && (p.access === 'edit' || p.access === 'owner');
       show($('#run-card'), canRun);
       if (canRun && p.last_options && !$('#run-form').dataset.filled) {
         $('#run-form').dataset.filled = '1';
@@ -361,7 +372,58 @@
       }).catch(function (e) { b.disabled = false; alertIn(error, e.message); });
     });
 
-    // Fork: ask a name, then go to the fork's page (telling which datasets were dropped).
+    // A fork's files are copied in the background: a progress bar in the header while they are
+    // (polling the project), then the page loads again with them; or why the copy failed.
+    // Whether the files are all there.
+    var forkPoll = null;
+    var forkWasCopying = false;
+    function renderFork(f) {
+      var el = $('#fork-status');
+      if (!f || f.state === 'done') {
+        if (forkWasCopying) { window.location.reload(); }
+        show(el, false);
+        return !forkWasCopying;
+      }
+      if (!el) {
+        el = document.createElement('div');
+        el.className = 'pj-run-status';
+        el.id = 'fork-status';
+        el.innerHTML = '<div class="progress is-active" id="fork-progress" role="progressbar" aria-valuemin="0" ' +
+          'aria-valuemax="100" aria-valuenow="0"><div class="progress-fill" id="fork-progress-fill"></div></div>' +
+          '<p class="small" id="fork-message" role="status"></p>';
+        $('#project-forked').insertAdjacentElement('afterend', el);
+      }
+      show(el, true);
+      var bar = $('#fork-progress', el);
+      var percent = 100;
+      var message;
+      if (f.state === 'failed') {
+        message = t('project_fork_failed', { message: f.message || '' });
+      } else {
+        forkWasCopying = true;
+        var counted = f.files_total > 0 || f.bytes_total > 0;
+        percent = !counted ? 0 : f.bytes_total > 0
+          ? Math.floor(100 * f.bytes_done / f.bytes_total)
+          : Math.floor(100 * f.files_done / f.files_total);
+        percent = Math.max(0, Math.min(100, percent));
+        message = counted
+          ? t('project_fork_copying', {
+            files: f.files_done, files_total: f.files_total,
+            bytes: sizeText(f.bytes_done), bytes_total: sizeText(f.bytes_total)
+          })
+          : t('project_fork_counting');
+        if (!forkPoll) { forkPoll = setTimeout(function () { forkPoll = null; reload(); }, 1000); }
+      }
+      bar.classList.toggle('is-active', f.state !== 'failed');
+      bar.classList.toggle('is-failed', f.state === 'failed');
+      bar.setAttribute('aria-valuenow', String(percent));
+      $('#fork-progress-fill', el).style.width = percent + '%';
+      $('#fork-message', el).textContent = message;
+      return false;
+    }
+
+    // Fork: ask a name, then go to the fork's page (telling which datasets were dropped), where
+    // the copy of the files shows.
     $('#fork-button').addEventListener('click', function () {
       $('#fork-name').value = name;
       show($('#fork-form'), true);

@@ -6,7 +6,8 @@
 //    under "who runs it now"; deleting it meanwhile shows the hub's 409 message; they make it
 //    public from the settings.
 // 2. A second user finds it by a word of its description, opens it, stars it (1 star), forks it
-//    under a new name and lands on the fork's page, which says "forked from" the original.
+//    under a new name and lands on the fork's page, which says "forked from" the original and
+//    offers Run once the files are copied.
 // 3. The same pages in Chinese show Chinese labels.
 //
 // Run by tests/tests/projects_pages.rs, which makes the users and the dataset and checks the
@@ -125,7 +126,10 @@ try {
   await page.fill('#fork-name', forkName);
   await screenshot(page, 'fork-form');
   await Promise.all([page.waitForURL(`**/hub/projects/${reader}/${forkName}`), page.click('#fork-submit')]);
+  // The files are copied in the background; the page offers Run once they are all there.
+  await page.waitForSelector('#run-card:not([hidden])', { timeout: 60000 });
   await page.waitForSelector('#project-header:not([hidden])');
+  if (await page.locator('#fork-status').isVisible()) throw new Error('the copy\'s progress is still shown once it is done');
   await expectText(page.locator('#project-forked'), new RegExp(`Forked from\\s+${owner}/${projectName}`), 'forked from');
   await expectText(page.locator('#project-visibility'), /^Private$/, 'the fork\'s visibility');
   await screenshot(page, 'fork');

@@ -220,6 +220,24 @@ async fn a_fork_copies_the_files_keeps_the_datasets_the_forker_may_read_and_leav
         fork["dropped_datasets"] == json!(["alice/closed"]),
         "{fork}"
     );
+    // The files are copied in the background (tests/tests/project_forks.rs): wait for them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let resp = hub
+            .with_token(Method::GET, "/hub/api/projects/bob/lab", &bob)
+            .send()
+            .await?;
+        let now = expect_json(resp, StatusCode::OK, "the fork").await?;
+        if now["fork"]["state"] == json!("done") {
+            break;
+        }
+        ensure!(now["fork"]["state"] == json!("copying"), "{now}");
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the copy is not done after 60 s: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let fork_dir = project_dir(&hub, fork["id"].as_i64().context("id")?);
     ensure!(std::fs::read_to_string(fork_dir.join("笔记/run.py"))? == "print('hi')\n");
     ensure!(std::fs::read(fork_dir.join("big.bin"))? == vec![7u8; 3 * 1024 * 1024]);

@@ -12,7 +12,7 @@ use serde_json::{json as j, Map, Value};
 
 use super::{body_as, empty, json, ApiCaller, JsonBody};
 use crate::clock;
-use crate::db::ProjectRow;
+use crate::db::{ForkRow, ProjectRow};
 use crate::domain::datasets::Viewer;
 use crate::domain::projects::{self, Access, ProjectRequest, Reached, SearchQuery};
 use crate::domain::{
@@ -73,6 +73,7 @@ async fn model(
             })
         })
         .collect();
+    let fork = hub.store.project_fork(p.id).await?.map(|f| fork_model(&f));
     Ok(j!({
         "id": p.id,
         "owner": p.owner,
@@ -85,6 +86,7 @@ async fn model(
         "datasets": projects::dataset_names(hub, p).await?,
         "forked_from": forked_from,
         "forks": p.forks,
+        "fork": fork,
         "stars": p.stars,
         "starred": hub.store.project_starred(p.id, viewer.user.id).await?,
         "access": access.as_str(),
@@ -96,6 +98,21 @@ async fn model(
         "created": clock::iso(p.created),
         "updated": clock::iso(p.updated),
     }))
+}
+
+/// The copy of a fork's files: `copying` (with how far it got; the totals are 0 while they are
+/// counted), `done`, or `failed` with why (the fork then holds no files).
+fn fork_model(f: &ForkRow) -> Value {
+    j!({
+        "state": f.state,
+        "files_done": f.files_done,
+        "files_total": f.files_total,
+        "bytes_done": f.bytes_done,
+        "bytes_total": f.bytes_total,
+        "message": f.message,
+        "started": clock::iso(f.created),
+        "updated": clock::iso(f.updated),
+    })
 }
 
 /// `GET /projects`.
@@ -265,7 +282,8 @@ pub struct ForkRequest {
     name: Option<String>,
 }
 
-/// `POST /projects/{owner}/{name}/fork`: a private copy for the caller.
+/// `POST /projects/{owner}/{name}/fork`: a private copy for the caller, answered at once with its
+/// `fork` copying; `GET` of the fork shows how far the copy got.
 pub async fn fork(
     State(hub): State<Arc<Services>>,
     caller: ApiCaller,

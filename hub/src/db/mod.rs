@@ -39,7 +39,10 @@ pub use datasets::{
 };
 pub use home_page::{HomePageTexts, HomePageTextsRow, TextLanguage};
 pub use images::{ImageFields, ImageFilter, ImageKind, ImageRow, Visibility};
-pub use projects::{MemberRow, ProjectFields, ProjectRole, ProjectRow, ProjectSearch};
+pub use projects::{
+    ForkProgress, ForkRow, ForkState, MemberRow, ProjectFields, ProjectRole, ProjectRow,
+    ProjectSearch,
+};
 pub use rows::*;
 pub use save_jobs::{NewSaveJob, SaveJobRow};
 pub use server_status::ServerStatus;

@@ -1,4 +1,4 @@
-//! Projects: their rows, attached datasets, members and stars.
+//! Projects: their rows, attached datasets, members and stars, and the state of a fork's copy.
 
 use super::{like_pattern, DatasetVisibility, DbError, Result, Store};
 use crate::clock::Micros;
@@ -11,6 +11,58 @@ stored_words! {
         /// Also change its files and run it.
         Editor = "editor",
     }
+}
+
+stored_words! {
+    /// Where the copy of a fork's files stands.
+    pub enum ForkState ("fork state") {
+        /// The hub is copying the original's files.
+        Copying = "copying",
+        /// Every file is there.
+        Done = "done",
+        /// The copy stopped; the fork holds no files.
+        Failed = "failed",
+    }
+}
+
+const FORK_COLUMNS: &str = "project_id, state, files_done, files_total, bytes_done, bytes_total, \
+     message, created, updated";
+
+/// The copy of a fork's files: its state and how far it got.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ForkRow {
+    /// The fork.
+    pub project_id: i64,
+    /// Copying, done or failed.
+    #[sqlx(try_from = "String")]
+    pub state: ForkState,
+    /// Files, links and other non-folders copied.
+    pub files_done: i64,
+    /// Files to copy (0 while they are being counted).
+    pub files_total: i64,
+    /// Bytes copied.
+    pub bytes_done: i64,
+    /// Bytes to copy.
+    pub bytes_total: i64,
+    /// Why it failed, for the user.
+    pub message: Option<String>,
+    /// When the fork was made.
+    pub created: Micros,
+    /// Last write.
+    pub updated: Micros,
+}
+
+/// How far a copy got: what was counted and what is copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ForkProgress {
+    /// Files copied.
+    pub files_done: i64,
+    /// Files to copy.
+    pub files_total: i64,
+    /// Bytes copied.
+    pub bytes_done: i64,
+    /// Bytes to copy.
+    pub bytes_total: i64,
 }
 
 const PROJECT_COLUMNS: &str = "p.id, p.owner_id, u.name AS owner, p.name, p.description, p.tags, \
@@ -112,7 +164,8 @@ pub struct ProjectSearch {
 
 impl Store {
     /// Creates a project with its datasets in one transaction; `DbError::Conflict` if the owner
-    /// has one of that name.
+    /// has one of that name. A fork (`forked_from`) starts with its copy `copying`, in the same
+    /// transaction, so that it is never seen ready before its files are.
     pub async fn create_project(
         &self,
         owner_id: i64,
@@ -142,6 +195,17 @@ impl Store {
                 .bind(*dataset_id)
                 .execute(&mut *tx)
                 .await?;
+        }
+        if forked_from.is_some() {
+            sqlx::query(
+                "INSERT INTO project_forks (project_id, state, created, updated) \
+                 VALUES ($1, $2, $3, $3)",
+            )
+            .bind(id)
+            .bind(ForkState::Copying.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         self.project(id)
@@ -367,6 +431,78 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// The copy of a fork's files, if the project is a fork made with one.
+    pub async fn project_fork(&self, project_id: i64) -> Result<Option<ForkRow>> {
+        Ok(sqlx::query_as::<_, ForkRow>(&format!(
+            "SELECT {FORK_COLUMNS} FROM project_forks WHERE project_id = $1"
+        ))
+        .bind(project_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Writes how far a copy under way got; false when it is no longer copying (or gone).
+    pub async fn set_fork_progress(
+        &self,
+        project_id: i64,
+        progress: ForkProgress,
+        now: Micros,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE project_forks SET files_done = $1, files_total = $2, bytes_done = $3, \
+             bytes_total = $4, updated = $5 WHERE project_id = $6 AND state = $7",
+        )
+        .bind(progress.files_done)
+        .bind(progress.files_total)
+        .bind(progress.bytes_done)
+        .bind(progress.bytes_total)
+        .bind(now)
+        .bind(project_id)
+        .bind(ForkState::Copying.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Ends a copy under way as `done` or `failed` (with why) and its last progress; false when
+    /// it was not copying (or is gone).
+    pub async fn end_fork(
+        &self,
+        project_id: i64,
+        state: ForkState,
+        message: Option<&str>,
+        progress: ForkProgress,
+        now: Micros,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE project_forks SET state = $1, message = $2, files_done = $3, \
+             files_total = $4, bytes_done = $5, bytes_total = $6, updated = $7 \
+             WHERE project_id = $8 AND state = $9",
+        )
+        .bind(state.as_str())
+        .bind(message)
+        .bind(progress.files_done)
+        .bind(progress.files_total)
+        .bind(progress.bytes_done)
+        .bind(progress.bytes_total)
+        .bind(now)
+        .bind(project_id)
+        .bind(ForkState::Copying.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The forks whose copy is under way (at start-up: left by a hub that stopped).
+    pub async fn copying_forks(&self) -> Result<Vec<ForkRow>> {
+        Ok(sqlx::query_as::<_, ForkRow>(&format!(
+            "SELECT {FORK_COLUMNS} FROM project_forks WHERE state = $1 ORDER BY project_id"
+        ))
+        .bind(ForkState::Copying.as_str())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// A page of the projects a search finds, and how many it finds in all.
     pub async fn search_projects(&self, search: &ProjectSearch) -> Result<(Vec<ProjectRow>, i64)> {
         let mut conditions: Vec<String> = Vec::new();
@@ -434,5 +570,92 @@ impl Store {
         }
         let total = count.fetch_one(&self.pool).await?;
         Ok((rows, total))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::tests::stores;
+
+    #[tokio::test]
+    async fn a_fork_starts_copying_and_ends_once_done_or_failed_on_both_engines() {
+        for (store, _dir) in stores().await {
+            let engine = store.engine();
+            let alice = store.create_user("alice", false, 1).await.unwrap();
+            let fields = |name: &str| ProjectFields {
+                name: name.into(),
+                description: String::new(),
+                tags: String::new(),
+                image_id: None,
+                visibility: DatasetVisibility::Public,
+            };
+            let original = store
+                .create_project(alice.id, &fields("lab"), &[], None, 10)
+                .await
+                .unwrap();
+            assert!(store.project_fork(original.id).await.unwrap().is_none());
+            let fork = store
+                .create_project(alice.id, &fields("lab-2"), &[], Some(original.id), 11)
+                .await
+                .unwrap();
+            let row = store.project_fork(fork.id).await.unwrap().unwrap();
+            assert_eq!(row.state, ForkState::Copying, "{engine:?}");
+            assert_eq!((row.files_total, row.created), (0, 11));
+            let copying: Vec<i64> = store
+                .copying_forks()
+                .await
+                .unwrap()
+                .iter()
+                .map(|f| f.project_id)
+                .collect();
+            assert_eq!(copying, [fork.id]);
+
+            let halfway = ForkProgress {
+                files_done: 1,
+                files_total: 2,
+                bytes_done: 10,
+                bytes_total: 20,
+            };
+            assert!(store.set_fork_progress(fork.id, halfway, 12).await.unwrap());
+            let row = store.project_fork(fork.id).await.unwrap().unwrap();
+            assert_eq!((row.files_done, row.bytes_total, row.updated), (1, 20, 12));
+
+            let all = ForkProgress {
+                files_done: 2,
+                bytes_done: 20,
+                ..halfway
+            };
+            assert!(store
+                .end_fork(fork.id, ForkState::Done, None, all, 13)
+                .await
+                .unwrap());
+            // An ended copy is not written again, nor ended twice.
+            assert!(!store.set_fork_progress(fork.id, halfway, 14).await.unwrap());
+            assert!(!store
+                .end_fork(fork.id, ForkState::Failed, Some("late"), halfway, 14)
+                .await
+                .unwrap());
+            let row = store.project_fork(fork.id).await.unwrap().unwrap();
+            assert_eq!(row.state, ForkState::Done);
+            assert_eq!((row.files_done, row.message), (2, None));
+            assert!(store.copying_forks().await.unwrap().is_empty());
+
+            let failed = store
+                .create_project(alice.id, &fields("lab-3"), &[], Some(original.id), 15)
+                .await
+                .unwrap();
+            assert!(store
+                .end_fork(failed.id, ForkState::Failed, Some("full"), halfway, 16)
+                .await
+                .unwrap());
+            let row = store.project_fork(failed.id).await.unwrap().unwrap();
+            assert_eq!(row.state, ForkState::Failed);
+            assert_eq!(row.message.as_deref(), Some("full"));
+
+            // Deleting the fork takes its copy's row with it.
+            store.delete_project(failed.id).await.unwrap();
+            assert!(store.project_fork(failed.id).await.unwrap().is_none());
+        }
     }
 }

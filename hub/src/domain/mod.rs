@@ -17,6 +17,7 @@ pub mod names;
 pub mod oauth;
 pub mod project_archive;
 pub mod project_files;
+pub mod project_forks;
 pub mod project_transfer;
 pub mod projects;
 pub mod save_image;

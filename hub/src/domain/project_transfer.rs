@@ -40,6 +40,7 @@ pub async fn prepare_export(
     project: &ProjectRow,
     include_datasets: bool,
 ) -> HubResult<Export> {
+    super::project_forks::ensure_copied(hub, project).await?;
     let dir = projects::dir_of(hub, project).await?;
     let mut refs = Vec::new();
     let mut included = Vec::new();

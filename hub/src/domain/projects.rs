@@ -1,6 +1,7 @@
 //! Projects: the unit of work. A project has a runtime image, attached datasets, members
 //! (viewers and editors), a visibility, stars and forks, and a folder on a storage pool that is
-//! `/home/jovyan/work` on every node of a cluster run for it.
+//! `/home/jovyan/work` on every node of a cluster run for it. A fork's files are copied in the
+//! background (`project_forks`).
 //!
 //! Running a project starts the runner's named server `project-{id}` (an ordinary named server
 //! to JupyterHub clients): its work directory is the project's folder and its datasets are
@@ -13,11 +14,11 @@ use serde_json::{Map, Value};
 
 use super::clusters::{self, SpawnOptions};
 use super::datasets::{self, TagsInput, Viewer};
-use super::{servers, storage_pools, HubError, HubResult, Services};
+use super::{project_forks, servers, storage_pools, HubError, HubResult, Services};
 use crate::clock;
 use crate::db::{
-    DatasetVisibility, DbError, MemberRow, PlacementKind, ProjectFields, ProjectRole, ProjectRow,
-    ProjectSearch, ServerRow, ServerStatus, UserRow,
+    DatasetVisibility, DbError, MemberRow, PlacementKind, PoolState, ProjectFields, ProjectRole,
+    ProjectRow, ProjectSearch, ServerRow, ServerStatus, UserRow,
 };
 
 /// Named servers of projects are `project-{id}`.
@@ -398,6 +399,8 @@ pub async fn running(hub: &Services, project: &ProjectRow) -> HubResult<Vec<(Str
 /// runs it, unless `release` (administrators, a deleted owner): then its clusters are stopped
 /// first.
 pub async fn delete(hub: &Arc<Services>, project: &ProjectRow, release: bool) -> HubResult<()> {
+    // A fork whose files are being copied: the copy stops (and removes what it copied) first.
+    project_forks::stop(project.id).await;
     let running = running(hub, project).await?;
     if !release {
         if let Some((user_name, _)) = running.first() {
@@ -597,42 +600,20 @@ pub struct Forked {
     pub dropped_datasets: Vec<String>,
 }
 
-/// Copies a folder's contents: copy-on-write (reflink) where the filesystem supports it, else
-/// a plain copy; modes and times kept.
-async fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> HubResult<()> {
-    let output = tokio::process::Command::new("cp")
-        .arg("-a")
-        .arg("--reflink=auto")
-        .arg("--")
-        .arg(from.join("."))
-        .arg(to)
-        .output()
-        .await
-        .map_err(|e| HubError::Internal(format!("running cp for a fork: {e}")))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    let text = String::from_utf8_lossy(&output.stderr);
-    if text.contains("No space left") || text.contains("Disk quota") {
-        return Err(HubError::InsufficientStorage(
-            "The storage pool is full: the project's files could not be copied".into(),
-        ));
-    }
-    Err(HubError::Internal(format!(
-        "copying a project's files failed: {text}"
-    )))
-}
-
 /// Forks a project the viewer may read into a new private project of theirs (named `name`, or
-/// as the original): a copy of its files, the same image, the datasets the viewer may read.
+/// as the original): the same image, the datasets the viewer may read, and a copy of its files
+/// made in the background (`project_forks`), on the original's pool where it takes new data so
+/// that the copy can share the original's blocks. The fork is returned at once, copying; a 409
+/// when the original is itself a fork whose files are not all there.
 pub async fn fork(
-    hub: &Services,
+    hub: &Arc<Services>,
     viewer: &Viewer,
     original: &ProjectRow,
     name: Option<&str>,
 ) -> HubResult<Forked> {
     let name = name.unwrap_or(&original.name).to_owned();
     check_name(&name)?;
+    project_forks::ensure_copied(hub, original).await?;
     let names = dataset_names(hub, original).await?;
     let (dataset_ids, dropped_datasets) = readable_datasets(hub, &viewer.user, &names).await?;
     // The image only if the forker may start it.
@@ -669,32 +650,66 @@ pub async fn fork(
         }
         Err(e) => return Err(e.into()),
     };
-    let copied = async {
+    let folders = async {
+        place_beside(hub, original, &project).await?;
         let from = dir_of(hub, original).await?;
         let to = dir_of(hub, &project).await?;
-        copy_tree(&from, &to).await
+        HubResult::Ok((from, to))
     }
     .await;
-    if let Err(e) = copied {
-        // Nothing of a failed fork is left: its folder, placement and rows.
-        if let Ok(Some(p)) = hub
-            .store
-            .placement(PlacementKind::Project, &placement_key(project.id))
-            .await
-        {
-            if let Ok(Some(pool)) = hub.store.pool(p.pool_id).await {
-                let _ =
-                    tokio::fs::remove_dir_all(PathBuf::from(pool.path).join(p.relative_path)).await;
+    let (from, to) = match folders {
+        Ok(folders) => folders,
+        Err(e) => {
+            // Nothing of a fork that cannot start is left: its folder, placement and rows.
+            if let Ok(Some(p)) = hub
+                .store
+                .placement(PlacementKind::Project, &placement_key(project.id))
+                .await
+            {
+                if let Ok(Some(pool)) = hub.store.pool(p.pool_id).await {
+                    let _ =
+                        tokio::fs::remove_dir_all(PathBuf::from(pool.path).join(p.relative_path))
+                            .await;
+                }
             }
+            forget_rows(hub, &project).await;
+            return Err(e);
         }
-        forget_rows(hub, &project).await;
-        return Err(e);
-    }
-    tracing::info!(project.id = project.id, forked_from = original.id, owner = %viewer.user.name, "project forked");
+    };
+    project_forks::start(hub, &project, from, to);
+    tracing::info!(project.id = project.id, forked_from = original.id, owner = %viewer.user.name, "project forked; copying its files");
     Ok(Forked {
         project,
         dropped_datasets,
     })
+}
+
+/// Places a fork's folder on its original's pool when that pool is active and has free space
+/// (a copy within one filesystem can share blocks), else leaves it to the pools' rule.
+async fn place_beside(hub: &Services, original: &ProjectRow, fork: &ProjectRow) -> HubResult<()> {
+    let Some(placement) = hub
+        .store
+        .placement(PlacementKind::Project, &placement_key(original.id))
+        .await?
+    else {
+        return Ok(());
+    };
+    let Some(pool) = hub.store.pool(placement.pool_id).await? else {
+        return Ok(());
+    };
+    if pool.state != PoolState::Active || storage_pools::usage_of(&pool).await.free_bytes == 0 {
+        return Ok(());
+    }
+    hub.store
+        .create_placement(
+            pool.id,
+            PlacementKind::Project,
+            &placement_key(fork.id),
+            &format!("{}/{}", PlacementKind::Project, fork.id),
+            clock::now(),
+        )
+        .await?;
+    Ok(())
 }
 
 /// The server name of a project.
@@ -776,7 +791,11 @@ pub async fn work_dir_for_server(
         admin: user.admin != 0,
     };
     match access_of(hub, &viewer, &project).await? {
-        Some(a) if a >= Access::Edit => Ok(Some(dir_of(hub, &project).await?)),
+        Some(a) if a >= Access::Edit => {
+            // A fork runs once its files are all there.
+            project_forks::ensure_copied(hub, &project).await?;
+            Ok(Some(dir_of(hub, &project).await?))
+        }
         _ => Err(refused()),
     }
 }
