@@ -106,13 +106,16 @@ struct CardView {
 /// The longest excerpt of a description on a card, in characters.
 const EXCERPT_CHARS: usize = 140;
 
-/// The first line of text of a Markdown description, without its heading or list marks.
+/// The first line of text of a Markdown description, without its heading, list, emphasis and
+/// code marks.
 fn excerpt(markdown: &str) -> String {
     let line = markdown
         .lines()
         .map(|l| l.trim().trim_start_matches(['#', '>', '-', '*', '+', ' ']))
         .find(|l| !l.is_empty())
         .unwrap_or_default();
+    // Emphasis and code marks would show as they are typed.
+    let line: String = line.chars().filter(|c| !matches!(c, '*' | '`')).collect();
     let mut text: String = line.chars().take(EXCERPT_CHARS).collect();
     if line.chars().count() > EXCERPT_CHARS {
         text.push('…');
@@ -354,4 +357,21 @@ pub(crate) async fn admin(
             roles => AccountRole::ALL,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::excerpt;
+
+    #[test]
+    fn a_cards_excerpt_is_the_first_line_of_text_without_markdown_marks() {
+        assert_eq!(
+            excerpt("\n# A **rainfall** model\n\nmore"),
+            "A rainfall model"
+        );
+        assert_eq!(excerpt("- `run.py` trains"), "run.py trains");
+        assert_eq!(excerpt(""), "");
+        let long = "字".repeat(200);
+        assert_eq!(excerpt(&long).chars().count(), 141);
+    }
 }
