@@ -39,7 +39,8 @@ pub(crate) fn spawn_all(hub: &Arc<Services>) {
         "removing abandoned uploads",
         Duration::from_secs(600),
         |h| async move {
-            crate::domain::datasets::purge_stale_uploads(&h)
+            crate::domain::datasets::purge_stale_uploads(&h).await?;
+            crate::domain::project_uploads::purge_stale(&h)
                 .await
                 .map(drop)
         },

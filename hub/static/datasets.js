@@ -32,7 +32,11 @@
   var xsrfMeta = document.querySelector('meta[name="xsrf-token"]');
   var XSRF = xsrfMeta ? xsrfMeta.getAttribute('content') : '';
 
+  // A file goes in chunks that start at CHUNK and double after each one that arrives, up to
+  // MAX_CHUNK: small first (a broken link is noticed soon), then big (fewer requests, the hub's
+  // disk speed). Progress comes from the request's own upload events, whatever the size.
   var CHUNK = 8 * 1024 * 1024;
+  var MAX_CHUNK = 64 * 1024 * 1024;
   var PARALLEL = 4;
   var LIST_ALL = 200;
   var COMPACT_REDRAW_MS = 250;
@@ -1205,14 +1209,17 @@
     if (offset >= job.size) { self.done(job); return Promise.resolve(); }
     job.sent = offset;
     self.progress(job);
-    var end = Math.min(job.size, offset + CHUNK);
+    job.chunk = job.chunk || CHUNK;
+    var end = Math.min(job.size, offset + job.chunk);
     // The whole file as it is when it fits in one chunk: a slice would be one more blob for the
     // browser to register, which thousands of small files feel.
     var blob = offset === 0 && end === job.size ? job.file : job.file.slice(offset, end);
     return self.patch(job, offset, blob).then(function (next) {
       job.tries = 0;
+      job.chunk = Math.min(MAX_CHUNK, job.chunk * 2);
       return self.send(job, next);
     }, function (err) {
+      job.chunk = CHUNK;
       if (err.status === 409 || err.network || err.status >= 500 && err.status !== 507) {
         // Broken off or out of step: wait, ask where the upload stands, go on from there.
         job.tries += 1;

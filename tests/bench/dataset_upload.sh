@@ -12,9 +12,10 @@
 # upload, best kept. Exits non-zero if the hub's memory grew by 50 MB or more in any upload.
 #
 # Xiji is measured three ways:
-#   - browser: what the dataset page does, 8 MiB chunks, one PATCH after another on one
-#     keep-alive connection (Python's http.client streaming from the file);
-#   - 64 MiB chunks, the same way;
+#   - browser: what the dataset page does, chunks of 8 MiB doubling after each up to 64 MiB,
+#     one PATCH after another on one keep-alive connection (Python's http.client streaming from
+#     the file);
+#   - 8 MiB chunks throughout, the same way (the cost of each request shows);
 #   - one PATCH of the whole file with `curl -T` (the same client as nginx's).
 set -euo pipefail
 
@@ -230,8 +231,9 @@ def finish(name):
     api("DELETE", f"/hub/api/datasets/bench/bench/files/{name}", user_token)
 
 
-def xiji_chunks(run, chunk):
-    name = f"chunks-{chunk >> 20}-{run}.bin"
+def xiji_chunks(run, chunk, grow=False):
+    """Chunks of `chunk` bytes; with `grow`, doubling after each up to 64 MiB (the page's way)."""
+    name = f"chunks-{chunk >> 20}-{grow}-{run}.bin"
     url = start_upload(name)
     os.sync()
     sampler = Sampler()
@@ -251,6 +253,8 @@ def xiji_chunks(run, chunk):
             if resp.status != 204:
                 sys.exit(f"PATCH at {offset}: {resp.status}")
             offset = int(resp.getheader("Upload-Offset"))
+            if grow:
+                chunk = min(64 << 20, chunk * 2)
     elapsed = time.monotonic() - t0
     cpu = cpu_seconds([hub_pid]) - c0
     conn.close()
@@ -310,8 +314,8 @@ cases = [
     ("cp (local)", local_cp),
     ("nginx, curl -T", nginx_curl),
     ("Xiji, curl -T (one PATCH)", xiji_curl),
-    ("Xiji, 64 MiB chunks", lambda r: xiji_chunks(r, 64 << 20)),
-    ("Xiji, 8 MiB chunks (browser)", lambda r: xiji_chunks(r, 8 << 20)),
+    ("Xiji, 8 MiB chunks", lambda r: xiji_chunks(r, 8 << 20)),
+    ("Xiji, 8→64 MiB chunks (browser)", lambda r: xiji_chunks(r, 8 << 20, grow=True)),
 ]
 best = {}
 cpus = {}
@@ -338,8 +342,8 @@ for label, _ in cases:
     print(f"| {label} | {best[label]:.1f} | {best[label] / nginx:.2f}× | {cpus[label]:.2f} | "
           f"{cpus[label] / nginx_cpu:.2f}× | {'' if g is None else f'{g:.1f}'} |")
 worst = max(growths.values())
-browser = best["Xiji, 8 MiB chunks (browser)"]
-print(f"\nratio Xiji (browser, 8 MiB chunks) / nginx: {browser / nginx:.2f} "
+browser = best["Xiji, 8→64 MiB chunks (browser)"]
+print(f"\nratio Xiji (browser, 8→64 MiB chunks) / nginx: {browser / nginx:.2f} "
       "(the issue asks for at least 0.80)")
 print(f"largest growth of the hub's RSS during an upload: {worst:.1f} MB (must be < 50)")
 sys.exit(0 if worst < 50 else 1)

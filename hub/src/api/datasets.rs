@@ -1,5 +1,5 @@
-//! `/hub/api/datasets…` and `/hub/api/uploads/…`: datasets, their files and resumable uploads
-//! (a Xiji extension; see `docs/datasets.md`). Uploads speak the core of tus 1.0.0.
+//! `/hub/api/datasets…`: datasets, their files and the start of resumable uploads (a Xiji
+//! extension; see `docs/datasets.md`; the uploads themselves are `super::uploads`).
 
 use std::sync::Arc;
 
@@ -11,17 +11,13 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json as j, Value};
 
+use super::uploads::Answer;
 use super::{body_as, empty, json, ApiCaller, JsonBody};
 use crate::clock;
 use crate::db::DatasetRow;
-use crate::domain::datasets::{
-    self, Access, DatasetRequest, Reached, SearchQuery, UploadState, Viewer,
-};
+use crate::domain::datasets::{self, Access, DatasetRequest, Reached, SearchQuery, Viewer};
 use crate::domain::{markdown, Services};
 use crate::error::ApiError;
-
-/// The tus protocol version spoken.
-const TUS_VERSION: &str = "1.0.0";
 
 use super::url_segment as segment;
 
@@ -64,39 +60,6 @@ async fn model(
         "created": clock::iso(d.created),
         "updated": clock::iso(d.updated),
     }))
-}
-
-fn upload_model(hub_dataset: &DatasetRow, state: &UploadState) -> Value {
-    let u = &state.upload;
-    j!({
-        "id": u.id,
-        "dataset": format!("{}/{}", hub_dataset.owner, hub_dataset.name),
-        "path": u.path,
-        "size": u.size,
-        "offset": state.offset,
-        "complete": state.file.is_some(),
-        "url": format!("/hub/api/uploads/{}", u.id),
-        "file": state.file.as_ref().map(|f| j!({"path": f.path, "size": f.size, "sha256": f.sha256})),
-        "created": clock::iso(u.created),
-        "updated": clock::iso(u.updated),
-    })
-}
-
-/// tus headers of an upload's answer.
-fn tus_headers(response: &mut Response, state: &UploadState) {
-    let headers = response.headers_mut();
-    headers.insert("tus-resumable", HeaderValue::from_static(TUS_VERSION));
-    headers.insert("upload-offset", HeaderValue::from(state.offset));
-    headers.insert(
-        "upload-length",
-        HeaderValue::from(state.upload.size.max(0) as u64),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Some(f) = &state.file {
-        if let Ok(v) = HeaderValue::from_str(&f.sha256) {
-            headers.insert("x-xiji-sha256", v);
-        }
-    }
 }
 
 async fn reach(
@@ -417,12 +380,7 @@ pub async fn start_upload(
         )
     })?;
     let state = datasets::start_upload(&hub, &v, &r.dataset, &request.path, request.size).await?;
-    let mut response = json(StatusCode::CREATED, upload_model(&r.dataset, &state));
-    tus_headers(&mut response, &state);
-    if let Ok(loc) = HeaderValue::from_str(&format!("/hub/api/uploads/{}", state.upload.id)) {
-        response.headers_mut().insert(header::LOCATION, loc);
-    }
-    Ok(response)
+    Ok(Answer::dataset(&r.dataset, &state).respond(StatusCode::CREATED, true))
 }
 
 /// `GET /datasets/{owner}/{name}/uploads`: the caller's unfinished uploads to it.
@@ -433,103 +391,11 @@ pub async fn list_uploads(
 ) -> Result<Response, ApiError> {
     let (v, r) = reach(&hub, &caller, &owner, &name, Access::Write).await?;
     let states = datasets::uploads_to(&hub, &v, &r.dataset).await?;
-    let items: Vec<Value> = states.iter().map(|s| upload_model(&r.dataset, s)).collect();
+    let items: Vec<Value> = states
+        .iter()
+        .map(|s| Answer::dataset(&r.dataset, s).model)
+        .collect();
     Ok(json(StatusCode::OK, Value::Array(items)))
-}
-
-async fn upload_answer(
-    hub: &Services,
-    state: UploadState,
-    status: StatusCode,
-    body: bool,
-) -> Result<Response, ApiError> {
-    let dataset = hub
-        .store
-        .dataset(state.upload.dataset_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("The upload's dataset is gone"))?;
-    let mut response = if body {
-        json(status, upload_model(&dataset, &state))
-    } else {
-        empty(status)
-    };
-    tus_headers(&mut response, &state);
-    Ok(response)
-}
-
-/// `GET /uploads/{id}`: where an upload stands.
-pub async fn upload_status(
-    State(hub): State<Arc<Services>>,
-    caller: ApiCaller,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let v = viewer(&caller, true)?;
-    let state = datasets::upload_state(&hub, &v, &id, false).await?;
-    upload_answer(&hub, state, StatusCode::OK, true).await
-}
-
-/// `HEAD /uploads/{id}`: tus's offset request.
-pub async fn upload_head(
-    State(hub): State<Arc<Services>>,
-    caller: ApiCaller,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let v = viewer(&caller, true)?;
-    let state = datasets::upload_state(&hub, &v, &id, true).await?;
-    upload_answer(&hub, state, StatusCode::OK, false).await
-}
-
-/// `PATCH /uploads/{id}`: bytes from `Upload-Offset`. A refused body is read to its end first
-/// (thrown away), so a client that sends it whole before reading gets the answer.
-pub async fn upload_patch(
-    State(hub): State<Arc<Services>>,
-    caller: ApiCaller,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let mut stream = body.into_data_stream().boxed();
-    let checked = (|| {
-        let v = viewer(&caller, true)?;
-        let offset = headers
-            .get("upload-offset")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                ApiError::bad_request("Send the Upload-Offset header: the byte this body starts at")
-            })?
-            .trim()
-            .parse::<u64>()
-            .map_err(|_| ApiError::bad_request("Upload-Offset must be a whole number of bytes"))?;
-        Ok::<_, ApiError>((v, offset))
-    })();
-    let (v, offset) = match checked {
-        Ok(c) => c,
-        Err(e) => {
-            crate::domain::dataset_files::drain(&mut stream).await;
-            return Err(e);
-        }
-    };
-    let content_length = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let state = datasets::write_upload(&hub, &v, &id, offset, content_length, stream).await?;
-    upload_answer(&hub, state, StatusCode::NO_CONTENT, false).await
-}
-
-/// `DELETE /uploads/{id}`: gives an upload up.
-pub async fn upload_delete(
-    State(hub): State<Arc<Services>>,
-    caller: ApiCaller,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let v = viewer(&caller, true)?;
-    datasets::cancel_upload(&hub, &v, &id).await?;
-    let mut response = empty(StatusCode::NO_CONTENT);
-    response
-        .headers_mut()
-        .insert("tus-resumable", HeaderValue::from_static(TUS_VERSION));
-    Ok(response)
 }
 
 /// `PUT /datasets/{owner}/{name}/cover`: the raw image (PNG, JPEG or WebP).

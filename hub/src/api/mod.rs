@@ -9,11 +9,13 @@ mod images;
 mod models;
 mod oauth;
 mod openapi;
+mod project_files;
 mod projects;
 mod save_image;
 mod servers;
 mod storage_pools;
 mod tokens;
+mod uploads;
 mod users;
 
 use std::sync::Arc;
@@ -141,10 +143,10 @@ pub fn routes(hub: Arc<Services>) -> Router {
         )
         .route(
             "/hub/api/uploads/{id}",
-            get(datasets::upload_status)
-                .head(datasets::upload_head)
-                .patch(datasets::upload_patch)
-                .delete(datasets::upload_delete),
+            get(uploads::status)
+                .head(uploads::head)
+                .patch(uploads::patch)
+                .delete(uploads::delete),
         )
         .route(
             "/hub/api/datasets/{owner}/{name}/cover",
@@ -176,7 +178,15 @@ pub fn routes(hub: Arc<Services>) -> Router {
         .route("/hub/api/projects/{owner}/{name}/tree", get(projects::tree))
         .route(
             "/hub/api/projects/{owner}/{name}/files/{*path}",
-            get(projects::download),
+            get(projects::download).delete(project_files::delete),
+        )
+        .route(
+            "/hub/api/projects/{owner}/{name}/uploads",
+            get(project_files::list_uploads).post(project_files::start_upload),
+        )
+        .route(
+            "/hub/api/projects/{owner}/{name}/move",
+            post(project_files::move_path),
         )
         .route(
             "/hub/api/projects/{owner}/{name}",

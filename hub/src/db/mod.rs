@@ -15,6 +15,7 @@ mod groups;
 mod home_page;
 mod images;
 mod oauth;
+mod project_uploads;
 mod projects;
 mod roles;
 mod rows;
@@ -39,6 +40,7 @@ pub use datasets::{
 };
 pub use home_page::{HomePageTexts, HomePageTextsRow, TextLanguage};
 pub use images::{ImageFields, ImageFilter, ImageKind, ImageRow, Visibility};
+pub use project_uploads::ProjectUploadRow;
 pub use projects::{
     ForkProgress, ForkRow, ForkState, MemberRow, ProjectFields, ProjectRole, ProjectRow,
     ProjectSearch,

@@ -18,10 +18,9 @@ use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 use unicode_normalization::UnicodeNormalization;
 
 /// Longest file name (one path component), in bytes: what Linux filesystems allow.
@@ -31,8 +30,6 @@ const MAX_COMPONENT_BYTES: usize = 255;
 const MAX_PATH_BYTES: usize = 1024;
 /// Deepest folder nesting.
 const MAX_DEPTH: usize = 64;
-/// Bytes gathered before a write to disk.
-const WRITE_BUFFER: usize = 4 * 1024 * 1024;
 
 /// A file or folder path in a dataset as users give it, made canonical: Unicode NFC, `/` between
 /// components; or a message saying what is wrong with it. `..`, `.`, empty components,
@@ -161,6 +158,29 @@ pub enum AppendError {
     /// Any other I/O failure.
     #[error("writing an upload failed: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<AppendError> for super::HubError {
+    fn from(e: AppendError) -> Self {
+        match e {
+            AppendError::WrongOffset { .. } => super::HubError::Conflict(e.to_string()),
+            AppendError::TooMuch { .. } => super::HubError::BadRequest(e.to_string()),
+            AppendError::NoSpace => super::HubError::InsufficientStorage(
+                "The storage pool is full: ask an administrator for room".into(),
+            ),
+            AppendError::Io(e) => super::HubError::Internal(format!("writing an upload: {e}")),
+        }
+    }
+}
+
+/// Checks a `PATCH`'s declared length against what is left of an upload of `size` bytes.
+pub fn check_length(offset: u64, content_length: Option<u64>, size: u64) -> Result<(), String> {
+    match content_length {
+        Some(len) if offset.saturating_add(len) > size => Err(format!(
+            "The upload declared {size} bytes; {len} bytes from offset {offset} go past its end"
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Running sha256 of each upload that is being written, with the offset it covers; rebuilt from
@@ -303,6 +323,102 @@ where
     }
 }
 
+/// Bytes received before they are handed to the writer thread as one batch.
+const BATCH_BYTES: usize = 1024 * 1024;
+/// Batches waiting for the writer, and written batches waiting for the hasher: with the batch
+/// being received, written and hashed, at most about 7 batches (14 MiB) of an upload are in memory.
+const BATCHES_QUEUED: usize = 1;
+
+/// Writes a batch of buffers at the end of `out`, with as few system calls as the kernel allows.
+fn write_batch(out: &mut std::fs::File, batch: &[Bytes]) -> std::io::Result<()> {
+    use std::io::{IoSlice, Write};
+    let mut first = 0;
+    let mut skip = 0;
+    while first < batch.len() {
+        let slices: Vec<IoSlice<'_>> = batch[first..]
+            .iter()
+            .take(512)
+            .enumerate()
+            .map(|(i, b)| IoSlice::new(if i == 0 { &b[skip..] } else { b }))
+            .collect();
+        let mut n = match out.write_vectored(&slices) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        while n > 0 {
+            let left = batch[first].len() - skip;
+            if n >= left {
+                n -= left;
+                first += 1;
+                skip = 0;
+            } else {
+                skip += n;
+                n = 0;
+            }
+        }
+        while first < batch.len() && batch[first].len() == skip {
+            first += 1;
+            skip = 0;
+        }
+    }
+    Ok(())
+}
+
+/// The two threads behind one `PATCH`: a writer appending the batches it is sent to the upload's
+/// file, and a hasher folding the written batches into the upload's sha256. Receiving, writing
+/// and hashing overlap, each on a core of its own when there are cores to spare.
+struct Pipeline {
+    batches: tokio::sync::mpsc::Sender<Vec<Bytes>>,
+    writer: tokio::task::JoinHandle<std::io::Result<()>>,
+    hasher: tokio::task::JoinHandle<Sha256>,
+}
+
+impl Pipeline {
+    fn start(out: std::fs::File, mut hasher: Sha256) -> Self {
+        let (batches, mut to_write) = tokio::sync::mpsc::channel::<Vec<Bytes>>(BATCHES_QUEUED);
+        let (written, to_hash) = std::sync::mpsc::sync_channel::<Vec<Bytes>>(BATCHES_QUEUED);
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut out = out;
+            while let Some(batch) = to_write.blocking_recv() {
+                write_batch(&mut out, &batch)?;
+                if written.send(batch).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        let hasher = tokio::task::spawn_blocking(move || {
+            for batch in to_hash {
+                for b in &batch {
+                    hasher.update(b);
+                }
+            }
+            hasher
+        });
+        Pipeline {
+            batches,
+            writer,
+            hasher,
+        }
+    }
+
+    /// Hands a batch to the writer; false when the writer has stopped (it failed).
+    async fn send(&self, batch: Vec<Bytes>) -> bool {
+        self.batches.send(batch).await.is_ok()
+    }
+
+    /// Waits for every batch sent to be written and hashed; the hash covers exactly the bytes
+    /// written when the writer did not fail.
+    async fn finish(self) -> std::io::Result<Sha256> {
+        drop(self.batches);
+        let written = self.writer.await.map_err(std::io::Error::other)?;
+        let hasher = self.hasher.await.map_err(std::io::Error::other)?;
+        written.map(|()| hasher)
+    }
+}
+
 /// Appends a request body to an upload that stands at `given` of `size` bytes, holding the
 /// upload (`guard`); stops early, keeping what arrived, when a newer request preempts it. A wrong
 /// offset or a body longer than what is left changes nothing.
@@ -323,73 +439,70 @@ where
         return Err(AppendError::WrongOffset { given, actual });
     }
     let left = size - actual.min(size);
-    let mut hasher = hasher_at(id, file, actual).await?;
-    let handle = tokio::fs::OpenOptions::new()
+    let hasher = hasher_at(id, file, actual).await?;
+    let out = tokio::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(file)
-        .await?;
-    let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, handle);
-    let mut written: u64 = 0;
+        .await?
+        .into_std()
+        .await;
+    let pipeline = Pipeline::start(out, hasher);
+    let mut received: u64 = 0;
     let mut broke_off = false;
     let mut too_much = false;
-    let mut pending = BytesMut::new();
-    let result: Result<(), std::io::Error> = async {
-        loop {
-            let next = tokio::select! {
-                next = body.next() => next,
-                () = guard.preempted() => {
-                    tracing::info!(upload = id, at = actual + written, "a newer request took the upload over");
-                    broke_off = true;
-                    break;
-                }
-            };
-            let Some(chunk) = next else { break };
-            let chunk = match chunk {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::info!(upload = id, at = actual + written, error = %e, "upload body broke off");
-                    broke_off = true;
-                    break;
-                }
-            };
-            if written + chunk.len() as u64 > left {
-                too_much = true;
+    let mut writer_stopped = false;
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut batch_bytes = 0;
+    loop {
+        let next = tokio::select! {
+            next = body.next() => next,
+            () = guard.preempted() => {
+                tracing::info!(upload = id, at = actual + received, "a newer request took the upload over");
+                broke_off = true;
                 break;
             }
-            written += chunk.len() as u64;
-            pending.extend_from_slice(&chunk);
-            if pending.len() >= WRITE_BUFFER {
-                let data = pending.split().freeze();
-                hasher.update(&data);
-                out.write_all(&data).await?;
+        };
+        let Some(chunk) = next else { break };
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::info!(upload = id, at = actual + received, error = %e, "upload body broke off");
+                broke_off = true;
+                break;
+            }
+        };
+        if received + chunk.len() as u64 > left {
+            too_much = true;
+            break;
+        }
+        received += chunk.len() as u64;
+        batch_bytes += chunk.len();
+        batch.push(chunk);
+        if batch_bytes >= BATCH_BYTES {
+            batch_bytes = 0;
+            if !pipeline.send(std::mem::take(&mut batch)).await {
+                writer_stopped = true;
+                break;
             }
         }
-        if !too_much {
-            let data = pending.split().freeze();
-            hasher.update(&data);
-            out.write_all(&data).await?;
-        }
-        out.flush().await?;
-        Ok(())
     }
-    .await;
-    match result {
+    if !too_much && !writer_stopped && !batch.is_empty() {
+        pipeline.send(batch).await;
+    }
+    let hasher = match pipeline.finish().await {
         Err(e) if is_no_space(&e) => return Err(AppendError::NoSpace),
-        Err(e) => {
-            // What reached the disk is unknown: the hash is rebuilt from the file next time.
-            return Err(AppendError::Io(e));
-        }
-        Ok(()) => {}
-    }
+        // What reached the disk is unknown: the hash is rebuilt from the file next time.
+        Err(e) => return Err(AppendError::Io(e)),
+        Ok(h) => h,
+    };
     if too_much {
         // Take back what this request wrote: the upload stays where it stood.
-        drop(out);
         let f = std::fs::OpenOptions::new().write(true).open(file)?;
         f.set_len(actual)?;
         return Err(AppendError::TooMuch { size, left });
     }
-    let now = actual + written;
+    let now = actual + received;
     HASHERS
         .lock()
         .unwrap_or_else(|p| p.into_inner())

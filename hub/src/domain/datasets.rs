@@ -1035,39 +1035,27 @@ where
 {
     let (upload, dataset) = upload_of(hub, viewer, id).await?;
     let size = upload.size.max(0) as u64;
-    if let Some(len) = content_length {
-        if offset.saturating_add(len) > size {
-            return Err(HubError::BadRequest(format!(
-                "The upload declared {size} bytes; {len} bytes from offset {offset} go past its end"
-            )));
-        }
-    }
+    dataset_files::check_length(offset, content_length, size).map_err(HubError::BadRequest)?;
     let mut held = dataset_files::take_upload(&upload.id, true).await;
     // It may have completed or been given up while this request waited.
-    if hub.store.upload(&upload.id).await?.is_none() {
+    let Some(upload) = hub.store.upload(&upload.id).await? else {
         return Err(HubError::NotFound(format!(
             "No upload {id} (it may have completed or expired)"
         )));
-    }
+    };
     let dir = dir_of(hub, &dataset).await?;
     let file = dir.upload(&upload.id);
     let appended = dataset_files::append(&mut held, &upload.id, &file, offset, size, body).await;
     let now = match appended {
         Ok(Appended::Done(n)) => n,
         Ok(Appended::BrokeOff(n)) => {
-            hub.store.touch_upload(&upload.id, clock::now()).await?;
+            touch(hub, &upload).await?;
             return Ok(UploadState {
                 upload,
                 offset: n,
                 file: None,
             });
         }
-        Err(AppendError::WrongOffset { given, actual }) => {
-            return Err(HubError::Conflict(
-                AppendError::WrongOffset { given, actual }.to_string(),
-            ))
-        }
-        Err(e @ AppendError::TooMuch { .. }) => return Err(HubError::BadRequest(e.to_string())),
         Err(AppendError::NoSpace) => {
             give_up(hub, &dir, &upload).await?;
             tracing::warn!(dataset.id = dataset.id, upload = %upload.id, "upload failed: the storage pool is full");
@@ -1077,9 +1065,9 @@ where
                 dataset.owner, dataset.name, upload.path
             )));
         }
-        Err(AppendError::Io(e)) => return Err(io_failure("writing an upload", e)),
+        Err(e) => return Err(e.into()),
     };
-    hub.store.touch_upload(&upload.id, clock::now()).await?;
+    touch(hub, &upload).await?;
     if now < size {
         return Ok(UploadState {
             upload,
@@ -1088,6 +1076,19 @@ where
         });
     }
     finish(hub, &dir, upload).await
+}
+
+/// How long an upload's "bytes last arrived" may lag behind: it only decides when an abandoned
+/// upload expires (hours), so a `PATCH` every few milliseconds need not write it each time.
+const TOUCH_EVERY: Micros = 60 * 1_000_000;
+
+/// Records that bytes of an upload arrived, at most once per [`TOUCH_EVERY`].
+async fn touch(hub: &Services, upload: &UploadRow) -> HubResult<()> {
+    let now = clock::now();
+    if now - upload.updated >= TOUCH_EVERY {
+        hub.store.touch_upload(&upload.id, now).await?;
+    }
+    Ok(())
 }
 
 /// Records a complete upload's sha256 and moves it into place, in one transaction.
@@ -1160,10 +1161,16 @@ pub async fn cancel_upload(hub: &Services, viewer: &Viewer, id: &str) -> HubResu
     give_up(hub, &dir, &upload).await
 }
 
+/// When an upload (of a dataset or a project) that no byte reached since is abandoned:
+/// `[datasets] upload_expiry_hours` ago.
+pub fn upload_expiry_cutoff(hub: &Services) -> Micros {
+    let hours = hub.config.datasets.upload_expiry_hours.max(1) as i64;
+    clock::now() - hours * 3600 * 1_000_000
+}
+
 /// Removes uploads no byte reached for `[datasets] upload_expiry_hours`; how many.
 pub async fn purge_stale_uploads(hub: &Services) -> HubResult<usize> {
-    let hours = hub.config.datasets.upload_expiry_hours.max(1) as i64;
-    let before = clock::now() - hours * 3600 * 1_000_000;
+    let before = upload_expiry_cutoff(hub);
     let stale = hub.store.stale_uploads(before).await?;
     let n = stale.len();
     for upload in stale {

@@ -19,6 +19,7 @@ pub mod project_archive;
 pub mod project_files;
 pub mod project_forks;
 pub mod project_transfer;
+pub mod project_uploads;
 pub mod projects;
 pub mod save_image;
 pub mod servers;

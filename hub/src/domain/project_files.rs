@@ -221,3 +221,120 @@ pub async fn download(
     });
     Ok((name, meta.len(), stream))
 }
+
+/// `path` below the project's folder `root` with every folder on the way a real folder (not a
+/// link) or not there yet, so that writing there cannot leave the project; `None` for the last
+/// name when it is free, `Some(kind)` when something is there.
+fn place_in(root: &Path, path: &str) -> HubResult<(PathBuf, Option<&'static str>)> {
+    let names = components(path)?;
+    if names.is_empty() {
+        return Err(bad_path(path, "it names the project's folder itself"));
+    }
+    let mut full = root.to_path_buf();
+    let last = names.len() - 1;
+    for (i, name) in names.into_iter().enumerate() {
+        full.push(name);
+        let meta = match std::fs::symlink_metadata(&full) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Nothing further down exists either.
+                return Ok((root.join(components(path)?.join("/")), None));
+            }
+            Err(e) => return Err(HubError::Internal(format!("reading {path:?}: {e}"))),
+        };
+        let ft = meta.file_type();
+        if i == last {
+            let kind = if ft.is_symlink() {
+                "link"
+            } else if ft.is_dir() {
+                "folder"
+            } else {
+                "file"
+            };
+            return Ok((full, Some(kind)));
+        }
+        if !ft.is_dir() || ft.is_symlink() {
+            return Err(HubError::Conflict(format!(
+                "{path:?} cannot be written: {:?} is a {} of the project, not a folder",
+                full.strip_prefix(root).unwrap_or(&full).display(),
+                if ft.is_symlink() { "link" } else { "file" }
+            )));
+        }
+    }
+    Ok((full, None))
+}
+
+/// Where a new file or folder `path` of the project goes: 409 when something is there already
+/// or a folder on the way is a file or a link.
+pub fn free_place(root: &Path, path: &str) -> HubResult<PathBuf> {
+    match place_in(root, path)? {
+        (full, None) => Ok(full),
+        (_, Some(kind)) => Err(HubError::Conflict(format!(
+            "{path:?} exists already in the project (a {kind}): delete or rename it first"
+        ))),
+    }
+}
+
+/// An existing file, folder or link `path` of the project (a link itself, not what it points
+/// to); 404 when there is none.
+fn existing_place(root: &Path, project: &ProjectRow, path: &str) -> HubResult<(PathBuf, bool)> {
+    match place_in(root, path)? {
+        (full, Some(kind)) => Ok((full, kind == "folder")),
+        (_, None) => Err(HubError::NotFound(format!(
+            "No file or folder {path:?} in {}/{}",
+            project.owner, project.name
+        ))),
+    }
+}
+
+/// Deletes a file, a link or a whole folder of the project.
+pub async fn delete(hub: &Services, project: &ProjectRow, path: &str) -> HubResult<()> {
+    let root = projects::dir_of(hub, project).await?;
+    let (full, folder) = existing_place(&root, project, path)?;
+    let removed = if folder {
+        tokio::fs::remove_dir_all(&full).await
+    } else {
+        tokio::fs::remove_file(&full).await
+    };
+    removed.map_err(|e| HubError::Internal(format!("deleting {path:?}: {e}")))?;
+    tracing::info!(
+        project.id = project.id,
+        path,
+        folder,
+        "project files deleted"
+    );
+    Ok(())
+}
+
+/// Renames or moves a file, link or folder of the project to a free path; both as answered.
+pub async fn move_path(
+    hub: &Services,
+    project: &ProjectRow,
+    from: &str,
+    to: &str,
+) -> HubResult<(String, String)> {
+    let root = projects::dir_of(hub, project).await?;
+    let (from_full, _) = existing_place(&root, project, from)?;
+    let (from, to) = (components(from)?.join("/"), components(to)?.join("/"));
+    if to.starts_with(&format!("{from}/")) {
+        return Err(HubError::BadRequest(format!(
+            "{from:?} cannot move into itself ({to:?})"
+        )));
+    }
+    let to_full = free_place(&root, &to)?;
+    if let Some(parent) = to_full.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| HubError::Internal(format!("creating the folders of {to:?}: {e}")))?;
+    }
+    tokio::fs::rename(&from_full, &to_full)
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidFilename => HubError::BadRequest(format!(
+                "{to:?} is too long a name for the storage pool's filesystem; shorten it"
+            )),
+            _ => HubError::Internal(format!("moving {from:?} to {to:?}: {e}")),
+        })?;
+    tracing::info!(project.id = project.id, from = %from, to = %to, "project files moved");
+    Ok((from, to))
+}

@@ -165,16 +165,21 @@ fn placement_key(id: i64) -> String {
     format!("project:{id}")
 }
 
-/// A project's folder on its pool: what `/home/jovyan/work` is on its nodes (placed on the
-/// freest pool the first time, created).
-pub async fn dir_of(hub: &Services, project: &ProjectRow) -> HubResult<PathBuf> {
-    let placed = storage_pools::place(
+/// A project's placement: its pool and folder (`files/` inside is what its nodes see).
+pub async fn placed_of(hub: &Services, project: &ProjectRow) -> HubResult<storage_pools::Placed> {
+    storage_pools::place(
         hub,
         PlacementKind::Project,
         &placement_key(project.id),
         &project.id.to_string(),
     )
-    .await?;
+    .await
+}
+
+/// A project's folder on its pool: what `/home/jovyan/work` is on its nodes (placed on the
+/// freest pool the first time, created).
+pub async fn dir_of(hub: &Services, project: &ProjectRow) -> HubResult<PathBuf> {
+    let placed = placed_of(hub, project).await?;
     let files = placed.dir.join("files");
     tokio::fs::create_dir_all(&files)
         .await
