@@ -289,6 +289,7 @@ fn existing_place(root: &Path, project: &ProjectRow, path: &str) -> HubResult<(P
 
 /// Deletes a file, a link or a whole folder of the project.
 pub async fn delete(hub: &Services, project: &ProjectRow, path: &str) -> HubResult<()> {
+    super::project_forks::ensure_copied(hub, project).await?;
     let root = projects::dir_of(hub, project).await?;
     let (full, folder) = existing_place(&root, project, path)?;
     let removed = if folder {
@@ -313,6 +314,7 @@ pub async fn move_path(
     from: &str,
     to: &str,
 ) -> HubResult<(String, String)> {
+    super::project_forks::ensure_copied(hub, project).await?;
     let root = projects::dir_of(hub, project).await?;
     let (from_full, _) = existing_place(&root, project, from)?;
     let (from, to) = (components(from)?.join("/"), components(to)?.join("/"));

@@ -86,6 +86,7 @@ pub async fn start(
             "The size of {path:?} must be 0 or more bytes"
         )));
     }
+    super::project_forks::ensure_copied(hub, project).await?;
     let placed = projects::placed_of(hub, project).await?;
     let dir = folder_of(hub, project).await?;
     project_files::free_place(&dir.files(), &path)?;

@@ -326,11 +326,14 @@ mod tests {
         assert_eq!(r.status(), StatusCode::OK);
     }
 
-    /// Every key `datasets.js` asks for (`t('…')`) is in the catalogue.
+    /// Every key `datasets.js` and `uploads.js` ask for (`t('…')`) is in the catalogue.
     #[test]
     fn every_message_key_of_the_datasets_script_exists() {
         let keys: std::collections::BTreeSet<&str> = CATALOGUE.iter().map(|m| m.0).collect();
-        let script = include_str!("../../static/datasets.js");
+        let script = concat!(
+            include_str!("../../static/datasets.js"),
+            include_str!("../../static/uploads.js")
+        );
         let mut used = Vec::new();
         for (i, _) in script.match_indices("t('") {
             let before = script[..i].chars().last().unwrap_or(' ');

@@ -937,6 +937,12 @@ pub const CATALOGUE: &[Message] = &[
     ("project_role_editor", "Editor", "编辑者"),
     ("project_delete_title", "Delete this project", "删除此项目"),
     ("project_delete_intro", "Its folder and everything in it are removed. This cannot be undone.", "项目文件夹及其中所有内容都将被删除，无法恢复。"),
+    ("project_files_title", "Files", "文件"),
+    (
+        "project_files_intro",
+        "The project's folder: /home/jovyan/work on every node of its clusters.",
+        "项目的文件夹：即其集群每个节点上的 /home/jovyan/work。",
+    ),
     ("project_delete", "Delete project", "删除项目"),
     ("project_delete_confirm", "Delete {name} and all its files?", "删除 {name} 及其所有文件？"),
     ("project_deleted", "Project deleted.", "项目已删除。"),

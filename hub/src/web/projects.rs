@@ -432,11 +432,14 @@ mod tests {
         assert!(missing.is_empty(), "missing message keys: {missing:?}");
     }
 
-    /// Every key `projects.js` asks for (`t('…')`) is in the catalogue.
+    /// Every key `projects.js` and `project_files.js` ask for (`t('…')`) is in the catalogue.
     #[test]
     fn every_message_key_of_the_projects_script_exists() {
         let keys: std::collections::BTreeSet<&str> = CATALOGUE.iter().map(|m| m.0).collect();
-        let script = include_str!("../../static/projects.js");
+        let script = concat!(
+            include_str!("../../static/projects.js"),
+            include_str!("../../static/project_files.js")
+        );
         let mut used = Vec::new();
         for (i, _) in script.match_indices("t('") {
             let before = script[..i].chars().last().unwrap_or(' ');

@@ -16,6 +16,10 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
     ("logo.html", include_str!("../../templates/logo.html")),
     ("macros.html", include_str!("../../templates/macros.html")),
+    (
+        "upload_card.html",
+        include_str!("../../templates/upload_card.html"),
+    ),
     ("login.html", include_str!("../../templates/login.html")),
     ("home.html", include_str!("../../templates/home.html")),
     ("server.html", include_str!("../../templates/server.html")),
@@ -105,9 +109,19 @@ const STATIC_FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../static/xiji.js"),
     ),
     (
+        "uploads.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../static/uploads.js"),
+    ),
+    (
         "datasets.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../static/datasets.js"),
+    ),
+    (
+        "project_files.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../static/project_files.js"),
     ),
     (
         "projects.js",
