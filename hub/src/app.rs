@@ -477,6 +477,8 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     crate::domain::save_image::recover(&hub).await?;
     // A fork's copy runs in this process: one left under way by the last is failed and emptied.
     crate::domain::project_forks::recover(&hub).await?;
+    // An import cut off by the last process's end leaves a hidden project: removed.
+    crate::domain::project_transfer::sweep_interrupted(&hub).await?;
     if external {
         if let Err(e) = servers::check_routes(&hub).await {
             tracing::warn!(error = %e, "could not reconcile the external proxy's routes");

@@ -207,11 +207,87 @@ async fn an_exported_project_imported_on_another_hub_has_the_same_files_and_reco
     let m = expect_api_error(resp, StatusCode::CONFLICT, "import a name taken").await?;
     ensure!(m.contains("already has a project"), "{m}");
     ensure!(folders(&b)? == before);
+    let archive_again = archive.clone();
     let resp = import(&b, &alice_b, "?name=copy-2", archive).await?;
     let copy = expect_json(resp, StatusCode::CREATED, "import under another name").await?;
     ensure!(copy["name"] == "copy-2");
     ensure!(my_projects(&b, &alice_b).await?["total"] == 2);
+
+    // A hub where the included dataset does not exist: it becomes a new private dataset of the
+    // importer holding the archive's files with their sha256, attached to the project; a second
+    // import names the next one ref-data-2.
+    let c = Hub::start().await?;
+    let carol = user(&c, "carol").await?;
+    let resp = import(&c, &carol, "", archive_again.clone()).await?;
+    let imported = expect_json(resp, StatusCode::CREATED, "import with its dataset").await?;
+    ensure!(
+        imported["datasets_imported"] == json!(["carol/ref-data"]),
+        "{imported}"
+    );
+    ensure!(
+        imported["datasets"] == json!(["carol/ref-data"]),
+        "{imported}"
+    );
+    ensure!(imported["dropped_datasets"] == json!([]), "{imported}");
+    let ds = expect_json(
+        c.with_token(Method::GET, "/hub/api/datasets/carol/ref-data", &carol)
+            .send()
+            .await?,
+        StatusCode::OK,
+        "the imported dataset",
+    )
+    .await?;
+    ensure!(
+        ds["visibility"] == "private" && ds["file_count"] == 1,
+        "{ds}"
+    );
+    let got = c
+        .with_token(
+            Method::GET,
+            "/hub/api/datasets/carol/ref-data/files/labels.csv",
+            &carol,
+        )
+        .send()
+        .await?
+        .text()
+        .await?;
+    ensure!(got == "id,label\n1,cat\n", "{got:?}");
+    let tree = expect_json(
+        c.with_token(Method::GET, "/hub/api/datasets/carol/ref-data/tree", &carol)
+            .send()
+            .await?,
+        StatusCode::OK,
+        "the imported dataset's files",
+    )
+    .await?;
+    let sha = tree["entries"][0]["sha256"].as_str().context("sha256")?;
+    ensure!(sha == hex_sha256(b"id,label\n1,cat\n"), "{tree}");
+    let resp = import(&c, &carol, "?name=again", archive_again).await?;
+    let again = expect_json(resp, StatusCode::CREATED, "import again").await?;
+    ensure!(
+        again["datasets_imported"] == json!(["carol/ref-data-2"]),
+        "{again}"
+    );
     Ok(())
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .map(|mut i| i.write_all(bytes))
+                .transpose()?;
+            child.wait_with_output()
+        })
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    out.split_whitespace().next().unwrap_or_default().to_owned()
 }
 
 /// Builds an archive with Python's tarfile and the zstd command: `kind` says which.
@@ -395,5 +471,67 @@ async fn a_projects_folder_is_listed_and_downloaded_without_leaving_it() -> Resu
         .send()
         .await?;
     expect_api_error(resp, StatusCode::NOT_FOUND, "a stranger's listing").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_import_cut_off_by_the_hub_stopping_leaves_nothing_after_a_restart() -> Result<()> {
+    let mut hub = Hub::start().await?;
+    let alice = user(&hub, "alice").await?;
+    let resp = hub
+        .with_token(Method::POST, "/hub/api/projects", &alice)
+        .json(&json!({"name": "big"}))
+        .send()
+        .await?;
+    let original = expect_json(resp, StatusCode::CREATED, "create a project").await?;
+    let dir = project_dir(&hub, original["id"].as_i64().context("id")?);
+    // Incompressible bytes, so the archive is long enough to be cut in the middle.
+    let noise: Vec<u8> = (0..4_000_000u64)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(dir.join("noise.bin"), &noise)?;
+    let resp = hub
+        .with_token(Method::GET, "/hub/api/projects/alice/big/export", &alice)
+        .send()
+        .await?;
+    ensure!(resp.status() == StatusCode::OK, "export: {}", resp.status());
+    let archive = resp.bytes().await?.to_vec();
+    let before = folders(&hub)?;
+
+    // Half the archive, then the connection stays open: the import waits for the rest.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    tx.send(Ok(archive[..archive.len() / 2].to_vec())).await?;
+    let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    let request = hub
+        .with_token(Method::POST, "/hub/api/projects/import?name=cut", &alice)
+        .header("Content-Type", "application/zstd")
+        .body(body)
+        .send();
+    let pending = tokio::spawn(request);
+    let mut started = false;
+    for _ in 0..200 {
+        if folders(&hub)?.len() > before.len() {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    ensure!(started, "the import never placed its folder");
+    hub.kill().await?;
+    drop(tx);
+    let _ = pending.await;
+    hub.restart().await?;
+    ensure!(
+        folders(&hub)? == before,
+        "left behind: {:?}",
+        folders(&hub)?
+    );
+    let mine = my_projects(&hub, &alice).await?;
+    ensure!(mine["total"] == 1, "{mine}");
+    // The name is free: the same import, whole, works.
+    let resp = import(&hub, &alice, "?name=cut", archive).await?;
+    expect_json(resp, StatusCode::CREATED, "import again").await?;
     Ok(())
 }

@@ -424,6 +424,7 @@ pub async fn import(
             "datasets_not_imported".into(),
             j!(outcome.datasets_not_imported),
         );
+        map.insert("datasets_imported".into(), j!(outcome.datasets_imported));
         map.insert("image_not_found".into(), j!(outcome.image_not_found));
         map.insert("imported_files".into(), j!(outcome.files));
         map.insert("imported_bytes".into(), j!(outcome.bytes));

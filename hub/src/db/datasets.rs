@@ -812,6 +812,46 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Records files that are already in a new dataset's folder (an imported project's included
+    /// dataset): `(path, size, sha256)` each, with the dataset's counts, in one transaction.
+    pub async fn add_dataset_files(
+        &self,
+        dataset_id: i64,
+        files: &[(String, i64, String)],
+        now: Micros,
+    ) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let mut bytes: i64 = 0;
+        for (path, size, sha256) in files {
+            sqlx::query(
+                "INSERT INTO dataset_files (dataset_id, path, size, sha256, created) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(dataset_id)
+            .bind(path)
+            .bind(*size)
+            .bind(sha256)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            bytes = bytes.saturating_add(*size);
+        }
+        sqlx::query(
+            "UPDATE datasets SET file_count = file_count + $1, size_bytes = size_bytes + $2, \
+             updated = $3 WHERE id = $4",
+        )
+        .bind(files.len() as i64)
+        .bind(bytes)
+        .bind(now)
+        .bind(dataset_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
 /// See [`Store::dataset_path_taken`].
 async fn path_taken_on(
     conn: &mut sqlx::AnyConnection,

@@ -223,6 +223,17 @@ impl Store {
         .await?)
     }
 
+    /// Projects whose name starts with `prefix` (taken literally), any owner.
+    pub async fn projects_named_from(&self, prefix: &str) -> Result<Vec<ProjectRow>> {
+        Ok(sqlx::query_as::<_, ProjectRow>(&format!(
+            "SELECT {PROJECT_COLUMNS} FROM {PROJECT_FROM} WHERE p.name LIKE $1 ESCAPE '\\' \
+             ORDER BY p.id"
+        ))
+        .bind(like_pattern(prefix).trim_start_matches('%').to_owned())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// One project by owner and name.
     pub async fn project_by_name(&self, owner: &str, name: &str) -> Result<Option<ProjectRow>> {
         Ok(sqlx::query_as::<_, ProjectRow>(&format!(

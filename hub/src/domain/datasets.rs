@@ -429,6 +429,46 @@ pub async fn delete(hub: &Services, dataset: &DatasetRow) -> HubResult<()> {
     Ok(())
 }
 
+/// Gives a new, empty dataset the files of `from` (a folder on any pool, which is emptied):
+/// renamed into place on the same filesystem, copied otherwise; each `(path, size, sha256)`
+/// recorded. On failure the dataset holds no file and no row.
+pub async fn adopt_files(
+    hub: &Services,
+    dataset: &DatasetRow,
+    from: &std::path::Path,
+    files: &[(String, i64, String)],
+) -> HubResult<()> {
+    let target = dir_of(hub, dataset).await?.files();
+    let moved = match tokio::fs::rename(from, &target).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+            let copied = tokio::process::Command::new("cp")
+                .arg("-a")
+                .arg("--reflink=auto")
+                .arg("--")
+                .arg(from.join("."))
+                .arg(&target)
+                .output()
+                .await;
+            match copied {
+                Ok(out) if out.status.success() => Ok(()),
+                Ok(out) => Err(std::io::Error::other(
+                    String::from_utf8_lossy(&out.stderr).into_owned(),
+                )),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = moved {
+        return Err(io_failure("placing a dataset's imported files", e));
+    }
+    hub.store
+        .add_dataset_files(dataset.id, files, clock::now())
+        .await?;
+    Ok(())
+}
+
 /// Deletes every dataset a user owns (before the user is deleted).
 pub async fn forget_user(hub: &Services, user: &UserRow) -> HubResult<()> {
     for dataset in hub.store.datasets_owned_by(user.id).await? {

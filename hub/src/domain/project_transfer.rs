@@ -15,7 +15,7 @@ use super::project_archive::{
 use super::projects;
 use super::{clusters, storage_pools, HubError, HubResult, Services};
 use crate::clock;
-use crate::db::{DatasetVisibility, DbError, PlacementKind, ProjectFields, ProjectRow};
+use crate::db::{DatasetRow, DatasetVisibility, DbError, PlacementKind, ProjectFields, ProjectRow};
 
 /// An export ready to stream: everything that can fail before the body starts has been checked.
 pub struct Export {
@@ -103,9 +103,12 @@ pub struct ImportOutcome {
     /// Datasets of the manifest the importer may not read here (or that do not exist): not
     /// attached.
     pub dropped_datasets: Vec<String>,
-    /// Datasets whose files were in the archive: not imported as new datasets (attached by
-    /// reference when readable here, like the others).
+    /// Datasets whose files were in the archive but which the importer may read here already:
+    /// attached by reference, the archive's copy left out.
     pub datasets_not_imported: Vec<String>,
+    /// Datasets whose files were in the archive and which the importer may not read here:
+    /// created as new private datasets of the importer (`owner/name` as created) and attached.
+    pub datasets_imported: Vec<String>,
     /// The manifest's image when no image the importer may start matches it.
     pub image_not_found: Option<String>,
     /// Regular files of the project written, and their bytes.
@@ -165,7 +168,7 @@ where
     let limit = import_limit(hub, owner.id).await?;
     // The row comes first (its id places the folder), under a name no project can take.
     let placeholder = ProjectFields {
-        name: format!(".import-{:016x}", rand::random::<u64>()),
+        name: format!("{IMPORTING_PREFIX}{:016x}", rand::random::<u64>()),
         description: String::new(),
         tags: String::new(),
         image_id: None,
@@ -176,6 +179,7 @@ where
         .create_project(owner.id, &placeholder, &[], None, clock::now())
         .await?;
     let mut root: Option<PathBuf> = None;
+    let mut created: Vec<DatasetRow> = Vec::new();
     let result = async {
         let placed = storage_pools::place(
             hub,
@@ -190,10 +194,11 @@ where
         tokio::fs::rename(&imported.project_dir, placed.dir.join("files"))
             .await
             .map_err(|e| HubError::Internal(format!("placing an imported project: {e}")))?;
+        let outcome = finish(hub, viewer, &row, name.as_deref(), imported, &mut created).await?;
         tokio::fs::remove_dir_all(&staging)
             .await
             .map_err(|e| HubError::Internal(format!("tidying an imported project: {e}")))?;
-        finish(hub, viewer, &row, name.as_deref(), imported).await
+        Ok(outcome)
     }
     .await;
     match result {
@@ -203,10 +208,40 @@ where
         }
         Err(e) => {
             tracing::info!(owner = %owner.name, error = %e, "a project import was refused or failed");
+            for dataset in &created {
+                if let Err(e) = datasets::delete(hub, dataset).await {
+                    tracing::warn!(dataset.id = dataset.id, error = %e, "removing a failed import's dataset");
+                }
+            }
             forget(hub, row.id, root.as_deref()).await;
             Err(e)
         }
     }
+}
+
+/// Start of the hidden name an import's project has until the archive was read whole.
+const IMPORTING_PREFIX: &str = ".import-";
+
+/// Removes what imports left when the hub stopped in the middle of one (their projects still
+/// have the hidden name): run at start-up, before anyone imports.
+pub async fn sweep_interrupted(hub: &Services) -> HubResult<()> {
+    for project in hub.store.projects_named_from(IMPORTING_PREFIX).await? {
+        let dir = match hub
+            .store
+            .placement(PlacementKind::Project, &placement_key(project.id))
+            .await?
+        {
+            Some(p) => hub
+                .store
+                .pool(p.pool_id)
+                .await?
+                .map(|pool| PathBuf::from(pool.path).join(p.relative_path)),
+            None => None,
+        };
+        forget(hub, project.id, dir.as_deref()).await;
+        tracing::info!(project.id = project.id, owner = %project.owner, "an import the hub stopped in the middle of was removed");
+    }
+    Ok(())
 }
 
 fn taken(owner: &str, name: &str) -> HubError {
@@ -222,6 +257,7 @@ async fn finish(
     row: &ProjectRow,
     name: Option<&str>,
     imported: project_archive::Imported,
+    created: &mut Vec<DatasetRow>,
 ) -> HubResult<ImportOutcome> {
     let meta = &imported.manifest.project;
     let name = name.unwrap_or(&meta.name).to_owned();
@@ -247,15 +283,32 @@ async fn finish(
     let mut dataset_ids = Vec::new();
     let mut dropped_datasets = Vec::new();
     let mut datasets_not_imported = Vec::new();
+    let mut datasets_imported = Vec::new();
     for d in &meta.datasets {
         let full = format!("{}/{}", d.owner, d.name);
-        if d.included {
-            datasets_not_imported.push(full.clone());
-        }
         match datasets::reach(hub, viewer, &d.owner, &d.name, datasets::Access::Read).await {
-            Ok(r) if !dataset_ids.contains(&r.dataset.id) => dataset_ids.push(r.dataset.id),
-            Ok(_) => {}
-            Err(HubError::NotFound(_) | HubError::Forbidden(_)) => dropped_datasets.push(full),
+            Ok(r) => {
+                if d.included {
+                    datasets_not_imported.push(full);
+                }
+                if !dataset_ids.contains(&r.dataset.id) {
+                    dataset_ids.push(r.dataset.id);
+                }
+            }
+            Err(HubError::NotFound(_) | HubError::Forbidden(_)) => {
+                let included = imported
+                    .datasets_included
+                    .iter()
+                    .find(|i| d.included && i.owner == d.owner && i.name == d.name);
+                match included {
+                    Some(files) => {
+                        let dataset = import_dataset(hub, viewer, &name, files, created).await?;
+                        datasets_imported.push(format!("{}/{}", dataset.owner, dataset.name));
+                        dataset_ids.push(dataset.id);
+                    }
+                    None => dropped_datasets.push(full),
+                }
+            }
             Err(e) => return Err(e),
         }
     }
@@ -284,8 +337,55 @@ async fn finish(
         project,
         dropped_datasets,
         datasets_not_imported,
+        datasets_imported,
         image_not_found,
         files: imported.project_files,
         bytes: imported.project_bytes,
     })
+}
+
+/// Most names tried for an included dataset whose name the importer uses already (`name`,
+/// `name-2`, …).
+const DATASET_NAME_TRIES: u32 = 20;
+
+/// Makes an included dataset of the archive a new private dataset of the importer (named as
+/// in the archive, or with `-2`, `-3`… when they have one by that name), holding its files.
+async fn import_dataset(
+    hub: &Services,
+    viewer: &Viewer,
+    project: &str,
+    included: &project_archive::IncludedDataset,
+    created: &mut Vec<DatasetRow>,
+) -> HubResult<DatasetRow> {
+    let mut attempt = 1;
+    let dataset = loop {
+        let name = if attempt == 1 {
+            included.name.clone()
+        } else {
+            format!("{}-{attempt}", included.name)
+        };
+        let request = datasets::DatasetRequest {
+            name: Some(name),
+            description: Some(format!(
+                "Imported with the project {project}; it was {}/{} where the project was \
+                 exported.",
+                included.owner, included.name
+            )),
+            ..Default::default()
+        };
+        match datasets::create(hub, viewer, request).await {
+            Ok(d) => break d,
+            Err(HubError::Conflict(_)) if attempt < DATASET_NAME_TRIES => attempt += 1,
+            Err(e) => return Err(e),
+        }
+    };
+    created.push(dataset.clone());
+    let files: Vec<(String, i64, String)> = included
+        .files
+        .iter()
+        .map(|f| (f.path.clone(), f.size as i64, f.sha256.clone()))
+        .collect();
+    datasets::adopt_files(hub, &dataset, &included.dir, &files).await?;
+    tracing::info!(dataset.id = dataset.id, dataset.name = %dataset.name, files = files.len(), "an included dataset was imported");
+    Ok(dataset)
 }
