@@ -1110,3 +1110,85 @@ async fn projects_members_stars_forks_and_datasets_are_kept_on_both_engines() {
         assert_eq!(fork.forked_from, None);
     }
 }
+
+#[tokio::test]
+async fn project_uploads_and_hidden_import_names_are_kept_on_both_engines() {
+    for (store, _dir) in stores().await {
+        let alice = store.create_user("alice", false, 1).await.unwrap();
+        let bob = store.create_user("bob", false, 1).await.unwrap();
+        let fields = |name: &str| ProjectFields {
+            name: name.into(),
+            description: String::new(),
+            tags: String::new(),
+            image_id: None,
+            visibility: DatasetVisibility::Private,
+        };
+        let lab = store
+            .create_project(alice.id, &fields("lab"), &[], None, 10)
+            .await
+            .unwrap();
+        let upload = |id: &str, user_id: i64, path: &str, at: i64| ProjectUploadRow {
+            id: id.into(),
+            project_id: lab.id,
+            user_id,
+            path: path.into(),
+            size: 5,
+            created: at,
+            updated: at,
+        };
+        let first = upload("p1", alice.id, "数据/a.csv", 100);
+        assert_eq!(store.start_project_upload(&first).await.unwrap(), Ok(()));
+        // One upload per path: the second is answered with the first.
+        assert_eq!(
+            store
+                .start_project_upload(&upload("p2", bob.id, "数据/a.csv", 101))
+                .await
+                .unwrap(),
+            Err(first.clone())
+        );
+        let other = upload("p3", bob.id, "b.csv", 200);
+        store.start_project_upload(&other).await.unwrap().unwrap();
+        assert_eq!(
+            store.project_upload("p1").await.unwrap(),
+            Some(first.clone())
+        );
+        assert_eq!(
+            store.project_uploads_of(lab.id, bob.id).await.unwrap(),
+            vec![other.clone()]
+        );
+        assert_eq!(
+            store.stale_project_uploads(150).await.unwrap(),
+            vec![first.clone()]
+        );
+        store.touch_project_upload("p1", 300).await.unwrap();
+        assert_eq!(
+            store.stale_project_uploads(250).await.unwrap(),
+            vec![other.clone()]
+        );
+        assert!(store.delete_project_upload("p3").await.unwrap());
+        assert!(!store.delete_project_upload("p3").await.unwrap());
+        // Uploads go with their project.
+        store.delete_project(lab.id).await.unwrap();
+        assert_eq!(store.project_upload("p1").await.unwrap(), None);
+
+        // Hidden names are found by their literal start (`_` and `%` are not wildcards).
+        let hidden = store
+            .create_project(bob.id, &fields(".import-00ff"), &[], None, 10)
+            .await
+            .unwrap();
+        store
+            .create_project(bob.id, &fields("ximport-00ff"), &[], None, 10)
+            .await
+            .unwrap();
+        let found = store.projects_named_from(".import-").await.unwrap();
+        assert_eq!(
+            found.iter().map(|p| p.id).collect::<Vec<_>>(),
+            vec![hidden.id]
+        );
+        assert!(store
+            .projects_named_from("_import")
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}
