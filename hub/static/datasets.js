@@ -9,17 +9,17 @@
   var $ = function (sel, root) { return (root || document).querySelector(sel); };
   var $$ = function (sel, root) { return Array.prototype.slice.call((root || document).querySelectorAll(sel)); };
 
-  // Shared with the project's page (uploads.js, loaded first).
-  var U = window.XijiUploads;
-  var t = U.t;
-  var api = U.api;
-  var show = U.show;
-  var flash = U.flash;
-  var busy = U.busy;
-  var sizeText = U.sizeText;
-  var fromTemplate = U.fromTemplate;
-  var cleanPath = U.cleanPath;
-  var Uploader = U.Uploader;
+  // xiji.js's helpers and uploads.js's uploader (both loaded first).
+  var X = window.Xiji;
+  var t = X.t;
+  var api = X.api;
+  var show = X.show;
+  var flash = X.flash;
+  var busy = X.busy;
+  var sizeText = X.sizeText;
+  var fromTemplate = X.fromTemplate;
+  var cleanPath = X.cleanPath;
+  var Uploader = window.XijiUploads.Uploader;
 
   var TREE_PAGE = 100;
 

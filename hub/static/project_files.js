@@ -4,15 +4,16 @@
 (function () {
   'use strict';
 
-  var U = window.XijiUploads;
-  var t = U.t;
-  var api = U.api;
-  var show = U.show;
-  var flash = U.flash;
-  var busy = U.busy;
-  var sizeText = U.sizeText;
-  var fromTemplate = U.fromTemplate;
-  var cleanPath = U.cleanPath;
+  // xiji.js's helpers and uploads.js's uploader (both loaded first).
+  var X = window.Xiji;
+  var t = X.t;
+  var api = X.api;
+  var show = X.show;
+  var flash = X.flash;
+  var busy = X.busy;
+  var sizeText = X.sizeText;
+  var fromTemplate = X.fromTemplate;
+  var cleanPath = X.cleanPath;
   var $ = function (sel, root) { return (root || document).querySelector(sel); };
 
   var TREE_PAGE = 100;
@@ -43,7 +44,7 @@
       self.loadTree();
       if (self.canEdit) {
         show($('#upload-card'), true);
-        self.uploader = new U.Uploader(self);
+        self.uploader = new window.XijiUploads.Uploader(self);
         self.uploader.loadUnfinished();
       }
     }).catch(function () { /* the page's own script says why */ });

@@ -8,39 +8,13 @@
   var $ = function (sel, root) { return (root || document).querySelector(sel); };
   var $$ = function (sel, root) { return Array.prototype.slice.call((root || document).querySelectorAll(sel)); };
 
-  var messagesEl = document.getElementById('xiji-messages');
-  var MESSAGES = {};
-  try { MESSAGES = JSON.parse(messagesEl ? messagesEl.textContent : '{}'); } catch (e) { MESSAGES = {}; }
-  function t(key, vars) {
-    var s = MESSAGES[key] || key;
-    Object.keys(vars || {}).forEach(function (k) { s = s.split('{' + k + '}').join(String(vars[k])); });
-    return s;
-  }
-  var xsrfMeta = document.querySelector('meta[name="xsrf-token"]');
-  var XSRF = xsrfMeta ? xsrfMeta.getAttribute('content') : '';
-
-  function api(method, url, body) {
-    var headers = { 'X-XSRFToken': XSRF, 'Accept': 'application/json' };
-    var init = { method: method, credentials: 'same-origin', headers: headers };
-    if (body !== undefined) {
-      headers['Content-Type'] = 'application/json';
-      init.body = JSON.stringify(body);
-    }
-    return fetch(url, init).then(function (r) {
-      return r.text().then(function (text) {
-        var data = null;
-        if (text) { try { data = JSON.parse(text); } catch (e) { data = null; } }
-        if (!r.ok) {
-          var err = new Error((data && data.message) || (r.status + ' ' + r.statusText));
-          err.status = r.status;
-          throw err;
-        }
-        return { status: r.status, data: data };
-      });
-    });
-  }
-
-  function show(el, visible) { if (el) { el.hidden = !visible; } }
+  // xiji.js's helpers (loaded first).
+  var X = window.Xiji;
+  var t = X.t;
+  var api = X.api;
+  var show = X.show;
+  var busy = X.busy;
+  var sizeText = X.sizeText;
 
   function alertIn(el, message) {
     if (!el) { window.alert(message); return; }
@@ -53,18 +27,6 @@
     try { sessionStorage.setItem('xiji-flash', message); } catch (e) { /* private mode */ }
   }
 
-  function busy(button, on) {
-    if (!button) { return; }
-    if (on) {
-      button.dataset.label = button.textContent;
-      button.textContent = t('working');
-      button.disabled = true;
-    } else {
-      if (button.dataset.label) { button.textContent = button.dataset.label; }
-      button.disabled = false;
-    }
-  }
-
   function dateText(iso) {
     if (!iso) { return ''; }
     var d = new Date(String(iso).replace(/(\.\d{3})\d+/, '$1'));
@@ -72,14 +34,6 @@
     try {
       return new Intl.DateTimeFormat(document.documentElement.lang, { dateStyle: 'medium', timeStyle: 'short' }).format(d);
     } catch (e) { return d.toISOString().slice(0, 16).replace('T', ' '); }
-  }
-
-  function sizeText(n) {
-    var units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-    var i = 0;
-    n = Number(n) || 0;
-    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
-    return (i ? n.toFixed(1) : String(n)) + ' ' + units[i];
   }
 
   function pair(fullName) {

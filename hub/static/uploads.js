@@ -3,8 +3,7 @@
 // the caller with resume and discard. The page script hands it an object with `base` (the API
 // URL of the dataset or project), `owner`, `name`, `path` (the open folder) and
 // `refreshSoon(ms)` (reread the folder), and the page's HTML holds the upload card
-// (templates/upload_card.html). It also lends the page scripts its few helpers
-// (`window.XijiUploads`).
+// (templates/upload_card.html). It is `window.XijiUploads.Uploader`; its helpers are xiji.js's.
 //
 // Uploads are resumable (the core of tus 1.0.0): POST …/uploads declares a file, then PATCH
 // /hub/api/uploads/{id} sends it from `Upload-Offset` in chunks of 8 MiB growing to 64 MiB. A
@@ -25,16 +24,16 @@
   var $ = function (sel, root) { return (root || document).querySelector(sel); };
   var $$ = function (sel, root) { return Array.prototype.slice.call((root || document).querySelectorAll(sel)); };
 
-  var messagesEl = document.getElementById('xiji-messages');
-  var MESSAGES = {};
-  try { MESSAGES = JSON.parse(messagesEl ? messagesEl.textContent : '{}'); } catch (e) { MESSAGES = {}; }
-  function t(key, vars) {
-    var s = MESSAGES[key] || key;
-    Object.keys(vars || {}).forEach(function (k) { s = s.split('{' + k + '}').join(String(vars[k])); });
-    return s;
-  }
-  var xsrfMeta = document.querySelector('meta[name="xsrf-token"]');
-  var XSRF = xsrfMeta ? xsrfMeta.getAttribute('content') : '';
+  var X = window.Xiji;
+  var t = X.t;
+  var api = X.api;
+  var show = X.show;
+  var flash = X.flash;
+  var busy = X.busy;
+  var sizeText = X.sizeText;
+  var fromTemplate = X.fromTemplate;
+  var cleanPath = X.cleanPath;
+  var XSRF = X.xsrf;
 
   // A file goes in chunks that start at CHUNK and double after each one that arrives, up to
   // MAX_CHUNK: small first (a broken link is noticed soon), then big (fewer requests, the hub's
@@ -48,75 +47,6 @@
   var STORE_PREFIX = 'xiji-upload:';
 
   // ---- helpers -----------------------------------------------------------------------------
-
-  // Calls the API; `body` is JSON, or a Blob sent as it is (a cover image).
-  function api(method, url, body) {
-    var headers = { 'X-XSRFToken': XSRF, 'Accept': 'application/json' };
-    var init = { method: method, credentials: 'same-origin', headers: headers };
-    if (body instanceof Blob) {
-      headers['Content-Type'] = body.type || 'application/octet-stream';
-      init.body = body;
-    } else if (body !== undefined) {
-      headers['Content-Type'] = 'application/json';
-      init.body = JSON.stringify(body);
-    }
-    return fetch(url, init).then(function (r) {
-      return r.text().then(function (text) {
-        var data = null;
-        if (text) { try { data = JSON.parse(text); } catch (e) { data = null; } }
-        if (!r.ok) {
-          var err = new Error((data && data.message) || (r.status + ' ' + r.statusText));
-          err.status = r.status;
-          throw err;
-        }
-        return { status: r.status, data: data, headers: r.headers };
-      });
-    });
-  }
-
-  function show(el, visible) { if (el) { el.hidden = !visible; } }
-
-  function flash(message, kind) {
-    var el = $('#flash');
-    if (!el) { window.alert(message); return; }
-    el.textContent = message;
-    el.className = 'flash flash-' + (kind || 'error');
-    el.hidden = false;
-    if (kind === 'ok') {
-      setTimeout(function () { if (el.textContent === message) { el.hidden = true; } }, 5000);
-    }
-    el.scrollIntoView({ block: 'nearest' });
-  }
-
-  function busy(button, on) {
-    if (!button) { return; }
-    if (on) {
-      button.dataset.label = button.textContent;
-      button.textContent = t('working');
-      button.disabled = true;
-    } else {
-      if (button.dataset.label) { button.textContent = button.dataset.label; }
-      button.disabled = false;
-    }
-  }
-
-  function sizeText(bytes) {
-    var n = Number(bytes) || 0;
-    var units = ['B', 'KB', 'MB', 'GB', 'TB', 'PB'];
-    var i = 0;
-    while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
-    var text = i === 0 ? String(n) : (n >= 100 ? n.toFixed(0) : n.toFixed(1).replace(/\.0$/, ''));
-    return text + ' ' + units[i];
-  }
-
-  function fromTemplate(id) {
-    var tpl = document.getElementById(id);
-    return tpl.content.firstElementChild.cloneNode(true);
-  }
-
-  function cleanPath(path) {
-    return String(path).split('/').filter(function (s) { return s && s !== '.' && s !== '..'; }).join('/');
-  }
 
   // ---- uploads -----------------------------------------------------------------------------
 
@@ -699,15 +629,5 @@
     show(this.note, this.compact && waiting > 0);
   };
 
-  window.XijiUploads = {
-    Uploader: Uploader,
-    t: t,
-    api: api,
-    show: show,
-    flash: flash,
-    busy: busy,
-    sizeText: sizeText,
-    fromTemplate: fromTemplate,
-    cleanPath: cleanPath
-  };
+  window.XijiUploads = { Uploader: Uploader };
 }());

@@ -21,10 +21,15 @@
 
   // ---- helpers -----------------------------------------------------------------------------
 
+  // Calls the API; `body` is JSON, or a Blob sent as it is (an image). Answers {status, data,
+  // headers}; a failure is an Error with the API's message and `status`.
   function api(method, url, body) {
     var headers = { 'X-XSRFToken': XSRF, 'Accept': 'application/json' };
     var init = { method: method, credentials: 'same-origin', headers: headers };
-    if (body !== undefined) {
+    if (body instanceof Blob) {
+      headers['Content-Type'] = body.type || 'application/octet-stream';
+      init.body = body;
+    } else if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
     }
@@ -37,7 +42,7 @@
           err.status = r.status;
           throw err;
         }
-        return { status: r.status, data: data };
+        return { status: r.status, data: data, headers: r.headers };
       });
     });
   }
@@ -95,6 +100,38 @@
       }
     });
   }
+
+  function sizeText(bytes) {
+    var n = Number(bytes) || 0;
+    var units = ['B', 'KB', 'MB', 'GB', 'TB', 'PB'];
+    var i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+    var text = i === 0 ? String(n) : (n >= 100 ? n.toFixed(0) : n.toFixed(1).replace(/\.0$/, ''));
+    return text + ' ' + units[i];
+  }
+
+  function fromTemplate(id) {
+    var tpl = document.getElementById(id);
+    return tpl.content.firstElementChild.cloneNode(true);
+  }
+
+  // A folder path as typed or read from the URL, without empty, `.` and `..` names.
+  function cleanPath(path) {
+    return String(path).split('/').filter(function (s) { return s && s !== '.' && s !== '..'; }).join('/');
+  }
+
+  // The helpers the other page scripts share (this script loads before them).
+  window.Xiji = {
+    t: t,
+    api: api,
+    show: show,
+    flash: flash,
+    busy: busy,
+    sizeText: sizeText,
+    fromTemplate: fromTemplate,
+    cleanPath: cleanPath,
+    xsrf: XSRF
+  };
 
   // ---- spawn progress ----------------------------------------------------------------------
 

@@ -444,8 +444,8 @@ async fn uploads_go_on_after_a_broken_connection_and_a_reload_and_the_limit_show
 ) -> Result<()> {
     let hub = Hub::start_with(HubOptions {
         singleuser: Singleuser::Jupyterhub5,
-        // About 51 MiB per user.
-        tables_toml: "\n[datasets]\nuser_limit_gb = 0.05\n".into(),
+        // About 76 MiB per user.
+        tables_toml: "\n[datasets]\nuser_limit_gb = 0.08\n".into(),
         ..HubOptions::default()
     })
     .await?;
@@ -461,12 +461,12 @@ async fn uploads_go_on_after_a_broken_connection_and_a_reload_and_the_limit_show
     let dataset: Value = expect_json(resp, StatusCode::CREATED, "create the dataset").await?;
     ensure!(dataset["owner"] == user, "{dataset}");
 
-    // 9 + 24 + 17 MiB fit in the limit; each is cut off in its second chunk (of 8 MiB), before
-    // the last one.
+    // 9 + 24 + 30 MiB fit in the limit; each is cut off in its second chunk (the page's chunks
+    // grow from 8 MiB to 16 MiB), before the last one even when the whole chunk arrives.
     let broken = noise(9 * 1024 * 1024 + 123, 7);
     let reloaded = noise(24 * 1024 * 1024 + 5, 8);
     let broken_path = hub.scratch_path("broken.bin");
-    let forgotten = noise(17 * 1024 * 1024 + 77, 9);
+    let forgotten = noise(30 * 1024 * 1024 + 77, 9);
     let reloaded_path = hub.scratch_path("reloaded.bin");
     let forgotten_path = hub.scratch_path("forgotten.bin");
     let too_big_path = hub.scratch_path("too-big.bin");
@@ -474,7 +474,7 @@ async fn uploads_go_on_after_a_broken_connection_and_a_reload_and_the_limit_show
     write(&reloaded_path, &reloaded)?;
     write(&forgotten_path, &forgotten)?;
     // Sparse: the browser only declares its size, which the hub refuses before any byte.
-    let too_big_size: u64 = 60 * 1024 * 1024;
+    let too_big_size: u64 = 90 * 1024 * 1024;
     std::fs::File::create(&too_big_path)?.set_len(too_big_size)?;
 
     let run = browser::run_script(

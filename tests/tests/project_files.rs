@@ -460,3 +460,59 @@ async fn paths_that_would_leave_the_project_are_refused_and_change_nothing() -> 
     .await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn an_upload_whose_every_byte_reached_the_disk_is_finished_by_the_next_offset_request(
+) -> Result<()> {
+    let mut hub = Hub::start().await?;
+    let alice = user(&hub, "alice").await?;
+    let resp = hub
+        .with_token(Method::POST, "/hub/api/projects", &alice)
+        .json(&json!({"name": "lab"}))
+        .send()
+        .await?;
+    let project = expect_json(resp, StatusCode::CREATED, "create").await?;
+    let files = files_of(&hub, project["id"].as_i64().context("id")?);
+    let up = expect_json(
+        declare(&hub, &alice, "model.bin", 6).await?,
+        StatusCode::CREATED,
+        "declare",
+    )
+    .await?;
+    let id = up["id"].as_str().context("id")?.to_owned();
+    let url = up["url"].as_str().context("url")?.to_owned();
+    // The hub stopped after the last bytes were written and before the file was put in place.
+    hub.kill().await?;
+    std::fs::write(
+        files.parent().context("root")?.join("uploads").join(&id),
+        b"abcdef",
+    )?;
+    hub.restart().await?;
+    let head = hub
+        .with_token(Method::HEAD, &url, &alice)
+        .header("Tus-Resumable", "1.0.0")
+        .send()
+        .await?;
+    ensure!(head.status() == StatusCode::OK, "HEAD: {}", head.status());
+    ensure!(
+        head.headers()["upload-offset"] == "6",
+        "{:?}",
+        head.headers()
+    );
+    ensure!(
+        head.headers().contains_key("x-xiji-sha256"),
+        "not finished: {:?}",
+        head.headers()
+    );
+    ensure!(
+        std::fs::read(files.join("model.bin"))? == b"abcdef",
+        "not in place"
+    );
+    let again = hub.with_token(Method::HEAD, &url, &alice).send().await?;
+    ensure!(
+        again.status() == StatusCode::NOT_FOUND,
+        "{}",
+        again.status()
+    );
+    Ok(())
+}

@@ -1012,6 +1012,16 @@ pub async fn upload_state(
     let offset = dataset_files::upload_offset(&dir.upload(&upload.id))
         .await
         .map_err(|e| io_failure("reading an upload", e))?;
+    if offset >= upload.size.max(0) as u64 {
+        // Every byte is there but the request that brought the last ones ended before the
+        // upload was finished (cut off at its very end, or the hub stopped): finish it now.
+        if hub.store.upload(&upload.id).await?.is_none() {
+            return Err(HubError::NotFound(format!(
+                "No upload {id} (it may have completed or expired)"
+            )));
+        }
+        return finish(hub, &dir, upload).await;
+    }
     Ok(UploadState {
         upload,
         offset,
@@ -1087,8 +1097,7 @@ where
     let file = dir.upload(&upload.id);
     let appended = dataset_files::append(&mut held, &upload.id, &file, offset, size, body).await;
     let now = match appended {
-        Ok(Appended::Done(n)) => n,
-        Ok(Appended::BrokeOff(n)) => {
+        Ok(Appended::BrokeOff(n)) if n < size => {
             touch(hub, &upload).await?;
             return Ok(UploadState {
                 upload,
@@ -1096,6 +1105,7 @@ where
                 file: None,
             });
         }
+        Ok(Appended::Done(n) | Appended::BrokeOff(n)) => n,
         Err(AppendError::NoSpace) => {
             give_up(hub, &dir, &upload).await?;
             tracing::warn!(dataset.id = dataset.id, upload = %upload.id, "upload failed: the storage pool is full");

@@ -166,6 +166,16 @@ pub async fn upload_state(
     let offset = dataset_files::upload_offset(&dir.upload(&upload.id))
         .await
         .map_err(|e| io_failure("reading an upload", e))?;
+    if offset >= upload.size.max(0) as u64 {
+        // Every byte is there but the request that brought the last ones ended before the
+        // upload was finished: finish it now.
+        let upload = hub
+            .store
+            .project_upload(&upload.id)
+            .await?
+            .ok_or_else(|| missing(id))?;
+        return finish(hub, &project, &dir, upload).await;
+    }
     Ok(state(&project, upload, offset))
 }
 
@@ -236,9 +246,9 @@ where
     let dir = folder_of(hub, &project).await?;
     let file = dir.upload(&upload.id);
     let appended = dataset_files::append(&mut held, &upload.id, &file, offset, size, body).await;
-    let now = match appended {
-        Ok(Appended::Done(n)) => n,
-        Ok(Appended::BrokeOff(n)) => {
+    match appended {
+        Ok(Appended::Done(n) | Appended::BrokeOff(n)) if n >= size => {}
+        Ok(Appended::Done(n) | Appended::BrokeOff(n)) => {
             touch(hub, &upload).await?;
             return Ok(state(&project, upload, n));
         }
@@ -252,10 +262,6 @@ where
             )));
         }
         Err(e) => return Err(e.into()),
-    };
-    touch(hub, &upload).await?;
-    if now < size {
-        return Ok(state(&project, upload, now));
     }
     finish(hub, &project, &dir, upload).await
 }
