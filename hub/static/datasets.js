@@ -49,7 +49,7 @@
   }
 
   // A dataset path in a URL: each segment quoted, the slashes kept.
-  function encodePath(path) { return String(path).split('/').map(encodeURIComponent).join('/'); }
+  var encodePath = window.XijiUploads.encodePath;
 
   function datasetApi(owner, name) {
     return '/hub/api/datasets/' + encodeURIComponent(owner) + '/' + encodeURIComponent(name);
@@ -600,26 +600,12 @@
 
   DatasetPage.prototype.move = function (from, button) {
     var self = this;
-    var to = window.prompt(t('dataset_move_prompt', { path: from }), from);
-    if (to === null) { return; }
-    to = cleanPath(to.trim());
-    if (!to || to === from) { return; }
-    busy(button, true);
-    api('POST', self.base + '/move', { from: from, to: to }).then(function () {
-      flash(t('dataset_moved', { from: from, to: to }), 'ok');
-      self.refreshSoon();
-    }).catch(function (err) { busy(button, false); flash(err.message); });
+    window.XijiUploads.movePath(self.base, from, button, function () { self.refreshSoon(); });
   };
 
   DatasetPage.prototype.remove = function (path, type, button) {
     var self = this;
-    var question = type === 'dir' ? t('dataset_confirm_delete_folder', { path: path }) : t('dataset_confirm_delete_file', { path: path });
-    if (!window.confirm(question)) { return; }
-    busy(button, true);
-    api('DELETE', self.base + '/files/' + encodePath(path)).then(function () {
-      flash(t('dataset_deleted_path', { path: path }), 'ok');
-      self.refreshSoon();
-    }).catch(function (err) { busy(button, false); flash(err.message); });
+    window.XijiUploads.deletePath(self.base, path, type === 'dir', button, function () { self.refreshSoon(); });
   };
 
   // ---- the owner's settings ----------------------------------------------------------------

@@ -18,7 +18,7 @@
 
   var TREE_PAGE = 100;
 
-  function encodePath(path) { return String(path).split('/').map(encodeURIComponent).join('/'); }
+  var encodePath = window.XijiUploads.encodePath;
 
   function ProjectFiles(root) {
     this.owner = root.dataset.owner;
@@ -199,26 +199,12 @@
 
   ProjectFiles.prototype.move = function (from, button) {
     var self = this;
-    var to = window.prompt(t('dataset_move_prompt', { path: from }), from);
-    if (to === null) { return; }
-    to = cleanPath(to.trim());
-    if (!to || to === from) { return; }
-    busy(button, true);
-    api('POST', self.base + '/move', { from: from, to: to }).then(function () {
-      flash(t('dataset_moved', { from: from, to: to }), 'ok');
-      self.refreshSoon();
-    }).catch(function (err) { busy(button, false); flash(err.message); });
+    window.XijiUploads.movePath(self.base, from, button, function () { self.refreshSoon(); });
   };
 
   ProjectFiles.prototype.remove = function (path, kind, button) {
     var self = this;
-    var question = kind === 'folder' ? t('dataset_confirm_delete_folder', { path: path }) : t('dataset_confirm_delete_file', { path: path });
-    if (!window.confirm(question)) { return; }
-    busy(button, true);
-    api('DELETE', self.base + '/files/' + encodePath(path)).then(function () {
-      flash(t('dataset_deleted_path', { path: path }), 'ok');
-      self.refreshSoon();
-    }).catch(function (err) { busy(button, false); flash(err.message); });
+    window.XijiUploads.deletePath(self.base, path, kind === 'folder', button, function () { self.refreshSoon(); });
   };
 
   function init() {

@@ -3,7 +3,8 @@
 // the caller with resume and discard. The page script hands it an object with `base` (the API
 // URL of the dataset or project), `owner`, `name`, `path` (the open folder) and
 // `refreshSoon(ms)` (reread the folder), and the page's HTML holds the upload card
-// (templates/upload_card.html). It is `window.XijiUploads.Uploader`; its helpers are xiji.js's.
+// (templates/upload_card.html). It is `window.XijiUploads.Uploader`, beside the rename/move and
+// delete both pages offer; its helpers are xiji.js's.
 //
 // Uploads are resumable (the core of tus 1.0.0): POST …/uploads declares a file, then PATCH
 // /hub/api/uploads/{id} sends it from `Upload-Offset` in chunks of 8 MiB growing to 64 MiB. A
@@ -629,5 +630,31 @@
     show(this.note, this.compact && waiting > 0);
   };
 
-  window.XijiUploads = { Uploader: Uploader };
+  function encodePath(path) { return String(path).split('/').map(encodeURIComponent).join('/'); }
+
+  // Asks for a new path of `from` and moves it through `base`'s …/move; `after()` on success.
+  function movePath(base, from, button, after) {
+    var to = window.prompt(t('dataset_move_prompt', { path: from }), from);
+    if (to === null) { return; }
+    to = cleanPath(to.trim());
+    if (!to || to === from) { return; }
+    busy(button, true);
+    api('POST', base + '/move', { from: from, to: to }).then(function () {
+      flash(t('dataset_moved', { from: from, to: to }), 'ok');
+      after();
+    }).catch(function (err) { busy(button, false); flash(err.message); });
+  }
+
+  // Asks, then deletes `path` (a folder with everything in it when `folder`) through `base`.
+  function deletePath(base, path, folder, button, after) {
+    var question = folder ? t('dataset_confirm_delete_folder', { path: path }) : t('dataset_confirm_delete_file', { path: path });
+    if (!window.confirm(question)) { return; }
+    busy(button, true);
+    api('DELETE', base + '/files/' + encodePath(path)).then(function () {
+      flash(t('dataset_deleted_path', { path: path }), 'ok');
+      after();
+    }).catch(function (err) { busy(button, false); flash(err.message); });
+  }
+
+  window.XijiUploads = { Uploader: Uploader, movePath: movePath, deletePath: deletePath, encodePath: encodePath };
 }());

@@ -23,6 +23,17 @@ fn files_of(hub: &Hub, id: i64) -> std::path::PathBuf {
         .join("files")
 }
 
+/// alice's project `lab`; its folder.
+async fn lab(hub: &Hub, alice: &str) -> Result<std::path::PathBuf> {
+    let resp = hub
+        .with_token(Method::POST, "/hub/api/projects", alice)
+        .json(&json!({"name": "lab"}))
+        .send()
+        .await?;
+    let project = expect_json(resp, StatusCode::CREATED, "create the project").await?;
+    Ok(files_of(hub, project["id"].as_i64().context("id")?))
+}
+
 async fn declare(hub: &Hub, token: &str, path: &str, size: usize) -> Result<reqwest::Response> {
     Ok(hub
         .with_token(Method::POST, "/hub/api/projects/alice/lab/uploads", token)
@@ -88,14 +99,7 @@ fn noise(n: usize, seed: u64) -> Vec<u8> {
 async fn an_upload_into_a_project_lands_in_its_folder_byte_for_byte_after_a_resume() -> Result<()> {
     let hub = Hub::start().await?;
     let alice = user(&hub, "alice").await?;
-    let resp = hub
-        .with_token(Method::POST, "/hub/api/projects", &alice)
-        .json(&json!({"name": "lab"}))
-        .send()
-        .await?;
-    let project = expect_json(resp, StatusCode::CREATED, "create").await?;
-    let id = project["id"].as_i64().context("id")?;
-    let files = files_of(&hub, id);
+    let files = lab(&hub, &alice).await?;
 
     // 3 MiB in two pieces, with the offset asked between them (what a resuming page does).
     let content = noise(3 * 1024 * 1024 + 17, 1);
@@ -241,13 +245,7 @@ async fn editors_change_a_projects_files_viewers_read_them_and_strangers_see_not
     let editor = user(&hub, "eve").await?;
     let viewer = user(&hub, "vic").await?;
     let stranger = user(&hub, "sam").await?;
-    let resp = hub
-        .with_token(Method::POST, "/hub/api/projects", &alice)
-        .json(&json!({"name": "lab"}))
-        .send()
-        .await?;
-    let project = expect_json(resp, StatusCode::CREATED, "create").await?;
-    let files = files_of(&hub, project["id"].as_i64().context("id")?);
+    let files = lab(&hub, &alice).await?;
     for (who, role) in [("eve", "editor"), ("vic", "viewer")] {
         let resp = hub
             .with_token(
@@ -381,13 +379,7 @@ async fn editors_change_a_projects_files_viewers_read_them_and_strangers_see_not
 async fn paths_that_would_leave_the_project_are_refused_and_change_nothing() -> Result<()> {
     let hub = Hub::start().await?;
     let alice = user(&hub, "alice").await?;
-    let resp = hub
-        .with_token(Method::POST, "/hub/api/projects", &alice)
-        .json(&json!({"name": "lab"}))
-        .send()
-        .await?;
-    let project = expect_json(resp, StatusCode::CREATED, "create").await?;
-    let files = files_of(&hub, project["id"].as_i64().context("id")?);
+    let files = lab(&hub, &alice).await?;
     // What a notebook could leave behind: a link to a folder outside the project.
     let outside = hub.data_dir().join("outside");
     std::fs::create_dir_all(&outside)?;
@@ -466,13 +458,7 @@ async fn an_upload_whose_every_byte_reached_the_disk_is_finished_by_the_next_off
 ) -> Result<()> {
     let mut hub = Hub::start().await?;
     let alice = user(&hub, "alice").await?;
-    let resp = hub
-        .with_token(Method::POST, "/hub/api/projects", &alice)
-        .json(&json!({"name": "lab"}))
-        .send()
-        .await?;
-    let project = expect_json(resp, StatusCode::CREATED, "create").await?;
-    let files = files_of(&hub, project["id"].as_i64().context("id")?);
+    let files = lab(&hub, &alice).await?;
     let up = expect_json(
         declare(&hub, &alice, "model.bin", 6).await?,
         StatusCode::CREATED,
