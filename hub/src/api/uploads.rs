@@ -203,13 +203,24 @@ pub async fn patch(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let answer = if project_uploads::is_project_upload(&id) {
-        let state = project_uploads::write(&hub, &v, &id, offset, content_length, stream).await?;
-        Answer::project(&state)
+        project_uploads::write(&hub, &v, &id, offset, content_length, &mut stream)
+            .await
+            .map(|state| Answer::project(&state))
+            .map_err(ApiError::from)
     } else {
-        let state = datasets::write_upload(&hub, &v, &id, offset, content_length, stream).await?;
-        dataset_answer(&hub, &state).await?
+        match datasets::write_upload(&hub, &v, &id, offset, content_length, &mut stream).await {
+            Ok(state) => dataset_answer(&hub, &state).await,
+            Err(e) => Err(e.into()),
+        }
     };
-    Ok(answer.respond(StatusCode::NO_CONTENT, false))
+    match answer {
+        Ok(answer) => Ok(answer.respond(StatusCode::NO_CONTENT, false)),
+        Err(e) => {
+            // Read to its end (thrown away), so a client that sends it whole gets the answer.
+            dataset_files::drain(&mut stream).await;
+            Err(e)
+        }
+    }
 }
 
 /// `DELETE /uploads/{id}`: gives an upload up.

@@ -1051,27 +1051,9 @@ pub async fn uploads_to(
 }
 
 /// Writes a request body at `offset` of an upload; the last byte makes it a file. A refused
-/// body is read to its end (and thrown away) first, so the client gets the answer.
+/// body is left partly read: the caller reads it to its end (and throws it away) so that the
+/// client gets the answer.
 pub async fn write_upload<S, E>(
-    hub: &Services,
-    viewer: &Viewer,
-    id: &str,
-    offset: u64,
-    content_length: Option<u64>,
-    mut body: S,
-) -> HubResult<UploadState>
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
-{
-    let written = write_upload_from(hub, viewer, id, offset, content_length, &mut body).await;
-    if written.is_err() {
-        dataset_files::drain(&mut body).await;
-    }
-    written
-}
-
-async fn write_upload_from<S, E>(
     hub: &Services,
     viewer: &Viewer,
     id: &str,

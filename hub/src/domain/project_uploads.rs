@@ -201,27 +201,8 @@ pub async fn uploads_to(
 }
 
 /// Writes a request body at `offset` of an upload; the last byte puts the file in place. A
-/// refused body is read to its end (thrown away) before the answer.
+/// refused body is left partly read (the caller drains it).
 pub async fn write<S, E>(
-    hub: &Services,
-    viewer: &Viewer,
-    id: &str,
-    offset: u64,
-    content_length: Option<u64>,
-    mut body: S,
-) -> HubResult<ProjectUploadState>
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
-{
-    let written = write_from(hub, viewer, id, offset, content_length, &mut body).await;
-    if written.is_err() {
-        dataset_files::drain(&mut body).await;
-    }
-    written
-}
-
-async fn write_from<S, E>(
     hub: &Services,
     viewer: &Viewer,
     id: &str,
@@ -308,12 +289,30 @@ async fn finish(
             _ => io_failure("moving an upload into place", e),
         });
     }
+    if let Some(uid) = hub.spawner.capabilities().work_owner {
+        hand_over(&dir.files(), &target, uid);
+    }
     hub.store.delete_project_upload(&upload.id).await?;
     dataset_files::forget_upload(&upload.id);
     tracing::info!(project.id = project.id, path = %upload.path, size, sha256 = %sha256, "project file uploaded");
     let mut done = state(project, upload, size);
     done.sha256 = Some(sha256);
     Ok(done)
+}
+
+/// Hands an uploaded file and the folders above it inside `files` to `uid` (the servers' user,
+/// e.g. jovyan in containers), so that JupyterLab on the project's nodes can change, save and
+/// rename it and write beside it. A failure (a hub that may not change owners) is logged: the
+/// file is in place all the same.
+fn hand_over(files: &std::path::Path, file: &std::path::Path, uid: u32) {
+    let mut path = Some(file);
+    while let Some(p) = path.filter(|p| p.starts_with(files) && *p != files) {
+        if let Err(e) = std::os::unix::fs::lchown(p, Some(uid), Some(uid)) {
+            tracing::warn!(path = %p.display(), uid, error = %e, "cannot hand an uploaded project file to the servers' user");
+            return;
+        }
+        path = p.parent();
+    }
 }
 
 async fn give_up(hub: &Services, dir: &DatasetDir, upload: &ProjectUploadRow) -> HubResult<()> {
