@@ -472,6 +472,9 @@ where
                 break;
             }
         };
+        if chunk.is_empty() {
+            continue;
+        }
         if received + chunk.len() as u64 > left {
             too_much = true;
             break;
@@ -838,6 +841,22 @@ pub fn file_range(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_of_many_buffers_of_any_size_is_written_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let mut out = std::fs::File::create(&path).unwrap();
+        // More buffers than one system call takes, of sizes 0 to 1,500 bytes.
+        let batch: Vec<Bytes> = (0..1500u32)
+            .map(|i| Bytes::from(vec![(i % 251) as u8; (i as usize * 7919) % 1501]))
+            .collect();
+        write_batch(&mut out, &batch).unwrap();
+        write_batch(&mut out, &batch[..3]).unwrap();
+        let mut want: Vec<u8> = batch.iter().flat_map(|b| b.iter().copied()).collect();
+        want.extend(batch[..3].iter().flat_map(|b| b.iter().copied()));
+        assert_eq!(std::fs::read(&path).unwrap(), want);
+    }
 
     #[test]
     fn names_are_nfc_normalised_and_chinese_names_pass() {
