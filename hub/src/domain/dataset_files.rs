@@ -325,8 +325,8 @@ where
 
 /// Bytes received before they are handed to the writer thread as one batch.
 const BATCH_BYTES: usize = 1024 * 1024;
-/// Batches waiting for the writer, and written batches waiting for the hasher: with the batch
-/// being received, written and hashed, at most about 7 batches (14 MiB) of an upload are in memory.
+/// Batches waiting for the writer, and written batches waiting for the hasher: with the batches
+/// being received, written and hashed, at most 5 batches (5 MiB) of a request are in memory.
 const BATCHES_QUEUED: usize = 1;
 
 /// Writes a batch of buffers at the end of `out`, with as few system calls as the kernel allows.
