@@ -297,6 +297,10 @@ pub struct Capabilities {
     /// Nodes are containers of the hub's Docker Engine that the hub can save as images
     /// (`POST …/save-image`). Otherwise a save is refused with a 400.
     pub saves_images: bool,
+    /// The user id (and group id) the servers' processes have in the work directory when it is
+    /// not the hub's own: what the hub puts there itself (a project's uploaded files and the
+    /// folders made for them) is handed to it, so the servers can change it. `None`: the hub's.
+    pub work_owner: Option<u32>,
 }
 
 /// A way of running single-user servers (local processes, containers, pods).

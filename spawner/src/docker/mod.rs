@@ -977,6 +977,7 @@ impl Spawner for DockerSpawner {
         Capabilities {
             runs_images: true,
             saves_images: true,
+            work_owner: Some(JOVYAN_UID as u32),
             ..Capabilities::default()
         }
     }
