@@ -337,6 +337,84 @@ pub async fn move_path(
             )),
             _ => HubError::Internal(format!("moving {from:?} to {to:?}: {e}")),
         })?;
+    // The folders the move made are the nodes' user's, like the rest.
+    if let Some(parent) = to_full.parent() {
+        hand_over(hub, &root, parent, false).await;
+    }
     tracing::info!(project.id = project.id, from = %from, to = %to, "project files moved");
     Ok((from, to))
+}
+
+/// Gives `path` inside a project's folder `root` — and everything below it with `below` — and
+/// the folders above it up to `root` to the user the project's servers run as (the spawner's
+/// `work_owner`, e.g. jovyan in containers), so that JupyterLab on its nodes can change, save and
+/// rename what the hub wrote (an upload, a folder a move made, an import) and write beside it.
+/// Nothing to do when the servers run as the hub's user. A failure (a hub that may not change
+/// owners) is logged; the files stay as they are.
+pub async fn hand_over(hub: &Services, root: &Path, path: &Path, below: bool) {
+    let Some(uid) = hub.spawner.capabilities().work_owner else {
+        return;
+    };
+    let (root, start) = (root.to_path_buf(), path.to_path_buf());
+    let done = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        if below {
+            give_tree(&start, uid)?;
+        }
+        let mut at = Some(start.as_path());
+        while let Some(p) = at.filter(|p| p.starts_with(&root) && *p != root) {
+            std::os::unix::fs::lchown(p, Some(uid), Some(uid))?;
+            at = p.parent();
+        }
+        Ok(())
+    })
+    .await;
+    if let Ok(Err(e)) | Err(e) = done.map_err(std::io::Error::other) {
+        tracing::warn!(path = %path.display(), uid, error = %e, "cannot hand project files to the servers' user");
+    }
+}
+
+/// `lchown`s everything below `dir` (links themselves, never what they point to).
+fn give_tree(dir: &Path, uid: u32) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let p = entry.path();
+        std::os::unix::fs::lchown(&p, Some(uid), Some(uid))?;
+        if entry.file_type()?.is_dir() {
+            give_tree(&p, uid)?;
+        }
+    }
+    Ok(())
+}
+
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    #[test]
+    fn a_tree_is_given_away_links_themselves_and_never_what_they_point_to() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("NOT RUN: changing owners needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside.txt");
+        std::fs::write(&outside, b"keep").unwrap();
+        let tree = dir.path().join("files");
+        std::fs::create_dir_all(tree.join("a/b")).unwrap();
+        std::fs::write(tree.join("a/b/c.txt"), b"c").unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("a/link")).unwrap();
+        give_tree(&tree, 1000).unwrap();
+        for p in ["a", "a/b", "a/b/c.txt", "a/link"] {
+            let meta = std::fs::symlink_metadata(tree.join(p)).unwrap();
+            assert_eq!((meta.uid(), meta.gid()), (1000, 1000), "{p}");
+        }
+        assert_eq!(std::fs::metadata(&outside).unwrap().uid(), 0);
+    }
 }

@@ -12,7 +12,7 @@ use super::datasets::{self, Viewer};
 use super::project_archive::{
     self, DatasetRef, ExportPlan, ImageRef, Manifest, ProjectMeta, Visibility,
 };
-use super::projects;
+use super::{project_files, projects};
 use super::{clusters, storage_pools, HubError, HubResult, Services};
 use crate::clock;
 use crate::db::{DatasetRow, DatasetVisibility, DbError, PlacementKind, ProjectFields, ProjectRow};
@@ -191,9 +191,11 @@ where
         root = Some(placed.dir.clone());
         let staging = placed.dir.join("import");
         let imported = project_archive::import_stream(body, staging.clone(), limit).await?;
-        tokio::fs::rename(&imported.project_dir, placed.dir.join("files"))
+        let files = placed.dir.join("files");
+        tokio::fs::rename(&imported.project_dir, &files)
             .await
             .map_err(|e| HubError::Internal(format!("placing an imported project: {e}")))?;
+        project_files::hand_over(hub, &placed.dir, &files, true).await;
         let outcome = finish(hub, viewer, &row, name.as_deref(), imported, &mut created).await?;
         tokio::fs::remove_dir_all(&staging)
             .await

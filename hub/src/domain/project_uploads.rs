@@ -289,30 +289,13 @@ async fn finish(
             _ => io_failure("moving an upload into place", e),
         });
     }
-    if let Some(uid) = hub.spawner.capabilities().work_owner {
-        hand_over(&dir.files(), &target, uid);
-    }
+    project_files::hand_over(hub, &dir.files(), &target, false).await;
     hub.store.delete_project_upload(&upload.id).await?;
     dataset_files::forget_upload(&upload.id);
     tracing::info!(project.id = project.id, path = %upload.path, size, sha256 = %sha256, "project file uploaded");
     let mut done = state(project, upload, size);
     done.sha256 = Some(sha256);
     Ok(done)
-}
-
-/// Hands an uploaded file and the folders above it inside `files` to `uid` (the servers' user,
-/// e.g. jovyan in containers), so that JupyterLab on the project's nodes can change, save and
-/// rename it and write beside it. A failure (a hub that may not change owners) is logged: the
-/// file is in place all the same.
-fn hand_over(files: &std::path::Path, file: &std::path::Path, uid: u32) {
-    let mut path = Some(file);
-    while let Some(p) = path.filter(|p| p.starts_with(files) && *p != files) {
-        if let Err(e) = std::os::unix::fs::lchown(p, Some(uid), Some(uid)) {
-            tracing::warn!(path = %p.display(), uid, error = %e, "cannot hand an uploaded project file to the servers' user");
-            return;
-        }
-        path = p.parent();
-    }
 }
 
 async fn give_up(hub: &Services, dir: &DatasetDir, upload: &ProjectUploadRow) -> HubResult<()> {
