@@ -1,6 +1,6 @@
 //! The copy of a fork's files, made in the background: the fork's request creates the project
-//! with its copy `copying` and answers; a task of the hub counts the original's files, copies
-//! them file by file into the fork's folder and writes how far it got to the database
+//! with its copy `copying` and answers; a task of the hub counts the original's files while it
+//! copies them file by file into the fork's folder, and writes how far it got to the database
 //! (`project_forks`) every quarter of a second, ending `done` or `failed`. Until it is done the
 //! fork cannot be run or exported (409), nor forked in turn; a failed copy leaves no files, and
 //! its project can be deleted. Deleting a fork while it is copied stops the copy first. A hub
@@ -260,8 +260,10 @@ async fn drive(hub: &Services, id: i64, from: PathBuf, to: PathBuf, counters: &A
     }
 }
 
-/// Counts, then copies while writing the counters to the fork's row; the outcome (or why it
-/// failed, for the user) and the last counters.
+/// Counts and copies at once (the count, a walk of the original's folder with one status per
+/// file, takes another core instead of time before the copy), writing the counters to the
+/// fork's row; the outcome (or why it failed, for the user) and the last counters. Totals stay
+/// 0 until the count is done; a count that fails leaves them so (the copy's own outcome decides).
 async fn copy_with_progress(
     hub: &Services,
     id: i64,
@@ -270,35 +272,44 @@ async fn copy_with_progress(
     counters: &Arc<Counters>,
 ) -> (Result<(), String>, ForkProgress) {
     let mut progress = ForkProgress::default();
+    // The count's own stop: set once the copy has ended, however it ended.
+    let count_stop = Arc::new(Counters::default());
     let count_from = from.clone();
-    let count_counters = Arc::clone(counters);
-    let totals =
-        match tokio::task::spawn_blocking(move || count(&count_from, &count_counters)).await {
-            Ok(Ok(totals)) => totals,
-            Ok(Err(e)) => return (Err(e.for_user("counting")), progress),
-            Err(e) => return (Err(format!("the count stopped: {e}")), progress),
-        };
-    progress.files_total = totals.files;
-    progress.bytes_total = i64::try_from(totals.bytes).unwrap_or(i64::MAX);
+    let count_counters = Arc::clone(&count_stop);
+    let count = tokio::task::spawn_blocking(move || count(&count_from, &count_counters));
     let copy_counters = Arc::clone(counters);
     let copy = tokio::task::spawn_blocking(move || copy_tree(&from, &to, &copy_counters));
-    tokio::pin!(copy);
+    tokio::pin!(count, copy);
+    let mut counted = false;
     let mut tick = tokio::time::interval(PROGRESS_EVERY);
     let joined = loop {
         tokio::select! {
             joined = &mut copy => break joined,
-            _ = tick.tick() => {
-                progress.files_done = counters.files.load(Ordering::Relaxed);
-                progress.bytes_done = counters.bytes.load(Ordering::Relaxed);
-                match hub.store.set_fork_progress(id, progress, clock::now()).await {
-                    // The row is gone (the project deleted) or ended: nobody waits for the copy.
-                    Ok(false) => counters.stop.store(true, Ordering::Relaxed),
-                    Ok(true) => {}
-                    Err(e) => tracing::warn!(project.id = id, error = %e, "a fork's progress could not be written"),
+            totals = &mut count, if !counted => {
+                counted = true;
+                if let Ok(Ok(totals)) = totals {
+                    progress.files_total = totals.files;
+                    progress.bytes_total = i64::try_from(totals.bytes).unwrap_or(i64::MAX);
                 }
+            }
+            _ = tick.tick() => {}
+        }
+        progress.files_done = counters.files.load(Ordering::Relaxed);
+        progress.bytes_done = counters.bytes.load(Ordering::Relaxed);
+        match hub
+            .store
+            .set_fork_progress(id, progress, clock::now())
+            .await
+        {
+            // The row is gone (the project deleted) or ended: nobody waits for the copy.
+            Ok(false) => counters.stop.store(true, Ordering::Relaxed),
+            Ok(true) => {}
+            Err(e) => {
+                tracing::warn!(project.id = id, error = %e, "a fork's progress could not be written")
             }
         }
     };
+    count_stop.stop.store(true, Ordering::Relaxed);
     progress.files_done = counters.files.load(Ordering::Relaxed);
     progress.bytes_done = counters.bytes.load(Ordering::Relaxed);
     let outcome = match joined {
