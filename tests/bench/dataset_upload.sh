@@ -231,11 +231,26 @@ def finish(name):
     api("DELETE", f"/hub/api/datasets/bench/bench/files/{name}", user_token)
 
 
+def settle():
+    """The same start for every upload: dirty pages written out, the page cache emptied (when
+    this may; root) and the source file read back into it, so no upload pays for the writeback
+    or the memory reclaim of the one before it."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("1")
+    except OSError:
+        pass
+    with open(source, "rb") as f:
+        while f.read(8 << 20):
+            pass
+
+
 def xiji_chunks(run, chunk, grow=False):
     """Chunks of `chunk` bytes; with `grow`, doubling after each up to 64 MiB (the page's way)."""
     name = f"chunks-{chunk >> 20}-{grow}-{run}.bin"
     url = start_upload(name)
-    os.sync()
+    settle()
     sampler = Sampler()
     conn = http.client.HTTPConnection("127.0.0.1", hub_port, timeout=600, blocksize=1 << 20)
     c0 = cpu_seconds([hub_pid])
@@ -266,7 +281,7 @@ def xiji_chunks(run, chunk, grow=False):
 def xiji_curl(run):
     name = f"whole-{run}.bin"
     url = start_upload(name)
-    os.sync()
+    settle()
     sampler = Sampler()
     c0 = cpu_seconds([hub_pid])
     out = subprocess.run(
@@ -286,7 +301,7 @@ def xiji_curl(run):
 
 def nginx_curl(run):
     target = f"http://127.0.0.1:{nginx_port}/up/file-{run}.bin"
-    os.sync()
+    settle()
     c0 = cpu_seconds(nginx_pids)
     out = subprocess.run(
         ["curl", "-sS", "-T", source, "-o", "/dev/null", "-w", "%{http_code} %{time_total}",
@@ -300,7 +315,7 @@ def nginx_curl(run):
 
 def local_cp(run):
     target = os.path.join(work, f"cp-{run}.bin")
-    os.sync()
+    settle()
     c0 = children_cpu()
     t0 = time.monotonic()
     subprocess.run(["cp", source, target], check=True)
