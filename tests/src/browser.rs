@@ -104,3 +104,47 @@ pub async fn run_script(
     );
     Ok(BrowserRun { output, artifacts })
 }
+
+/// Copies the screenshots of browser runs (`runs`, in order) next to the hub's files and into
+/// `target/screenshots/{name}/`, whether the runs passed or not, numbered on from one run to the
+/// next (each run numbers its own from 01).
+pub fn keep_screenshots(hub: &Hub, name: &str, runs: &[&str]) {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .map(|p| {
+            if p.is_relative() {
+                workspace_root().join(p)
+            } else {
+                p
+            }
+        })
+        .unwrap_or_else(|| workspace_root().join("target"));
+    for to in [
+        hub.scratch_path("screenshots"),
+        target.join("screenshots").join(name),
+    ] {
+        let _ = std::fs::remove_dir_all(&to);
+        if std::fs::create_dir_all(&to).is_err() {
+            continue;
+        }
+        let mut number = 0;
+        for run in runs {
+            let mut names: Vec<String> = std::fs::read_dir(artifacts_dir().join(run))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            for file in names {
+                number += 1;
+                let rest = file.split_once('-').map_or(file.as_str(), |(_, rest)| rest);
+                let _ = std::fs::copy(
+                    artifacts_dir().join(run).join(&file),
+                    to.join(format!("{number:02}-{rest}")),
+                );
+            }
+        }
+    }
+}

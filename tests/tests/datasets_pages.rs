@@ -17,13 +17,14 @@
 //! into `target/screenshots/<test>/`.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{ensure, Context, Result};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use tests::browser::keep_screenshots;
 use tests::docker::{self, Instance};
-use tests::{artifacts_dir, browser, encode, expect_api_error, expect_json, workspace_root, Hub};
+use tests::{browser, encode, expect_api_error, expect_json, Hub};
 use tests::{HubOptions, Singleuser};
 
 const OWNER: &str = "ann";
@@ -37,50 +38,6 @@ const DATASET: &str = "气象-2024";
 const IMAGE_NAME: &str = "Python + MPI";
 /// Where the dropped training CSV is in the dataset.
 const CSV_PATH: &str = "数据/训练集.csv";
-
-/// Copies the screenshots of browser runs (`runs`, in order) next to the hub's files and into
-/// `target/screenshots/{name}/`, whether the runs passed or not.
-fn keep_screenshots(hub: &Hub, name: &str, runs: &[&str]) {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .map(|p| {
-            if p.is_relative() {
-                workspace_root().join(p)
-            } else {
-                p
-            }
-        })
-        .unwrap_or_else(|| workspace_root().join("target"));
-    for to in [
-        hub.scratch_path("screenshots"),
-        target.join("screenshots").join(name),
-    ] {
-        let _ = std::fs::remove_dir_all(&to);
-        if std::fs::create_dir_all(&to).is_err() {
-            continue;
-        }
-        // Numbered on from one run to the next (each run numbers its own from 01).
-        let mut number = 0;
-        for run in runs {
-            let mut names: Vec<String> = std::fs::read_dir(artifacts_dir().join(run))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect();
-            names.sort();
-            for name in names {
-                number += 1;
-                let rest = name.split_once('-').map_or(name.as_str(), |(_, rest)| rest);
-                let _ = std::fs::copy(
-                    artifacts_dir().join(run).join(&name),
-                    to.join(format!("{number:02}-{rest}")),
-                );
-            }
-        }
-    }
-}
 
 fn image() -> String {
     std::env::var("XIJI_TEST_DOCKER_IMAGE")

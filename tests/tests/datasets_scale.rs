@@ -12,13 +12,14 @@
 //! folder and into `target/screenshots/datasets_scale/`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{ensure, Context, Result};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tests::{artifacts_dir, browser, encode, expect_json, workspace_root, Hub};
+use tests::browser::keep_screenshots;
+use tests::{browser, encode, expect_json, Hub};
 
 const USER: &str = "lin";
 const PASSWORD: &str = "lin-password-42";
@@ -32,35 +33,6 @@ const BIG_PREFIX: &str = "img-";
 const BIG_DIGITS: usize = 4;
 const BIG_SUFFIX: &str = ".jpg";
 const FILES: usize = 5_000;
-
-/// Copies the screenshots of the browser run next to the hub's files and into
-/// `target/screenshots/{name}/`, whether the run passed or not.
-fn keep_screenshots(hub: &Hub, name: &str) {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .map(|p| {
-            if p.is_relative() {
-                workspace_root().join(p)
-            } else {
-                p
-            }
-        })
-        .unwrap_or_else(|| workspace_root().join("target"));
-    let from = artifacts_dir().join(name);
-    for to in [
-        hub.scratch_path("screenshots"),
-        target.join("screenshots").join(name),
-    ] {
-        let _ = std::fs::remove_dir_all(&to);
-        if std::fs::create_dir_all(&to).is_err() {
-            continue;
-        }
-        for entry in std::fs::read_dir(&from).into_iter().flatten().flatten() {
-            let _ = std::fs::copy(entry.path(), to.join(entry.file_name()));
-        }
-    }
-}
 
 /// Bytes that do not repeat (a linear congruential sequence), so no layer can shortcut them.
 fn noise(len: usize, seed: u64) -> Vec<u8> {
@@ -213,7 +185,7 @@ async fn a_folder_of_5000_small_files_dropped_in_chromium_uploads_without_an_err
         ],
     )
     .await;
-    keep_screenshots(&hub, "datasets_scale");
+    keep_screenshots(&hub, "datasets_scale", &["datasets_scale"]);
     let run = run.with_context(|| format!("hub log:\n{}", tests::tail(&hub.log(), 40)))?;
     let report: Value = run
         .output

@@ -13,13 +13,13 @@
 //!
 //! Screenshots are kept in `tests/artifacts/home_page/` and `target/screenshots/home_page/`.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use tests::{artifacts_dir, browser, expect_api_error, expect_json, workspace_root, Hub};
+use tests::browser::keep_screenshots;
+use tests::{browser, expect_api_error, expect_json, Hub};
 
 const ADMIN: &str = "root";
 const ADMIN_PASSWORD: &str = "root-password-42";
@@ -31,34 +31,6 @@ const PROJECT: &str = "rain-model";
 const PRIVATE_PROJECT: &str = "diary";
 const DOOMED: &str = "old-course";
 const DATASET: &str = "weather";
-
-/// Copies the screenshots of the run into `target/screenshots/{name}/`.
-fn keep_screenshots(name: &str) {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .map(|p| {
-            if p.is_relative() {
-                workspace_root().join(p)
-            } else {
-                p
-            }
-        })
-        .unwrap_or_else(|| workspace_root().join("target"))
-        .join("screenshots")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&target);
-    if std::fs::create_dir_all(&target).is_err() {
-        return;
-    }
-    for entry in std::fs::read_dir(artifacts_dir().join(name))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let _ = std::fs::copy(entry.path(), target.join(entry.file_name()));
-    }
-}
 
 #[tokio::test]
 async fn an_admin_writes_the_home_page_in_both_languages_users_see_it_and_a_running_project_is_released_and_deleted(
@@ -181,7 +153,7 @@ async fn an_admin_writes_the_home_page_in_both_languages_users_see_it_and_a_runn
         ],
     )
     .await;
-    keep_screenshots("home_page");
+    keep_screenshots(&hub, "home_page", &["home_page"]);
     // Whatever the browser did, nothing is left running.
     let model = hub.user(OWNER).await?;
     if !model["servers"][&server].is_null() {

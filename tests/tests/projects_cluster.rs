@@ -20,8 +20,9 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use tests::browser::keep_screenshots;
 use tests::docker::{self, Instance};
-use tests::{artifacts_dir, browser, encode, expect_json, expect_status, workspace_root, Hub};
+use tests::{browser, encode, expect_json, expect_status, Hub};
 use tests::{tail, HubOptions};
 
 const OWNER: &str = "ann";
@@ -71,34 +72,6 @@ async fn docker_hub(instance: &Instance) -> Result<Hub> {
         .await?;
     expect_json(resp, StatusCode::CREATED, "add the test image").await?;
     Ok(hub)
-}
-
-/// Copies the screenshots of the run into `target/screenshots/{name}/`.
-fn keep_screenshots(name: &str) {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .map(|p| {
-            if p.is_relative() {
-                workspace_root().join(p)
-            } else {
-                p
-            }
-        })
-        .unwrap_or_else(|| workspace_root().join("target"))
-        .join("screenshots")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&target);
-    if std::fs::create_dir_all(&target).is_err() {
-        return;
-    }
-    for entry in std::fs::read_dir(artifacts_dir().join(name))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let _ = std::fs::copy(entry.path(), target.join(entry.file_name()));
-    }
 }
 
 /// The station's daily rain: (CSV bytes, the line the notebook must write in `result.txt` on
@@ -328,7 +301,7 @@ async fn a_notebook_run_on_a_2_node_project_cluster_writes_its_result_into_the_p
         ],
     )
     .await;
-    keep_screenshots("projects_cluster");
+    keep_screenshots(&hub, "projects_cluster", &["projects_cluster"]);
     // The clusters are stopped whatever the browser did.
     let original = project(&hub, &ann, OWNER, PROJECT).await;
     let fork = project(&hub, &ben, FORKER, FORK).await;

@@ -7,13 +7,13 @@
 //!
 //! Screenshots are kept in `tests/artifacts/projects_pages/` and `target/screenshots/projects_pages/`.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use tests::{artifacts_dir, browser, expect_json, workspace_root, Hub};
+use tests::browser::keep_screenshots;
+use tests::{browser, expect_json, Hub};
 
 const OWNER: &str = "ann";
 const OWNER_PASSWORD: &str = "ann-password-42";
@@ -22,34 +22,6 @@ const READER_PASSWORD: &str = "ben-password-42";
 const PROJECT: &str = "rain-model";
 const FORK: &str = "my-rain";
 const DATASET: &str = "weather";
-
-/// Copies the screenshots of the run into `target/screenshots/{name}/`.
-fn keep_screenshots(name: &str) {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .map(|p| {
-            if p.is_relative() {
-                workspace_root().join(p)
-            } else {
-                p
-            }
-        })
-        .unwrap_or_else(|| workspace_root().join("target"))
-        .join("screenshots")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&target);
-    if std::fs::create_dir_all(&target).is_err() {
-        return;
-    }
-    for entry in std::fs::read_dir(artifacts_dir().join(name))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let _ = std::fs::copy(entry.path(), target.join(entry.file_name()));
-    }
-}
 
 #[tokio::test]
 async fn a_user_creates_and_runs_a_project_and_another_stars_and_forks_it_in_chromium() -> Result<()>
@@ -82,7 +54,7 @@ async fn a_user_creates_and_runs_a_project_and_another_stars_and_forks_it_in_chr
         ],
     )
     .await;
-    keep_screenshots("projects_pages");
+    keep_screenshots(&hub, "projects_pages", &["projects_pages"]);
     // The project's server is stopped whatever the browser did.
     let project_path = format!("/hub/api/projects/{OWNER}/{PROJECT}");
     let project = match hub
