@@ -390,7 +390,6 @@ fn give_tree(dir: &Path, uid: u32) -> std::io::Result<()> {
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::MetadataExt;

@@ -12,8 +12,8 @@ use super::datasets::{self, Viewer};
 use super::project_archive::{
     self, DatasetRef, ExportPlan, ImageRef, Manifest, ProjectMeta, Visibility,
 };
-use super::{project_files, projects};
 use super::{clusters, storage_pools, HubError, HubResult, Services};
+use super::{project_files, projects};
 use crate::clock;
 use crate::db::{DatasetRow, DatasetVisibility, DbError, PlacementKind, ProjectFields, ProjectRow};
 
