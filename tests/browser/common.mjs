@@ -54,11 +54,26 @@ export async function login(page, base, user, password) {
   await Promise.all([page.waitForURL('**/hub/**'), page.click('#login')]);
 }
 
+/** Waits for JupyterLab's launcher card `card`. When one of JupyterLab's own files failed to
+ *  load (Chromium drops the loads in flight when Docker adds a network interface on this
+ *  machine, as another test's cluster starts), JupyterLab shows a modal error over the page:
+ *  the page is loaded again, up to three times. */
+export async function settleLab(page, card) {
+  for (let attempt = 1; ; attempt += 1) {
+    await card.waitFor({ state: 'visible', timeout: 180_000 });
+    await page.waitForTimeout(500);
+    const failed = page.locator('.jp-Dialog[aria-label^="Error"]');
+    if (!(await failed.count()) || attempt > 3) return;
+    step(`JupyterLab failed to load part of itself (${await failed.first().getAttribute('aria-label')}); loading it again`);
+    await page.reload();
+  }
+}
+
 /** In an open JupyterLab: a new notebook from the launcher, `code` run in its first cell; the
  *  output that contains `expect` is returned (its text). */
 export async function runInNewNotebook(page, code, expect) {
   const notebookCard = page.locator('.jp-LauncherCard[data-category="Notebook"]').first();
-  await notebookCard.waitFor({ state: 'visible', timeout: 180_000 });
+  await settleLab(page, notebookCard);
   await notebookCard.click();
   // Some versions ask for a kernel; accept the proposed one.
   const kernelDialog = page.locator('.jp-Dialog .jp-mod-accept');
