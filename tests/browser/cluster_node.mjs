@@ -5,7 +5,7 @@
 // Run by tests/tests/clusters.rs, which starts the hub and the user's cluster. Environment:
 //   XIJI_URL, XIJI_USER, XIJI_PASSWORD, XIJI_NODE (e.g. 1), XIJI_ARTIFACTS,
 //   XIJI_TEST_NODE_MODULES, CHROMIUM
-import { env, launch, login, runInNewNotebook, step } from './common.mjs';
+import { env, launch, login, runInNewNotebook, step, waitForUrl } from './common.mjs';
 
 const base = env('XIJI_URL');
 const user = env('XIJI_USER');
@@ -24,7 +24,7 @@ try {
   step(`open node-${node}'s JupyterLab`);
   const href = await link.getAttribute('href');
   await page.goto(new URL(href, base).toString());
-  await page.waitForURL(new RegExp(`/user/${encodeURIComponent(user)}/node-${node}/lab`), { timeout: 120_000 });
+  await waitForUrl(page, new RegExp(`/user/${encodeURIComponent(user)}/node-${node}/lab`), 120_000);
 
   step('run a cell');
   const text = await runInNewNotebook(page, 'import socket; print(socket.gethostname())', `node-${node}`);

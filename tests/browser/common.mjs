@@ -46,6 +46,28 @@ export async function launch() {
   return { browser, screenshot, newPage };
 }
 
+/** Waits until the page is at a URL matching `pattern` and loaded. A load aborted on the way
+ *  (`net::ERR_ABORTED`: the page went on to the next URL of a redirect before the last one
+ *  loaded, or Chromium dropped the load when Docker added a network interface) is not a failure:
+ *  it waits on, up to `timeout` in all, and loads the page again if it stopped on a match. */
+export async function waitForUrl(page, pattern, timeout) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    try {
+      await page.waitForURL(pattern, { timeout: Math.max(1_000, deadline - Date.now()) });
+      return;
+    } catch (error) {
+      const aborted = /ERR_ABORTED|ERR_NETWORK_CHANGED|frame was detached/.test(String(error));
+      if (!aborted || Date.now() > deadline) throw error;
+      step(`a load was aborted on the way (${String(error).split('\n')[0]}); waiting on`);
+      await page.waitForTimeout(500);
+      if (pattern.test(page.url())) {
+        await page.reload({ timeout: Math.max(1_000, deadline - Date.now()) }).catch(() => {});
+      }
+    }
+  }
+}
+
 /** Logs in at /hub/login and waits until the hub has moved on from the login page. */
 export async function login(page, base, user, password) {
   await page.goto(`${base}/hub/login`);

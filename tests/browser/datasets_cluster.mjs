@@ -20,7 +20,7 @@
 //   XIJI_TEST_NODE_MODULES, CHROMIUM
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { env, launch, login, runInNewNotebook, step } from './common.mjs';
+import { env, launch, login, runInNewNotebook, step, waitForUrl } from './common.mjs';
 
 const base = env('XIJI_URL');
 const user = env('XIJI_USER');
@@ -104,7 +104,7 @@ try {
   if (!response || ![201, 202].includes(response.status())) throw new Error(`the start was refused: ${answer}`);
   await page.waitForSelector('#progress-bar', { state: 'visible' }).catch(() => {});
   await screenshot(page, 'cluster-starting');
-  await page.waitForURL(new RegExp(`/user/${encodeURIComponent(user)}/lab`), { timeout: 300_000 });
+  await waitForUrl(page, new RegExp(`/user/${encodeURIComponent(user)}/lab`), 300_000);
   const startSeconds = Math.round((Date.now() - started) / 1000);
   step(`node-0's JupyterLab after ${startSeconds} s`);
 
@@ -118,7 +118,7 @@ try {
 
   step('open node-1\'s JupyterLab from its link');
   await Promise.all([
-    page.waitForURL(new RegExp(`/user/${encodeURIComponent(user)}/node-1/lab`), { timeout: 120_000 }),
+    waitForUrl(page, new RegExp(`/user/${encodeURIComponent(user)}/node-1/lab`), 120_000),
     node1.click(),
   ]);
 

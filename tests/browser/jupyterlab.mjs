@@ -5,7 +5,7 @@
 // Run by tests/tests/browser.rs, which starts the hub and creates the user. Environment:
 //   XIJI_URL (http://127.0.0.1:PORT), XIJI_USER, XIJI_PASSWORD, XIJI_ARTIFACTS,
 //   XIJI_TEST_NODE_MODULES (holds playwright-core), CHROMIUM (default /usr/bin/chromium)
-import { env, launch, login, runInNewNotebook, step } from './common.mjs';
+import { env, launch, login, runInNewNotebook, step, waitForUrl } from './common.mjs';
 
 const base = env('XIJI_URL');
 const user = env('XIJI_USER');
@@ -24,7 +24,7 @@ try {
   await page.waitForSelector('#start', { state: 'visible' });
   await screenshot(page, 'home');
   await Promise.all([
-    page.waitForURL(new RegExp(`/user/${encodeURIComponent(user)}/lab`), { timeout: 300_000 }),
+    waitForUrl(page, new RegExp(`/user/${encodeURIComponent(user)}/lab`), 300_000),
     (async () => {
       await page.click('#start');
       await page.waitForSelector('#progress-bar', { state: 'attached' });
