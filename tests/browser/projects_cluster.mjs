@@ -279,8 +279,10 @@ try {
   step(`write ${forkNote} and change result.txt in the fork`);
   const written = await runInNewNotebook(
     lab,
-    `open('/home/jovyan/work/${forkNote}', 'w').write('${forker} wrote this in the fork\\n'); ` +
-      "open('/home/jovyan/work/result.txt', 'a').write('changed in the fork\\n'); " +
+    // The project's folder, ~/work on every node.
+    "import os; work = os.path.join(os.path.expanduser('~'), 'work'); " +
+    `open(os.path.join(work, '${forkNote}'), 'w').write('${forker} wrote this in the fork\\n'); ` +
+      "open(os.path.join(work, 'result.txt'), 'a').write('changed in the fork\\n'); " +
       `print('written', 'by', '${forker}')`,
     `written by ${forker}`,
   );

@@ -102,7 +102,8 @@ fn notebook() -> Value {
             + "wettest = max(rows, key=lambda r: float(r['rain_mm']))['day']",
         "line = f'{len(rows)} days, {total:.1f} mm of rain, wettest {wettest}, on {socket.gethostname()}'\n"
             .to_owned()
-            + "with open('/home/jovyan/work/result.txt', 'w') as out:\n"
+            + "import os\n"
+            + "with open(os.path.join(os.path.expanduser('~'), 'work', 'result.txt'), 'w') as out:\n"
             + "    out.write(line + '\\n')\n"
             + "print('result.txt:', line)",
     ];
