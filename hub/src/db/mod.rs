@@ -10,6 +10,7 @@
 #[macro_use]
 mod words;
 
+mod billing;
 mod datasets;
 mod groups;
 mod home_page;
@@ -34,6 +35,7 @@ use std::str::FromStr;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Connection};
 
+pub use billing::PriceRow;
 pub use datasets::{
     DatasetFields, DatasetFileRow, DatasetRow, DatasetSearch, DatasetSort, DatasetVisibility,
     Grantee, ShareAccess, ShareRow, UploadRow, UploadStart,

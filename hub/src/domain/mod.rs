@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod accounts;
+pub mod billing;
 pub mod clusters;
 pub mod dataset_files;
 pub mod datasets;
