@@ -20,6 +20,7 @@ pub mod nodes;
 mod paths;
 mod readiness;
 mod resources;
+mod usage;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -29,6 +30,7 @@ use std::time::Duration;
 pub use error::SpawnerError;
 pub use readiness::{wait_for_http_server, wait_until_ready};
 pub use resources::{ClusterRequest, ClusterResources, ResourceLimits};
+pub use usage::{host_cpu_millis, host_memory_mib, Capacity, NodeUsage};
 
 /// What the hub asks a backend to start: one server of one user.
 pub struct SpawnSpec {
@@ -398,6 +400,22 @@ pub trait Spawner: Send + Sync + 'static {
             backend: self.backend_name(),
             what: "resume a node",
         })
+    }
+
+    /// What this backend can run at once, for the hub's admission of clusters (an
+    /// administrator may cap it further). The default: no bound.
+    fn capacity(&self) -> Capacity {
+        Capacity::default()
+    }
+
+    /// Each node of the server whose state blob is `state` as the backend sees it now: whether
+    /// it runs, when its instance started and stopped, the CPU time it used. The hub meters
+    /// with it and, after a restart, closes the intervals of nodes that stopped meanwhile at
+    /// their real stop time. A node the backend cannot find any more is left out. The default:
+    /// nothing known.
+    async fn node_usage(&self, state: &serde_json::Value) -> Result<Vec<NodeUsage>, SpawnerError> {
+        let _ = state;
+        Ok(Vec::new())
     }
 
     /// Checks, from inside every node of a running server, that the hub API URL the node was

@@ -7,6 +7,15 @@ pub fn node_name(index: usize) -> String {
     format!("node-{index}")
 }
 
+/// The index of a node named by [`node_name`] (`node-3` → 3).
+pub fn node_index(name: &str) -> Option<u32> {
+    let digits = name.strip_prefix("node-")?;
+    if digits.is_empty() || (digits.len() > 1 && digits.starts_with('0')) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 /// The URL prefix of node `index` of a server whose prefix is `server_prefix`: node-0 uses the
 /// server's own prefix (`/user/alice/`), node-k uses `{server_prefix}node-k/`
 /// (`/user/alice/node-1/`, `/user/alice/gpu/node-1/` for the named server `gpu`).

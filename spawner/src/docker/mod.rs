@@ -71,6 +71,7 @@ mod layer;
 pub mod mounts;
 mod naming;
 mod state;
+mod usage;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -102,8 +103,8 @@ use crate::nodes::{node_name, node_oauth_client_id, node_service_prefix};
 use crate::paths::path_component;
 use crate::resources::human_size;
 use crate::{
-    Capabilities, ClusterRequest, ClusterResources, NodeInfo, NodeLayer, ProgressEvent,
-    ProgressSender, ResourceLimits, SpawnSpec, Spawner, SpawnerError, Started,
+    Capabilities, Capacity, ClusterRequest, ClusterResources, NodeInfo, NodeLayer, NodeUsage,
+    ProgressEvent, ProgressSender, ResourceLimits, SpawnSpec, Spawner, SpawnerError, Started,
 };
 use state::{ClusterState, NodeState};
 
@@ -1138,6 +1139,23 @@ impl Spawner for DockerSpawner {
             .flatten()
             .map(|s| s.node_infos())
             .unwrap_or_default()
+    }
+
+    fn capacity(&self) -> Capacity {
+        self.host_capacity()
+    }
+
+    async fn node_usage(&self, state: &serde_json::Value) -> Result<Vec<NodeUsage>, SpawnerError> {
+        let Some(cluster) = ClusterState::from_blob(state)? else {
+            return Ok(Vec::new());
+        };
+        let found =
+            futures_util::future::join_all(cluster.nodes.iter().map(|n| self.usage_of(n))).await;
+        let mut usage = Vec::new();
+        for node in found {
+            usage.extend(node?);
+        }
+        Ok(usage)
     }
 
     async fn check_hub_reachable(&self, state: &serde_json::Value) -> Result<(), SpawnerError> {

@@ -36,8 +36,8 @@ use tracing::Instrument as _;
 
 use crate::paths::path_component;
 use crate::{
-    Capabilities, ClusterResources, ProgressEvent, ProgressSender, SpawnSpec, Spawner,
-    SpawnerError, Started,
+    Capabilities, Capacity, ClusterResources, NodeUsage, ProgressEvent, ProgressSender, SpawnSpec,
+    Spawner, SpawnerError, Started,
 };
 
 /// Variables copied from the hub's environment by default, as JupyterHub's
@@ -517,6 +517,32 @@ impl Spawner for LocalSpawner {
         }
         .instrument(span)
         .await
+    }
+
+    fn capacity(&self) -> Capacity {
+        Capacity {
+            nodes: None,
+            cpu_millis: crate::host_cpu_millis(),
+            memory_mib: crate::host_memory_mib(),
+            gpus: Some(0),
+        }
+    }
+
+    async fn node_usage(&self, state: &serde_json::Value) -> Result<Vec<NodeUsage>, SpawnerError> {
+        let Some(state) = LocalState::from_blob(state)? else {
+            return Ok(Vec::new());
+        };
+        // A process that is gone leaves no stop time behind: the hub keeps what it metered.
+        if !process::is_alive(state.pid, state.start_time) {
+            return Ok(Vec::new());
+        }
+        Ok(vec![NodeUsage {
+            index: 0,
+            running: true,
+            started_at: process::started_at_micros(state.start_time),
+            finished_at: None,
+            cpu_ns: Some(process::group_cpu_ns(state.pgid, state.start_time)),
+        }])
     }
 
     async fn poll(&self, state: &serde_json::Value) -> Result<Option<i32>, SpawnerError> {

@@ -47,6 +47,46 @@ pub(super) fn read_stat(pid: u32) -> Option<ProcStat> {
     parse_stat(&text)
 }
 
+/// Linux reports `/proc` times in clock ticks of `USER_HZ`, which is 100 on every architecture
+/// it supports.
+const USER_HZ: u64 = 100;
+
+/// User and system CPU time of `pid` and of its children it has reaped (fields 14 to 17 of its
+/// stat), in nanoseconds.
+fn cpu_ns_of(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    let mut ticks = 0u64;
+    for n in 14..=17 {
+        ticks += fields.get(n - 3)?.parse::<u64>().ok()?;
+    }
+    Some(ticks * (1_000_000_000 / USER_HZ))
+}
+
+/// CPU time used so far by the server's process group (its live members and what they reaped),
+/// in nanoseconds.
+pub(super) fn group_cpu_ns(pgid: u32, start_time: u64) -> u64 {
+    group_members(pgid, start_time)
+        .into_iter()
+        .filter_map(cpu_ns_of)
+        .sum()
+}
+
+/// When a process that started `start_time` ticks after boot started, in microseconds since
+/// the epoch (the boot time is `btime` of `/proc/stat`).
+pub(super) fn started_at_micros(start_time: u64) -> Option<i64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let btime: i64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let since_boot = i64::try_from(start_time * (1_000_000 / USER_HZ)).ok()?;
+    Some(btime * 1_000_000 + since_boot)
+}
+
 /// Whether the process `pid` that started at `start_time` still runs (exists, is not a zombie,
 /// and is not a newer process that reused the pid).
 pub(super) fn is_alive(pid: u32, start_time: u64) -> bool {
@@ -130,6 +170,22 @@ mod tests {
     fn truncated_stat_text_is_not_parsed() {
         assert_eq!(parse_stat("12 (sh) S 1 12"), None);
         assert_eq!(parse_stat(""), None);
+    }
+
+    #[test]
+    fn this_process_group_has_used_cpu_and_started_before_now() {
+        let pid = std::process::id();
+        let stat = read_stat(pid).unwrap();
+        let start = started_at_micros(stat.start_time).unwrap();
+        let now = chrono::Utc::now().timestamp_micros();
+        assert!(start <= now && start > now - 86_400_000_000 * 365);
+        let busy = std::time::Instant::now();
+        let mut x = 0u64;
+        while busy.elapsed() < std::time::Duration::from_millis(50) {
+            x = x.wrapping_add(std::hint::black_box(1));
+        }
+        assert!(x > 0);
+        assert!(cpu_ns_of(pid).unwrap() > 0);
     }
 
     #[test]
