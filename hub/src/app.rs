@@ -64,6 +64,7 @@ async fn prepare_with_store(
             ),
         };
     let start_queue = StartQueue::new(config.spawner.concurrent_starts);
+    let meter = crate::domain::metering::Meter::new(config.metering.tz()?);
     let hub = Arc::new(Services {
         throttle: LoginThrottle::new(
             config.login_throttle_attempts,
@@ -81,6 +82,8 @@ async fn prepare_with_store(
         local_addr: listener_addr,
         secret,
         save_images,
+        release: crate::domain::release::ReleaseWatch::default(),
+        meter,
     });
     Ok(hub)
 }
@@ -153,6 +156,7 @@ async fn make_docker_spawner(config: &Config, store: &Store) -> anyhow::Result<A
     cfg.max_storage_bytes = d.max_storage_gb.saturating_mul(1024 * 1024 * 1024);
     cfg.pids_limit = (d.pids_limit > 0).then_some(d.pids_limit);
     cfg.gpus = d.gpus;
+    cfg.cpu_overcommit = d.cpu_overcommit;
     cfg.sudo = d.sudo;
     // Absolute since the configuration was loaded; read again at each cluster start.
     cfg.ca_bundle = d.ca_bundle_path();
@@ -472,6 +476,8 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         },
         shutdown,
     ));
+    // Runs a killed hub left open are metered up to their nodes' real stop times first.
+    crate::domain::metering::recover(&hub).await?;
     servers::readopt(&hub).await?;
     // After re-adoption: a save whose node still runs goes on, others end failed.
     crate::domain::save_image::recover(&hub).await?;

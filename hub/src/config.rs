@@ -92,6 +92,49 @@ pub struct Config {
     pub images: ImagesConfig,
     /// Datasets: limits and upload housekeeping.
     pub datasets: DatasetsConfig,
+    /// Metering: how often running clusters are written to the ledger, the days' time zone.
+    pub metering: MeteringConfig,
+}
+
+/// Metering of running clusters into the usage ledger.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MeteringConfig {
+    /// Seconds between checkpoints of running clusters (what a hub crash can leave unwritten,
+    /// until the next start recovers it from the backend).
+    pub checkpoint_interval: f64,
+    /// The installation's time zone (IANA name, e.g. `Asia/Shanghai`): days end at its
+    /// midnight. Empty: the host's (`/etc/timezone`, else `UTC`).
+    pub time_zone: String,
+}
+
+impl Default for MeteringConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_interval: 15.0,
+            time_zone: String::new(),
+        }
+    }
+}
+
+impl MeteringConfig {
+    /// The time zone days are counted in.
+    pub fn tz(&self) -> Result<chrono_tz::Tz, ConfigError> {
+        let name = if self.time_zone.is_empty() {
+            std::fs::read_to_string("/etc/timezone")
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "UTC".to_owned())
+        } else {
+            self.time_zone.clone()
+        };
+        name.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "metering.time_zone {name:?} is not a time zone name (e.g. \"Asia/Shanghai\", \"UTC\")"
+            ))
+        })
+    }
 }
 
 /// Datasets: how much a user may store, the cover's size, how long an unfinished upload waits.
@@ -378,6 +421,9 @@ pub struct DockerSpawnerConfig {
     pub pids_limit: i64,
     /// GPUs of the host, instead of detecting them.
     pub gpus: Option<u32>,
+    /// How many times the host's CPUs admission may hand out (node CPU sizes are ceilings, not
+    /// guarantees); 1: none.
+    pub cpu_overcommit: f64,
     /// PEM bundle of the CAs nodes trust, copied into every node at
     /// `/etc/xiji/ca-certificates.crt` (pip, requests, curl, git, conda, Node and apt use it).
     /// Default: the host's `/etc/ssl/certs/ca-certificates.crt` when it exists; `""`: none.
@@ -496,6 +542,7 @@ impl Default for Config {
             proxy: ProxySettings::default(),
             images: ImagesConfig::default(),
             datasets: DatasetsConfig::default(),
+            metering: MeteringConfig::default(),
         }
     }
 }
@@ -543,6 +590,7 @@ impl Default for DockerSpawnerConfig {
             max_storage_gb: 1024,
             pids_limit: 4096,
             gpus: None,
+            cpu_overcommit: 1.0,
             ca_bundle: None,
             sudo: true,
         }
@@ -711,6 +759,11 @@ impl Config {
                 docker.node_address
             )));
         }
+        if docker.cpu_overcommit.is_nan() || docker.cpu_overcommit < 1.0 {
+            return Err(ConfigError::Invalid(
+                "spawner.docker.cpu_overcommit must be at least 1 (1: no overcommit)".into(),
+            ));
+        }
         if docker.max_nodes == 0 || docker.default_cpus <= 0.0 || docker.default_memory_mb < 64 {
             return Err(ConfigError::Invalid(
                 "spawner.docker: max_nodes ≥ 1, default_cpus > 0 and default_memory_mb ≥ 64".into(),
@@ -748,6 +801,12 @@ impl Config {
             }
         }
         self.validate_images()?;
+        self.metering.tz()?;
+        if self.metering.checkpoint_interval.is_nan() || self.metering.checkpoint_interval < 1.0 {
+            return Err(ConfigError::Invalid(
+                "metering.checkpoint_interval must be at least 1 second".into(),
+            ));
+        }
         if let Some(url) = &self.public_url {
             url::Url::parse(url)
                 .map_err(|e| ConfigError::Invalid(format!("public_url {url:?}: {e}")))?;

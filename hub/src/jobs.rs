@@ -27,6 +27,24 @@ pub(crate) fn spawn_all(hub: &Arc<Services>) {
     run_every(hub, "server poll", every, |h| async move {
         servers::poll_once(&h).await
     });
+    let every = secs(hub.config.metering.checkpoint_interval);
+    run_every(hub, "metering checkpoint", every, |h| async move {
+        crate::domain::metering::checkpoint(&h).await?;
+        // Capacity a backend freed on its own (or a raised cap) lets the line move.
+        crate::domain::admission::pump(&h).await
+    });
+    run_every(
+        hub,
+        "releasing clusters with no page open",
+        crate::domain::release::CHECK_EVERY,
+        |h| async move { crate::domain::release::release_unwatched(&h).await },
+    );
+    run_every(
+        hub,
+        "releasing clusters over budget",
+        crate::domain::budgets::CHECK_EVERY,
+        |h| async move { crate::domain::budgets::enforce(&h).await },
+    );
     let every = Duration::from_secs(60);
     run_every(hub, "activity sync", every, |h| async move {
         servers::sync_proxy_activity(&h).await

@@ -68,7 +68,7 @@ async fn desktop_hub(instance: &Instance) -> Result<Hub> {
         spawner_toml: "backend = \"docker\"\nstart_timeout = 300\n".into(),
         top_level_toml: "slow_spawn_timeout = 1\n".into(),
         tables_toml: format!(
-            "\n[spawner.docker]\ninstance = \"{}\"\ndefault_memory_mb = 768\ndefault_cpus = 0.5\n",
+            "\n[spawner.docker]\ncpu_overcommit = 8\ninstance = \"{}\"\ndefault_memory_mb = 768\ndefault_cpus = 0.5\n",
             instance.0
         ),
         ..HubOptions::default()

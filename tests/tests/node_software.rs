@@ -103,7 +103,7 @@ async fn a_node_installs_from_pypi_through_the_hosts_ca_and_with_sudo_apt_and_it
         spawner_toml: "backend = \"docker\"\nstart_timeout = 300\n".into(),
         top_level_toml: "slow_spawn_timeout = 1\n".into(),
         tables_toml: format!(
-            "\n[spawner.docker]\ninstance = \"{}\"\ndefault_memory_mb = 1024\ndefault_cpus = 1.0\n\
+            "\n[spawner.docker]\ncpu_overcommit = 8\ninstance = \"{}\"\ndefault_memory_mb = 1024\ndefault_cpus = 1.0\n\
              \n[images]\nauto_approve = true\nrepository_prefix = \"xiji-test-saved\"\n",
             instance.0
         ),

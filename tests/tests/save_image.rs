@@ -262,7 +262,7 @@ async fn hub_saving_to(cleanup: &Cleanup, registry: &Registry, base: &str) -> Re
         spawner_toml: "backend = \"docker\"\nstart_timeout = 300\n".into(),
         top_level_toml: "slow_spawn_timeout = 1\n".into(),
         tables_toml: format!(
-            "\n[spawner.docker]\ninstance = \"{}\"\ndefault_memory_mb = 768\ndefault_cpus = 1.0\n\
+            "\n[spawner.docker]\ncpu_overcommit = 8\ninstance = \"{}\"\ndefault_memory_mb = 768\ndefault_cpus = 1.0\n\
              \n[images]\nregistry = \"{}\"\nrepository_prefix = \"saved\"\n",
             cleanup.instance.0, registry.addr
         ),

@@ -1,16 +1,20 @@
 //! JupyterHub's REST API under `/hub/api`: every route in one place; handlers are thin — they
 //! extract, check scopes, call the domain, render JupyterHub's JSON.
 
+mod billing;
 mod datasets;
 mod groups;
 mod home_page;
 mod hub_info;
 mod images;
+mod metering;
 mod models;
 mod oauth;
 mod openapi;
 mod project_files;
 mod projects;
+mod quotas;
+mod release;
 mod save_image;
 mod servers;
 mod storage_pools;
@@ -215,6 +219,8 @@ pub fn routes(hub: Arc<Services>) -> Router {
             "/hub/api/home-page",
             get(home_page::get).put(home_page::put),
         )
+        .route("/hub/api/ledger", get(metering::ledger))
+        .route("/hub/api/reservations", get(metering::reservations))
         .route(
             "/hub/api/storage-pools",
             get(storage_pools::list).post(storage_pools::create),
@@ -240,6 +246,74 @@ pub fn routes(hub: Arc<Services>) -> Router {
         .route(
             "/hub/api/save-jobs/{id}",
             get(save_image::get_job).delete(save_image::cancel_job),
+        )
+        .route("/hub/api/release-policies", get(release::list))
+        .route(
+            "/hub/api/release-policies/default",
+            axum::routing::put(release::put_default),
+        )
+        .route(
+            "/hub/api/users/{name}/release-policy",
+            get(release::get_user)
+                .put(release::put_user)
+                .delete(release::delete_user),
+        )
+        .route(
+            "/hub/api/users/{name}/server/release",
+            post(release::release_default),
+        )
+        .route(
+            "/hub/api/users/{name}/servers/{server}/release",
+            post(release::release_named),
+        )
+        .route("/hub/api/users/{name}/releases", get(release::list_releases))
+        .route("/hub/api/prices", get(billing::list_prices).post(billing::add_price))
+        .route(
+            "/hub/api/prices/{id}",
+            axum::routing::delete(billing::delete_price),
+        )
+        .route("/hub/api/usage", get(billing::usage))
+        .route("/hub/api/usage.csv", get(billing::usage_csv))
+        .route("/hub/api/users/{name}/usage", get(billing::user_usage))
+        .route("/hub/api/users/{name}/usage.csv", get(billing::user_usage_csv))
+        .route("/hub/api/users/{name}/usage/live", get(billing::live))
+        .route("/hub/api/users/{name}/budgets", get(billing::user_budgets))
+        .route("/hub/api/groups/{name}/usage", get(billing::group_usage))
+        .route("/hub/api/groups/{name}/usage.csv", get(billing::group_usage_csv))
+        .route(
+            "/hub/api/projects/{owner}/{name}/usage",
+            get(billing::project_usage),
+        )
+        .route(
+            "/hub/api/projects/{owner}/{name}/usage.csv",
+            get(billing::project_usage_csv),
+        )
+        .route(
+            "/hub/api/budgets",
+            get(billing::list_budgets).post(billing::put_budget),
+        )
+        .route(
+            "/hub/api/budgets/settings",
+            get(billing::get_budget_settings).put(billing::put_budget_settings),
+        )
+        .route(
+            "/hub/api/budgets/{id}",
+            axum::routing::delete(billing::delete_budget),
+        )
+        .route("/hub/api/quotas/roles", get(quotas::list_roles))
+        .route(
+            "/hub/api/quotas/roles/{role}",
+            get(quotas::get_role).put(quotas::put_role),
+        )
+        .route(
+            "/hub/api/users/{name}/quota",
+            get(quotas::get_user)
+                .put(quotas::put_user)
+                .delete(quotas::delete_user),
+        )
+        .route(
+            "/hub/api/capacity",
+            get(quotas::get_capacity).put(quotas::put_capacity),
         )
         .route("/hub/api/oauth2/authorize", get(oauth::authorize))
         .route("/hub/api/oauth2/token", post(oauth::token))

@@ -11,13 +11,18 @@
 mod words;
 
 mod billing;
+mod budgets;
 mod datasets;
 mod groups;
 mod home_page;
 mod images;
+mod metering;
 mod oauth;
 mod project_uploads;
 mod projects;
+mod quotas;
+mod release_policies;
+mod reservations;
 mod roles;
 mod rows;
 mod save_jobs;
@@ -35,14 +40,25 @@ use std::str::FromStr;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Connection};
 
-pub use billing::PriceRow;
+pub use billing::{
+    NodeBilled, PriceRow, RunningRun, UsageFilter, UsageGrouping, UsageScope, UsageSums,
+};
+pub use budgets::{AdmittedCluster, BudgetKind, BudgetRow};
 pub use datasets::{
     DatasetFields, DatasetFileRow, DatasetRow, DatasetSearch, DatasetSort, DatasetVisibility,
     Grantee, ShareAccess, ShareRow, UploadRow, UploadStart,
 };
 pub use home_page::{HomePageTexts, HomePageTextsRow, TextLanguage};
+pub use metering::{LedgerRow, LedgerTotals, NodeMeter};
+pub use reservations::{
+    Admission, Amounts, Excess, Limits, NodeSize, Quantity, Refusal, ReservationRow, Reserve,
+};
 pub use images::{ImageFields, ImageFilter, ImageKind, ImageRow, Visibility};
 pub use project_uploads::ProjectUploadRow;
+pub use quotas::{CapacityCapsRow, RoleQuotaRow, UserQuota, UserQuotaRow};
+pub use release_policies::{
+    NewRelease, ReleaseCause, ReleaseExceptionRow, ReleasePolicy, ReleaseRow, ReleaseSettingsRow,
+};
 pub use projects::{
     ForkProgress, ForkRow, ForkState, MemberRow, ProjectFields, ProjectRole, ProjectRow,
     ProjectSearch,
@@ -214,4 +230,8 @@ impl Store {
 }
 
 #[cfg(test)]
+mod reservations_tests;
+#[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod billing_tests;

@@ -188,8 +188,25 @@ pub struct BeginSpawn<'a> {
     pub redirect_uri: &'a str,
     /// OAuth clients of a cluster's other nodes: `(client id, redirect URI)`, same secret.
     pub node_clients: &'a [(String, String)],
+    /// The cluster's reservation against quota and capacity; `None`: none (tests of the
+    /// spawn's own writes).
+    pub reserve: Option<super::Reserve<'a>>,
     /// Now.
     pub now: Micros,
+}
+
+/// How a spawn's first transaction ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpawnBegun {
+    /// The rows are written; the reservation (if any) was admitted or queued.
+    Begun {
+        /// The server's row.
+        server_id: i64,
+        /// How its reservation was decided (`None` without one).
+        admission: Option<super::Admission>,
+    },
+    /// The reservation was refused: nothing was written.
+    Refused(super::Refusal),
 }
 
 /// An OAuth client with the server it belongs to.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::rows::{BeginSpawn, ServerRow, SERVER_COLUMNS};
+use super::rows::{BeginSpawn, ServerRow, SpawnBegun, SERVER_COLUMNS};
 use super::ServerStatus;
 use super::{placeholders, DbError, Result, Store};
 use crate::clock::Micros;
@@ -82,7 +82,7 @@ impl Store {
 
     /// Marks a server as spawning, creating its row if needed, together with its API token and
     /// OAuth client, in one transaction. Returns the server row's id.
-    pub async fn begin_spawn(&self, spawn: &BeginSpawn<'_>) -> Result<i64> {
+    pub async fn begin_spawn(&self, spawn: &BeginSpawn<'_>) -> Result<SpawnBegun> {
         let mut tx = self.write_tx().await?;
         let existing =
             sqlx::query_scalar::<_, i64>("SELECT id FROM servers WHERE user_id = $1 AND name = $2")
@@ -163,8 +163,29 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        let admission = match &spawn.reserve {
+            Some(reserve) => {
+                match super::reservations::reserve_in(
+                    self.engine,
+                    &mut tx,
+                    server_id,
+                    spawn.user_id,
+                    reserve,
+                    spawn.now,
+                )
+                .await?
+                {
+                    Ok(admission) => Some(admission),
+                    Err(refusal) => return Ok(SpawnBegun::Refused(refusal)),
+                }
+            }
+            None => None,
+        };
         tx.commit().await?;
-        Ok(server_id)
+        Ok(SpawnBegun::Begun {
+            server_id,
+            admission,
+        })
     }
 
     /// Saves what the backend reported after launching.

@@ -3,8 +3,10 @@
 //! Nothing here knows about HTTP; handlers in `api/` and `web/` call into it.
 
 pub mod access;
+pub mod admission;
 pub mod accounts;
 pub mod billing;
+pub mod budgets;
 pub mod clusters;
 pub mod dataset_files;
 pub mod datasets;
@@ -14,6 +16,7 @@ pub mod home_page;
 pub mod identity;
 pub mod images;
 pub mod markdown;
+pub mod metering;
 pub mod names;
 pub mod oauth;
 pub mod project_archive;
@@ -22,6 +25,8 @@ pub mod project_forks;
 pub mod project_transfer;
 pub mod project_uploads;
 pub mod projects;
+pub mod quotas;
+pub mod release;
 pub mod save_image;
 pub mod servers;
 mod services;

@@ -377,7 +377,7 @@ pub async fn update(
 }
 
 /// The project a named server runs, if its name is `project-{id}`.
-fn project_id_of_server(server_name: &str) -> Option<i64> {
+pub fn project_id_of_server(server_name: &str) -> Option<i64> {
     server_name
         .strip_prefix(SERVER_PREFIX)
         .and_then(|id| id.parse::<i64>().ok())

@@ -13,7 +13,7 @@ use super::clusters::{self, SpawnOptions};
 use super::tokens::{hash_secret, new_token};
 use super::{names, HubError, HubResult};
 use crate::clock;
-use crate::db::{BeginSpawn, DbError, ServerRow, ServerStatus, UserRow};
+use crate::db::{BeginSpawn, DbError, Reserve, ServerRow, ServerStatus, SpawnBegun, UserRow};
 use crate::domain::Services;
 
 /// Raw scopes of a server's own API token (JupyterHub's `server` role).
@@ -209,6 +209,26 @@ pub async fn start(
     let node_clients = clusters::node_clients(&prefix, &client, prepared.resources.nodes);
     let options_text = prepared.user_options.to_string();
     let description = format!("Server at {prefix}");
+    let now = clock::now();
+    // The cluster's reservation, decided with the server's row; admitted at once, its ledger
+    // opens in the same transaction.
+    let project_id = super::projects::project_id_of_server(server_name);
+    let image_ref = prepared.resources.image.clone().unwrap_or_default();
+    let run = super::metering::new_run_key(now);
+    let run_meta = super::metering::RunMeta {
+        run: run.clone(),
+        user_id: user.id,
+        user_name: user.name.clone(),
+        project_id,
+        server_name: server_name.to_owned(),
+        image: image_ref.clone(),
+        nodes: i64::from(prepared.resources.nodes),
+        size: super::admission::node_size(&prepared.resources),
+    };
+    let prices = hub.store.price_versions().await?;
+    let open_rows = super::metering::open_rows(&run_meta, hub.meter.tz(), &prices, now);
+    let wait = super::admission::wants_to_wait(&prepared.user_options);
+    let capacity = super::admission::backend_capacity(&hub.spawner.capacity());
     let begin = BeginSpawn {
         user_id: user.id,
         server_name,
@@ -219,11 +239,28 @@ pub async fn start(
         client_description: &description,
         redirect_uri: &redirect_uri,
         node_clients: &node_clients,
-        now: clock::now(),
+        reserve: Some(Reserve {
+            project_id,
+            image: &image_ref,
+            nodes: run_meta.nodes,
+            size: run_meta.size,
+            run: &run,
+            wait,
+            capacity,
+            open_rows: &open_rows,
+        }),
+        now,
     };
     let started_at = begin.now;
-    let server_id = match hub.store.begin_spawn(&begin).await {
-        Ok(id) => id,
+    let (server_id, admission) = match hub.store.begin_spawn(&begin).await {
+        Ok(SpawnBegun::Begun {
+            server_id,
+            admission,
+        }) => (server_id, admission),
+        Ok(SpawnBegun::Refused(refusal)) => {
+            tracing::info!(user.name = %user.name, server.name = %server_name, ?refusal, "start refused");
+            return Err(super::admission::refusal_error(refusal));
+        }
         Err(DbError::Conflict) => {
             return Err(HubError::BadRequest(format!(
                 "{log_name} is already running or pending"
@@ -299,6 +336,9 @@ pub async fn start(
         mounts,
     };
     tracing::info!(user.name = %user.name, server.name = %server_name, "spawn requested");
+    if let Some(crate::db::Admission::Queued { position }) = admission {
+        push(&progress, queue_event(position));
+    }
     let task = tokio::spawn(run_spawn(
         Arc::clone(hub),
         server_id,
@@ -324,6 +364,15 @@ async fn run_spawn(
     nodes: u32,
     progress: watch::Sender<ProgressLog>,
 ) -> Result<(), String> {
+    // A start that waits in line for capacity hears its place until it is admitted (or is
+    // cancelled: then its reservation is gone and the start ends here).
+    if let Err(message) = super::admission::wait_for_turn(&hub, server_id, |position| {
+        push(&progress, queue_event(position));
+    })
+    .await
+    {
+        return fail_spawn(&hub, server_id, &spec, Vec::new(), &progress, message).await;
+    }
     // Held until the server is ready or has failed; the timeouts below count from here.
     let admission = hub.start_queue.admit(nodes, &progress).await;
     let started_at = std::time::Instant::now();
@@ -405,20 +454,7 @@ async fn run_spawn(
             );
         }
         Err(message) => {
-            tracing::warn!(user.name = %spec.user, server.name = %spec.server_name, error = %message, "spawn failed");
-            routed.push(spec.service_prefix.clone());
-            for path in &routed {
-                let _ = hub.proxy.delete_route(path).await;
-            }
-            if let Err(e) = hub.store.finish_stop(server_id).await {
-                tracing::error!(error = %e, "could not record the failed spawn");
-            }
-            hub.invalidate_auth();
-            finish(
-                &progress,
-                json!({"progress": 100, "failed": true, "message": format!("Spawn failed: {message}")}),
-                true,
-            );
+            fail_spawn_cleanup(&hub, server_id, &spec, routed, &progress, message).await;
         }
     }
     // Keep the finished log a little while for late progress subscribers.
@@ -430,6 +466,57 @@ async fn run_spawn(
         }
     });
     result
+}
+
+/// The progress event of a start waiting in line.
+fn queue_event(position: i64) -> Value {
+    json!({
+        "progress": 0,
+        "queue_position": position,
+        "message": format!("Waiting for free capacity: number {position} in line"),
+    })
+}
+
+/// Undoes a spawn that failed: routes, reservation (its ledger closed), token, client, row;
+/// the progress stream ends with `failed`.
+async fn fail_spawn_cleanup(
+    hub: &Arc<Services>,
+    server_id: i64,
+    spec: &SpawnSpec,
+    mut routed: Vec<String>,
+    progress: &watch::Sender<ProgressLog>,
+    message: &str,
+) {
+    tracing::warn!(user.name = %spec.user, server.name = %spec.server_name, error = %message, "spawn failed");
+    routed.push(spec.service_prefix.clone());
+    for path in &routed {
+        let _ = hub.proxy.delete_route(path).await;
+    }
+    if let Err(e) = super::metering::close_run(hub, server_id, None).await {
+        tracing::error!(error = %e, "could not release the failed spawn's reservation");
+    }
+    if let Err(e) = hub.store.finish_stop(server_id).await {
+        tracing::error!(error = %e, "could not record the failed spawn");
+    }
+    hub.invalidate_auth();
+    finish(
+        progress,
+        json!({"progress": 100, "failed": true, "message": format!("Spawn failed: {message}")}),
+        true,
+    );
+}
+
+/// Ends a spawn that failed before it launched anything.
+async fn fail_spawn(
+    hub: &Arc<Services>,
+    server_id: i64,
+    spec: &SpawnSpec,
+    routed: Vec<String>,
+    progress: &watch::Sender<ProgressLog>,
+    message: String,
+) -> Result<(), String> {
+    fail_spawn_cleanup(hub, server_id, spec, routed, progress, &message).await;
+    Err(message)
 }
 
 impl LiveServers {
@@ -449,6 +536,13 @@ pub async fn stop(hub: &Arc<Services>, user: &UserRow, server: &ServerRow) -> Hu
         ServerStatus::Stopped => return Ok(Outcome::Done),
         ServerStatus::Stopping => return Ok(Outcome::Pending),
         ServerStatus::Spawning => {
+            // A start still waiting in line for capacity is withdrawn; its spawn task sees
+            // that and cleans up.
+            if hub.store.cancel_queued(server.id).await? {
+                hub.meter.queue_changed.notify_waiters();
+                tracing::info!(user.name = %user.name, server.name = %server.name, "waiting start cancelled");
+                return Ok(Outcome::Pending);
+            }
             let name = if server.name.is_empty() {
                 user.name.clone()
             } else {
@@ -495,6 +589,7 @@ async fn run_stop(hub: Arc<Services>, user: String, server: ServerRow) -> HubRes
             )));
         }
     }
+    super::metering::close_run(&hub, server.id, server.state.as_deref()).await?;
     hub.store.finish_stop(server.id).await?;
     hub.invalidate_auth();
     hub.live.forget(&full_name(&user, &server.name));
@@ -536,6 +631,10 @@ async fn reap(hub: &Arc<Services>, user: &str, server: &ServerRow, why: &str) {
     tracing::warn!(user.name = %user, server.name = %server.name, reason = why, "server is gone; cleaning up");
     for path in route_paths(hub, user, server) {
         let _ = hub.proxy.delete_route(&path).await;
+    }
+    // Its nodes' real stop times close the ledger, while the backend still knows them.
+    if let Err(e) = super::metering::close_run(hub, server.id, server.state.as_deref()).await {
+        tracing::error!(error = %e, "could not release a dead server's reservation");
     }
     if let Err(e) = hub.store.finish_stop(server.id).await {
         tracing::error!(error = %e, "could not record a dead server");

@@ -46,6 +46,10 @@ pub struct Services {
     pub secret: String,
     /// Saves of running nodes as images, and their builder.
     pub save_images: SaveImages,
+    /// Open desktops and what the release policies' loop remembers.
+    pub release: crate::domain::release::ReleaseWatch,
+    /// The usage ledger's writer and the line of starts waiting for capacity.
+    pub meter: crate::domain::metering::Meter,
 }
 
 impl Services {

@@ -182,6 +182,10 @@ pub struct DockerConfig {
     pub pids_limit: Option<i64>,
     /// GPUs of the host, instead of detecting them.
     pub gpus: Option<u32>,
+    /// How many times its CPUs the host offers for admission ([`Spawner::capacity`]): a node's
+    /// `cpus` is a ceiling (CFS quota), not a guarantee, and an operator who accepts contention
+    /// admits more than the cores; default 1 (no overcommit).
+    pub cpu_overcommit: f64,
     /// Run Docker's init (`--init`) as PID 1, for images without their own; default false (the
     /// Xiji images use tini).
     pub init: bool,
@@ -222,6 +226,7 @@ impl DockerConfig {
             max_storage_bytes: 1024 * GIB,
             pids_limit: Some(4096),
             gpus: None,
+            cpu_overcommit: 1.0,
             init: false,
             ca_bundle: None,
             sudo: true,

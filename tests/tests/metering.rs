@@ -1,0 +1,152 @@
+//! Metering against the real hub, on SQLite and PostgreSQL: a server held for a minute is billed
+//! a minute (±1 s) in the append-only ledger, also when the hub is killed (SIGKILL) for 30 s in
+//! the middle and started again: the rows still follow each other without gap or overlap, and
+//! the restart wrote the missed seconds from the backend's own account of the node.
+
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tests::{expect_json, random_hex, required_env, Hub, HubOptions};
+use tokio::time::Instant;
+
+/// A fresh PostgreSQL database on the test server, as a URL.
+fn new_postgres_database() -> Result<String> {
+    let base = required_env("XIJI_TEST_PG_URL")?;
+    let name = format!("xiji_metering_{}", random_hex(8));
+    let status = std::process::Command::new("psql")
+        .arg(&base)
+        .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
+        .status()
+        .context("running psql")?;
+    ensure!(status.success(), "psql could not create {name}");
+    let mut url = url::Url::parse(&base)?;
+    url.set_path(&name);
+    Ok(url.to_string())
+}
+
+async fn ledger(hub: &Hub, user: &str) -> Result<Vec<Value>> {
+    let resp = hub
+        .admin(Method::GET, &format!("/hub/api/ledger?user={user}"))
+        .send()
+        .await?;
+    let rows = expect_json(resp, StatusCode::OK, "GET the ledger").await?;
+    Ok(rows.as_array().cloned().unwrap_or_default())
+}
+
+fn seconds(rows: &[Value]) -> i64 {
+    rows.iter()
+        .map(|r| r["seconds"].as_i64().unwrap_or(0))
+        .sum()
+}
+
+async fn a_server_held_for_a_minute_bills_a_minute_across_a_hub_sigkill(
+    database_url: Option<String>,
+) -> Result<()> {
+    let mut hub = Hub::start_with(HubOptions {
+        database_url,
+        tables_toml: "\n[metering]\ncheckpoint_interval = 2\n".into(),
+        ..HubOptions::default()
+    })
+    .await?;
+    hub.create_user("alice", "alice-password-1").await?;
+
+    let asked = Instant::now();
+    let resp = hub
+        .admin(Method::POST, "/hub/api/users/alice/server")
+        .send()
+        .await?;
+    let answered = Instant::now();
+    ensure!(
+        resp.status() == StatusCode::CREATED || resp.status() == StatusCode::ACCEPTED,
+        "start: {}",
+        resp.status()
+    );
+    hub.wait_until_ready("alice", "", Duration::from_secs(90))
+        .await?;
+
+    // Checkpoints are written while it runs.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let before_kill = ledger(&hub, "alice").await?;
+    ensure!(
+        before_kill.iter().any(|r| r["kind"] == json!("checkpoint")),
+        "no checkpoint after 10 s: {before_kill:?}"
+    );
+    hub.kill().await?;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    hub.restart().await?;
+    hub.wait_until_ready("alice", "", Duration::from_secs(60))
+        .await?;
+    let until = answered + Duration::from_secs(60);
+    tokio::time::sleep_until(until).await;
+
+    let stop_asked = Instant::now();
+    let resp = hub
+        .admin(Method::DELETE, "/hub/api/users/alice/server")
+        .send()
+        .await?;
+    let stop_answered = Instant::now();
+    ensure!(
+        resp.status() == StatusCode::NO_CONTENT,
+        "stop: {}",
+        resp.status()
+    );
+
+    let rows = ledger(&hub, "alice").await?;
+    let billed = seconds(&rows);
+    let shortest = (stop_asked - answered).as_secs_f64();
+    let longest = (stop_answered - asked).as_secs_f64();
+    ensure!(
+        (billed as f64) >= shortest - 1.0 && (billed as f64) <= longest + 1.0,
+        "billed {billed} s for a server held between {shortest:.1} and {longest:.1} s: {rows:#?}"
+    );
+    // One run, its intervals back to back from the opening row to the closing one, and the
+    // seconds the hub was down written at its restart.
+    let mut kinds: Vec<&str> = rows.iter().filter_map(|r| r["kind"].as_str()).collect();
+    kinds.dedup();
+    ensure!(
+        kinds.first() == Some(&"open") && kinds.last() == Some(&"close"),
+        "{kinds:?}"
+    );
+    ensure!(
+        kinds.contains(&"recovered"),
+        "no row written at the restart: {kinds:?}"
+    );
+    let recovered: i64 = rows
+        .iter()
+        .filter(|r| r["kind"] == json!("recovered"))
+        .map(|r| r["seconds"].as_i64().unwrap_or(0))
+        .sum();
+    ensure!(
+        recovered >= 29,
+        "the restart wrote {recovered} s for 30 s without a hub"
+    );
+    for pair in rows.windows(2) {
+        ensure!(
+            pair[0]["end"] == pair[1]["start"] && pair[0]["run"] == pair[1]["run"],
+            "a gap or overlap between {} and {}",
+            pair[0],
+            pair[1]
+        );
+    }
+    // The units are the seconds times what was reserved (a local server reserves no sizes),
+    // and every row is priced.
+    for r in &rows {
+        ensure!(r["price_id"].as_i64().unwrap_or(0) > 0, "{r}");
+        ensure!(r["day"].as_str().is_some_and(|d| d.len() == 10), "{r}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_server_held_for_a_minute_bills_a_minute_across_a_hub_sigkill_on_sqlite() -> Result<()> {
+    a_server_held_for_a_minute_bills_a_minute_across_a_hub_sigkill(None).await
+}
+
+#[tokio::test]
+async fn a_server_held_for_a_minute_bills_a_minute_across_a_hub_sigkill_on_postgres() -> Result<()>
+{
+    let url = new_postgres_database()?;
+    a_server_held_for_a_minute_bills_a_minute_across_a_hub_sigkill(Some(url)).await
+}
