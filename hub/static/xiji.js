@@ -450,6 +450,8 @@
       var v = data.get(k);
       if (typeof v === 'string' && v.trim()) { out[k] = v.trim(); }
     });
+    // "Wait in line if the hardware is busy".
+    if (data.get('wait')) { out.wait = true; }
     // Every ticked dataset; none ticked is an empty list, not "as last time".
     if (data.has('datasets_offered')) { out.datasets = data.getAll('dataset'); }
     return out;

@@ -23,6 +23,10 @@ pub(crate) const DATASET_FIELD: &str = "dataset";
 /// still asks for no dataset (`"datasets": []`) instead of reusing the previous start's.
 pub(crate) const DATASETS_OFFERED_FIELD: &str = "datasets_offered";
 
+/// The spawn form's checkbox "Wait in line if the hardware is busy", and the `user_options` key
+/// (`true`) that asks admission to queue a start that does not fit the free capacity.
+pub(crate) const WAIT_FIELD: &str = "wait";
+
 /// What the spawn form holds, as typed (so a refused request shows the same values again).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub(crate) struct SpawnValues {
@@ -42,6 +46,8 @@ pub(crate) struct SpawnValues {
     pub datasets: Vec<String>,
     /// The form offered datasets (even if none is ticked).
     pub datasets_offered: bool,
+    /// "Wait in line if the hardware is busy" is ticked.
+    pub wait: bool,
 }
 
 impl SpawnValues {
@@ -51,7 +57,8 @@ impl SpawnValues {
     pub(crate) fn from_pairs(form: &[(String, String)]) -> Option<Self> {
         let has = |key: &str| form.iter().any(|(k, _)| k == key);
         let datasets_offered = has(DATASETS_OFFERED_FIELD) || has(DATASET_FIELD);
-        if !OPTION_FIELDS.iter().any(|k| has(k)) && !datasets_offered {
+        let wait = has(WAIT_FIELD);
+        if !OPTION_FIELDS.iter().any(|k| has(k)) && !datasets_offered && !wait {
             return None;
         }
         let get = |key: &str| {
@@ -77,6 +84,7 @@ impl SpawnValues {
             storage: get("storage"),
             datasets,
             datasets_offered,
+            wait,
         })
     }
 
@@ -92,6 +100,9 @@ impl SpawnValues {
         if self.datasets_offered || !self.datasets.is_empty() {
             let list = self.datasets.iter().cloned().map(Value::String).collect();
             map.insert(clusters::DATASETS_KEY.to_owned(), Value::Array(list));
+        }
+        if self.wait {
+            map.insert(WAIT_FIELD.to_owned(), Value::Bool(true));
         }
         Value::Object(map)
     }
@@ -138,6 +149,7 @@ impl SpawnValues {
             storage: text("storage"),
             datasets,
             datasets_offered: false,
+            wait: options.get(WAIT_FIELD) == Some(&Value::Bool(true)),
         }
     }
 }
@@ -196,6 +208,8 @@ pub(crate) struct SpawnForm {
     datasets: Vec<DatasetChoice>,
     /// Why the last attempt was refused.
     error: Option<String>,
+    /// The prices in force, for the projected cost per hour (none: no price).
+    price: Option<super::billing::SpawnPrice>,
 }
 
 /// `512M`, `2G`, `1.5G`: sizes in the syntax the form takes.
@@ -272,6 +286,7 @@ pub(crate) async fn spawn_form(
             datasets: dataset_choices(readable, &values.datasets),
             values,
             error: req.error,
+            price: None,
         });
     };
     let no_gpu = sizes.max_gpus == Some(0);
@@ -303,6 +318,7 @@ pub(crate) async fn spawn_form(
         datasets: dataset_choices(readable, &values.datasets),
         values,
         error: req.error,
+        price: super::billing::spawn_price(hub).await?,
     })
 }
 

@@ -4,6 +4,7 @@
 //! (cookie authentication plus the `X-XSRFToken` header), as JupyterHub's pages do.
 
 mod auth;
+mod billing;
 mod cluster;
 #[cfg(test)]
 mod cluster_tests;
@@ -81,6 +82,12 @@ pub fn routes(hub: Arc<Services>) -> Router {
             "/hub/admin/storage/{id}/{action}",
             axum::routing::post(storage_pools::admin_action),
         )
+        .route("/hub/usage", get(billing::mine))
+        .route("/hub/usage/users/{name}", get(billing::user))
+        .route("/hub/usage/groups/{name}", get(billing::group))
+        .route("/hub/usage/projects/{owner}/{name}", get(billing::project))
+        .route("/hub/admin/usage", get(billing::installation))
+        .route("/hub/admin/billing", get(billing::admin))
         .route("/hub/datasets", get(datasets::list))
         .route("/hub/datasets/new", get(datasets::new_form))
         .route("/hub/datasets/{owner}/{name}", get(datasets::show))
@@ -338,6 +345,8 @@ pub(crate) struct PageRequest {
     pub here: String,
     /// Whether cookies carry `Secure`.
     secure: bool,
+    /// The budget banner: the user's most pressing budget past its warning threshold.
+    budget_banner: Option<minijinja::Value>,
     /// The administrators' footer in the reader's language, as safe HTML (`None`: built-in).
     footer_html: Option<String>,
 }
@@ -361,6 +370,9 @@ impl PageRequest {
         page.secure = hub.config.cookies_secure();
         page.caller = http::session_caller(hub, headers).await?;
         page.footer_html = home_page::footer_html(hub, page.lang).await;
+        if let Some(user) = page.user() {
+            page.budget_banner = billing::banner(hub, user).await;
+        }
         Ok(page)
     }
 
@@ -376,6 +388,7 @@ impl PageRequest {
             new_xsrf,
             here: here.to_owned(),
             secure: false,
+            budget_banner: None,
             footer_html: None,
         }
     }
@@ -443,6 +456,7 @@ impl PageRequest {
             static_url => "/hub/static",
             v => templates::assets_version(),
             min_password => crate::domain::accounts::MIN_PASSWORD_LEN,
+            budget_banner => self.budget_banner.clone(),
             site_footer => self.footer_html.clone().map(minijinja::Value::from_safe_string),
         };
         let html = match templates::render(template, context! { ..ctx, ..base }) {

@@ -67,6 +67,11 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/spawn_form.html"),
     ),
     ("cluster.html", include_str!("../../templates/cluster.html")),
+    ("usage.html", include_str!("../../templates/usage.html")),
+    (
+        "admin_billing.html",
+        include_str!("../../templates/admin_billing.html"),
+    ),
     ("error.html", include_str!("../../templates/error.html")),
     (
         "datasets.html",
@@ -132,6 +137,16 @@ const STATIC_FILES: &[(&str, &str, &[u8])] = &[
         "admin_projects.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../static/admin_projects.js"),
+    ),
+    (
+        "billing_admin.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../static/billing_admin.js"),
+    ),
+    (
+        "spawn_cost.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../static/spawn_cost.js"),
     ),
     (
         "favicon.svg",
