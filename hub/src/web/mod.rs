@@ -15,6 +15,7 @@ mod images;
 mod next;
 mod pages;
 mod projects;
+mod quotas;
 mod spawn;
 mod storage_pools;
 mod templates;
@@ -73,6 +74,7 @@ pub fn routes(hub: Arc<Services>) -> Router {
             get(home_page::admin_form).post(home_page::admin_save),
         )
         .route("/hub/admin/projects", get(projects::admin_list))
+        .route("/hub/admin/quotas", get(quotas::admin_page))
         .route("/hub/admin/storage", get(storage_pools::admin_list))
         .route(
             "/hub/admin/storage/new",

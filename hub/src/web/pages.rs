@@ -200,6 +200,7 @@ pub(crate) async fn home(
         .await?
         .shown(super::home_page::text_language(page.lang));
     let lists = home_page::lists(&hub.store, user).await?;
+    let quota = super::quotas::home_card(&hub, user).await?;
     Ok(page.render(
         "home.html",
         context! {
@@ -218,6 +219,7 @@ pub(crate) async fn home(
             allow_named => hub.config.allow_named_servers,
             named_limit => hub.config.named_server_limit_per_user,
             user_api_url => format!("/hub/api/users/{}", url_quote(&user.name)),
+            quota => quota,
         },
     ))
 }

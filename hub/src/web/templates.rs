@@ -54,6 +54,14 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/admin_storage.html"),
     ),
     (
+        "admin_quotas.html",
+        include_str!("../../templates/admin_quotas.html"),
+    ),
+    (
+        "quota_card.html",
+        include_str!("../../templates/quota_card.html"),
+    ),
+    (
         "admin_home_page.html",
         include_str!("../../templates/admin_home_page.html"),
     ),
@@ -137,6 +145,11 @@ const STATIC_FILES: &[(&str, &str, &[u8])] = &[
         "admin_projects.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../static/admin_projects.js"),
+    ),
+    (
+        "admin_quotas.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../static/admin_quotas.js"),
     ),
     (
         "billing_admin.js",
