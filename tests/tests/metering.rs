@@ -150,3 +150,81 @@ async fn a_server_held_for_a_minute_bills_a_minute_across_a_hub_sigkill_on_postg
     let url = new_postgres_database()?;
     a_server_held_for_a_minute_bills_a_minute_across_a_hub_sigkill(Some(url)).await
 }
+
+/// A 2-node Docker cluster whose containers are stopped while the hub is dead is billed up to
+/// their real stop time (`State.FinishedAt`), not up to the hub's restart, and reserves what it
+/// asked for: 2 × 0.5 cores and 2 × 512 MiB for each of those seconds.
+#[tokio::test]
+async fn nodes_that_stop_while_the_hub_is_dead_are_billed_up_to_their_real_stop_time() -> Result<()>
+{
+    if !tests::docker::enabled() {
+        return Ok(());
+    }
+    let instance = tests::docker::Instance::new("xiji-meter");
+    let image = std::env::var("XIJI_TEST_DOCKER_IMAGE")
+        .unwrap_or_else(|_| "127.0.0.1:5000/xiji/base-notebook:latest".into());
+    let mut hub = Hub::start_with(HubOptions {
+        spawner_toml: "backend = \"docker\"\nstart_timeout = 300\n".into(),
+        tables_toml: format!(
+            "\n[metering]\ncheckpoint_interval = 2\n\n[spawner.docker]\ncpu_overcommit = 8\ninstance = \"{}\"\ndefault_memory_mb = 512\ndefault_cpus = 0.5\n",
+            instance.0
+        ),
+        ..HubOptions::default()
+    })
+    .await?;
+    hub.create_user("alice", "alice-password-1").await?;
+    let (repository, tag) = image
+        .rsplit_once(':')
+        .context("XIJI_TEST_DOCKER_IMAGE has no tag")?;
+    let resp = hub
+        .admin(Method::POST, "/hub/api/images")
+        .json(&json!({"name": "Python + MPI", "image": repository, "tag": tag}))
+        .send()
+        .await?;
+    expect_json(resp, StatusCode::CREATED, "add the image to the library").await?;
+    let asked = Instant::now();
+    tests::docker::start_cluster(&hub, "alice", json!({"image": "Python + MPI", "nodes": 2}))
+        .await?;
+    let ready = Instant::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    hub.kill().await?;
+    let containers = [
+        instance.node_container("node-0")?,
+        instance.node_container("node-1")?,
+    ];
+    let stopping = Instant::now();
+    for id in &containers {
+        tests::docker::docker_out(&["stop", "-t", "0", id])?;
+    }
+    let stopped = Instant::now();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    hub.restart().await?;
+    hub.wait_until_stopped("alice", "", Duration::from_secs(60))
+        .await?;
+
+    let rows = ledger(&hub, "alice").await?;
+    for node in 0..2 {
+        let mine: Vec<Value> = rows
+            .iter()
+            .filter(|r| r["node"] == json!(node))
+            .cloned()
+            .collect();
+        let billed = seconds(&mine) as f64;
+        let longest = (stopped - asked).as_secs_f64() + 1.0;
+        let shortest = (stopping - ready).as_secs_f64() - 1.0;
+        ensure!(
+            billed <= longest && billed >= shortest,
+            "node-{node} billed {billed} s; its container ran at most {longest:.1} s (the hub was down 20 s more): {mine:#?}"
+        );
+        for r in &mine {
+            let s = r["seconds"].as_i64().unwrap_or(0);
+            ensure!(
+                r["cpu_millis"] == json!(500) && r["memory_mib"] == json!(512),
+                "{r}"
+            );
+            ensure!(r["cpu_millicore_seconds"] == json!(500 * s), "{r}");
+            ensure!(r["memory_mib_seconds"] == json!(512 * s), "{r}");
+        }
+    }
+    Ok(())
+}
