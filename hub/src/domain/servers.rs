@@ -213,6 +213,8 @@ pub async fn start(
     // The cluster's reservation, decided with the server's row; admitted at once, its ledger
     // opens in the same transaction.
     let project_id = super::projects::project_id_of_server(server_name);
+    // A used-up budget (the user's, a group's or the project's) refuses the start.
+    super::budgets::check_start(hub, user, project_id).await?;
     let image_ref = prepared.resources.image.clone().unwrap_or_default();
     let run = super::metering::new_run_key(now);
     let run_meta = super::metering::RunMeta {
