@@ -93,6 +93,7 @@ impl Proxy for ChpClient {
         mut data: Map<String, Value>,
     ) -> Result<(), ProxyError> {
         data.remove("last_activity");
+        data.remove(crate::OPEN_WEBSOCKETS_KEY);
         data.insert("target".to_owned(), Value::String(target.to_owned()));
         let what = format!("adding route {routespec}");
         let response = self

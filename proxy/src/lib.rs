@@ -16,13 +16,15 @@
 //! was routed is what is served. Matching is case-sensitive.
 //!
 //! Each route keeps a `last_activity` clock, moved by successful requests, by body data and by
-//! websocket traffic in either direction; [`Proxy::get_all_routes`] reports it as CHP does.
+//! websocket traffic in either direction; [`Proxy::get_all_routes`] reports it as CHP does,
+//! with the route's open websockets (`open_websockets`, an addition CHP does not have).
 
 mod api;
 mod backend;
 mod body;
 mod client;
 mod config;
+mod connections;
 mod error;
 mod forward;
 mod headers;
@@ -40,6 +42,7 @@ pub mod vnc;
 pub use api::serve_api;
 pub use client::ChpClient;
 pub use config::ProxyConfig;
+pub use connections::{ConnectionGuard, OpenConnections, OPEN_WEBSOCKETS_KEY};
 pub use error::ProxyError;
 pub use metrics::ProxyMetrics;
 pub use server::{serve, Fallback, FallbackBody};

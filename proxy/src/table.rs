@@ -9,6 +9,7 @@ use chrono::{DateTime, SecondsFormat};
 use http::uri::{Authority, Uri};
 use serde_json::{Map, Value};
 
+use crate::connections::{OpenConnections, OPEN_WEBSOCKETS_KEY};
 use crate::error::ProxyError;
 use crate::path::{key_depth, normalize_path, prefix_keys};
 
@@ -115,6 +116,9 @@ pub(crate) struct RouteEntry {
     data: Box<str>,
     /// Milliseconds since the Unix epoch of the last traffic (or of the route's creation).
     last_activity_ms: AtomicI64,
+    /// Websocket tunnels open through this route. Kept when the route is replaced (the hub
+    /// re-adds routes), since tunnels opened through the old entry still run.
+    pub(crate) open_websockets: Arc<OpenConnections>,
 }
 
 impl RouteEntry {
@@ -138,6 +142,10 @@ impl RouteEntry {
             Value::String(format_timestamp(
                 self.last_activity_ms.load(Ordering::Relaxed),
             )),
+        );
+        data.insert(
+            OPEN_WEBSOCKETS_KEY.to_owned(),
+            Value::from(self.open_websockets.get()),
         );
         Route {
             routespec: self.routespec.clone().into(),
@@ -256,6 +264,23 @@ impl RouteTable {
         Ok(removed)
     }
 
+    /// The count of websockets open through the route for `routespec` (shared with the route's
+    /// tunnels), if there is such a route.
+    ///
+    /// # Errors
+    /// If `routespec` is not a valid routespec.
+    pub fn open_websockets(
+        &self,
+        routespec: &str,
+    ) -> Result<Option<Arc<OpenConnections>>, ProxyError> {
+        let key = routespec_key(routespec)?;
+        Ok(self
+            .read()
+            .by_key
+            .get(&key)
+            .map(|entry| Arc::clone(&entry.open_websockets)))
+    }
+
     /// Every route with `last_activity` strictly before `before_ms` (milliseconds since the Unix
     /// epoch), or every route if `None`.
     pub fn routes_inactive_since(&self, before_ms: Option<i64>) -> Vec<Route> {
@@ -321,21 +346,30 @@ impl Proxy for RouteTable {
     ) -> Result<(), ProxyError> {
         let key = routespec_key(routespec)?;
         let parsed_target = Target::parse(routespec, target)?;
-        // `last_activity` is ours to keep; a stale copy in the hub's data would shadow it.
+        // `last_activity` and the open websockets are ours to keep; a stale copy in the hub's
+        // data would shadow them.
         data.remove("last_activity");
+        data.remove(OPEN_WEBSOCKETS_KEY);
         let data = if data.is_empty() {
             Box::default()
         } else {
             Value::Object(data).to_string().into_boxed_str()
         };
+        let mut routes = self.write();
+        let open_websockets = routes
+            .by_key
+            .get(&key)
+            .map_or_else(OpenConnections::new, |old| Arc::clone(&old.open_websockets));
         let entry = Arc::new(RouteEntry {
             routespec: routespec.into(),
             target_url: target.into(),
             target: parsed_target,
             data,
             last_activity_ms: AtomicI64::new(now_ms()),
+            open_websockets,
         });
-        self.write().insert(key, entry);
+        routes.insert(key, entry);
+        drop(routes);
         tracing::debug!(route.path = routespec, target, "route added");
         Ok(())
     }
@@ -475,6 +509,31 @@ mod tests {
             table.route_for_path("/a/b/c/d/e").unwrap().target,
             "http://127.0.0.1:2"
         );
+    }
+
+    #[tokio::test]
+    async fn routes_report_their_open_websockets_and_keep_the_count_when_replaced() {
+        let table = RouteTable::new();
+        table
+            .add_route("/user/ann/", "http://127.0.0.1:1", data())
+            .await
+            .unwrap();
+        let open = table.open_websockets("/user/ann/").unwrap().unwrap();
+        let tunnel = open.hold();
+        let count = |table: &RouteTable| {
+            table.route("/user/ann/").unwrap().unwrap().data[OPEN_WEBSOCKETS_KEY].clone()
+        };
+        assert_eq!(count(&table), 1);
+        // The hub re-adds the route (with a stale count in its data): the tunnel still counts.
+        let mut stale = data();
+        stale.insert(OPEN_WEBSOCKETS_KEY.into(), 7.into());
+        table
+            .add_route("/user/ann/", "http://127.0.0.1:2", stale)
+            .await
+            .unwrap();
+        assert_eq!(count(&table), 1);
+        drop(tunnel);
+        assert_eq!(count(&table), 0);
     }
 
     #[test]

@@ -25,7 +25,11 @@ pub(crate) fn spawn_tunnel(
     drain: Drain,
     kernel_splice: bool,
 ) {
+    // Counted from the upgrade on: the page that asked for it is open. Dropped however the
+    // task ends.
+    let open = route.open_websockets.hold();
     tokio::spawn(async move {
+        let _open = open;
         let (client, backend) = match tokio::try_join!(client, backend) {
             Ok(pair) => pair,
             Err(error) => {

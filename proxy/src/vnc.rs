@@ -293,6 +293,8 @@ pub struct BridgeOptions {
     pub handshake_timeout: Duration,
     /// Counters the caller may watch (tests, metrics).
     pub stats: Arc<BridgeStats>,
+    /// Held until the bridge ends, however it ends: the caller's count of open desktops.
+    pub open: Option<Arc<crate::ConnectionGuard>>,
 }
 
 impl Default for BridgeOptions {
@@ -303,6 +305,7 @@ impl Default for BridgeOptions {
             activity_every: Duration::from_secs(60),
             handshake_timeout: Duration::from_secs(30),
             stats: Arc::default(),
+            open: None,
         }
     }
 }

@@ -13,6 +13,7 @@ use super::{empty, ApiCaller, JsonBody};
 use crate::db::ServerStatus;
 use crate::domain::access;
 use crate::domain::clusters::SpawnOptions;
+use crate::domain::release;
 use crate::domain::servers::{self, Outcome};
 use crate::domain::users::user_or_404;
 use crate::domain::Services;
@@ -164,7 +165,22 @@ async fn progress(
             Body::from(format!("data: {ready_event}\n\n"))
         }
         (Some(rx), _) => Body::from_stream(follow(rx)),
-        (None, Some(_)) => {
+        (None, Some(row)) => {
+            // Released by an administrator since it last started: the stream says why.
+            if let Some(forced) = release::latest_forced(&hub.store, &user, &row).await? {
+                let by = forced.released_by.as_deref().unwrap_or("an administrator");
+                let event = json!({"progress": 100, "failed": true, "released": true,
+                    "message": format!("Released by {by}: {}", forced.reason)});
+                return Ok((
+                    StatusCode::OK,
+                    [
+                        (header::CONTENT_TYPE, "text/event-stream"),
+                        (header::CACHE_CONTROL, "no-cache"),
+                    ],
+                    Body::from(format!("data: {event}\n\n")),
+                )
+                    .into_response());
+            }
             let label = if server.is_empty() {
                 user.name.clone()
             } else {

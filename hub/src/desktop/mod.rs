@@ -134,6 +134,8 @@ async fn websocket(hub: Arc<Services>, req: Request, prefix: String) -> Response
     let options = proxy::vnc::BridgeOptions {
         label: prefix.clone(),
         on_activity: Some(activity_hook(&hub, &node)),
+        // An open desktop is an open page of the cluster (release policies).
+        open: Some(Arc::new(hub.release.desktop_opened(node.server_id))),
         ..proxy::vnc::BridgeOptions::default()
     };
     match proxy::vnc::accept(upgrade, req.extensions_mut(), upstream, options) {

@@ -189,6 +189,10 @@ pub(crate) async fn logout(
                 identity::close_session(&hub.store, &hub.auth, session_id).await?;
             }
             tracing::info!(user.name = %caller.principal.name(), "logged out");
+            if let Some(user) = caller.user() {
+                // Clusters holding the on-logout policy go now.
+                crate::domain::release::release_on_logout(&hub, user.clone());
+            }
         }
     }
     let secure = hub.config.cookies_secure();

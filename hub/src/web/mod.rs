@@ -16,6 +16,7 @@ mod next;
 mod pages;
 mod projects;
 mod quotas;
+mod release;
 mod spawn;
 mod storage_pools;
 mod templates;
@@ -75,6 +76,10 @@ pub fn routes(hub: Arc<Services>) -> Router {
         )
         .route("/hub/admin/projects", get(projects::admin_list))
         .route("/hub/admin/quotas", get(quotas::admin_page))
+        .route(
+            "/hub/admin/release",
+            get(release::admin_page).post(release::admin_post),
+        )
         .route("/hub/admin/storage", get(storage_pools::admin_list))
         .route(
             "/hub/admin/storage/new",

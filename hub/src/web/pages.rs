@@ -201,6 +201,7 @@ pub(crate) async fn home(
         .shown(super::home_page::text_language(page.lang));
     let lists = home_page::lists(&hub.store, user).await?;
     let quota = super::quotas::home_card(&hub, user).await?;
+    let release = super::release::home_view(&hub, user).await?;
     Ok(page.render(
         "home.html",
         context! {
@@ -220,6 +221,7 @@ pub(crate) async fn home(
             named_limit => hub.config.named_server_limit_per_user,
             user_api_url => format!("/hub/api/users/{}", url_quote(&user.name)),
             quota => quota,
+            release => release,
         },
     ))
 }

@@ -54,6 +54,14 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/admin_storage.html"),
     ),
     (
+        "admin_release.html",
+        include_str!("../../templates/admin_release.html"),
+    ),
+    (
+        "release_notice.html",
+        include_str!("../../templates/release_notice.html"),
+    ),
+    (
         "admin_quotas.html",
         include_str!("../../templates/admin_quotas.html"),
     ),
