@@ -53,6 +53,7 @@ const MESSAGES: &[Message] = &[
     ("error_403", "You may not open this desktop.", "你无权打开这个桌面。"),
     ("error_404", "There is no desktop here, or it is not yours.", "这里没有桌面，或者它不属于你。"),
     ("error_500", "Something went wrong on the hub. Try again later.", "平台出现错误，请稍后再试。"),
+    ("leave_warning", "Closing this page releases the cluster if no other page of it is open.", "如果没有打开该集群的其他页面，关闭此页面将释放集群。"),
 ];
 
 fn text(lang: Lang, key: &str) -> &'static str {
@@ -99,7 +100,10 @@ fn script_json(v: &serde_json::Value) -> String {
 }
 
 /// The desktop page of `node`: everything the script needs is in a JSON block; nothing secret.
-pub fn page(lang: Lang, node: &DesktopNode, here: &str) -> Response {
+///
+/// `warn_on_leave`: the cluster is released once its last page closes (release policy
+/// `automatic`), so the page asks before it is closed.
+pub fn page(lang: Lang, node: &DesktopNode, here: &str, warn_on_leave: bool) -> Response {
     let title = text(lang, "title")
         .replace("{node}", &node.node)
         .replace("{user}", &node.user);
@@ -118,6 +122,7 @@ pub fn page(lang: Lang, node: &DesktopNode, here: &str) -> Response {
             crate::web::encode_query(&[("next", here)])
         ),
         "messages": catalogue(lang),
+        "warn_on_leave": warn_on_leave,
     });
     let html = PAGE
         .replace("{{html_lang}}", lang.html_lang())

@@ -58,6 +58,14 @@ $("quality-label").textContent = t("quality");
 $("compression-label").textContent = t("compression");
 $("quality-help").textContent = t("quality_help");
 $("no-audio").textContent = t("no_audio");
+// Release policy `automatic`: closing the cluster's last page releases it, so ask first
+// (browsers show their own words).
+if (config.warn_on_leave) {
+  window.addEventListener("beforeunload", (event) => {
+    event.preventDefault();
+    event.returnValue = t("leave_warning");
+  });
+}
 
 function setStatus(status, text) {
   state.status = status;

@@ -24,6 +24,7 @@ use axum::Router;
 use crate::clock;
 use crate::domain::desktops::{self, DesktopNode};
 use crate::domain::identity::Caller;
+use crate::domain::release;
 use crate::domain::HubError;
 use crate::domain::Services;
 use crate::web::Lang;
@@ -89,7 +90,14 @@ async fn page(hub: Arc<Services>, req: Request, prefix: String) -> Response {
         return crate::web::redirect(&crate::web::login_url(&here));
     };
     match desktops::find(&hub, &caller, &prefix).await {
-        Ok(node) => assets::page(lang, &node, &here),
+        Ok(node) => {
+            let warn =
+                match release::warns_before_closing(&hub, node.user_id, &node.server_name).await {
+                    Ok(warn) => warn,
+                    Err(e) => return assets::error_page(lang, &e),
+                };
+            assets::page(lang, &node, &here, warn)
+        }
         Err(e) => assets::error_page(lang, &e),
     }
 }

@@ -184,6 +184,21 @@ pub async fn held_policy(hub: &Services, server: &ServerRow) -> HubResult<Releas
     Ok(policy)
 }
 
+/// Whether a page of `user_id`'s running server `server_name` should ask before it is closed:
+/// the cluster holds `automatic`, so closing its last page releases it.
+pub async fn warns_before_closing(
+    hub: &Services,
+    user_id: i64,
+    server_name: &str,
+) -> HubResult<bool> {
+    match hub.store.server(user_id, server_name).await? {
+        Some(server) if server.status == ServerStatus::Running => {
+            Ok(held_policy(hub, &server).await? == ReleasePolicy::Automatic)
+        }
+        _ => Ok(false),
+    }
+}
+
 /// What the hub keeps in memory for release: desktops open per server, when each automatic
 /// cluster was last seen with no page open, and the policies running clusters hold.
 #[derive(Default)]
