@@ -199,10 +199,10 @@ pub fn today(hub: &Services) -> NaiveDate {
     local_date(hub, chrono::Utc::now().timestamp())
 }
 
-/// The installation's local date at `t` (Unix seconds).
-pub fn local_date(_hub: &Services, t: i64) -> NaiveDate {
+/// The installation's local date at `t` (Unix seconds), in `[metering] time_zone`.
+pub fn local_date(hub: &Services, t: i64) -> NaiveDate {
     chrono::DateTime::from_timestamp(t, 0)
-        .map(|d| d.date_naive())
+        .map(|d| d.with_timezone(&hub.meter.tz()).date_naive())
         .unwrap_or_default()
 }
 
