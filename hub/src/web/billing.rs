@@ -206,7 +206,7 @@ struct Place {
 }
 
 fn place(subject: &Subject) -> Place {
-    let seg = crate::api::url_segment;
+    let seg = crate::domain::servers::url_quote;
     match subject {
         Subject::Installation => Place {
             page: "/hub/admin/usage".into(),
@@ -239,7 +239,7 @@ fn render_report(page: &PageRequest, report: &UsageReport, admin: bool) -> Respo
         ("from", &report.period.from.to_string()),
         ("to", &report.period.to.to_string()),
     ]);
-    let seg = crate::api::url_segment;
+    let seg = crate::domain::servers::url_quote;
     let projects: Vec<LineView> = report
         .projects
         .iter()
@@ -446,7 +446,7 @@ struct BudgetView {
 }
 
 fn budget_view(s: &BudgetStatus) -> BudgetView {
-    let seg = crate::api::url_segment;
+    let seg = crate::domain::servers::url_quote;
     let link = match s.budget.kind {
         BudgetKind::User => format!("/hub/usage/users/{}", seg(&s.target)),
         BudgetKind::Group => format!("/hub/usage/groups/{}", seg(&s.target)),
