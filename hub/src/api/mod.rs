@@ -266,8 +266,14 @@ pub fn routes(hub: Arc<Services>) -> Router {
             "/hub/api/users/{name}/servers/{server}/release",
             post(release::release_named),
         )
-        .route("/hub/api/users/{name}/releases", get(release::list_releases))
-        .route("/hub/api/prices", get(billing::list_prices).post(billing::add_price))
+        .route(
+            "/hub/api/users/{name}/releases",
+            get(release::list_releases),
+        )
+        .route(
+            "/hub/api/prices",
+            get(billing::list_prices).post(billing::add_price),
+        )
         .route(
             "/hub/api/prices/{id}",
             axum::routing::delete(billing::delete_price),
@@ -275,11 +281,17 @@ pub fn routes(hub: Arc<Services>) -> Router {
         .route("/hub/api/usage", get(billing::usage))
         .route("/hub/api/usage.csv", get(billing::usage_csv))
         .route("/hub/api/users/{name}/usage", get(billing::user_usage))
-        .route("/hub/api/users/{name}/usage.csv", get(billing::user_usage_csv))
+        .route(
+            "/hub/api/users/{name}/usage.csv",
+            get(billing::user_usage_csv),
+        )
         .route("/hub/api/users/{name}/usage/live", get(billing::live))
         .route("/hub/api/users/{name}/budgets", get(billing::user_budgets))
         .route("/hub/api/groups/{name}/usage", get(billing::group_usage))
-        .route("/hub/api/groups/{name}/usage.csv", get(billing::group_usage_csv))
+        .route(
+            "/hub/api/groups/{name}/usage.csv",
+            get(billing::group_usage_csv),
+        )
         .route(
             "/hub/api/projects/{owner}/{name}/usage",
             get(billing::project_usage),

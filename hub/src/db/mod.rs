@@ -49,19 +49,19 @@ pub use datasets::{
     Grantee, ShareAccess, ShareRow, UploadRow, UploadStart,
 };
 pub use home_page::{HomePageTexts, HomePageTextsRow, TextLanguage};
-pub use metering::{LedgerRow, LedgerTotals, NodeMeter};
-pub use reservations::{
-    Admission, Amounts, Excess, Limits, NodeSize, Quantity, Refusal, ReservationRow, Reserve,
-};
 pub use images::{ImageFields, ImageFilter, ImageKind, ImageRow, Visibility};
+pub use metering::{LedgerRow, LedgerTotals, NodeMeter};
 pub use project_uploads::ProjectUploadRow;
+pub use projects::{
+    ForkProgress, ForkRow, ForkState, MemberRow, ProjectFields, ProjectRole, ProjectRow,
+    ProjectSearch,
+};
 pub use quotas::{CapacityCapsRow, RoleQuotaRow, UserQuota, UserQuotaRow};
 pub use release_policies::{
     NewRelease, ReleaseCause, ReleaseExceptionRow, ReleasePolicy, ReleaseRow, ReleaseSettingsRow,
 };
-pub use projects::{
-    ForkProgress, ForkRow, ForkState, MemberRow, ProjectFields, ProjectRole, ProjectRow,
-    ProjectSearch,
+pub use reservations::{
+    Admission, Amounts, Excess, Limits, NodeSize, Quantity, Refusal, ReservationRow, Reserve,
 };
 pub use rows::*;
 pub use save_jobs::{NewSaveJob, SaveJobRow};
@@ -230,8 +230,8 @@ impl Store {
 }
 
 #[cfg(test)]
+mod billing_tests;
+#[cfg(test)]
 mod reservations_tests;
 #[cfg(test)]
 pub(crate) mod tests;
-#[cfg(test)]
-mod billing_tests;

@@ -147,7 +147,8 @@ async fn a_spawn_writes_server_token_and_client_together_and_stop_removes_them_o
             reserve: None,
             now: 5,
         };
-        let SpawnBegun::Begun { server_id: id, .. } = store.begin_spawn(&spawn).await.unwrap() else {
+        let SpawnBegun::Begun { server_id: id, .. } = store.begin_spawn(&spawn).await.unwrap()
+        else {
             panic!("a spawn without a reservation is never refused");
         };
         // A second spawn of a server that is not stopped is refused, and changes nothing.

@@ -3,8 +3,8 @@
 //! Nothing here knows about HTTP; handlers in `api/` and `web/` call into it.
 
 pub mod access;
-pub mod admission;
 pub mod accounts;
+pub mod admission;
 pub mod billing;
 pub mod budgets;
 pub mod clusters;
