@@ -1,0 +1,200 @@
+//! Admission through the real hub: a start over its user's quota is refused with a 403 that
+//! names the limit and leaves nothing behind; a start that does not fit the capacity is refused
+//! with a 409, or, if it waits, hears its place in line in its progress stream, can be cancelled,
+//! and starts as soon as a cluster stops.
+
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use futures_util::StreamExt as _;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tests::{expect_json, Hub, HubOptions};
+use tokio::time::Instant;
+
+async fn hub() -> Result<Hub> {
+    Hub::start_with(HubOptions {
+        top_level_toml: "allow_named_servers = true\nslow_spawn_timeout = 0.5\n".into(),
+        ..HubOptions::default()
+    })
+    .await
+}
+
+async fn put(hub: &Hub, path: &str, body: Value) -> Result<Value> {
+    let resp = hub.admin(Method::PUT, path).json(&body).send().await?;
+    expect_json(resp, StatusCode::OK, path).await
+}
+
+async fn start(hub: &Hub, user: &str, body: Value) -> Result<(StatusCode, String)> {
+    let resp = hub
+        .admin(Method::POST, &format!("/hub/api/users/{user}/server"))
+        .json(&body)
+        .send()
+        .await?;
+    Ok((resp.status(), resp.text().await?))
+}
+
+/// The events of a spawn's progress stream, read until it ends.
+async fn progress_events(hub: &Hub, user: &str) -> Result<Vec<Value>> {
+    let resp = hub
+        .admin(
+            Method::GET,
+            &format!("/hub/api/users/{user}/server/progress"),
+        )
+        .send()
+        .await?;
+    ensure!(
+        resp.status() == StatusCode::OK,
+        "progress gave {}",
+        resp.status()
+    );
+    let mut stream = resp.bytes_stream();
+    let mut text = String::new();
+    let mut events = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while let Some(chunk) = tokio::time::timeout_at(deadline, stream.next())
+        .await
+        .context("the progress stream did not end")?
+    {
+        text.push_str(&String::from_utf8_lossy(&chunk?));
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            for data in block.lines().filter_map(|l| l.strip_prefix("data:")) {
+                events.push(serde_json::from_str::<Value>(data.trim())?);
+            }
+        }
+    }
+    Ok(events)
+}
+
+#[tokio::test]
+async fn a_start_over_the_quota_gets_a_403_naming_the_limit_and_leaves_nothing_behind() -> Result<()>
+{
+    let hub = hub().await?;
+    hub.create_user("alice", "alice-password-1").await?;
+    put(
+        &hub,
+        "/hub/api/quotas/roles/student",
+        json!({"clusters": 1}),
+    )
+    .await?;
+    hub.start_server("alice").await?;
+
+    let resp = hub
+        .admin(Method::POST, "/hub/api/users/alice/servers/second")
+        .send()
+        .await?;
+    ensure!(resp.status() == StatusCode::FORBIDDEN, "{}", resp.status());
+    let body: Value = resp.json().await?;
+    let message = body["message"].as_str().unwrap_or_default();
+    ensure!(
+        message.contains("quota of clusters at once") && message.contains("1 cluster too many"),
+        "{body}"
+    );
+    let user = hub.user("alice").await?;
+    ensure!(
+        user["servers"].get("second").is_none(),
+        "a refused start left {user}"
+    );
+
+    // A user's exception raises their limit alone.
+    put(&hub, "/hub/api/users/alice/quota", json!({"clusters": 2})).await?;
+    let resp = hub
+        .admin(Method::POST, "/hub/api/users/alice/servers/second")
+        .send()
+        .await?;
+    ensure!(
+        resp.status() == StatusCode::CREATED || resp.status() == StatusCode::ACCEPTED,
+        "{}",
+        resp.status()
+    );
+    hub.wait_until_ready("alice", "second", Duration::from_secs(90))
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_waiting_start_hears_its_place_in_line_can_be_cancelled_and_starts_when_capacity_frees_up(
+) -> Result<()> {
+    let hub = hub().await?;
+    for user in ["alice", "bob", "carol"] {
+        hub.create_user(user, &format!("{user}-password-1")).await?;
+    }
+    put(&hub, "/hub/api/capacity", json!({"nodes": 1})).await?;
+    hub.start_server("alice").await?;
+
+    // Not waiting: a 409 that says what is short and how to wait.
+    let (status, text) = start(&hub, "bob", json!({})).await?;
+    ensure!(status == StatusCode::CONFLICT, "{status} {text}");
+    ensure!(
+        text.contains("Not enough free nodes") && text.contains("wait"),
+        "{text}"
+    );
+
+    // Waiting: 202, number 1 in line; carol number 2.
+    let (status, text) = start(&hub, "bob", json!({"wait": true})).await?;
+    ensure!(status == StatusCode::ACCEPTED, "{status} {text}");
+    // Read to its end below, from its first event (the hub keeps them).
+    let bob_events = progress_events(&hub, "bob");
+    let (status, text) = start(&hub, "carol", json!({"wait": true})).await?;
+    ensure!(status == StatusCode::ACCEPTED, "{status} {text}");
+    let resp = hub
+        .admin(Method::GET, "/hub/api/reservations")
+        .send()
+        .await?;
+    let reservations = expect_json(resp, StatusCode::OK, "GET /reservations").await?;
+    let states: Vec<(String, String)> = reservations["reservations"]
+        .as_array()
+        .context("reservations")?
+        .iter()
+        .map(|r| {
+            (
+                r["user"].as_str().unwrap_or_default().to_owned(),
+                r["state"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    ensure!(
+        states
+            == [
+                ("alice".to_owned(), "admitted".to_owned()),
+                ("bob".to_owned(), "queued".to_owned()),
+                ("carol".to_owned(), "queued".to_owned())
+            ],
+        "{reservations}"
+    );
+
+    // Carol cancels: her start ends, her place is gone.
+    let resp = hub
+        .admin(Method::DELETE, "/hub/api/users/carol/server")
+        .send()
+        .await?;
+    ensure!(
+        resp.status() == StatusCode::ACCEPTED,
+        "cancel: {}",
+        resp.status()
+    );
+    hub.wait_until_stopped("carol", "", Duration::from_secs(30))
+        .await?;
+
+    // Alice stops: bob is admitted and his server starts.
+    let (events, stopped) = tokio::join!(bob_events, hub.stop_server("alice"));
+    stopped?;
+    let events = events?;
+    hub.wait_until_ready("bob", "", Duration::from_secs(90))
+        .await?;
+    let positions: Vec<i64> = events
+        .iter()
+        .filter_map(|e| e["queue_position"].as_i64())
+        .collect();
+    ensure!(
+        positions.first() == Some(&1),
+        "bob's place in line: {events:?}"
+    );
+    ensure!(
+        events.last().is_some_and(|e| e["ready"] == json!(true)),
+        "bob's start did not end ready: {events:?}"
+    );
+    ensure!(hub.user("carol").await?["servers"].get("").is_none());
+    Ok(())
+}
