@@ -145,6 +145,8 @@ pub struct HubOptions {
     /// Name `singleuser`'s venv as `[spawner.local] venv` (the hub then uses it as it is and
     /// sets JupyterLab's defaults in it) instead of its `jupyterhub-singleuser` as `cmd`.
     pub singleuser_as_venv: bool,
+    /// More variables of the single-user servers' environment (`[spawner.local.environment]`).
+    pub singleuser_environment: Vec<(String, String)>,
 }
 
 impl Default for HubOptions {
@@ -158,6 +160,7 @@ impl Default for HubOptions {
             spawner_toml: String::new(),
             parent_dir: None,
             singleuser_as_venv: false,
+            singleuser_environment: Vec::new(),
         }
     }
 }
@@ -244,6 +247,9 @@ impl Hub {
             process::MARKER_VAR,
             toml_str(&marker)
         ));
+        for (key, value) in &options.singleuser_environment {
+            toml.push_str(&format!("{} = {}\n", toml_str(key), toml_str(value)));
+        }
         let mut services = vec![Service {
             name: "test-admin".into(),
             token: admin_token.clone(),

@@ -4,10 +4,14 @@
   ``POST /hub/api/users/{user}/server[s/{server}]/save-image`` for this node;
 - ``GET xiji/save-jobs`` → this server's save jobs;
 - ``GET xiji/save-jobs/{id}`` → one job's state and progress;
-- ``DELETE xiji/save-jobs/{id}`` → cancel it.
+- ``DELETE xiji/save-jobs/{id}`` → cancel it;
+- ``POST xiji/release`` → the hub's ``DELETE /hub/api/users/{user}/server[s/{server}]``: stops this
+  server (every node of its cluster) and gives its resources back;
+- ``GET xiji/usage`` → the hub's ``GET /hub/api/users/{user}/usage/live?server={server}``: the
+  cluster's running time, cost so far and budget.
 
 The hub is reached at ``JUPYTERHUB_API_URL`` with ``JUPYTERHUB_API_TOKEN`` — the token the hub gave
-this server, which it allows to save only this server. The user, server and node come from
+this server, which it allows to save, stop and meter only this server. The user, server and node come from
 ``JUPYTERHUB_USER``, ``JUPYTERHUB_SERVER_NAME`` and ``XIJI_NODE`` (else the host name, which the
 docker backend sets to the node's name). Only users who may use this server reach the handlers
 (``tornado.web.authenticated`` with the single-user server's hub login).
@@ -16,7 +20,7 @@ docker backend sets to the node's name). Only users who may use this server reac
 import json
 import os
 import socket
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
@@ -100,6 +104,11 @@ class HubProxyHandler(APIHandler):
         if response.code == 599:
             raise web.HTTPError(502, "Cannot reach the hub; try again in a moment")
         text = response.body.decode("utf-8", "replace") if response.body else ""
+        if response.code == 204:
+            # No content: the browser gets the same (a 204 cannot carry a body).
+            self.set_status(204)
+            self.finish()
+            return
         self.set_status(response.code)
         self.set_header("Content-Type", "application/json")
         self.finish(text or "{}")
@@ -138,6 +147,27 @@ class SaveJobHandler(HubProxyHandler):
         await self.call_hub("DELETE", f"save-jobs/{quote(job_id, safe='')}")
 
 
+class ReleaseHandler(HubProxyHandler):
+    """Stops this server: every node of its cluster, its resources given back."""
+
+    @web.authenticated
+    async def post(self):
+        settings = self.hub_settings()
+        await self.call_hub("DELETE", settings.server_path())
+
+
+class UsageHandler(HubProxyHandler):
+    """This server's running time, cost so far, price per hour and its budget."""
+
+    @web.authenticated
+    async def get(self):
+        settings = self.hub_settings()
+        query = urlencode({"server": settings.server})
+        await self.call_hub(
+            "GET", f"users/{quote(settings.user, safe='')}/usage/live?{query}"
+        )
+
+
 def setup_handlers(web_app):
     base_url = web_app.settings["base_url"]
     web_app.add_handlers(
@@ -146,5 +176,7 @@ def setup_handlers(web_app):
             (url_path_join(base_url, "xiji", "save-image"), SaveImageHandler),
             (url_path_join(base_url, "xiji", "save-jobs"), SaveJobsHandler),
             (url_path_join(base_url, "xiji", "save-jobs", r"([0-9a-f]{1,64})"), SaveJobHandler),
+            (url_path_join(base_url, "xiji", "release"), ReleaseHandler),
+            (url_path_join(base_url, "xiji", "usage"), UsageHandler),
         ],
     )

@@ -1,10 +1,16 @@
 /**
- * Xiji in JupyterLab: "Save environment as image".
+ * Xiji in JupyterLab: "Save environment as image", "Release this cluster" and the status bar's
+ * usage item.
  *
- * The command opens a dialog (name, tag, description), asks this server's Xiji handler
- * (`{baseUrl}xiji/save-image`, see `jupyterlab_xiji/handlers.py`) to save the node, then
- * follows the save job with a progress notification until it is done, failed or cancelled.
- * The handler calls the hub with the server's own API token; the browser never sees a token.
+ * - Save: a dialog (name, tag, description), then this server's Xiji handler
+ *   (`{baseUrl}xiji/save-image`, see `jupyterlab_xiji/handlers.py`) saves the node, and the save
+ *   job is followed with a progress notification until it is done, failed or cancelled.
+ * - Release: after a confirmation, `{baseUrl}xiji/release` stops this server (every node of the
+ *   cluster), then the page goes to the hub's home page.
+ * - Usage: `{baseUrl}xiji/usage` every 15 s — the cluster's running time, cost so far and what its
+ *   budget leaves, with a warning style near the budget and the release time once it is used up.
+ *
+ * The handlers call the hub with the server's own API token; the browser never sees a token.
  */
 
 import {
@@ -19,17 +25,24 @@ import {
   showErrorMessage,
   ToolbarButton
 } from '@jupyterlab/apputils';
-import { URLExt } from '@jupyterlab/coreutils';
+import { PageConfig, URLExt } from '@jupyterlab/coreutils';
 import { DocumentRegistry } from '@jupyterlab/docregistry';
 import { ILauncher } from '@jupyterlab/launcher';
 import { IMainMenu } from '@jupyterlab/mainmenu';
 import { ServerConnection } from '@jupyterlab/services';
+import { IStatusBar } from '@jupyterlab/statusbar';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Menu, Widget } from '@lumino/widgets';
 
 
-/** The command's id. */
+/** The save command's id. */
 export const SAVE_COMMAND = 'xiji:save-image';
+
+/** The release command's id. */
+export const RELEASE_COMMAND = 'xiji:release';
+
+/** How often the status bar asks the hub for the cluster's usage. */
+const USAGE_REFRESH_MS = 15_000;
 
 const ICON_SVG =
   '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" width="16">' +
@@ -278,17 +291,178 @@ async function saveImage(): Promise<void> {
   }
 }
 
+/** The hub's home page (where the page goes once the cluster is released). */
+function hubHome(): string {
+  const prefix = PageConfig.getOption('hubPrefix') || '/hub/';
+  return URLExt.join(PageConfig.getOption('hubHost') || '', prefix, 'home');
+}
+
+/** Asks, then releases this server: every node stops and the page goes to the hub. */
+async function release(): Promise<void> {
+  const result = await showDialog({
+    title: 'Release this cluster?',
+    body:
+      'Every node of this cluster stops and its CPUs, memory and GPUs are given back. ' +
+      'Files in the work directory are kept; unsaved notebooks and running kernels are lost.',
+    buttons: [
+      Dialog.cancelButton(),
+      Dialog.warnButton({ label: 'Release' })
+    ]
+  });
+  if (!result.button.accept) {
+    return;
+  }
+  const id = Notification.emit('Releasing the cluster…', 'in-progress', {
+    autoClose: false
+  });
+  try {
+    await request<unknown>('release', { method: 'POST' });
+  } catch (error) {
+    Notification.dismiss(id);
+    await showErrorMessage(
+      'Cannot release the cluster',
+      (error as Error).message
+    );
+    return;
+  }
+  Notification.update({
+    id,
+    message: 'The cluster is released. Going back to the hub…',
+    type: 'success',
+    autoClose: false
+  });
+  window.setTimeout(() => window.location.assign(hubHome()), 1500);
+}
+
+/** The hub's answer about this server's usage (`GET /hub/api/users/{name}/usage/live`). */
+interface ILiveUsage {
+  running?: boolean;
+  running_seconds: number;
+  cost: number;
+  cost_micros?: number;
+  price_per_hour: number;
+  budget: null | {
+    limit: number;
+    used: number;
+    left: number;
+    state: 'ok' | 'warning' | 'exceeded';
+    release_at?: string | null;
+  };
+}
+
+/** `1:02:03` or `12:03`. */
+export function durationText(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return h > 0 ? `${h}:${pad(m)}:${pad(s % 60)}` : `${m}:${pad(s % 60)}`;
+}
+
+/** Billing units with two decimals (more when below 0.01 and not zero). */
+export function unitsText(units: number): string {
+  if (units !== 0 && Math.abs(units) < 0.01) {
+    return units.toPrecision(2);
+  }
+  return units.toFixed(2);
+}
+
+/** The status bar's item: running time · cost so far · budget left. */
+class UsageStatus extends Widget {
+  constructor() {
+    super();
+    this.addClass('xiji-UsageStatus');
+    this.addClass('jp-StatusBar-TextItem');
+    this.node.id = 'xiji-usage-status';
+    this.node.title = 'This cluster: running time, cost so far, budget left';
+    this.hide();
+  }
+
+  /** Starts asking the hub, now and every 15 s; the running time ticks every second. */
+  start(): void {
+    void this.refresh();
+    window.setInterval(() => void this.refresh(), USAGE_REFRESH_MS);
+    window.setInterval(() => this.render(), 1000);
+  }
+
+  private async refresh(): Promise<void> {
+    try {
+      this.usage = await request<ILiveUsage>('usage');
+      this.fetchedAt = Date.now();
+      this.failures = 0;
+    } catch {
+      // Not under a hub, or the hub is away for a moment: keep the last answer a while.
+      this.failures += 1;
+      if (this.failures >= 3) {
+        this.usage = null;
+      }
+    }
+    this.render();
+  }
+
+  private render(): void {
+    const usage = this.usage;
+    if (!usage) {
+      this.hide();
+      return;
+    }
+    const elapsed =
+      usage.running === false ? 0 : (Date.now() - this.fetchedAt) / 1000;
+    const parts = [
+      `Running ${durationText(usage.running_seconds + elapsed)}`,
+      `${unitsText(usage.cost)} spent`
+    ];
+    const budget = usage.budget;
+    this.removeClass('xiji-mod-warning');
+    this.removeClass('xiji-mod-exceeded');
+    let title =
+      `Running for ${durationText(usage.running_seconds + elapsed)}; ` +
+      `cost so far ${unitsText(usage.cost)} (${unitsText(usage.price_per_hour)} per hour)`;
+    if (budget) {
+      if (budget.state === 'exceeded') {
+        this.addClass('xiji-mod-exceeded');
+        const at = budget.release_at ? new Date(budget.release_at) : null;
+        parts.push(
+          at && !isNaN(at.getTime())
+            ? `budget used up: release at ${at.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}`
+            : 'budget used up'
+        );
+      } else {
+        if (budget.state === 'warning') {
+          this.addClass('xiji-mod-warning');
+        }
+        parts.push(`${unitsText(budget.left)} left`);
+      }
+      title +=
+        `; budget ${unitsText(budget.used)} of ${unitsText(budget.limit)} used, ` +
+        `${unitsText(budget.left)} left`;
+    } else {
+      title += '; no budget';
+    }
+    this.node.textContent = parts.join(' · ');
+    this.node.dataset.state = budget ? budget.state : 'none';
+    this.node.title = title;
+    this.show();
+  }
+
+  private usage: ILiveUsage | null = null;
+  private fetchedAt = 0;
+  private failures = 0;
+}
+
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'jupyterlab-xiji:plugin',
-  description: 'Save the running environment as an image',
+  description:
+    'Save the running environment as an image, release the cluster, show its usage',
   autoStart: true,
   requires: [ICommandPalette],
-  optional: [IMainMenu, ILauncher],
+  optional: [IMainMenu, ILauncher, IStatusBar],
   activate: (
     app: JupyterFrontEnd,
     palette: ICommandPalette,
     mainMenu: IMainMenu | null,
-    launcher: ILauncher | null
+    launcher: ILauncher | null,
+    statusBar: IStatusBar | null
   ) => {
     const { commands } = app;
     commands.addCommand(SAVE_COMMAND, {
@@ -298,14 +472,33 @@ const plugin: JupyterFrontEndPlugin<void> = {
       icon: saveIcon,
       execute: () => saveImage()
     });
+    commands.addCommand(RELEASE_COMMAND, {
+      label: 'Release this cluster…',
+      caption:
+        'Stop every node of this cluster and give its resources back (files in the work directory are kept)',
+      execute: () => release()
+    });
     palette.addItem({ command: SAVE_COMMAND, category: 'Xiji' });
+    palette.addItem({ command: RELEASE_COMMAND, category: 'Xiji' });
     if (mainMenu) {
       const menu = new Menu({ commands });
       menu.id = 'xiji-menu';
       menu.title.label = 'Xiji';
       menu.addItem({ command: SAVE_COMMAND });
+      menu.addItem({ type: 'separator' });
+      menu.addItem({ command: RELEASE_COMMAND });
       mainMenu.addMenu(menu, true, { rank: 900 });
       mainMenu.fileMenu.addGroup([{ command: SAVE_COMMAND }], 90);
+      mainMenu.fileMenu.addGroup([{ command: RELEASE_COMMAND }], 91);
+    }
+    if (statusBar) {
+      const item = new UsageStatus();
+      statusBar.registerStatusItem('jupyterlab-xiji:usage', {
+        item,
+        align: 'left',
+        rank: 900
+      });
+      item.start();
     }
     if (launcher) {
       launcher.add({ command: SAVE_COMMAND, category: 'Xiji', rank: 1 });
