@@ -159,7 +159,7 @@ async function request<T>(
     const message =
       (data && (data.message || data.reason)) ||
       `${response.status} ${response.statusText}`;
-    throw new Error(message);
+    throw Object.assign(new Error(message), { status: response.status });
   }
   return data as T;
 }
@@ -315,9 +315,27 @@ async function release(): Promise<void> {
   const id = Notification.emit('Releasing the cluster…', 'in-progress', {
     autoClose: false
   });
+  const released = () => {
+    Notification.update({
+      id,
+      message: 'The cluster is released. Going back to the hub…',
+      type: 'success',
+      autoClose: false
+    });
+    window.setTimeout(() => window.location.assign(hubHome()), 1500);
+  };
   try {
     await request<unknown>('release', { method: 'POST' });
   } catch (error) {
+    // Stopping this server ends the very process that asked: the answer is then lost on the
+    // way (the proxy's 502, or no answer at all). A refusal from the hub, or the server
+    // extension not reaching the hub, is a failure.
+    const status = (error as { status?: number }).status;
+    const unreachable = /Cannot reach the hub/.test((error as Error).message);
+    if ((status === undefined || status >= 502) && !unreachable) {
+      released();
+      return;
+    }
     Notification.dismiss(id);
     await showErrorMessage(
       'Cannot release the cluster',
@@ -325,13 +343,7 @@ async function release(): Promise<void> {
     );
     return;
   }
-  Notification.update({
-    id,
-    message: 'The cluster is released. Going back to the hub…',
-    type: 'success',
-    autoClose: false
-  });
-  window.setTimeout(() => window.location.assign(hubHome()), 1500);
+  released();
 }
 
 /** The hub's answer about this server's usage (`GET /hub/api/users/{name}/usage/live`). */

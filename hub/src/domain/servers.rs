@@ -16,8 +16,13 @@ use crate::clock;
 use crate::db::{BeginSpawn, DbError, Reserve, ServerRow, ServerStatus, SpawnBegun, UserRow};
 use crate::domain::Services;
 
-/// Raw scopes of a server's own API token (JupyterHub's `server` role).
-pub const SERVER_TOKEN_SCOPES: [&str; 2] = ["users:activity!user", "access:servers!server"];
+/// Raw scopes of a server's own API token: JupyterHub's `server` role, and stopping itself (the
+/// JupyterLab extension's **Release** command ends the cluster with this token).
+pub const SERVER_TOKEN_SCOPES: [&str; 3] = [
+    "users:activity!user",
+    "access:servers!server",
+    "delete:servers!server",
+];
 
 /// `/user/alice/` or `/user/alice/gpu/`: the server's URL prefix and proxy route.
 pub fn service_prefix(user: &str, server: &str) -> String {
@@ -214,7 +219,7 @@ pub async fn start(
     // opens in the same transaction.
     let project_id = super::projects::project_id_of_server(server_name);
     // A used-up budget (the user's, a group's or the project's) refuses the start.
-    super::budgets::check_start(hub, user, project_id).await?;
+    let budget_warning = super::budgets::check_start(hub, user, project_id).await?;
     let image_ref = prepared.resources.image.clone().unwrap_or_default();
     let run = super::metering::new_run_key(now);
     let run_meta = super::metering::RunMeta {
@@ -338,6 +343,12 @@ pub async fn start(
         mounts,
     };
     tracing::info!(user.name = %user.name, server.name = %server_name, "spawn requested");
+    if let Some(warning) = budget_warning {
+        push(
+            &progress,
+            json!({"progress": 0, "budget_warning": true, "message": warning}),
+        );
+    }
     if let Some(crate::db::Admission::Queued { position }) = admission {
         push(&progress, queue_event(position));
     }
