@@ -625,6 +625,42 @@ impl Hub {
             .await
     }
 
+    /// The events of the progress stream of `user`'s server `server_name` (`""`: the default
+    /// one), read until the stream ends (≤ 300 s).
+    pub async fn progress_events(&self, user: &str, server_name: &str) -> Result<Vec<Value>> {
+        use futures_util::StreamExt as _;
+        let path = if server_name.is_empty() {
+            format!("/hub/api/users/{}/server/progress", encode(user))
+        } else {
+            format!(
+                "/hub/api/users/{}/servers/{}/progress",
+                encode(user),
+                encode(server_name)
+            )
+        };
+        let resp = self.admin(Method::GET, &path).send().await?;
+        if resp.status() != StatusCode::OK {
+            bail!("{path} gave {}", resp.status());
+        }
+        let mut stream = resp.bytes_stream();
+        let mut text = String::new();
+        let mut events = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+        while let Some(chunk) = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .context("the progress stream did not end")?
+        {
+            text.push_str(&String::from_utf8_lossy(&chunk?));
+            while let Some(end) = text.find("\n\n") {
+                let block: String = text.drain(..end + 2).collect();
+                for data in block.lines().filter_map(|l| l.strip_prefix("data:")) {
+                    events.push(serde_json::from_str::<Value>(data.trim())?);
+                }
+            }
+        }
+        Ok(events)
+    }
+
     /// Polls until `user` has no active server named `server_name`.
     pub async fn wait_until_stopped(
         &self,

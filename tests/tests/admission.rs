@@ -6,11 +6,9 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use futures_util::StreamExt as _;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tests::{expect_json, Hub, HubOptions};
-use tokio::time::Instant;
 
 async fn hub() -> Result<Hub> {
     Hub::start_with(HubOptions {
@@ -32,39 +30,6 @@ async fn start(hub: &Hub, user: &str, body: Value) -> Result<(StatusCode, String
         .send()
         .await?;
     Ok((resp.status(), resp.text().await?))
-}
-
-/// The events of a spawn's progress stream, read until it ends.
-async fn progress_events(hub: &Hub, user: &str) -> Result<Vec<Value>> {
-    let resp = hub
-        .admin(
-            Method::GET,
-            &format!("/hub/api/users/{user}/server/progress"),
-        )
-        .send()
-        .await?;
-    ensure!(
-        resp.status() == StatusCode::OK,
-        "progress gave {}",
-        resp.status()
-    );
-    let mut stream = resp.bytes_stream();
-    let mut text = String::new();
-    let mut events = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while let Some(chunk) = tokio::time::timeout_at(deadline, stream.next())
-        .await
-        .context("the progress stream did not end")?
-    {
-        text.push_str(&String::from_utf8_lossy(&chunk?));
-        while let Some(end) = text.find("\n\n") {
-            let block: String = text.drain(..end + 2).collect();
-            for data in block.lines().filter_map(|l| l.strip_prefix("data:")) {
-                events.push(serde_json::from_str::<Value>(data.trim())?);
-            }
-        }
-    }
-    Ok(events)
 }
 
 #[tokio::test]
@@ -135,7 +100,7 @@ async fn a_waiting_start_hears_its_place_in_line_can_be_cancelled_and_starts_whe
     let (status, text) = start(&hub, "bob", json!({"wait": true})).await?;
     ensure!(status == StatusCode::ACCEPTED, "{status} {text}");
     // Read to its end below, from its first event (the hub keeps them).
-    let bob_events = progress_events(&hub, "bob");
+    let bob_events = hub.progress_events("bob", "");
     let (status, text) = start(&hub, "carol", json!({"wait": true})).await?;
     ensure!(status == StatusCode::ACCEPTED, "{status} {text}");
     let resp = hub

@@ -492,11 +492,32 @@ async fn a_used_up_budget_refuses_a_start_and_releases_a_running_server_after_it
             && live["budget"]["percent"].as_i64() >= Some(86),
         "{live:#}"
     );
-    let page = hub
-        .with_token(Method::GET, "/hub/home", &carol)
-        .send()
-        .await?;
-    let _ = page;
+    // A start past the warning threshold hears it in its progress stream.
+    hub.stop_server("carol").await?;
+    // The stream is read while the start is under way (a ready server's stream says only
+    // "ready").
+    let (events, started) = tokio::join!(
+        async {
+            // Until the start has begun, the stream is a 400.
+            let mut tries = 0;
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                match hub.progress_events("carol", "").await {
+                    Err(_) if tries < 30 => tries += 1,
+                    other => break other,
+                }
+            }
+        },
+        hub.with_token(Method::POST, "/hub/api/users/carol/server", &carol)
+            .send()
+    );
+    ensure!(started?.status().is_success());
+    let events = events?;
+    ensure!(
+        events.iter().any(|e| e["budget_warning"] == json!(true)
+            && e["message"].as_str().is_some_and(|m| m.contains("% used"))),
+        "no budget warning in the progress stream: {events:#?}"
+    );
 
     // Used up: a start is refused with the reason, the running server goes after the grace period.
     ledger_row(&hub, None, "carol", None, &day, now - 90, 10, 0, 300_000)?;

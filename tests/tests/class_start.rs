@@ -8,45 +8,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use futures_util::StreamExt as _;
-use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 use tests::{Hub, HubOptions};
 
 const CLASS_SIZE: usize = 20;
-
-/// The events of a spawn's progress stream, read until it ends.
-async fn progress_events(hub: &Hub, user: &str) -> Result<Vec<Value>> {
-    let resp = hub
-        .admin(
-            Method::GET,
-            &format!("/hub/api/users/{user}/server/progress"),
-        )
-        .send()
-        .await?;
-    ensure!(
-        resp.status() == StatusCode::OK,
-        "progress gave {}",
-        resp.status()
-    );
-    let mut stream = resp.bytes_stream();
-    let mut text = String::new();
-    let mut events = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while let Some(chunk) = tokio::time::timeout_at(deadline.into(), stream.next())
-        .await
-        .context("the progress stream did not end")?
-    {
-        text.push_str(&String::from_utf8_lossy(&chunk?));
-        while let Some(end) = text.find("\n\n") {
-            let block: String = text.drain(..end + 2).collect();
-            for data in block.lines().filter_map(|l| l.strip_prefix("data:")) {
-                events.push(serde_json::from_str::<Value>(data.trim())?);
-            }
-        }
-    }
-    Ok(events)
-}
 
 #[tokio::test]
 async fn twenty_users_pressing_start_at_once_all_get_a_ready_server() -> Result<()> {
@@ -70,7 +35,7 @@ async fn twenty_users_pressing_start_at_once_all_get_a_ready_server() -> Result<
     let last = users.last().context("no users")?.clone();
     let watch_last = {
         let hub = &hub;
-        async move { progress_events(hub, &last).await }
+        async move { hub.progress_events(&last, "").await }
     };
     let (ready, events) = tokio::join!(
         hub.wait_all_ready(&users, Duration::from_secs(600)),

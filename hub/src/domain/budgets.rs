@@ -251,13 +251,18 @@ pub async fn banner(hub: &Services, user: &UserRow) -> HubResult<Option<BudgetSt
     Ok(most_pressing(statuses).filter(|s| s.state != BudgetState::Ok))
 }
 
-/// What a refused start says.
-fn used_up_message(s: &BudgetStatus) -> String {
-    let whose = match s.budget.kind {
+/// `Your`, `Your group physics's`, `Project ann/thesis's`: whose budget it is.
+fn whose(s: &BudgetStatus) -> String {
+    match s.budget.kind {
         BudgetKind::User => "Your".to_owned(),
         BudgetKind::Group => format!("Your group {}'s", s.target),
         BudgetKind::Project => format!("Project {}'s", s.target),
-    };
+    }
+}
+
+/// What a refused start says.
+fn used_up_message(s: &BudgetStatus) -> String {
+    let whose = whose(s);
     format!(
         "{whose} budget for {} is used up ({} of {} units): no new cluster can start until next \
          month or until an administrator raises it",
@@ -267,17 +272,35 @@ fn used_up_message(s: &BudgetStatus) -> String {
     )
 }
 
+/// What a start's progress stream says when a budget it counts against is past the warning
+/// threshold.
+fn warning_message(s: &BudgetStatus) -> String {
+    let whose = whose(s);
+    format!(
+        "{whose} budget for {} is {} % used ({} of {} units): clusters are released when it is \
+         used up",
+        s.month,
+        s.percent(),
+        units_text(s.used_micros),
+        units_text(s.budget.limit_micros)
+    )
+}
+
 /// Refuses (403) a start of `user`'s cluster (running `project_id`) when a budget it would count
-/// against is used up this month.
-pub async fn check_start(hub: &Services, user: &UserRow, project_id: Option<i64>) -> HubResult<()> {
+/// against is used up this month; otherwise the warning to show, if one is past the threshold.
+pub async fn check_start(
+    hub: &Services,
+    user: &UserRow,
+    project_id: Option<i64>,
+) -> HubResult<Option<String>> {
     let statuses = statuses_for(hub, user.id, project_id).await?;
-    match statuses.iter().find(|s| s.state == BudgetState::Exceeded) {
-        Some(s) => {
-            tracing::info!(user.name = %user.name, budget.id = s.budget.id, "start refused: budget used up");
-            Err(HubError::Forbidden(used_up_message(s)))
-        }
-        None => Ok(()),
+    if let Some(s) = statuses.iter().find(|s| s.state == BudgetState::Exceeded) {
+        tracing::info!(user.name = %user.name, budget.id = s.budget.id, "start refused: budget used up");
+        return Err(HubError::Forbidden(used_up_message(s)));
     }
+    Ok(most_pressing(statuses)
+        .filter(|s| s.state == BudgetState::Warning)
+        .map(|s| warning_message(&s)))
 }
 
 /// The loop's step: for every cluster holding resources, its used-up budgets are noted (the
