@@ -401,10 +401,12 @@
     $('#run-form').addEventListener('submit', function (ev) {
       ev.preventDefault();
       var sizes = {};
-      ['nodes', 'cpus', 'memory', 'gpus', 'storage'].forEach(function (k) {
-        var v = $('#run-' + k).value.trim();
+      ['nodes', 'cpus', 'memory', 'gpus', 'storage', 'release_policy'].forEach(function (k) {
+        var input = $('#run-' + k);
+        var v = input ? input.value.trim() : '';
         if (v) { sizes[k] = v; }
       });
+      if ($('#run-wait').checked) { sizes.wait = true; }
       var b = $('#run-button');
       busy(b, true);
       show($('#run-status'), true);

@@ -452,6 +452,9 @@
     });
     // "Wait in line if the hardware is busy".
     if (data.get('wait')) { out.wait = true; }
+    // The release policy chosen for this start.
+    var release = data.get('release_policy');
+    if (typeof release === 'string' && release) { out.release_policy = release; }
     // Every ticked dataset; none ticked is an empty list, not "as last time".
     if (data.has('datasets_offered')) { out.datasets = data.getAll('dataset'); }
     return out;

@@ -163,3 +163,49 @@ async fn a_waiting_start_hears_its_place_in_line_can_be_cancelled_and_starts_whe
     ensure!(hub.user("carol").await?["servers"].get("").is_none());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_start_chooses_its_release_policy_among_those_its_user_may_choose() -> Result<()> {
+    let hub = hub().await?;
+    for user in ["alice", "bob", "carol"] {
+        hub.create_user(user, &format!("{user}-password-1")).await?;
+    }
+    // The default stays manual; carol's exception forbids manual release.
+    put(
+        &hub,
+        "/hub/api/release-policies/default",
+        json!({"policy": "manual", "grace_seconds": 5}),
+    )
+    .await?;
+    put(
+        &hub,
+        "/hub/api/users/carol/release-policy",
+        json!({"policy": "automatic"}),
+    )
+    .await?;
+
+    let (status, text) = start(&hub, "carol", json!({"release_policy": "manual"})).await?;
+    ensure!(status == StatusCode::BAD_REQUEST, "{status} {text}");
+    ensure!(text.contains("Manual release is not allowed"), "{text}");
+    let (status, text) = start(&hub, "alice", json!({"release_policy": "sometimes"})).await?;
+    ensure!(
+        status == StatusCode::BAD_REQUEST && text.contains("automatic, manual, on_logout"),
+        "{status} {text}"
+    );
+    ensure!(hub.user("alice").await?["servers"].get("").is_none());
+
+    // Alice chooses automatic for this start: nobody opens it, so it goes after the grace
+    // period; bob's start keeps the default (manual) and runs on.
+    let (status, text) = start(&hub, "alice", json!({"release_policy": "automatic"})).await?;
+    ensure!(status.is_success(), "{status} {text}");
+    hub.start_server("bob").await?;
+    hub.wait_until_ready("alice", "", Duration::from_secs(90))
+        .await?;
+    hub.wait_until_stopped("alice", "", Duration::from_secs(60))
+        .await?;
+    ensure!(
+        hub.user("bob").await?["servers"][""]["ready"] == json!(true),
+        "bob's manual cluster was released"
+    );
+    Ok(())
+}

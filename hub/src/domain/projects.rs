@@ -30,7 +30,16 @@ const MAX_DESCRIPTION_CHARS: usize = 100_000;
 /// Largest page of a search.
 const MAX_PAGE: i64 = 100;
 /// The sizes a run keeps for the next one (the spawn form's fields).
-const SIZE_KEYS: [&str; 5] = ["nodes", "cpus", "memory", "gpus", "storage"];
+/// What a run may say: the sizes, the release policy, whether to wait in line for capacity.
+const RUN_KEYS: [&str; 7] = [
+    "nodes",
+    "cpus",
+    "memory",
+    "gpus",
+    "storage",
+    crate::domain::release::CHOICE_KEY,
+    "wait",
+];
 
 /// What a viewer may do with one project, weakest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -738,10 +747,10 @@ pub async fn run(
         sizes
     };
     for (k, v) in &sizes {
-        if !SIZE_KEYS.contains(&k.as_str()) {
+        if !RUN_KEYS.contains(&k.as_str()) {
             return Err(HubError::BadRequest(format!(
                 "Unknown size {k:?}: a run takes {}",
-                SIZE_KEYS.join(", ")
+                RUN_KEYS.join(", ")
             )));
         }
         options.insert(k.clone(), v.clone());

@@ -168,6 +168,64 @@ pub async fn policy_of(store: &Store, user_id: i64) -> HubResult<UserPolicy> {
     })
 }
 
+/// The `user_options` key in which a start chooses its cluster's release policy.
+pub const CHOICE_KEY: &str = "release_policy";
+
+/// The policies `policy` lets its user choose for a start: the stricter ones always, manual
+/// release only where it is allowed (PRODUCT: "per-user exception allowing or forbidding
+/// manual release").
+pub fn choices(policy: &UserPolicy) -> Vec<ReleasePolicy> {
+    ReleasePolicy::ALL
+        .iter()
+        .copied()
+        .filter(|p| *p != ReleasePolicy::Manual || policy.manual_release_allowed())
+        .collect()
+}
+
+/// The release policy a start asks for in its `user_options` (`"release_policy"`), checked
+/// against what its user may choose; without one, the user's own. A 400 says what to choose.
+pub async fn policy_for_start(
+    store: &Store,
+    user_id: i64,
+    user_options: &Value,
+) -> HubResult<ReleasePolicy> {
+    let policy = policy_of(store, user_id).await?;
+    let asked = match user_options.get(CHOICE_KEY) {
+        Some(Value::Array(items)) => items.first(),
+        other => other,
+    };
+    let Some(asked) = asked.filter(|v| !v.is_null() && v.as_str() != Some("")) else {
+        return Ok(policy.policy);
+    };
+    let word = asked
+        .as_str()
+        .ok_or_else(|| HubError::BadRequest(format!("{CHOICE_KEY} must be a word, not {asked}")))?;
+    let chosen = ReleasePolicy::parse(word).map_err(HubError::BadRequest)?;
+    if !choices(&policy).contains(&chosen) {
+        return Err(HubError::BadRequest(
+            "Manual release is not allowed for you: choose automatic or on_logout (an \
+             administrator can allow it)"
+                .into(),
+        ));
+    }
+    Ok(chosen)
+}
+
+/// Records the policy a start chose, for the start that began at `started`.
+pub async fn hold_for_start(
+    hub: &Services,
+    server_id: i64,
+    started: Micros,
+    policy: ReleasePolicy,
+) -> HubResult<()> {
+    let held = hub
+        .store
+        .cluster_release_policy(server_id, started, policy)
+        .await?;
+    hub.release.remember(server_id, started, held);
+    Ok(())
+}
+
 /// The policy running server `server` holds: its user's at the start it is in (recorded the
 /// first time it is asked).
 pub async fn held_policy(hub: &Services, server: &ServerRow) -> HubResult<ReleasePolicy> {

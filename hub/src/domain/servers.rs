@@ -192,6 +192,9 @@ pub async fn start(
         }
     };
     let prepared = clusters::prepare(hub, user.id, options).await?;
+    // The release policy it chose (or its user's), refused before anything is written.
+    let release_policy =
+        super::release::policy_for_start(&hub.store, user.id, &prepared.user_options).await?;
     // Datasets the owner may not read (any more) are refused here, before anything is written.
     let mounts = super::datasets::mounts_for(hub, user, &prepared.datasets).await?;
     // A project's server (`project-{id}`) works in the project's folder.
@@ -276,6 +279,9 @@ pub async fn start(
         Err(e) => return Err(e.into()),
     };
     hub.invalidate_auth();
+    if let Err(e) = super::release::hold_for_start(hub, server_id, now, release_policy).await {
+        tracing::error!(error = %e, "could not record the start's release policy");
+    }
     let key = full_name(&user.name, server_name);
     let progress = hub.live.begin(&key);
     let mut env = BTreeMap::new();

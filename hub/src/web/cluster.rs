@@ -27,6 +27,9 @@ pub(crate) const DATASETS_OFFERED_FIELD: &str = "datasets_offered";
 /// (`true`) that asks admission to queue a start that does not fit the free capacity.
 pub(crate) const WAIT_FIELD: &str = "wait";
 
+/// The spawn form's choice of release policy, and its `user_options` key.
+pub(crate) const RELEASE_FIELD: &str = crate::domain::release::CHOICE_KEY;
+
 /// What the spawn form holds, as typed (so a refused request shows the same values again).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub(crate) struct SpawnValues {
@@ -48,6 +51,8 @@ pub(crate) struct SpawnValues {
     pub datasets_offered: bool,
     /// "Wait in line if the hardware is busy" is ticked.
     pub wait: bool,
+    /// The release policy chosen (empty: the user's own).
+    pub release_policy: String,
 }
 
 impl SpawnValues {
@@ -58,7 +63,11 @@ impl SpawnValues {
         let has = |key: &str| form.iter().any(|(k, _)| k == key);
         let datasets_offered = has(DATASETS_OFFERED_FIELD) || has(DATASET_FIELD);
         let wait = has(WAIT_FIELD);
-        if !OPTION_FIELDS.iter().any(|k| has(k)) && !datasets_offered && !wait {
+        if !OPTION_FIELDS.iter().any(|k| has(k))
+            && !datasets_offered
+            && !wait
+            && !has(RELEASE_FIELD)
+        {
             return None;
         }
         let get = |key: &str| {
@@ -85,6 +94,7 @@ impl SpawnValues {
             datasets,
             datasets_offered,
             wait,
+            release_policy: get(RELEASE_FIELD),
         })
     }
 
@@ -103,6 +113,12 @@ impl SpawnValues {
         }
         if self.wait {
             map.insert(WAIT_FIELD.to_owned(), Value::Bool(true));
+        }
+        if !self.release_policy.is_empty() {
+            map.insert(
+                RELEASE_FIELD.to_owned(),
+                Value::String(self.release_policy.clone()),
+            );
         }
         Value::Object(map)
     }
@@ -150,8 +166,45 @@ impl SpawnValues {
             datasets,
             datasets_offered: false,
             wait: options.get(WAIT_FIELD) == Some(&Value::Bool(true)),
+            release_policy: text(RELEASE_FIELD),
         }
     }
+}
+
+/// A release policy the form offers: one its user may choose.
+#[derive(Debug, Serialize)]
+pub(crate) struct ReleaseChoice {
+    /// The policy's word, the option's value.
+    value: &'static str,
+    /// The catalogue key of its name.
+    label: String,
+    /// Chosen by the values shown (else the user's own policy).
+    selected: bool,
+}
+
+/// The release policies the owner may choose, their own (or the one typed) selected.
+pub(crate) async fn release_choices(
+    hub: &Services,
+    owner: Option<&crate::db::UserRow>,
+    chosen: &str,
+) -> Result<Vec<ReleaseChoice>, PageError> {
+    let Some(owner) = owner else {
+        return Ok(Vec::new());
+    };
+    let policy = crate::domain::release::policy_of(&hub.store, owner.id).await?;
+    let wanted = if chosen.is_empty() {
+        policy.policy.as_str()
+    } else {
+        chosen
+    };
+    Ok(crate::domain::release::choices(&policy)
+        .into_iter()
+        .map(|p| ReleaseChoice {
+            value: p.as_str(),
+            label: format!("release_policy_{}", p.as_str()),
+            selected: p.as_str() == wanted,
+        })
+        .collect())
 }
 
 /// A dataset the form offers: one the server's owner may read.
@@ -210,6 +263,8 @@ pub(crate) struct SpawnForm {
     error: Option<String>,
     /// The prices in force, for the projected cost per hour (none: no price).
     price: Option<super::billing::SpawnPrice>,
+    /// The release policies the owner may choose for this start.
+    release: Vec<ReleaseChoice>,
 }
 
 /// `512M`, `2G`, `1.5G`: sizes in the syntax the form takes.
@@ -284,6 +339,7 @@ pub(crate) async fn spawn_form(
             limits: None,
             images: Vec::new(),
             datasets: dataset_choices(readable, &values.datasets),
+            release: release_choices(hub, owner.as_ref(), &values.release_policy).await?,
             values,
             error: req.error,
             price: None,
@@ -316,6 +372,7 @@ pub(crate) async fn spawn_form(
         limits: Some(limits_view(&sizes)),
         images,
         datasets: dataset_choices(readable, &values.datasets),
+        release: release_choices(hub, owner.as_ref(), &values.release_policy).await?,
         values,
         error: req.error,
         price: super::billing::spawn_price(hub).await?,

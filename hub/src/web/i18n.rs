@@ -1261,6 +1261,12 @@ pub const CATALOGUE: &[Message] = &[
         "The grace period must be a whole number of seconds.",
         "宽限期必须是整数秒。",
     ),
+    ("spawn_release", "Release", "释放方式"),
+    (
+        "spawn_release_hint",
+        "Automatic: released once no page of the cluster is open. Manual: kept until you click Release. On logout: released when you log out.",
+        "自动释放：集群的页面全部关闭后释放。手动释放：直到你点击“释放”才释放。退出登录时释放：你退出登录时释放。",
+    ),
     ("release_policy_automatic", "Automatic", "自动释放"),
     ("release_policy_manual", "Manual", "手动释放"),
     ("release_policy_on_logout", "On logout", "退出登录时释放"),

@@ -142,10 +142,12 @@ pub(crate) async fn show(
         admin: storage_pools::is_storage_admin(&caller.scopes),
     };
     projects::reach(&hub, &viewer, &owner, &name, Access::Read).await?;
+    let release = super::cluster::release_choices(&hub, Some(user), "").await?;
     Ok(page.render(
         "project.html",
         context! {
             page => "project",
+            release => release,
             owner_href => format!("/hub/projects?{}", encode_query(&[("q", &owner)])),
             owner => owner,
             name => name,
