@@ -1245,8 +1245,8 @@ pub const CATALOGUE: &[Message] = &[
     ("admin_release_title", "Release policies", "释放策略"),
     (
         "admin_release_intro",
-        "When running clusters are given back. A cluster keeps the policy its user had when it started.",
-        "运行中的集群何时被释放。集群沿用其启动时用户的策略。",
+        "When running clusters are given back. A cluster keeps the policy it started with: the one chosen at the start, else its user's.",
+        "运行中的集群何时被释放。集群沿用启动时的策略：启动时所选的策略，否则为用户的策略。",
     ),
     ("admin_release_default", "Default policy", "默认策略"),
     ("release_policy_label", "Release policy", "释放策略"),
