@@ -848,6 +848,24 @@ pub async fn expect_json(resp: reqwest::Response, want: StatusCode, what: &str) 
     serde_json::from_str(&text).with_context(|| format!("{what}: the body is not JSON: {text}"))
 }
 
+/// A fresh, empty PostgreSQL database on the test server (`XIJI_TEST_PG_URL`), named
+/// `xiji_{prefix}_{random}`, as a URL for `HubOptions::database_url`.
+pub fn new_postgres_database(prefix: &str) -> Result<String> {
+    let base = required_env("XIJI_TEST_PG_URL")?;
+    let name = format!("xiji_{prefix}_{}", random_hex(8));
+    let status = Command::new("psql")
+        .arg(&base)
+        .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
+        .status()
+        .context("running psql")?;
+    if !status.success() {
+        bail!("psql could not create {name}");
+    }
+    let mut url = url::Url::parse(&base)?;
+    url.set_path(&name);
+    Ok(url.to_string())
+}
+
 /// `n` random bytes as hex, from the kernel's random source.
 pub fn random_hex(n: usize) -> String {
     let mut buf = vec![0u8; n];

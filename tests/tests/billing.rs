@@ -10,22 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tests::{expect_api_error, expect_json, random_hex, required_env, Hub, HubOptions};
-
-/// A fresh PostgreSQL database on the test server, as a URL.
-fn new_postgres_database() -> Result<String> {
-    let base = required_env("XIJI_TEST_PG_URL")?;
-    let name = format!("xiji_billing_{}", random_hex(8));
-    let status = std::process::Command::new("psql")
-        .arg(&base)
-        .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
-        .status()
-        .context("running psql")?;
-    ensure!(status.success(), "psql could not create {name}");
-    let mut url = url::Url::parse(&base)?;
-    url.set_path(&name);
-    Ok(url.to_string())
-}
+use tests::{expect_api_error, expect_json, random_hex, Hub, HubOptions};
 
 /// Runs SQL in the hub's database (its SQLite file, or the PostgreSQL database).
 fn sql(hub: &Hub, database_url: Option<&str>, statement: &str) -> Result<String> {
@@ -423,7 +408,10 @@ async fn reports_add_up_and_are_shown_to_whom_they_concern_on_sqlite() -> Result
 
 #[tokio::test]
 async fn reports_add_up_and_are_shown_to_whom_they_concern_on_postgres() -> Result<()> {
-    reports_add_up_and_are_shown_to_whom_they_concern(Some(new_postgres_database()?)).await
+    reports_add_up_and_are_shown_to_whom_they_concern(Some(tests::new_postgres_database(
+        "billing",
+    )?))
+    .await
 }
 
 /// Today in the hub's time zone, as the hub says it (the default period ends today).

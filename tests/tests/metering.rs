@@ -8,23 +8,8 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tests::{expect_json, random_hex, required_env, Hub, HubOptions};
+use tests::{expect_json, Hub, HubOptions};
 use tokio::time::Instant;
-
-/// A fresh PostgreSQL database on the test server, as a URL.
-fn new_postgres_database() -> Result<String> {
-    let base = required_env("XIJI_TEST_PG_URL")?;
-    let name = format!("xiji_metering_{}", random_hex(8));
-    let status = std::process::Command::new("psql")
-        .arg(&base)
-        .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
-        .status()
-        .context("running psql")?;
-    ensure!(status.success(), "psql could not create {name}");
-    let mut url = url::Url::parse(&base)?;
-    url.set_path(&name);
-    Ok(url.to_string())
-}
 
 async fn ledger(hub: &Hub, user: &str) -> Result<Vec<Value>> {
     let resp = hub
@@ -147,7 +132,7 @@ async fn a_server_held_for_a_minute_bills_a_minute_across_a_hub_sigkill_on_sqlit
 #[tokio::test]
 async fn a_server_held_for_a_minute_bills_a_minute_across_a_hub_sigkill_on_postgres() -> Result<()>
 {
-    let url = new_postgres_database()?;
+    let url = tests::new_postgres_database("metering")?;
     a_server_held_for_a_minute_bills_a_minute_across_a_hub_sigkill(Some(url)).await
 }
 

@@ -68,25 +68,6 @@ pub struct NodeMeter {
     pub cpu_used_ms: i64,
 }
 
-/// The totals of a set of ledger rows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
-pub struct LedgerTotals {
-    /// Rows.
-    pub rows: i64,
-    /// Node-seconds.
-    pub node_s: i64,
-    /// CPU millicore-seconds reserved.
-    pub cpu_mcs: i64,
-    /// MiB-seconds reserved.
-    pub mib_s: i64,
-    /// GPU-seconds reserved.
-    pub gpu_s: i64,
-    /// CPU time used, in milliseconds.
-    pub cpu_used_ms: i64,
-    /// Cost, in millionths of a billing unit.
-    pub cost_micros: i64,
-}
-
 const LEDGER_COLUMNS: &str = "idem_key, run, user_id, user_name, project_id, server_name, image, node, \
      cpu_millis, memory_mib, gpus, start_s, end_s, day, cpu_mcs, mib_s, gpu_s, cpu_used_ms, price_id, \
      cost_micros, kind, recorded";
@@ -182,19 +163,6 @@ impl Store {
         .bind(limit)
         .bind(offset)
         .fetch_all(&self.pool)
-        .await?)
-    }
-
-    /// The totals of a user's rows (all time).
-    pub async fn ledger_totals_of_user(&self, user_id: i64) -> Result<LedgerTotals> {
-        Ok(sqlx::query_as::<_, LedgerTotals>(
-            "SELECT COUNT(*) AS rows, CAST(COALESCE(SUM(end_s - start_s), 0) AS BIGINT) AS node_s, \
-             CAST(COALESCE(SUM(cpu_mcs), 0) AS BIGINT) AS cpu_mcs, CAST(COALESCE(SUM(mib_s), 0) AS BIGINT) AS mib_s, \
-             CAST(COALESCE(SUM(gpu_s), 0) AS BIGINT) AS gpu_s, CAST(COALESCE(SUM(cpu_used_ms), 0) AS BIGINT) AS cpu_used_ms, \
-             CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) AS cost_micros FROM usage_ledger WHERE user_id = $1",
-        )
-        .bind(user_id)
-        .fetch_one(&self.pool)
         .await?)
     }
 }

@@ -50,7 +50,7 @@ pub use datasets::{
 };
 pub use home_page::{HomePageTexts, HomePageTextsRow, TextLanguage};
 pub use images::{ImageFields, ImageFilter, ImageKind, ImageRow, Visibility};
-pub use metering::{LedgerRow, LedgerTotals, NodeMeter};
+pub use metering::{LedgerRow, NodeMeter};
 pub use project_uploads::ProjectUploadRow;
 pub use projects::{
     ForkProgress, ForkRow, ForkState, MemberRow, ProjectFields, ProjectRole, ProjectRow,
