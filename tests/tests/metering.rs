@@ -26,20 +26,23 @@ fn seconds(rows: &[Value]) -> i64 {
         .sum()
 }
 
+/// Holds alice's server (`start_body`: its `user_options`; `nodes` nodes) for a minute with the
+/// hub SIGKILLed for 30 s in the middle, then checks each node's bill.
 async fn a_server_held_for_a_minute_bills_a_minute_across_a_hub_sigkill(
-    database_url: Option<String>,
+    options: HubOptions,
+    start_body: Value,
+    nodes: i64,
 ) -> Result<()> {
-    let mut hub = Hub::start_with(HubOptions {
-        database_url,
-        tables_toml: "\n[metering]\ncheckpoint_interval = 2\n".into(),
-        ..HubOptions::default()
-    })
-    .await?;
+    let mut hub = Hub::start_with(options).await?;
     hub.create_user("alice", "alice-password-1").await?;
 
+    if let Some(image) = start_body["image"].as_str() {
+        add_library_image(&hub, image).await?;
+    }
     let asked = Instant::now();
     let resp = hub
         .admin(Method::POST, "/hub/api/users/alice/server")
+        .json(&start_body)
         .send()
         .await?;
     let answered = Instant::now();
@@ -79,61 +82,140 @@ async fn a_server_held_for_a_minute_bills_a_minute_across_a_hub_sigkill(
     );
 
     let rows = ledger(&hub, "alice").await?;
-    let billed = seconds(&rows);
     let shortest = (stop_asked - answered).as_secs_f64();
     let longest = (stop_answered - asked).as_secs_f64();
-    ensure!(
-        (billed as f64) >= shortest - 1.0 && (billed as f64) <= longest + 1.0,
-        "billed {billed} s for a server held between {shortest:.1} and {longest:.1} s: {rows:#?}"
-    );
-    // One run, its intervals back to back from the opening row to the closing one, and the
-    // seconds the hub was down written at its restart.
-    let mut kinds: Vec<&str> = rows.iter().filter_map(|r| r["kind"].as_str()).collect();
-    kinds.dedup();
-    ensure!(
-        kinds.first() == Some(&"open") && kinds.last() == Some(&"close"),
-        "{kinds:?}"
-    );
-    ensure!(
-        kinds.contains(&"recovered"),
-        "no row written at the restart: {kinds:?}"
-    );
-    let recovered: i64 = rows
-        .iter()
-        .filter(|r| r["kind"] == json!("recovered"))
-        .map(|r| r["seconds"].as_i64().unwrap_or(0))
-        .sum();
-    ensure!(
-        recovered >= 29,
-        "the restart wrote {recovered} s for 30 s without a hub"
-    );
-    for pair in rows.windows(2) {
+    for node in 0..nodes {
+        let mine: Vec<Value> = rows
+            .iter()
+            .filter(|r| r["node"] == json!(node))
+            .cloned()
+            .collect();
+        let billed = seconds(&mine) as f64;
         ensure!(
-            pair[0]["end"] == pair[1]["start"] && pair[0]["run"] == pair[1]["run"],
-            "a gap or overlap between {} and {}",
-            pair[0],
-            pair[1]
+            billed >= shortest - 1.0 && billed <= longest + 1.0,
+            "node-{node} billed {billed} s for a server held between {shortest:.1} and {longest:.1} s: {mine:#?}"
         );
+        // One run, its intervals back to back from the opening row to the closing one, and
+        // the seconds the hub was down written at its restart.
+        let mut kinds: Vec<&str> = mine.iter().filter_map(|r| r["kind"].as_str()).collect();
+        kinds.dedup();
+        ensure!(
+            kinds.first() == Some(&"open") && kinds.last() == Some(&"close"),
+            "node-{node}: {kinds:?}"
+        );
+        let recovered: i64 = mine
+            .iter()
+            .filter(|r| r["kind"] == json!("recovered"))
+            .map(|r| r["seconds"].as_i64().unwrap_or(0))
+            .sum();
+        ensure!(
+            recovered >= 29,
+            "node-{node}: the restart wrote {recovered} s for 30 s without a hub"
+        );
+        for pair in mine.windows(2) {
+            ensure!(
+                pair[0]["end"] == pair[1]["start"] && pair[0]["run"] == pair[1]["run"],
+                "a gap or overlap between {} and {}",
+                pair[0],
+                pair[1]
+            );
+        }
+        // The units are the seconds times what the node reserved, and every row is priced.
+        for r in &mine {
+            let s = r["seconds"].as_i64().unwrap_or(0);
+            let size = |k: &str| r[k].as_i64().unwrap_or(-1);
+            ensure!(
+                r["cpu_millicore_seconds"] == json!(size("cpu_millis") * s),
+                "{r}"
+            );
+            ensure!(
+                r["memory_mib_seconds"] == json!(size("memory_mib") * s),
+                "{r}"
+            );
+            ensure!(r["price_id"].as_i64().unwrap_or(0) > 0, "{r}");
+            ensure!(r["day"].as_str().is_some_and(|d| d.len() == 10), "{r}");
+        }
     }
-    // The units are the seconds times what was reserved (a local server reserves no sizes),
-    // and every row is priced.
-    for r in &rows {
-        ensure!(r["price_id"].as_i64().unwrap_or(0) > 0, "{r}");
-        ensure!(r["day"].as_str().is_some_and(|d| d.len() == 10), "{r}");
+    ensure!(
+        rows.iter()
+            .all(|r| r["node"].as_i64().is_some_and(|n| n < nodes)),
+        "rows of nodes the cluster did not have: {rows:#?}"
+    );
+    Ok(())
+}
+
+fn local_hub(database_url: Option<String>) -> HubOptions {
+    HubOptions {
+        database_url,
+        tables_toml: "\n[metering]\ncheckpoint_interval = 2\n".into(),
+        ..HubOptions::default()
     }
+}
+
+fn docker_hub(instance: &tests::docker::Instance) -> HubOptions {
+    HubOptions {
+        spawner_toml: "backend = \"docker\"\nstart_timeout = 300\n".into(),
+        tables_toml: format!(
+            "\n[metering]\ncheckpoint_interval = 2\n\n[spawner.docker]\ncpu_overcommit = 8\ninstance = \"{}\"\ndefault_memory_mb = 512\ndefault_cpus = 0.5\n",
+            instance.0
+        ),
+        ..HubOptions::default()
+    }
+}
+
+fn test_image() -> String {
+    std::env::var("XIJI_TEST_DOCKER_IMAGE")
+        .unwrap_or_else(|_| "127.0.0.1:5000/xiji/base-notebook:latest".into())
+}
+
+/// Adds the test image to the library under `name`.
+async fn add_library_image(hub: &Hub, name: &str) -> Result<()> {
+    let image = test_image();
+    let (repository, tag) = image
+        .rsplit_once(':')
+        .context("XIJI_TEST_DOCKER_IMAGE has no tag")?;
+    let resp = hub
+        .admin(Method::POST, "/hub/api/images")
+        .json(&json!({"name": name, "image": repository, "tag": tag}))
+        .send()
+        .await?;
+    expect_json(resp, StatusCode::CREATED, "add the image to the library").await?;
     Ok(())
 }
 
 #[tokio::test]
 async fn a_server_held_for_a_minute_bills_a_minute_across_a_hub_sigkill_on_sqlite() -> Result<()> {
-    a_server_held_for_a_minute_bills_a_minute_across_a_hub_sigkill(None).await
+    a_server_held_for_a_minute_bills_a_minute_across_a_hub_sigkill(local_hub(None), json!({}), 1)
+        .await
 }
 
 #[tokio::test]
 async fn a_server_held_for_a_minute_bills_a_minute_across_a_hub_sigkill_on_postgres() -> Result<()>
 {
     let url = tests::new_postgres_database("metering")?;
-    a_server_held_for_a_minute_bills_a_minute_across_a_hub_sigkill(Some(url)).await
+    a_server_held_for_a_minute_bills_a_minute_across_a_hub_sigkill(
+        local_hub(Some(url)),
+        json!({}),
+        1,
+    )
+    .await
+}
+
+/// The case: a 2-node cluster (0.5 cores, 512 MiB each) held for a minute bills 120
+/// node-seconds times its sizes, the hub SIGKILLed for 30 s in the middle.
+#[tokio::test]
+async fn a_two_node_docker_cluster_held_for_a_minute_bills_two_node_minutes_across_a_hub_sigkill(
+) -> Result<()> {
+    if !tests::docker::enabled() {
+        return Ok(());
+    }
+    let instance = tests::docker::Instance::new("xiji-meter");
+    a_server_held_for_a_minute_bills_a_minute_across_a_hub_sigkill(
+        docker_hub(&instance),
+        json!({"image": "Python + MPI", "nodes": 2}),
+        2,
+    )
+    .await
 }
 
 /// A 2-node Docker cluster whose containers are stopped while the hub is dead is billed up to
@@ -146,27 +228,9 @@ async fn nodes_that_stop_while_the_hub_is_dead_are_billed_up_to_their_real_stop_
         return Ok(());
     }
     let instance = tests::docker::Instance::new("xiji-meter");
-    let image = std::env::var("XIJI_TEST_DOCKER_IMAGE")
-        .unwrap_or_else(|_| "127.0.0.1:5000/xiji/base-notebook:latest".into());
-    let mut hub = Hub::start_with(HubOptions {
-        spawner_toml: "backend = \"docker\"\nstart_timeout = 300\n".into(),
-        tables_toml: format!(
-            "\n[metering]\ncheckpoint_interval = 2\n\n[spawner.docker]\ncpu_overcommit = 8\ninstance = \"{}\"\ndefault_memory_mb = 512\ndefault_cpus = 0.5\n",
-            instance.0
-        ),
-        ..HubOptions::default()
-    })
-    .await?;
+    let mut hub = Hub::start_with(docker_hub(&instance)).await?;
     hub.create_user("alice", "alice-password-1").await?;
-    let (repository, tag) = image
-        .rsplit_once(':')
-        .context("XIJI_TEST_DOCKER_IMAGE has no tag")?;
-    let resp = hub
-        .admin(Method::POST, "/hub/api/images")
-        .json(&json!({"name": "Python + MPI", "image": repository, "tag": tag}))
-        .send()
-        .await?;
-    expect_json(resp, StatusCode::CREATED, "add the image to the library").await?;
+    add_library_image(&hub, "Python + MPI").await?;
     let asked = Instant::now();
     tests::docker::start_cluster(&hub, "alice", json!({"image": "Python + MPI", "nodes": 2}))
         .await?;
