@@ -10,8 +10,8 @@ use crate::clock::Micros;
 /// One node's interval `[start_s, end_s)` with what it reserved and what it cost.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct LedgerRow {
-    /// `{run}/{node}/{start_s}` (plus `/open` for a run's opening row): a write retried with
-    /// the same key is ignored.
+    /// `{run}/{node}/{start_s}` (plus `/{kind}` for an empty row: an opening, a release right
+    /// after a checkpoint): a write retried with the same key is ignored.
     pub idem_key: String,
     /// The run (one start of a cluster).
     pub run: String,

@@ -215,7 +215,7 @@ pub async fn wait_for_turn(
                 last = Some(position);
             }
         }
-        // A notification when the line moves; a look every few seconds in any case.
-        let _ = tokio::time::timeout(Duration::from_secs(3), changed).await;
+        // A notification when the line moves; a look every ten seconds in any case.
+        let _ = tokio::time::timeout(Duration::from_secs(10), changed).await;
     }
 }

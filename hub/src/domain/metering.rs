@@ -186,7 +186,13 @@ pub fn rows_for(
             let mib_s = meta.size.memory_mib * seconds;
             let gpu_s = meta.size.gpus * seconds;
             let price = prices.get(piece.price);
-            let suffix = if kind == "open" { "/open" } else { "" };
+            // An empty row (a run's opening, a release right after a checkpoint) is named by its
+            // kind: it shares its start with the interval that follows or precedes it.
+            let suffix = if piece.start_s == piece.end_s {
+                format!("/{kind}")
+            } else {
+                String::new()
+            };
             LedgerRow {
                 idem_key: format!("{}/{node}/{}{suffix}", meta.run, piece.start_s),
                 run: meta.run.clone(),
@@ -260,6 +266,20 @@ async fn extend(
             _ => continue,
         };
         if end <= meter.end_s {
+            // Nothing new since the last checkpoint: a release still says so with an empty row.
+            if kind == "close" {
+                rows.extend(rows_for(
+                    meta,
+                    node,
+                    meter.end_s,
+                    meter.end_s,
+                    0,
+                    kind,
+                    hub.meter.tz,
+                    &prices,
+                    now,
+                ));
+            }
             continue;
         }
         let cpu_total_ms = seen.and_then(|u| u.cpu_ns).map_or(meter.cpu_used_ms, |ns| {

@@ -26,7 +26,7 @@ use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt 
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -151,14 +151,34 @@ pub struct LocalSpawner {
     /// Children started by this instance, by pid. Empty after a hub restart: `poll`/`stop` then
     /// rely on `/proc` alone.
     children: Arc<Mutex<HashMap<u32, ChildRecord>>>,
+    /// The process table of the last `node_usage`, reused for a second: a checkpoint asks for
+    /// every server in a row, and one pass over `/proc` serves them all.
+    cpu_table: Mutex<Option<(Instant, Arc<process::GroupTable>)>>,
 }
 
 impl LocalSpawner {
+    /// The process table by group, read again when the last is more than a second old.
+    fn cpu_table(&self) -> Arc<process::GroupTable> {
+        let mut cached = self
+            .cpu_table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, table)) = cached.as_ref() {
+            if at.elapsed() < Duration::from_secs(1) {
+                return Arc::clone(table);
+            }
+        }
+        let table = Arc::new(process::cpu_by_group());
+        *cached = Some((Instant::now(), Arc::clone(&table)));
+        table
+    }
+
     /// A spawner with configuration `cfg`.
     pub fn new(cfg: LocalConfig) -> Self {
         Self {
             cfg,
             children: Arc::default(),
+            cpu_table: Mutex::new(None),
         }
     }
 
@@ -541,7 +561,11 @@ impl Spawner for LocalSpawner {
             running: true,
             started_at: process::started_at_micros(state.start_time),
             finished_at: None,
-            cpu_ns: Some(process::group_cpu_ns(state.pgid, state.start_time)),
+            cpu_ns: Some(process::group_cpu_ns(
+                &self.cpu_table(),
+                state.pgid,
+                state.start_time,
+            )),
         }])
     }
 
