@@ -49,6 +49,17 @@ try {
   if (later === first) throw new Error(`the running time does not move: ${later}`);
   await screenshot(page, 'status-bar');
 
+  step('under the automatic release policy, leaving JupyterLab asks first');
+  // Browsers ask only on a page the user has touched.
+  await item.click();
+  let asked = null;
+  page.once('dialog', async (dialog) => { asked = dialog.type(); await dialog.dismiss(); });
+  await page.evaluate(() => { setTimeout(() => { window.location.href = '/hub/home'; }, 0); });
+  for (let i = 0; i < 50 && asked === null; i++) { await page.waitForTimeout(100); }
+  if (asked !== 'beforeunload') throw new Error(`leaving the page asked nothing (${asked})`);
+  await page.waitForTimeout(500);
+  if (!/\/lab/.test(page.url())) throw new Error(`the page left after all: ${page.url()}`);
+
   step('an administrator sets a budget that is used up');
   const resp = await fetch(`${base}/hub/api/budgets`, {
     method: 'POST',

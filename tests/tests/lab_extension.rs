@@ -90,7 +90,20 @@ async fn the_lab_extension_shows_the_clusters_time_cost_and_used_up_budget_and_r
     })
     .await?;
     hub.create_user(USER, PASSWORD).await?;
-    hub.start_server(USER).await?;
+    // The cluster holds the automatic release policy (its pages ask before they close), with a
+    // grace period longer than the test.
+    let resp = hub
+        .admin(Method::PUT, "/hub/api/release-policies/default")
+        .json(&json!({"policy": "manual", "grace_seconds": 3600}))
+        .send()
+        .await?;
+    expect_json(resp, StatusCode::OK, "the release policies' grace period").await?;
+    let resp = hub
+        .admin(Method::POST, &format!("/hub/api/users/{USER}/server"))
+        .json(&json!({"release_policy": "automatic"}))
+        .send()
+        .await?;
+    ensure!(resp.status().is_success(), "start: {}", resp.status());
     hub.wait_until_ready(USER, "", Duration::from_secs(120))
         .await?;
     // Released clusters of a used-up budget wait an hour: the test releases it itself.

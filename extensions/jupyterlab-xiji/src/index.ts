@@ -360,6 +360,8 @@ interface ILiveUsage {
     state: 'ok' | 'warning' | 'exceeded';
     release_at?: string | null;
   };
+  /** The release policy the cluster holds (`automatic`: closing its last page releases it). */
+  release_policy?: 'automatic' | 'manual' | 'on_logout' | null;
 }
 
 /** `1:02:03` or `12:03`. */
@@ -392,6 +394,14 @@ class UsageStatus extends Widget {
 
   /** Starts asking the hub, now and every 15 s; the running time ticks every second. */
   start(): void {
+    // Under the automatic release policy, closing the last page of the cluster releases it:
+    // the browser asks before the page goes (it shows its own words).
+    window.addEventListener('beforeunload', event => {
+      if (this.usage?.release_policy === 'automatic') {
+        event.preventDefault();
+        event.returnValue = '';
+      }
+    });
     void this.refresh();
     window.setInterval(() => void this.refresh(), USAGE_REFRESH_MS);
     window.setInterval(() => this.render(), 1000);

@@ -316,6 +316,11 @@ pub async fn live(
     let (seconds, cost, per_hour) = live.as_ref().map_or((0, 0, 0), |l| {
         (l.running_seconds, l.cost_micros, l.price_per_hour_micros)
     });
+    // The policy the running cluster holds: under `automatic` its pages warn before closing.
+    let release_policy = match live {
+        Some(_) => Some(crate::domain::release::held_policy(&hub, &server).await?),
+        None => None,
+    };
     Ok(json(
         StatusCode::OK,
         j!({
@@ -327,6 +332,7 @@ pub async fn live(
             "price_per_hour": units(per_hour),
             "price_per_hour_micros": per_hour,
             "budget": budget.as_ref().map(budget_model),
+            "release_policy": release_policy.map(|p| p.as_str()),
         }),
     ))
 }
