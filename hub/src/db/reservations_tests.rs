@@ -96,7 +96,11 @@ async fn a_hundred_concurrent_starts_of_one_user_at_a_quota_of_two_clusters_admi
         assert_eq!((admitted, refused), (2, 98), "{engine:?}");
         assert_eq!(store.admitted_amounts().await.unwrap().clusters, 2);
         // A refused start wrote nothing: the two admitted starts' rows are alice's only ones.
-        assert_eq!(store.count_named_servers(alice.id).await.unwrap(), 2, "{engine:?}");
+        assert_eq!(
+            store.count_named_servers(alice.id).await.unwrap(),
+            2,
+            "{engine:?}"
+        );
     }
 }
 
