@@ -6,7 +6,8 @@
 # Idempotent: a second run only checks and is quick. Safe for developers and CI.
 #   - Debian packages: PostgreSQL, Chromium, fonts (Latin and Chinese), python3-venv, CA certificates
 #   - Python venvs under .cache/: venv5 (JupyterHub 5.5 + JupyterLab + idle culler),
-#     venv6 (JupyterHub 6.x + JupyterLab), venv-tools (schemathesis)
+#     venv6 (JupyterHub 6.x + JupyterLab), venv-tools (schemathesis),
+#     kube-venv (kmock and kubernetes-validate)
 #   - npm packages under .cache/node: playwright-core, configurable-http-proxy
 #   - a running PostgreSQL on 127.0.0.1 with a role and a database for the tests
 set -euo pipefail
@@ -93,6 +94,12 @@ import os, sys, schemathesis
 assert os.access(os.path.join(sys.prefix, "bin", "schemathesis"), os.X_OK)
 ' schemathesis
 
+# The Kubernetes stand-in (tests/kube/cluster.py: the kmock API emulator with a scheduler and a
+# kubelet played by the test) and the schema validator for every object and chart template.
+ensure_venv "$CACHE/kube-venv" '
+import kmock, kubernetes_validate
+' 'kmock==0.8' 'kubernetes-validate==1.37.0'
+
 # ---------------------------------------------------------------------------
 # npm packages
 NODE_PREFIX="$CACHE/node"
@@ -148,6 +155,7 @@ cat >"$CACHE/test-env.sh.tmp" <<EOF
 export XIJI_TEST_VENV5='$CACHE/venv5'
 export XIJI_TEST_VENV6='$CACHE/venv6'
 export XIJI_TEST_VENV_TOOLS='$CACHE/venv-tools'
+export XIJI_KUBE_PYTHON='$CACHE/kube-venv/bin/python'
 export XIJI_TEST_NODE_MODULES='$NODE_PREFIX/node_modules'
 export XIJI_TEST_PG_URL='$PG_URL'
 export CHROMIUM='$CHROMIUM_BIN'

@@ -223,6 +223,7 @@ async fn main() {
                     memory_bytes: Some(512 << 20),
                     gpus: 0,
                     storage_bytes: None,
+                    pool: None,
                 },
                 work_dir: Some(work.clone()),
                 secret_files: Vec::new(),

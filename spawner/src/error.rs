@@ -29,6 +29,16 @@ pub enum SpawnerError {
         source: bollard::errors::Error,
     },
 
+    /// A Kubernetes API call failed.
+    #[error("{context}: {source}")]
+    Kubernetes {
+        /// What was being done, e.g. `creating pod xiji-alice-3f2a-node-1`.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: kube::Error,
+    },
+
     /// One node of a cluster failed to start; everything created for the cluster was removed.
     #[error("{node} failed to start: {reason}{}", log_suffix(.log_tail))]
     NodeFailed {
@@ -182,6 +192,13 @@ fn log_suffix(log_tail: &str) -> String {
 impl SpawnerError {
     pub(crate) fn docker(context: impl Into<String>, source: bollard::errors::Error) -> Self {
         Self::Docker {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn kube(context: impl Into<String>, source: kube::Error) -> Self {
+        Self::Kubernetes {
             context: context.into(),
             source,
         }

@@ -13,8 +13,10 @@
 //! [`Spawner::validate`] turns it into [`ClusterResources`] or rejects it with a message for the
 //! user, and [`Spawner::start`] gets those resources in [`SpawnSpec::resources`].
 
+mod compute;
 pub mod docker;
 mod error;
+pub mod kubernetes;
 pub mod local;
 pub mod nodes;
 mod paths;
@@ -27,9 +29,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use compute::{ComputeNode, NodeCondition};
 pub use error::SpawnerError;
 pub use readiness::{wait_for_http_server, wait_until_ready};
-pub use resources::{ClusterRequest, ClusterResources, ResourceLimits};
+pub use resources::{is_pool_name, ClusterRequest, ClusterResources, ResourceLimits};
 pub use usage::{host_cpu_millis, host_memory_mib, Capacity, NodeUsage};
 
 /// What the hub asks a backend to start: one server of one user.
@@ -416,6 +419,24 @@ pub trait Spawner: Send + Sync + 'static {
     async fn node_usage(&self, state: &serde_json::Value) -> Result<Vec<NodeUsage>, SpawnerError> {
         let _ = state;
         Ok(Vec::new())
+    }
+
+    /// The machines this backend runs servers on, with what they have and what Xiji's nodes
+    /// use of them, for the administrators' compute-node pages. The default: none known.
+    async fn compute_nodes(&self) -> Result<Vec<ComputeNode>, SpawnerError> {
+        Ok(Vec::new())
+    }
+
+    /// Puts the machine `node` into the compute pool `pool` (new clusters may be placed on
+    /// it), or with `None` takes it out of Xiji's management (no new clusters; running ones
+    /// keep going). [`SpawnerError::NoSuchNode`] when the backend has no such machine. The
+    /// default: [`SpawnerError::Unsupported`].
+    async fn set_node_pool(&self, node: &str, pool: Option<&str>) -> Result<(), SpawnerError> {
+        let _ = (node, pool);
+        Err(SpawnerError::Unsupported {
+            backend: self.backend_name(),
+            what: "move a machine between compute pools",
+        })
     }
 
     /// Checks, from inside every node of a running server, that the hub API URL the node was

@@ -42,6 +42,9 @@ pub struct ClusterRequest {
     pub gpus: Option<u32>,
     /// Size of each node's writable layer in bytes.
     pub storage_bytes: Option<u64>,
+    /// The compute pool to run on (backends with several machines); `None`: the default.
+    #[serde(default)]
+    pub pool: Option<String>,
 }
 
 impl ClusterRequest {
@@ -56,6 +59,7 @@ impl ClusterRequest {
             memory_bytes: options.size("memory")?,
             gpus: options.count("gpus")?,
             storage_bytes: options.size("storage")?,
+            pool: options.pool("pool")?,
         })
     }
 }
@@ -70,6 +74,7 @@ impl From<&ClusterResources> for ClusterRequest {
             memory_bytes: r.memory_bytes,
             gpus: Some(r.gpus),
             storage_bytes: r.storage_bytes,
+            pool: r.pool.clone(),
         }
     }
 }
@@ -89,6 +94,10 @@ pub struct ClusterResources {
     pub gpus: u32,
     /// Size of each node's writable layer in bytes; `None`: no limit.
     pub storage_bytes: Option<u64>,
+    /// The compute pool to run on; `None`: the backend's default (backends with one machine
+    /// ignore it).
+    #[serde(default)]
+    pub pool: Option<String>,
 }
 
 impl ClusterResources {
@@ -101,6 +110,7 @@ impl ClusterResources {
             memory_bytes: None,
             gpus: 0,
             storage_bytes: None,
+            pool: None,
         }
     }
 }
@@ -221,8 +231,21 @@ impl ResourceLimits {
             memory_bytes: Some(memory),
             gpus,
             storage_bytes: storage,
+            pool: request.pool.clone(),
         })
     }
+}
+
+/// Whether `name` can name a compute pool: 1 to 63 lower-case ASCII letters, digits and `-`,
+/// starting and ending with a letter or digit (it is a Kubernetes label value).
+pub fn is_pool_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let edge = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.first().is_some_and(edge)
+        && bytes.last().is_some_and(edge)
+        && bytes.iter().all(|b| edge(b) || *b == b'-')
 }
 
 fn reject(message: impl Into<String>) -> SpawnerError {
@@ -296,6 +319,28 @@ impl<'a> Options<'a> {
             Some(other) => Err(reject(format!(
                 "{key} must be an image id, name or reference from the image library, not {other}"
             ))),
+        }
+    }
+
+    /// A compute pool's name: 1 to 63 lower-case letters, digits and `-`, starting and ending
+    /// with a letter or digit (a Kubernetes label value).
+    fn pool(&self, key: &str) -> Result<Option<String>, SpawnerError> {
+        let name = match self.get(key)? {
+            None => return Ok(None),
+            Some(serde_json::Value::String(s)) => s.trim().to_owned(),
+            Some(other) => {
+                return Err(reject(format!(
+                    "{key} must be the name of a compute pool, not {other}"
+                )))
+            }
+        };
+        if is_pool_name(&name) {
+            Ok(Some(name))
+        } else {
+            Err(reject(format!(
+                "{key} {name:?} is not a compute pool name: use 1 to 63 lower-case letters, \
+                 digits and '-', starting and ending with a letter or digit"
+            )))
         }
     }
 

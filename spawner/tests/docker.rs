@@ -115,6 +115,7 @@ fn spec(
         memory_bytes: request.memory_bytes,
         gpus: request.gpus.unwrap_or(0),
         storage_bytes: request.storage_bytes,
+        pool: request.pool,
     };
     spec.work_dir = work_dir;
     spec

@@ -1,0 +1,2 @@
+//! The Kubernetes objects of one cluster, built from a spawn spec: pure functions, no API
+//! calls.
