@@ -7,7 +7,7 @@
 #   - Debian packages: PostgreSQL, Chromium, fonts (Latin and Chinese), python3-venv, CA certificates
 #   - Python venvs under .cache/: venv5 (JupyterHub 5.5 + JupyterLab + idle culler),
 #     venv6 (JupyterHub 6.x + JupyterLab), venv-tools (schemathesis),
-#     kube-venv (kmock and kubernetes-validate)
+#     kube-venv (kmock, kubernetes-validate, helm-python-sdk)
 #   - npm packages under .cache/node: playwright-core, configurable-http-proxy
 #   - a running PostgreSQL on 127.0.0.1 with a role and a database for the tests
 set -euo pipefail
@@ -95,10 +95,11 @@ assert os.access(os.path.join(sys.prefix, "bin", "schemathesis"), os.X_OK)
 ' schemathesis
 
 # The Kubernetes stand-in (tests/kube/cluster.py: the kmock API emulator with a scheduler and a
-# kubelet played by the test) and the schema validator for every object and chart template.
+# kubelet played by the test) and the schema validator for every object and chart template;
+# helm-python-sdk is Helm's own Go SDK (v4) as a library, which renders and lints the chart.
 ensure_venv "$CACHE/kube-venv" '
-import kmock, kubernetes_validate
-' 'kmock==0.8' 'kubernetes-validate==1.37.0'
+import kmock, kubernetes_validate, helm_python
+' 'kmock==0.8' 'kubernetes-validate==1.37.0' 'helm-python-sdk==0.2.2'
 
 # ---------------------------------------------------------------------------
 # npm packages
