@@ -6,6 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spawner::docker::{DockerConfig, DockerSpawner, NodeAddress};
+use spawner::kubernetes::{
+    ApiAccess, KubernetesConfig, KubernetesSpawner, Toleration, VolumeMapping, VolumeSource,
+};
 use spawner::local::{LocalConfig, LocalSpawner};
 use spawner::Spawner;
 
@@ -89,8 +92,10 @@ async fn prepare_with_store(
 }
 
 async fn make_spawner(config: &Config, store: &Store) -> anyhow::Result<Arc<dyn Spawner>> {
-    if config.spawner.backend == "docker" {
-        return make_docker_spawner(config, store).await;
+    match config.spawner.backend.as_str() {
+        "docker" => return make_docker_spawner(config, store).await,
+        "kubernetes" => return make_kubernetes_spawner(config, store).await,
+        _ => {}
     }
     let local = &config.spawner.local;
     // A venv the operator named and already filled is used as it is: reinstalling the default
@@ -170,24 +175,119 @@ async fn make_docker_spawner(config: &Config, store: &Store) -> anyhow::Result<A
         tracing::info!(ca_bundle = %bundle.display(), "nodes get this CA bundle");
     }
     let spawner = DockerSpawner::connect(cfg).await?;
+    let known = stored_cluster_ids(store, DockerSpawner::cluster_id_from_state).await?;
+    match spawner.reap_orphans(&known).await {
+        Ok(report) => tracing::info!(?report, "removed Docker leftovers unknown to the database"),
+        Err(e) => tracing::warn!(error = %e, "could not look for Docker leftovers"),
+    }
+    Ok(Arc::new(spawner))
+}
+
+/// Connects to the Kubernetes API server, then removes the objects carrying this hub's labels
+/// that no stored server knows (left by a hub killed in the middle of a start).
+async fn make_kubernetes_spawner(
+    config: &Config,
+    store: &Store,
+) -> anyhow::Result<Arc<dyn Spawner>> {
+    let k = &config.spawner.kubernetes;
+    let api = match (&k.api_url, &k.kubeconfig) {
+        (Some(url), _) => ApiAccess::Url(url.clone()),
+        (None, Some(path)) => ApiAccess::Kubeconfig(path.clone()),
+        (None, None) => ApiAccess::Infer,
+    };
+    let work_root = k
+        .work_root
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("work"));
+    let mut cfg = KubernetesConfig::new(api, k.image.clone(), work_root);
+    cfg.namespace = k.namespace.clone();
+    cfg.instance = k.instance.clone();
+    cfg.image_pull_policy = k.image_pull_policy.clone();
+    cfg.image_pull_secrets = k.image_pull_secrets.clone();
+    if !k.cmd.is_empty() {
+        cfg.cmd = k.cmd.clone();
+    }
+    cfg.hub_connect_url = k.hub_connect_url.clone();
+    cfg.environment = k.environment.clone();
+    cfg.gpu_resource = k.gpu_resource.clone();
+    cfg.pool_label = k.pool_label.clone();
+    cfg.default_pool = k.default_pool.clone();
+    cfg.tolerations = k
+        .tolerations
+        .iter()
+        .map(|t| Toleration {
+            key: t.key.clone(),
+            operator: t.operator.clone(),
+            value: t.value.clone(),
+            effect: t.effect.clone(),
+        })
+        .collect();
+    cfg.runtime_class = k.runtime_class.clone();
+    cfg.scheduler_name = k.scheduler_name.clone();
+    cfg.volumes = k
+        .volumes
+        .iter()
+        .filter_map(|v| {
+            let source = if let Some(claim_name) = &v.claim_name {
+                VolumeSource::Claim {
+                    claim_name: claim_name.clone(),
+                }
+            } else if let (Some(server), Some(path)) = (&v.nfs_server, &v.nfs_path) {
+                VolumeSource::Nfs {
+                    server: server.clone(),
+                    path: path.clone(),
+                }
+            } else {
+                VolumeSource::HostPath {
+                    path: v.node_path.clone()?,
+                }
+            };
+            Some(VolumeMapping {
+                host_path: v.host_path.clone(),
+                source,
+            })
+        })
+        .collect();
+    cfg.hub_pod_labels = k.hub_pod_labels.clone();
+    cfg.ready_timeout = Duration::from_secs_f64(k.ready_timeout.max(1.0));
+    cfg.max_nodes = k.max_nodes;
+    cfg.default_cpus = k.default_cpus;
+    cfg.default_memory_bytes = k.default_memory_mb.saturating_mul(1024 * 1024);
+    cfg.max_storage_bytes = k.max_storage_gb.saturating_mul(1024 * 1024 * 1024);
+    cfg.sudo = k.sudo;
+    cfg.agent_port = k.agent_port;
+    cfg.agent_pod_labels = k.agent_pod_labels.clone();
+    cfg.agent_token_file = k.agent_token_file.clone();
+    let spawner = KubernetesSpawner::connect(cfg).await?;
+    let known = stored_cluster_ids(store, KubernetesSpawner::cluster_id_from_state).await?;
+    match spawner.reap_orphans(&known).await {
+        Ok(report) => {
+            tracing::info!(
+                ?report,
+                "removed Kubernetes leftovers unknown to the database"
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "could not look for Kubernetes leftovers"),
+    }
+    Ok(Arc::new(spawner))
+}
+
+/// The cluster ids in the state blobs of every stored server, as `cluster_id` reads them.
+async fn stored_cluster_ids(
+    store: &Store,
+    cluster_id: fn(&serde_json::Value) -> Option<String>,
+) -> anyhow::Result<std::collections::HashSet<String>> {
     let mut known = std::collections::HashSet::new();
     for (_, server) in store.active_servers().await? {
         let state = server
             .state
             .as_deref()
             .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok());
-        if let Some(id) = state
-            .as_ref()
-            .and_then(DockerSpawner::cluster_id_from_state)
-        {
+        if let Some(id) = state.as_ref().and_then(cluster_id) {
             known.insert(id);
         }
     }
-    match spawner.reap_orphans(&known).await {
-        Ok(report) => tracing::info!(?report, "removed Docker leftovers unknown to the database"),
-        Err(e) => tracing::warn!(error = %e, "could not look for Docker leftovers"),
-    }
-    Ok(Arc::new(spawner))
+    Ok(known)
 }
 
 /// The IPv4 address of the `docker0` bridge, which every container can reach the host on.

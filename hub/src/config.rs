@@ -383,6 +383,108 @@ pub struct SpawnerConfig {
     pub local: LocalSpawnerConfig,
     /// Settings of the `docker` backend.
     pub docker: DockerSpawnerConfig,
+    /// Settings of the `kubernetes` backend.
+    pub kubernetes: KubernetesSpawnerConfig,
+}
+
+/// The `kubernetes` backend: each server is a virtual cluster of pods in one namespace.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KubernetesSpawnerConfig {
+    /// The API server's URL without credentials (`kubectl proxy`); unset: the in-cluster
+    /// service account, else `kubeconfig`, else `$KUBECONFIG` / `~/.kube/config`.
+    pub api_url: Option<String>,
+    /// A kubeconfig file (its current context).
+    pub kubeconfig: Option<PathBuf>,
+    /// The namespace of every object.
+    pub namespace: String,
+    /// Value of the `xiji.org/hub` label, telling this hub's objects from another's.
+    pub instance: String,
+    /// Image run when a request names none.
+    pub image: String,
+    /// `imagePullPolicy` of the nodes.
+    pub image_pull_policy: String,
+    /// Names of the Secrets used to pull images.
+    pub image_pull_secrets: Vec<String>,
+    /// The nodes' command; empty: `jupyterhub-singleuser --ip=0.0.0.0 --port=8888`.
+    pub cmd: Vec<String>,
+    /// URL pods use for the hub (scheme and authority), e.g. `http://xiji-hub:8081`.
+    pub hub_connect_url: Option<String>,
+    /// Extra environment variables of every node.
+    pub environment: BTreeMap<String, String>,
+    /// The extended resource that counts GPUs.
+    pub gpu_resource: String,
+    /// The node label that puts a Kubernetes node in a Xiji compute pool.
+    pub pool_label: String,
+    /// The pool of requests that name none; unset: any node with the pool label.
+    pub default_pool: Option<String>,
+    /// Tolerations of every node pod.
+    pub tolerations: Vec<TolerationConfig>,
+    /// `runtimeClassName` of the nodes (e.g. `nvidia`).
+    pub runtime_class: Option<String>,
+    /// `schedulerName` of the nodes (e.g. `volcano`); unset: the default scheduler.
+    pub scheduler_name: Option<String>,
+    /// How the storage pools' folders on the hub's host are found in the cluster.
+    pub volumes: Vec<VolumeMappingConfig>,
+    /// Users' work directories, `{work_root}/{user}`. Default: `{data_dir}/work`.
+    pub work_root: Option<PathBuf>,
+    /// Labels of the hub's and proxy's pods, which the clusters' NetworkPolicy lets in.
+    pub hub_pod_labels: BTreeMap<String, String>,
+    /// Seconds a cluster may take until every pod is scheduled, started and answering.
+    pub ready_timeout: f64,
+    /// Most nodes per cluster.
+    pub max_nodes: u32,
+    /// CPU cores per node when a request does not say.
+    pub default_cpus: f64,
+    /// Memory per node in MiB when a request does not say.
+    pub default_memory_mb: u64,
+    /// Largest ephemeral storage per node, in GiB.
+    pub max_storage_gb: u64,
+    /// Whether users may `sudo` inside their own nodes.
+    pub sudo: bool,
+    /// The node agent's port on every Kubernetes node (for saving images).
+    pub agent_port: u16,
+    /// Labels of the node agent's pods.
+    pub agent_pod_labels: BTreeMap<String, String>,
+    /// File holding the token the hub presents to the node agents.
+    pub agent_token_file: Option<PathBuf>,
+}
+
+/// One toleration of `[spawner.kubernetes]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TolerationConfig {
+    /// The taint's key.
+    pub key: String,
+    /// `Equal` (default) or `Exists`.
+    #[serde(default = "default_toleration_operator")]
+    pub operator: String,
+    /// The taint's value for `Equal`.
+    pub value: Option<String>,
+    /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`; unset: all.
+    pub effect: Option<String>,
+}
+
+fn default_toleration_operator() -> String {
+    "Equal".into()
+}
+
+/// One storage pool's folders as the cluster sees them: `host_path` on the hub's host is, in
+/// the cluster, the claim `claim_name`, the NFS export `nfs_server:nfs_path`, or the folder
+/// `node_path` on every Kubernetes node (give exactly one).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeMappingConfig {
+    /// The folder on the hub's host (a storage pool's mount point, the work root).
+    pub host_path: PathBuf,
+    /// A ReadWriteMany PersistentVolumeClaim of the namespace holding the same files.
+    pub claim_name: Option<String>,
+    /// An NFS server exporting the same files.
+    pub nfs_server: Option<String>,
+    /// The export's path on `nfs_server`.
+    pub nfs_path: Option<String>,
+    /// The same files at this path on every Kubernetes node.
+    pub node_path: Option<String>,
 }
 
 /// The `docker` backend: each server is a virtual cluster of containers on Docker Engine.
@@ -431,6 +533,53 @@ pub struct DockerSpawnerConfig {
     /// Whether users may `sudo` to root inside their own nodes (Docker's default capabilities,
     /// no `no-new-privileges`); false drops every capability. Default true.
     pub sudo: bool,
+}
+
+impl KubernetesSpawnerConfig {
+    /// Checks what serde cannot: sizes, pool names, one source per volume mapping.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(format!("spawner.kubernetes: {m}")));
+        if self.max_nodes == 0 || self.default_cpus <= 0.0 || self.default_memory_mb < 64 {
+            return invalid(
+                "max_nodes ≥ 1, default_cpus > 0 and default_memory_mb ≥ 64".to_owned(),
+            );
+        }
+        if self.api_url.is_some() && self.kubeconfig.is_some() {
+            return invalid("give api_url or kubeconfig, not both".to_owned());
+        }
+        if let Some(pool) = &self.default_pool {
+            if !spawner::is_pool_name(pool) {
+                return invalid(format!(
+                    "default_pool {pool:?} is not a pool name (lower-case letters, digits, '-')"
+                ));
+            }
+        }
+        for v in &self.volumes {
+            let nfs = v.nfs_server.is_some() || v.nfs_path.is_some();
+            let sources = [v.claim_name.is_some(), nfs, v.node_path.is_some()];
+            if sources.iter().filter(|s| **s).count() != 1 {
+                return invalid(format!(
+                    "volumes: {} needs exactly one of claim_name, nfs_server + nfs_path, node_path",
+                    v.host_path.display()
+                ));
+            }
+            if nfs && (v.nfs_server.is_none() || v.nfs_path.is_none()) {
+                return invalid(format!(
+                    "volumes: {} needs both nfs_server and nfs_path",
+                    v.host_path.display()
+                ));
+            }
+        }
+        for t in &self.tolerations {
+            if !matches!(t.operator.as_str(), "Equal" | "Exists") {
+                return invalid(format!(
+                    "tolerations: operator {:?} of {}: use \"Equal\" or \"Exists\"",
+                    t.operator, t.key
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The host's CA bundle, the default of `[spawner.docker] ca_bundle`.
@@ -568,6 +717,48 @@ impl Default for SpawnerConfig {
             stop_grace: 5.0,
             local: LocalSpawnerConfig::default(),
             docker: DockerSpawnerConfig::default(),
+            kubernetes: KubernetesSpawnerConfig::default(),
+        }
+    }
+}
+
+impl Default for KubernetesSpawnerConfig {
+    fn default() -> Self {
+        Self {
+            api_url: None,
+            kubeconfig: None,
+            namespace: "xiji".into(),
+            instance: "xiji".into(),
+            image: "xiji/base-notebook:latest".into(),
+            image_pull_policy: "IfNotPresent".into(),
+            image_pull_secrets: Vec::new(),
+            cmd: Vec::new(),
+            hub_connect_url: None,
+            environment: BTreeMap::new(),
+            gpu_resource: "nvidia.com/gpu".into(),
+            pool_label: "xiji.org/pool".into(),
+            default_pool: None,
+            tolerations: Vec::new(),
+            runtime_class: None,
+            scheduler_name: None,
+            volumes: Vec::new(),
+            work_root: None,
+            hub_pod_labels: BTreeMap::from([(
+                "app.kubernetes.io/name".to_owned(),
+                "xiji".to_owned(),
+            )]),
+            ready_timeout: 300.0,
+            max_nodes: 16,
+            default_cpus: 1.0,
+            default_memory_mb: 2048,
+            max_storage_gb: 1024,
+            sudo: true,
+            agent_port: 8585,
+            agent_pod_labels: BTreeMap::from([(
+                "app.kubernetes.io/component".to_owned(),
+                "node-agent".to_owned(),
+            )]),
+            agent_token_file: None,
         }
     }
 }
@@ -702,6 +893,12 @@ impl Config {
         }
         let docker = &mut self.spawner.docker;
         docker.work_root = docker.work_root.as_deref().map(abs);
+        let kube = &mut self.spawner.kubernetes;
+        kube.work_root = kube.work_root.as_deref().map(abs);
+        kube.kubeconfig = kube.kubeconfig.as_deref().map(abs);
+        for volume in &mut kube.volumes {
+            volume.host_path = abs(&volume.host_path);
+        }
         self.images.temp_dir = self.images.temp_dir.as_deref().map(abs);
 
         let mut required: Vec<(String, &mut PathBuf)> = Vec::new();
@@ -721,6 +918,11 @@ impl Config {
             // `""` means no bundle, not the working directory.
             if docker_backend && !f.as_os_str().is_empty() {
                 required.push(("spawner.docker.ca_bundle".into(), f));
+            }
+        }
+        if self.spawner.backend == "kubernetes" {
+            if let Some(f) = self.spawner.kubernetes.agent_token_file.as_mut() {
+                required.push(("spawner.kubernetes.agent_token_file".into(), f));
             }
         }
         for (host, c) in &mut self.images.credentials {
@@ -746,9 +948,12 @@ impl Config {
                 "page limits must be at least 1".into(),
             ));
         }
-        if !matches!(self.spawner.backend.as_str(), "local" | "docker") {
+        if !matches!(
+            self.spawner.backend.as_str(),
+            "local" | "docker" | "kubernetes"
+        ) {
             return Err(ConfigError::Invalid(format!(
-                "unknown spawner backend {:?} (available: local, docker)",
+                "unknown spawner backend {:?} (available: local, docker, kubernetes)",
                 self.spawner.backend
             )));
         }
@@ -769,6 +974,7 @@ impl Config {
                 "spawner.docker: max_nodes ≥ 1, default_cpus > 0 and default_memory_mb ≥ 64".into(),
             ));
         }
+        self.spawner.kubernetes.validate()?;
         for service in &self.services {
             if service.api_token.is_some() && service.api_token_file.is_some() {
                 return Err(ConfigError::Invalid(format!(
