@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The Helm chart (deploy/xiji), rendered by Helm's own engine and validated, run by tests/run:
+#   1. rendered with the default values and with every deploy/xiji/ci/*-values.yaml, each is
+#      linted (`helm lint --strict`), every object validated with `kubernetes-validate --strict`
+#      against Kubernetes 1.33.0 and 1.37.0, and checked for what the schemas cannot see
+#      (tests/helm/check_chart.py: labels, selectors, xiji.toml, the shared token Secret, RBAC,
+#      the values reflected);
+#   2. values the chart must refuse are refused with a message that says why;
+#   3. the checks can fail: copies of the chart broken on purpose (an unknown field, a Role with
+#      a wildcard, a template that does not parse, a hub that no longer mounts the agent token)
+#      must each be reported.
+#
+#   tests/suites/40-helm-chart.sh
+#
+# Needs tests/setup-env.sh: its kube venv (XIJI_KUBE_PYTHON) has kubernetes-validate and
+# helm-python-sdk (Helm v4's Go SDK as a library: the renderer and the linter). About 10 s.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT"
+if [ -z "${XIJI_KUBE_PYTHON:-}" ] && [ -f .cache/test-env.sh ]; then
+    # shellcheck disable=SC1091
+    . .cache/test-env.sh
+fi
+: "${XIJI_KUBE_PYTHON:?run tests/setup-env.sh and source .cache/test-env.sh}"
+PY=$XIJI_KUBE_PYTHON
+CHART=deploy/xiji
+CHECK=tests/helm/check_chart.py
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/xiji-helm-XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+passed=0
+failed=0
+record() {
+    if [ "$1" = 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+}
+run() {
+    timeout --kill-after=5 300 "$PY" "$CHECK" "$@"
+    record $?
+}
+
+echo "== the chart rendered by Helm and validated against Kubernetes 1.33.0 and 1.37.0"
+run check --chart "$CHART" --case default --out "$WORK/rendered"
+for values in "$CHART"/ci/*-values.yaml; do
+    run check --chart "$CHART" --case "$(basename "$values" -values.yaml)" -f "$values" \
+        --out "$WORK/rendered"
+done
+
+echo "== values the chart refuses"
+run expect-error --chart "$CHART" --set-json '{"database": {"url": "postgres://x@db/x"}}' \
+    --error "give one database"
+run expect-error --chart "$CHART" \
+    --set-json '{"postgresql": {"enabled": false}, "database": {"url": "postgres://x@db/x", "existingSecret": "db"}}' \
+    --error "give one database"
+run expect-error --chart "$CHART" \
+    --set-json '{"storagePools": [{"name": "p", "mountPath": "/srv/xiji/p", "claimName": "c"}]}' \
+    --error "must not contain each other"
+run expect-error --chart "$CHART" \
+    --set-json '{"storagePools": [{"name": "a", "mountPath": "/srv/p", "claimName": "c"}, {"name": "b", "mountPath": "/srv/p/b", "claimName": "d"}]}' \
+    --error "must not contain each other"
+run expect-error --chart "$CHART" \
+    --set-json '{"storagePools": [{"name": "Pool_1", "mountPath": "/srv/p", "claimName": "c"}]}' \
+    --error "must be a DNS label"
+run expect-error --chart "$CHART" \
+    --set-json '{"storagePools": [{"name": "p", "mountPath": "/srv/p"}]}' \
+    --error "give claimName, nfs (server and path) or nodePath"
+run expect-error --chart "$CHART" --set-json '{"ingress": {"enabled": true}}' \
+    --error "needs at least one host"
+
+echo "== the checks catch a broken chart"
+# broken NAME FILE PYTHON-EXPRESSION: a copy of the chart whose FILE is replaced by the
+# expression's value (of `text`, the file's content); the check must fail.
+broken() {
+    local name=$1 file=$2 expr=$3 copy="$WORK/broken-$1/xiji"
+    mkdir -p "$(dirname "$copy")"
+    cp -r "$CHART" "$copy"
+    "$PY" -c '
+import sys
+path, expr = sys.argv[1], sys.argv[2]
+text = open(path, encoding="utf-8").read()
+new = eval(expr)
+assert new != text, "the breakage changed nothing"
+open(path, "w", encoding="utf-8").write(new)
+' "$copy/$file" "$expr" || { record 1; return; }
+    local out
+    out=$(timeout --kill-after=5 300 "$PY" "$CHECK" check --chart "$copy" --case "broken-$name" \
+        --out "$WORK/rendered" 2>&1)
+    if [ $? -ne 0 ] && grep -q '^FAIL' <<<"$out"; then
+        echo "ok   broken-$name is reported: $( (grep -m1 '^  - ' <<<"$out" || grep -m1 '^FAIL' <<<"$out") | sed 's/^ *//' | cut -c1-160)"
+        record 0
+    else
+        echo "FAIL broken-$name was not reported:"
+        echo "$out"
+        record 1
+    fi
+}
+broken unknown-field templates/proxy-deployment.yaml \
+    'text.replace("containerPort:", "containerPorts:", 1)'
+broken role-wildcard templates/hub-rbac.yaml \
+    'text.replace("resources: [\"pods/status\"]\n    verbs: [\"get\"]", "resources: [\"pods/status\"]\n    verbs: [\"*\"]")'
+broken template-syntax templates/hub-service.yaml 'text.replace("}}", "}", 1)'
+broken agent-token templates/hub-deployment.yaml \
+    'text.replace("- key: agent-token\n                      path: agent-token", "- key: proxy-token\n                      path: agent-token")'
+broken backend templates/hub-configmap.yaml 'text.replace("backend = \"kubernetes\"", "backend = \"docker\"")'
+broken release-labels templates/_helpers.tpl \
+    'text.replace("app.kubernetes.io/part-of: xiji\n", "")'
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
