@@ -452,6 +452,39 @@ def check_values_reflected(docs, values: dict, config: dict, checks: Checks) -> 
                 "scheduler_name is not the value")
     checks.that(k8s.get("default_pool") == (su["defaultPool"] or None),
                 "default_pool is not the value")
+    checks.that(k8s.get("runtime_class") == (su["runtimeClassName"] or None),
+                "runtime_class is not singleuser.runtimeClassName")
+    checks.that(k8s.get("image_pull_secrets") == su["image"]["pullSecrets"],
+                "image_pull_secrets is not singleuser.image.pullSecrets")
+    checks.that(k8s.get("environment") == {k: str(v) for k, v in su["environment"].items()},
+                "environment is not singleuser.environment")
+    wanted = [{k: t[k] for k in ("key", "operator", "value", "effect") if k in t}
+              for t in su["tolerations"]]
+    for t in wanted:
+        t.setdefault("operator", "Equal")
+    checks.that(k8s.get("tolerations", []) == wanted,
+                f"spawner.kubernetes.tolerations {k8s.get('tolerations')} != {wanted}")
+    for key, value in (("ready_timeout", "readyTimeout"), ("max_nodes", "maxNodes"),
+                       ("default_cpus", "defaultCpus"), ("default_memory_mb", "defaultMemoryMb"),
+                       ("max_storage_gb", "maxStorageGb"), ("sudo", "sudo")):
+        checks.that(k8s.get(key) == su[value], f"{key} is not singleuser.{value}")
+
+    # Whom users' clusters let in (hub_pod_labels) are exactly the hub's and the proxy's pods;
+    # agent_pod_labels find exactly this release's node agents.
+    access = k8s.get("hub_pod_labels", {})
+    for _, d in docs:
+        if d["kind"] in WORKLOADS:
+            labels = d["spec"]["template"]["metadata"]["labels"]
+            component = labels.get("app.kubernetes.io/component")
+            checks.that(bool(access) and (access.items() <= labels.items())
+                        == (component in ("hub", "proxy")),
+                        f"hub_pod_labels {access} and the {component} pods disagree")
+            checks.that(k8s.get("agent_pod_labels", {}).items() <= labels.items()
+                        if component == "node-agent" else
+                        not k8s.get("agent_pod_labels", {}).items() <= labels.items(),
+                        f"agent_pod_labels and the {component} pods disagree")
+    checks.that(k8s.get("instance") == (values["fullnameOverride"] or RELEASE),
+                "spawner.kubernetes.instance is not the release's full name")
     for _, d in docs:
         if d["kind"] in WORKLOADS:
             for c in pod_spec(d)["containers"]:

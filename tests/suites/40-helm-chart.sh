@@ -66,6 +66,9 @@ run expect-error --chart "$CHART" \
     --error "give claimName, nfs (server and path) or nodePath"
 run expect-error --chart "$CHART" --set-json '{"ingress": {"enabled": true}}' \
     --error "needs at least one host"
+run expect-error --chart "$CHART" \
+    --set-json '{"singleuser": {"tolerations": [{"operator": "Exists"}]}}' \
+    --error "every toleration needs a key"
 
 echo "== the checks catch a broken chart"
 # broken NAME FILE PYTHON-EXPRESSION: a copy of the chart whose FILE is replaced by the

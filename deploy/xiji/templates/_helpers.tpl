@@ -60,6 +60,24 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{/*
+The labels of the pods that reach users' clusters (the hub and the proxy): the hub's
+hub_pod_labels, which every cluster's NetworkPolicy lets in.
+*/}}
+{{- define "xiji.clusterAccessLabels" -}}
+app.kubernetes.io/instance: {{ .Release.Name }}
+xiji.org/cluster-access: "true"
+{{- end }}
+
+{{/* A map of strings as the inside of a TOML inline table: "a" = "b", "c" = "d". */}}
+{{- define "xiji.tomlStringTable" -}}
+{{- $pairs := list }}
+{{- range $key, $value := . }}
+{{- $pairs = append $pairs (printf "%s = %s" (toJson $key) (toJson (toString $value))) }}
+{{- end }}
+{{- join ", " $pairs }}
+{{- end }}
+
+{{/*
 An image reference: include "xiji.image" (dict "root" $ "image" .Values.hub.image).
 The registry is the image's own, else global.imageRegistry; the tag defaults to appVersion.
 */}}
