@@ -28,10 +28,10 @@ pub const JOVYAN_UID: u64 = 1000;
 
 /// A cluster's SSH keys in OpenSSH format.
 pub struct ClusterKeys {
-    user_private: String,
-    user_public: String,
-    host_private: String,
-    host_public: String,
+    pub(crate) user_private: String,
+    pub(crate) user_public: String,
+    pub(crate) host_private: String,
+    pub(crate) host_public: String,
 }
 
 /// Debug never shows the private keys.

@@ -64,12 +64,12 @@
 //! The hub must refuse named servers called `node-<digits>` (their prefix would collide with the
 //! default server's nodes).
 
-mod files;
+pub(crate) mod files;
 mod host;
 mod hub_check;
 mod layer;
 pub mod mounts;
-mod naming;
+pub(crate) mod naming;
 mod state;
 mod usage;
 

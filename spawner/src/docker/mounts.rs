@@ -27,7 +27,7 @@ pub fn node_path(mount: &Mount) -> String {
 
 /// Checks a spec's mounts for this backend: [`check_mounts`], a source Docker can be given (UTF-8)
 /// and no mount point at or inside the work directory.
-pub(super) fn check(mounts: &[Mount]) -> Result<(), SpawnerError> {
+pub(crate) fn check(mounts: &[Mount]) -> Result<(), SpawnerError> {
     check_mounts(mounts)?;
     for mount in mounts {
         if mount.source.to_str().is_none() {

@@ -124,6 +124,9 @@ pub struct KubernetesConfig {
     pub agent_pod_labels: BTreeMap<String, String>,
     /// A file holding the token the hub presents to the node agents.
     pub agent_token_file: Option<PathBuf>,
+    /// The cluster's DNS domain, for the nodes' search path (`node-k` resolves as
+    /// `node-k.{service}.{namespace}.svc.{cluster_domain}`); default `cluster.local`.
+    pub cluster_domain: String,
 }
 
 impl KubernetesConfig {
@@ -169,6 +172,7 @@ impl KubernetesConfig {
                 "node-agent".to_owned(),
             )]),
             agent_token_file: None,
+            cluster_domain: "cluster.local".into(),
         }
     }
 }

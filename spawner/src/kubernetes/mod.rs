@@ -8,6 +8,7 @@ mod config;
 mod nodes;
 mod objects;
 mod runtime;
+mod volumes;
 
 use std::collections::HashSet;
 use std::time::Duration;
