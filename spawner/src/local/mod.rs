@@ -16,6 +16,7 @@
 //!   their own machine; read-only datasets need a container backend (`docker`).
 //! - Linux only (`/proc`).
 
+mod host;
 mod process;
 mod python_env;
 
@@ -546,6 +547,17 @@ impl Spawner for LocalSpawner {
             memory_mib: crate::host_memory_mib(),
             gpus: Some(0),
         }
+    }
+
+    async fn compute_nodes(&self) -> Result<Vec<crate::ComputeNode>, SpawnerError> {
+        let running = self
+            .children()
+            .values()
+            .filter(|c| c.exit.borrow().is_none())
+            .count();
+        Ok(vec![host::host_node(
+            u32::try_from(running).unwrap_or(u32::MAX),
+        )])
     }
 
     async fn node_usage(&self, state: &serde_json::Value) -> Result<Vec<NodeUsage>, SpawnerError> {
