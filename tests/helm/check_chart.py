@@ -425,11 +425,18 @@ def check_hub(docs, values: dict, checks: Checks) -> dict | None:
                         "the node agent does not listen on spawner.kubernetes.agent_port")
             checks.that(any(p.get("hostPort") == k8s.get("agent_port") for p in a["ports"]),
                         "the node agent's hostPort is not spawner.kubernetes.agent_port")
-            host_volumes = {v["name"] for v in pod_spec(agent)["volumes"] if "hostPath" in v}
+            # The host's paths are read-only but for the cgroup filesystem (the freezer).
+            host_volumes = {v["name"]: v["hostPath"]["path"] for v in pod_spec(agent)["volumes"]
+                            if "hostPath" in v}
             for m in a["volumeMounts"]:
                 if m["name"] in host_volumes:
-                    checks.that(m.get("readOnly") is True,
+                    checks.that(m.get("readOnly") is True
+                                or host_volumes[m["name"]] == "/sys/fs/cgroup",
                                 f"the node agent mounts host path {m['mountPath']} writable")
+            root = values["nodeAgent"]["containerdRoot"]
+            checks.that(any(host_volumes.get(m["name"]) == root and m["mountPath"] == root
+                            for m in a["volumeMounts"]),
+                        "containerd's directory is not mounted at its own path (--host-root=/)")
             checks.that(pod_spec(agent).get("automountServiceAccountToken") is False,
                         "the node agent gets a Kubernetes API token it does not need")
     else:

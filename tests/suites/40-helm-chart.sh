@@ -8,12 +8,19 @@
 #   2. values the chart must refuse are refused with a message that says why;
 #   3. the checks can fail: copies of the chart broken on purpose (an unknown field, a Role with
 #      a wildcard, a template that does not parse, a hub that no longer mounts the agent token)
-#      must each be reported.
+#      must each be reported;
+#   4. the chart's pods run (tests/helm/run_chart.py, as root in network and mount namespaces of
+#      their own): the real hub with the rendered xiji.toml against the Kubernetes stand-in, the
+#      real proxy with the Deployment's arguments, PostgreSQL (Debian's server set up as the
+#      official image would be) and the node agent when it is built; the administrator logs in
+#      through the proxy with the Secret's password. A hub configuration with an unknown key
+#      must stop the hub.
 #
 #   tests/suites/40-helm-chart.sh
 #
 # Needs tests/setup-env.sh: its kube venv (XIJI_KUBE_PYTHON) has kubernetes-validate and
-# helm-python-sdk (Helm v4's Go SDK as a library: the renderer and the linter). About 10 s.
+# helm-python-sdk (Helm v4's Go SDK as a library: the renderer and the linter), and the built
+# xiji and xiji-proxy (XIJI_BIN's folder; built here when XIJI_BIN is unset). About 30 s.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -66,6 +73,8 @@ run expect-error --chart "$CHART" \
     --error "give claimName, nfs (server and path) or nodePath"
 run expect-error --chart "$CHART" --set-json '{"ingress": {"enabled": true}}' \
     --error "needs at least one host"
+run expect-error --chart "$CHART" --set-json '{"nodeAgent": {"token": "too-short"}}' \
+    --error "at least 16 characters"
 run expect-error --chart "$CHART" \
     --set-json '{"singleuser": {"tolerations": [{"operator": "Exists"}]}}' \
     --error "every toleration needs a key"
@@ -107,6 +116,40 @@ broken agent-token templates/hub-deployment.yaml \
 broken backend templates/hub-configmap.yaml 'text.replace("backend = \"kubernetes\"", "backend = \"docker\"")'
 broken release-labels templates/_helpers.tpl \
     'text.replace("app.kubernetes.io/part-of: xiji\n", "")'
+
+echo "== the chart's pods run as their specs say (tests/helm/run_chart.py, root: namespaces)"
+if [ -z "${XIJI_BIN:-}" ]; then
+    cargo build -q -p hub -p proxy
+    XIJI_BIN="$ROOT/target/debug/xiji"
+fi
+BIN_DIR=$(dirname "$XIJI_BIN")
+RUN=tests/helm/run_chart.py
+runs() {
+    timeout --kill-after=10 600 "$PY" "$RUN" --chart "$1" --bin-dir "$BIN_DIR" "${@:2}"
+}
+runs "$CHART"
+record $?
+runs "$CHART" -f "$CHART/ci/in-chart-postgres-no-agent-values.yaml" \
+    --operator-secret 'xiji-admin:admin-password=chosen by the operator'
+record $?
+runs "$CHART" -f "$CHART/ci/sqlite-unprivileged-agent-values.yaml"
+record $?
+# A key the hub does not know (as when the chart and the hub drift apart) stops the hub.
+copy="$WORK/broken-run/xiji"
+mkdir -p "$(dirname "$copy")" && cp -r "$CHART" "$copy"
+sed -i 's/^    gpu_resource = /    gpu_resources = /' "$copy/templates/hub-configmap.yaml"
+if out=$(runs "$copy" 2>&1); then
+    echo "FAIL a hub configuration with an unknown key ran:"
+    echo "$out"
+    record 1
+elif grep -q 'gpu_resources' <<<"$out"; then
+    echo "ok   broken-run is reported: the hub refuses the unknown key gpu_resources"
+    record 0
+else
+    echo "FAIL broken-run failed for another reason:"
+    echo "$out"
+    record 1
+fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
