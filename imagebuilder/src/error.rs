@@ -94,6 +94,11 @@ pub enum Error {
         message: String,
     },
 
+    /// A save run by a node agent failed there (the agent's reason, written for the user), or
+    /// the agent could not be asked.
+    #[error("{0}")]
+    Agent(String),
+
     /// The job was cancelled; nothing was tagged in the registry.
     #[error("the save was cancelled")]
     Cancelled,

@@ -515,6 +515,20 @@ pub struct SaveJob {
 }
 
 impl SaveJob {
+    /// A job whose work is done by `handle` (e.g. a node agent followed over HTTP), which
+    /// publishes to `status` and stops when `cancel` fires.
+    pub(crate) fn from_parts(
+        status: watch::Receiver<JobStatus>,
+        cancel: CancellationToken,
+        handle: JoinHandle<Result<SavedImage>>,
+    ) -> Self {
+        Self {
+            status,
+            cancel,
+            handle: Some(handle),
+        }
+    }
+
     /// The current state and progress.
     pub fn status(&self) -> JobStatus {
         self.status.borrow().clone()

@@ -56,6 +56,7 @@
 //! id), records [`SavedImage`] in its image library when done, and decides who may save which
 //! node; this crate knows nothing of users' rights or HTTP.
 
+pub mod agent;
 mod compress;
 mod error;
 mod exclude;
