@@ -151,5 +151,36 @@ else
     record 1
 fi
 
+echo "== the chart's image (deploy/images/build.sh) with the binaries just built"
+missing=$(for b in xiji xiji-proxy xiji-node-agent; do [ -x "$BIN_DIR/$b" ] || echo "$b"; done)
+if [ -n "$missing" ]; then
+    echo "skip the image: not built in $BIN_DIR: $missing"
+elif [ "${XIJI_TEST_DOCKER:-}" = 1 ] && docker image inspect xiji/debian:bookworm >/dev/null 2>&1; then
+    tag="suite-$$"
+    if XIJI_BIN_DIR="$BIN_DIR" XIJI_PROFILE=dev XIJI_REGISTRY= XIJI_IMAGE_TAG="$tag" \
+        timeout 900 deploy/images/build.sh >"$WORK/image.log" 2>&1; then
+        # Each binary runs in the image as its pod runs it: the proxy as nobody, all on a
+        # read-only root filesystem.
+        if docker run --rm --read-only "xiji/xiji:$tag" xiji --version >/dev/null \
+            && docker run --rm --read-only --user 65534:65534 "xiji/xiji:$tag" \
+                xiji-proxy --help >/dev/null \
+            && docker run --rm --read-only "xiji/xiji:$tag" xiji-node-agent --help >/dev/null \
+            && docker run --rm --read-only "xiji/xiji:$tag" test -f /usr/share/novnc/vnc.html; then
+            echo "ok   xiji/xiji builds; xiji, xiji-proxy (as nobody) and xiji-node-agent run in it"
+            record 0
+        else
+            echo "FAIL a binary does not run in xiji/xiji:$tag"
+            record 1
+        fi
+        docker image rm -f "xiji/xiji:$tag" >/dev/null 2>&1 || true
+    else
+        echo "FAIL deploy/images/build.sh:"
+        tail -n 30 "$WORK/image.log"
+        record 1
+    fi
+else
+    echo "skip the image: no Docker environment (tests/setup-docker.sh)"
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
