@@ -2,6 +2,7 @@
 //! extract, check scopes, call the domain, render JupyterHub's JSON.
 
 mod billing;
+mod compute_nodes;
 mod datasets;
 mod groups;
 mod home_page;
@@ -221,6 +222,22 @@ pub fn routes(hub: Arc<Services>) -> Router {
         )
         .route("/hub/api/ledger", get(metering::ledger))
         .route("/hub/api/reservations", get(metering::reservations))
+        .route(
+            "/hub/api/compute-nodes",
+            get(compute_nodes::list_nodes).post(compute_nodes::add_node),
+        )
+        .route(
+            "/hub/api/compute-nodes/{name}",
+            axum::routing::delete(compute_nodes::remove_node),
+        )
+        .route(
+            "/hub/api/compute-pools",
+            get(compute_nodes::list_pools).post(compute_nodes::create_pool),
+        )
+        .route(
+            "/hub/api/compute-pools/{name}",
+            axum::routing::delete(compute_nodes::delete_pool),
+        )
         .route(
             "/hub/api/storage-pools",
             get(storage_pools::list).post(storage_pools::create),

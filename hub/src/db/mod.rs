@@ -12,6 +12,7 @@ mod words;
 
 mod billing;
 mod budgets;
+mod compute_pools;
 mod datasets;
 mod groups;
 mod home_page;
@@ -44,6 +45,7 @@ pub use billing::{
     NodeBilled, PriceRow, RunningRun, UsageFilter, UsageGrouping, UsageScope, UsageSums,
 };
 pub use budgets::{AdmittedCluster, BudgetKind, BudgetRow};
+pub use compute_pools::ComputePoolRow;
 pub use datasets::{
     DatasetFields, DatasetFileRow, DatasetRow, DatasetSearch, DatasetSort, DatasetVisibility,
     Grantee, ShareAccess, ShareRow, UploadRow, UploadStart,

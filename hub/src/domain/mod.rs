@@ -8,6 +8,7 @@ pub mod admission;
 pub mod billing;
 pub mod budgets;
 pub mod clusters;
+pub mod compute_nodes;
 pub mod dataset_files;
 pub mod datasets;
 pub mod desktops;

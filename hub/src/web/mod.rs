@@ -8,6 +8,7 @@ mod billing;
 mod cluster;
 #[cfg(test)]
 mod cluster_tests;
+mod compute_nodes;
 mod datasets;
 mod home_page;
 mod i18n;
@@ -79,6 +80,11 @@ pub fn routes(hub: Arc<Services>) -> Router {
         .route(
             "/hub/admin/release",
             get(release::admin_page).post(release::admin_post),
+        )
+        .route("/hub/admin/compute-nodes", get(compute_nodes::admin_page))
+        .route(
+            "/hub/admin/compute-nodes/{action}",
+            axum::routing::post(compute_nodes::admin_action),
         )
         .route("/hub/admin/storage", get(storage_pools::admin_list))
         .route(

@@ -54,6 +54,10 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/admin_storage.html"),
     ),
     (
+        "admin_compute_nodes.html",
+        include_str!("../../templates/admin_compute_nodes.html"),
+    ),
+    (
         "admin_release.html",
         include_str!("../../templates/admin_release.html"),
     ),
