@@ -199,6 +199,26 @@ async fn a_pod_runs_as_a_process_on_its_own_ip_and_becomes_ready_with_its_enviro
         "Pulling image \"quay.io/jupyter/base-notebook:2025-06-02\""
     );
 
+    // The same events through events.k8s.io/v1, as the newer clients read them.
+    let new_events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "default");
+    let scheduled = new_events
+        .list(&ListParams::default().fields(&format!("regarding.uid={uid}")))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|e| e.reason.as_deref() == Some("Scheduled"))
+        .expect("the Scheduled event through events.k8s.io");
+    assert_eq!(
+        scheduled.note.as_deref(),
+        Some(format!("Successfully assigned default/echo to {node}").as_str())
+    );
+    assert_eq!(
+        scheduled.reporting_controller.as_deref(),
+        Some("default-scheduler")
+    );
+
     let logs = pods.logs("echo", &LogParams::default()).await.unwrap();
     assert!(logs.contains(&format!("serving on {ip}:8080")), "{logs}");
 
@@ -970,4 +990,143 @@ async fn a_volcano_gang_is_bound_all_together_or_not_at_all() {
             "none of the gang is bound: {pod:#}"
         );
     }
+}
+
+#[tokio::test]
+async fn strategic_merge_patches_merge_lists_by_their_keys_and_apply_creates_then_updates() {
+    let cluster = KubeCluster::start("node-0:cpu=2,memory=4Gi", KubeClusterOptions::default());
+    let client = client(&cluster).await;
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), "default");
+    let deployment: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web", "finalizers": ["example.org/keep"]},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [
+                    {"name": "a", "image": "a:1", "env": [{"name": "X", "value": "1"}, {"name": "Y", "value": "2"}]},
+                    {"name": "b", "image": "b:1"},
+                ]},
+            },
+        },
+    }))
+    .unwrap();
+    let created = deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .unwrap();
+    assert_eq!(created.metadata.generation, Some(1));
+    let patched = deployments
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({
+                "metadata": {"finalizers": ["example.org/also"]},
+                "spec": {"template": {"spec": {"containers": [
+                    {"name": "a", "image": "a:2", "env": [{"name": "Y", "$patch": "delete"}, {"name": "Z", "value": "3"}]},
+                ]}}},
+            })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        patched.metadata.generation,
+        Some(2),
+        "a spec change bumps the generation"
+    );
+    assert_eq!(
+        patched.metadata.finalizers.unwrap(),
+        ["example.org/keep", "example.org/also"],
+        "finalizers are a set"
+    );
+    let containers = patched.spec.unwrap().template.spec.unwrap().containers;
+    assert_eq!(containers.len(), 2, "b is kept: containers merge by name");
+    assert_eq!(containers[0].image.as_deref(), Some("a:2"));
+    let env: Vec<(String, String)> = containers[0]
+        .env
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.value.unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        env,
+        [
+            ("X".to_owned(), "1".to_owned()),
+            ("Z".to_owned(), "3".to_owned())
+        ]
+    );
+    // A JSON merge patch replaces lists whole.
+    let merged = deployments
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "c:1"}]}}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        merged.spec.unwrap().template.spec.unwrap().containers.len(),
+        1
+    );
+
+    // Server-side apply creates what is missing, then merges into it.
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let apply = PatchParams::apply("xiji").force();
+    let applied = maps
+        .patch(
+            "applied",
+            &apply,
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                                 "metadata": {"name": "applied", "labels": {"a": "1"}},
+                                 "data": {"k": "v"}})),
+        )
+        .await
+        .unwrap();
+    assert!(applied.metadata.uid.is_some());
+    let applied = maps
+        .patch(
+            "applied",
+            &apply,
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                                 "metadata": {"name": "applied", "labels": {"b": "2"}},
+                                 "data": {"k": "w"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.data.unwrap()["k"], "w");
+    assert_eq!(
+        applied.metadata.labels,
+        labels(&[("b", "2")]),
+        "what the manager no longer applies is removed"
+    );
+
+    // deletecollection with a label selector removes just those.
+    for (name, keep) in [("x1", "no"), ("x2", "no"), ("x3", "yes")] {
+        let cm = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                labels: labels(&[("keep", keep)]),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        maps.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    maps.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("keep=no"),
+    )
+    .await
+    .unwrap();
+    let left: Vec<String> = maps
+        .list(&ListParams::default().labels("keep"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|c| c.metadata.name.unwrap())
+        .collect();
+    assert_eq!(left, ["x3"]);
 }

@@ -1,6 +1,7 @@
 """The four patch formats of the API server: JSON merge patch (RFC 7386), strategic merge patch
 (lists merged by their schema's merge key), JSON patch (RFC 6902) and server-side apply (merged
-like a strategic patch; fields dropped from a manager's applied config are not removed)."""
+like a strategic patch, after removing what the same field manager applied before and no longer
+applies)."""
 
 import copy
 
@@ -193,3 +194,40 @@ def _remove(doc, parts, path):
     else:
         raise _patch_error(f'remove operation does not apply: doc is missing path: "{path}": missing value')
     return doc
+
+
+def prune_unapplied(obj, previous, applied, schema):
+    """Removes from `obj` what `previous` (a manager's last applied configuration) set and
+    `applied` (its new one) no longer sets: server-side apply's ownership, for one manager."""
+    if not isinstance(obj, dict) or not isinstance(previous, dict):
+        return
+    applied = applied if isinstance(applied, dict) else {}
+    for key, before in previous.items():
+        if key in ('apiVersion', 'kind') or (key == 'metadata' and not isinstance(before, dict)):
+            continue
+        if key not in applied:
+            if key not in ('metadata', 'name', 'namespace'):
+                obj.pop(key, None)
+            continue
+        now = applied[key]
+        child = schema.child(key)
+        if isinstance(before, dict) and isinstance(now, dict):
+            prune_unapplied(obj.get(key), before, now, child)
+        elif isinstance(before, list) and isinstance(now, list) and isinstance(obj.get(key), list):
+            strategy, merge_key = child.list_strategy()
+            if strategy != 'merge':
+                continue
+            if merge_key is None:
+                gone = [item for item in before if item not in now]
+                obj[key] = [item for item in obj[key] if item not in gone]
+                continue
+            keys_now = {item.get(merge_key) for item in now if isinstance(item, dict)}
+            gone = {item.get(merge_key) for item in before if isinstance(item, dict)} - keys_now
+            obj[key] = [item for item in obj[key]
+                        if not (isinstance(item, dict) and item.get(merge_key) in gone)]
+            for item in obj[key]:
+                if not isinstance(item, dict):
+                    continue
+                prev_item = next((i for i in before if isinstance(i, dict) and i.get(merge_key) == item.get(merge_key)), None)
+                new_item = next((i for i in now if isinstance(i, dict) and i.get(merge_key) == item.get(merge_key)), None)
+                prune_unapplied(item, prev_item, new_item, child.items())

@@ -20,15 +20,15 @@ class Res:
         self.subresources = set(info.subresources)
         self.shortnames = set(info.shortnames)
         self.categories = set(info.categories)
+        # Where the objects are stored: resources served in two shapes (core and
+        # events.k8s.io Events) share one store and convert on the way in and out.
+        self.key = (group, plural)
+        self.convert_in = None
+        self.convert_out = None
 
     @property
     def api_version(self):
         return f'{self.group}/{self.version}' if self.group else self.version
-
-    @property
-    def key(self):
-        """Objects are stored once per group and plural, whatever version they are read in."""
-        return (self.group, self.plural)
 
     @property
     def qualified(self):
@@ -68,7 +68,43 @@ def load(array: ResourcesArray, volcano: bool):
     index = {}
     for res in array:
         index[(res.group, res.version, res.plural)] = Res(res.group, res.version, res.plural, array[res])
+    events = index.get(('events.k8s.io', 'v1', 'events'))
+    if events is not None:
+        events.key = ('', 'events')
+        events.convert_in = events_to_core
+        events.convert_out = core_to_events
     return index
+
+
+# core/v1 Event field ↔ events.k8s.io/v1 Event field, as the API server converts them.
+_EVENT_FIELDS = [
+    ('involvedObject', 'regarding'), ('related', 'related'), ('message', 'note'),
+    ('reason', 'reason'), ('type', 'type'), ('action', 'action'), ('eventTime', 'eventTime'),
+    ('reportingComponent', 'reportingController'), ('reportingInstance', 'reportingInstance'),
+    ('source', 'deprecatedSource'), ('firstTimestamp', 'deprecatedFirstTimestamp'),
+    ('lastTimestamp', 'deprecatedLastTimestamp'), ('count', 'deprecatedCount'),
+]
+
+
+def core_to_events(event):
+    out = {'apiVersion': 'events.k8s.io/v1', 'kind': 'Event', 'metadata': event.get('metadata', {})}
+    for core, new in _EVENT_FIELDS:
+        if event.get(core) is not None:
+            out[new] = event[core]
+    series = event.get('series')
+    if series:
+        out['series'] = {'count': series.get('count'), 'lastObservedTime': series.get('lastObservedTime')}
+    return out
+
+
+def events_to_core(event):
+    out = {'apiVersion': 'v1', 'kind': 'Event', 'metadata': event.get('metadata', {})}
+    for core, new in _EVENT_FIELDS:
+        if event.get(new) is not None:
+            out[core] = event[new]
+    if event.get('series'):
+        out['series'] = dict(event['series'])
+    return out
 
 
 def now():

@@ -226,7 +226,8 @@ class ApiServer(KubernetesEmulator):
             body = await raw.read()
             existed = store.find(res, ns, name) is not None
             result = store.patch(res, ns, name, content_type, body, subresource, dry_run,
-                                 field_validation, warnings, _flag(query, 'force'))
+                                 field_validation, warnings, _flag(query, 'force'),
+                                 query.get('fieldManager'))
             return answer(result, 200 if existed else 201)
         if method == 'DELETE':
             options = await self._delete_options(raw)

@@ -42,6 +42,9 @@ class Watcher:
     def offer(self, rv, kind, old, new):
         """Queues what this watch sees of a change, as the watch cache does: an object that starts
         matching the selector is ADDED, one that stops matching is DELETED."""
+        if self.res.convert_out is not None:
+            old = None if old is None else self.res.convert_out(old)
+            new = None if new is None else self.res.convert_out(new)
         old_match = old is not None and self.selector.matches(old)
         new_match = kind != 'DELETED' and self.selector.matches(new)
         if kind == 'DELETED':
@@ -68,11 +71,14 @@ class Store:
         self.floor = collections.defaultdict(int)
         self.watchers = collections.defaultdict(set)
         self.uids = {}
+        # Server-side apply: each (uid, field manager, subresource)'s last applied configuration.
+        self.applied = {}
         self.listeners = []
-        # Versions per kind, for what a resource is stored as (the first listed wins).
-        self.by_kind = {}
+        # The resource each store key holds its objects as (not a converting view of them).
+        self.storage = {}
         for res in index.values():
-            self.by_kind.setdefault((res.group, res.kind), res)
+            if res.convert_in is None:
+                self.storage.setdefault(res.key, res)
 
     # ---- lookup ----
 
@@ -99,13 +105,17 @@ class Store:
     def view(self, res, obj):
         """A copy of a stored object as read through `res`'s version."""
         out = copy.deepcopy(obj)
+        if res.convert_out is not None:
+            out = res.convert_out(out)
         out['apiVersion'] = res.api_version
         return out
 
     def list(self, res, selector):
-        items = [self.view(res, obj) for (_, _), obj in sorted(self.objects[res.key].items(),
-                                                                 key=lambda kv: (kv[0][0] or '', kv[0][1]))
-                 if selector.matches(obj)]
+        stored = sorted(self.objects[res.key].items(), key=lambda kv: (kv[0][0] or '', kv[0][1]))
+        if res.convert_out is not None:
+            items = [item for item in (self.view(res, obj) for _, obj in stored) if selector.matches(item)]
+        else:
+            items = [self.view(res, obj) for _, obj in stored if selector.matches(obj)]
         return items, self.rv
 
     def by_uid(self, uid):
@@ -230,6 +240,10 @@ class Store:
             raise ApiError.bad_request('the body of the request was not a JSON object')
         obj = copy.deepcopy(body)
         self._check_type(res, obj)
+        shown_as = res
+        if res.convert_in is not None:
+            obj = res.convert_in(obj)
+            res = self.storage[res.key]
         meta = obj.setdefault('metadata', {})
         if not isinstance(meta, dict):
             raise ApiError.bad_request('metadata must be an object')
@@ -272,8 +286,8 @@ class Store:
         meta['generation'] = 1
         if dry_run:
             meta['resourceVersion'] = str(self.rv)
-            return self.view(res, obj)
-        return self.view(res, self._store(res, obj, 'ADDED', None))
+            return self.view(shown_as, obj)
+        return self.view(shown_as, self._store(res, obj, 'ADDED', None))
 
     def _check_type(self, res, obj):
         api_version = obj.get('apiVersion')
@@ -301,18 +315,31 @@ class Store:
                              field_validation, warnings)
 
     def patch(self, res, ns, name, content_type, body, subresource=None, dry_run=False,
-              field_validation=None, warnings=None, force=False):
+              field_validation=None, warnings=None, force=False, manager=None):
         content_type = (content_type or '').split(';')[0].strip()
         if content_type == 'application/apply-patch+yaml':
             applied = _decode_apply(body)
+            if not manager:
+                raise ApiError.bad_request('PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch')
             current = self.find(res, ns, name)
             if current is None:
                 if subresource:
                     raise ApiError.not_found(res, name)
                 applied.setdefault('metadata', {})['name'] = name
-                return self.create(res, ns, applied, dry_run, field_validation, warnings)
-            merged = self._strategic(res, current, applied, subresource)
-            return self._replace(res, current, merged, subresource, dry_run, field_validation, warnings)
+                created = self.create(res, ns, applied, dry_run, field_validation, warnings)
+                if not dry_run:
+                    self.applied[(created['metadata']['uid'], manager, subresource)] = copy.deepcopy(applied)
+                return created
+            node = schema.root(self.k8s_version, res.api_version, res.kind)
+            base = copy.deepcopy(current)
+            previous = self.applied.get((current['metadata']['uid'], manager, subresource))
+            patch.prune_unapplied(base, previous, applied, node)
+            merged = self._strategic(res, base, applied, subresource) if node.node is not None \
+                else patch.merge_patch(base, applied)
+            result = self._replace(res, current, merged, subresource, dry_run, field_validation, warnings)
+            if not dry_run:
+                self.applied[(current['metadata']['uid'], manager, subresource)] = copy.deepcopy(applied)
+            return result
         try:
             data = json.loads(body or b'null')
         except ValueError as e:
@@ -349,6 +376,10 @@ class Store:
         if subresource not in (None, 'status'):
             raise ApiError(404, 'NotFound', f'the server could not find the requested resource')
         self._check_type(res, new)
+        shown_as = res
+        if res.convert_in is not None:
+            current, new = res.convert_in(current), res.convert_in(new)
+            res = self.storage[res.key]
         meta = new.setdefault('metadata', {})
         if not isinstance(meta, dict):
             raise ApiError.bad_request('metadata must be an object')
@@ -389,13 +420,13 @@ class Store:
             meta['generation'] = int(old_meta.get('generation', 1)) + 1
         meta['resourceVersion'] = old_meta['resourceVersion']
         if new == current:
-            return current
+            return self.view(shown_as, current)
         if dry_run:
-            return self.view(res, new)
+            return self.view(shown_as, new)
         stored = self._store(res, new, 'MODIFIED', self.objects[res.key][self._key(res, current)])
         if self._removable(res, stored):
             self._remove(res, stored)
-        return self.view(res, stored)
+        return self.view(shown_as, stored)
 
     def _key(self, res, obj):
         meta = obj['metadata']
@@ -465,10 +496,7 @@ class Store:
 
     def res_of_key(self, key):
         """The stored-as resource of a (group, plural) key."""
-        for res in self.index.values():
-            if res.key == key:
-                return res
-        return None
+        return self.storage.get(key)
 
     # ---- internal writes of the controllers (no validation round trip needed) ----
 
