@@ -118,8 +118,9 @@ pub(super) struct ClusterNames {
 
 impl ClusterNames {
     /// The names of cluster `cluster_id` of `user`'s server `server`. Names are for people
-    /// (lossy: lower-case ASCII letters, digits and `-`); the id makes them unique, and a name
-    /// with no ASCII letter or digit is replaced by a short hash of it.
+    /// (lossy: lower-case ASCII letters, digits and `-`, shortened); the id makes them unique.
+    /// A name with other characters keeps its ASCII ones and gains 6 hex digits of its
+    /// SHA-256.
     pub(super) fn new(user: &str, server: &str, cluster_id: &str) -> Self {
         let id = {
             let plain = dns_part(cluster_id, usize::MAX);
@@ -131,12 +132,21 @@ impl ClusterNames {
         };
         // "xiji-" + parts + "-" + id
         let budget = BASE_MAX - "xiji-".len() - 1 - id.len();
+        // A name with anything but ASCII keeps its ASCII and gains a short hash of itself, so
+        // that people can tell `王小明` from `李四`.
         let name_part = |text: &str, max: usize| {
-            let part = dns_part(text, max);
+            if text.is_ascii() {
+                let part = dns_part(text, max);
+                if !part.is_empty() {
+                    return part;
+                }
+            }
+            let hash = short_hash(text, 6);
+            let part = dns_part(text, max.saturating_sub(hash.len() + 1));
             if part.is_empty() {
-                format!("u{}", short_hash(text, 6))
+                format!("u{hash}")
             } else {
-                part
+                format!("{part}-{hash}")
             }
         };
         let middle = if server.is_empty() {
@@ -1037,5 +1047,709 @@ impl PodPlan<'_> {
         volumes.extend(self.pool_volumes.iter().cloned());
         mounts.extend(self.folder_mounts.iter().cloned());
         (volumes, mounts)
+    }
+}
+
+#[cfg(test)]
+mod schema_tests;
+
+#[cfg(test)]
+pub(super) mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::super::{ApiAccess, Toleration, VolumeMapping, VolumeSource};
+    use super::*;
+    use crate::{ClusterResources, Mount, SecretFile};
+
+    pub(super) const TOKEN: &str = "token-0f9e8d7c6b5a";
+
+    /// A configuration whose storage is three folders of `root`: `claim/` (a PVC), `nfs/` (inline
+    /// NFS) and `host/` (a hostPath), each made.
+    pub(super) fn config(root: &Path) -> KubernetesConfig {
+        let mut cfg = KubernetesConfig::new(
+            ApiAccess::Url("http://127.0.0.1:1".into()),
+            "registry.campus:5000/xiji/base-notebook:1",
+            root.join("claim/work"),
+        );
+        cfg.namespace = "xiji-test".into();
+        cfg.hub_connect_url = Some("http://xiji-hub.xiji-test.svc:8081".into());
+        cfg.environment = BTreeMap::from([("LANG".to_owned(), "C.UTF-8".to_owned())]);
+        let sources = [
+            (
+                "claim",
+                VolumeSource::Claim {
+                    claim_name: "pool-gluster1".into(),
+                },
+            ),
+            (
+                "nfs",
+                VolumeSource::Nfs {
+                    server: "nfs.campus".into(),
+                    path: "/export/xiji".into(),
+                },
+            ),
+            (
+                "host",
+                VolumeSource::HostPath {
+                    path: "/mnt/xiji".into(),
+                },
+            ),
+        ];
+        for (folder, source) in sources {
+            std::fs::create_dir_all(root.join(folder)).unwrap();
+            cfg.volumes.push(VolumeMapping {
+                host_path: root.join(folder),
+                source,
+            });
+        }
+        cfg
+    }
+
+    /// A spec of `nodes` nodes of alice's default server, her work directory on the claim.
+    pub(super) fn spec(root: &Path, nodes: u32) -> SpawnSpec {
+        let env: BTreeMap<String, String> = [
+            ("JUPYTERHUB_API_TOKEN", TOKEN),
+            ("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
+            (
+                "JUPYTERHUB_ACTIVITY_URL",
+                "http://127.0.0.1:8081/hub/api/users/alice/activity",
+            ),
+            ("JUPYTERHUB_CLIENT_ID", "jupyterhub-user-alice"),
+            ("JUPYTERHUB_SERVICE_PREFIX", "/user/alice/"),
+            (
+                "JUPYTERHUB_OAUTH_CALLBACK_URL",
+                "/user/alice/oauth_callback",
+            ),
+            ("JUPYTERHUB_USER", "alice"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let work = root.join("claim/work/alice");
+        std::fs::create_dir_all(&work).unwrap();
+        SpawnSpec {
+            user: "alice".into(),
+            server_name: String::new(),
+            service_prefix: "/user/alice/".into(),
+            env,
+            resources: ClusterResources {
+                image: None,
+                nodes,
+                cpus: Some(1.5),
+                memory_bytes: Some(3 * 1024 * MIB),
+                gpus: 0,
+                storage_bytes: None,
+                pool: None,
+            },
+            work_dir: Some(work),
+            secret_files: Vec::new(),
+            mounts: Vec::new(),
+        }
+    }
+
+    /// A dataset folder made under `root/{under}` and mounted at `relative`.
+    pub(super) fn dataset(root: &Path, under: &str, relative: &str) -> Mount {
+        let source = root.join(under).join("datasets").join(relative);
+        std::fs::create_dir_all(&source).unwrap();
+        Mount {
+            source,
+            relative: relative.into(),
+        }
+    }
+
+    fn names() -> ClusterNames {
+        ClusterNames::new("alice", "", "0123456789ab")
+    }
+
+    fn container(pod: &Pod) -> &Container {
+        &pod.spec.as_ref().unwrap().containers[0]
+    }
+
+    fn env_of(pod: &Pod) -> BTreeMap<String, EnvVar> {
+        container(pod)
+            .env
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name.clone(), e))
+            .collect()
+    }
+
+    fn plain(env: &BTreeMap<String, EnvVar>, name: &str) -> String {
+        env[name].value.clone().unwrap_or_else(|| panic!("{name}"))
+    }
+
+    #[test]
+    fn every_node_is_guaranteed_exactly_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path());
+        cfg.gpu_resource = "amd.com/gpu".into();
+        let mut spec = spec(dir.path(), 3);
+        spec.resources.cpus = Some(0.25);
+        spec.resources.gpus = 2;
+        spec.resources.storage_bytes = Some(10 * 1024 * MIB);
+        let objects = build(&cfg, &spec, &names(), Gang::None).unwrap();
+        assert_eq!(objects.pods.len(), 3);
+        for pod in &objects.pods {
+            let resources = container(pod).resources.clone().unwrap();
+            let limits = resources.limits.unwrap();
+            assert_eq!(resources.requests.unwrap(), limits, "Guaranteed QoS");
+            let get = |k: &str| limits.get(k).map(|q| q.0.as_str());
+            assert_eq!(get("cpu"), Some("250m"));
+            assert_eq!(get("memory"), Some("3072Mi"));
+            assert_eq!(get("amd.com/gpu"), Some("2"));
+            assert_eq!(get("nvidia.com/gpu"), None);
+            assert_eq!(get("ephemeral-storage"), Some("10240Mi"));
+            let tolerations = pod.spec.as_ref().unwrap().tolerations.clone().unwrap();
+            assert!(tolerations
+                .iter()
+                .any(|t| t.key.as_deref() == Some("amd.com/gpu")
+                    && t.effect.as_deref() == Some("NoSchedule")));
+        }
+        // No GPUs: no GPU resource, no toleration; whole cores for the hostfile's slots.
+        let mut spec = self::spec(dir.path(), 2);
+        spec.resources.cpus = Some(2.5);
+        let objects = build(&config(dir.path()), &spec, &names(), Gang::None).unwrap();
+        let limits = container(&objects.pods[0])
+            .resources
+            .clone()
+            .unwrap()
+            .limits
+            .unwrap();
+        assert_eq!(limits.len(), 2, "{limits:?}");
+        assert_eq!(limits["cpu"].0, "2500m");
+        assert!(objects.pods[0].spec.as_ref().unwrap().tolerations.is_none());
+        assert_eq!(
+            objects.owner.data.as_ref().unwrap()[HOSTFILE_KEY],
+            "node-0 slots=2\nnode-1 slots=2\n"
+        );
+    }
+
+    #[test]
+    fn node_k_gets_its_own_jupyterhub_variables_and_reaches_the_hub() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = build(
+            &config(dir.path()),
+            &spec(dir.path(), 3),
+            &names(),
+            Gang::None,
+        )
+        .unwrap();
+        let node0 = env_of(&objects.pods[0]);
+        let node2 = env_of(&objects.pods[2]);
+        assert_eq!(plain(&node0, "JUPYTERHUB_SERVICE_PREFIX"), "/user/alice/");
+        assert_eq!(
+            plain(&node2, "JUPYTERHUB_SERVICE_PREFIX"),
+            "/user/alice/node-2/"
+        );
+        assert_eq!(
+            plain(&node2, "JUPYTERHUB_CLIENT_ID"),
+            "jupyterhub-user-alice-node-2"
+        );
+        assert_eq!(
+            plain(&node2, "JUPYTERHUB_OAUTH_CALLBACK_URL"),
+            "/user/alice/node-2/oauth_callback"
+        );
+        assert_eq!(
+            plain(&node2, "JUPYTERHUB_SERVICE_URL"),
+            "http://0.0.0.0:8888/user/alice/node-2/"
+        );
+        assert_eq!(
+            plain(&node2, "JUPYTERHUB_API_URL"),
+            "http://xiji-hub.xiji-test.svc:8081/hub/api"
+        );
+        assert_eq!(
+            plain(&node2, "JUPYTERHUB_ACTIVITY_URL"),
+            "http://xiji-hub.xiji-test.svc:8081/hub/api/users/alice/activity"
+        );
+        assert_eq!(plain(&node2, "XIJI_NODE"), "node-2");
+        assert_eq!(plain(&node2, "XIJI_NODES"), "3");
+        assert_eq!(plain(&node2, "XIJI_HOSTFILE"), "/etc/xiji/hostfile");
+        assert_eq!(plain(&node2, "LANG"), "C.UTF-8");
+        // Each node's readiness probe asks what the hub's check asks.
+        let probe = container(&objects.pods[2])
+            .readiness_probe
+            .clone()
+            .unwrap()
+            .http_get
+            .unwrap();
+        assert_eq!(probe.path.as_deref(), Some("/user/alice/node-2/api"));
+        assert_eq!(probe.port, IntOrString::String("http".into()));
+        // Nodes find each other as node-k through the Service's subdomain.
+        let pod_spec = objects.pods[2].spec.as_ref().unwrap();
+        assert_eq!(pod_spec.hostname.as_deref(), Some("node-2"));
+        assert_eq!(pod_spec.subdomain.as_deref(), Some(names().base.as_str()));
+        assert_eq!(
+            pod_spec.dns_config.as_ref().unwrap().searches,
+            Some(vec![format!(
+                "{}.xiji-test.svc.cluster.local",
+                names().service()
+            )])
+        );
+        assert_eq!(
+            objects.pods[2].metadata.labels.as_ref().unwrap()[LABEL_NODE],
+            "node-2"
+        );
+        // The image's entry point stays; the command is its argument.
+        let c = container(&objects.pods[2]);
+        assert_eq!(c.command, None);
+        assert_eq!(
+            c.args.clone().unwrap(),
+            ["jupyterhub-singleuser", "--ip=0.0.0.0", "--port=8888"]
+        );
+        assert_eq!(
+            c.image.as_deref(),
+            Some("registry.campus:5000/xiji/base-notebook:1")
+        );
+    }
+
+    #[test]
+    fn the_api_token_reaches_the_pods_only_through_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path());
+        cfg.environment
+            .insert("PIP_INDEX_PASSWORD".into(), "hunter2".into());
+        let mut spec = spec(dir.path(), 2);
+        spec.secret_files = vec![SecretFile::new("vnc-password", "pw-5678").unwrap()];
+        let objects = build(&cfg, &spec, &names(), Gang::None).unwrap();
+        for pod in &objects.pods {
+            let json = serde_json::to_string(pod).unwrap();
+            for secret in [TOKEN, "hunter2", "pw-5678", "PRIVATE KEY"] {
+                assert!(!json.contains(secret), "{secret} in the pod spec");
+            }
+            let env = env_of(pod);
+            for (name, key) in [
+                ("JUPYTERHUB_API_TOKEN", "env.JUPYTERHUB_API_TOKEN"),
+                ("JPY_API_TOKEN", "env.JPY_API_TOKEN"),
+                ("PIP_INDEX_PASSWORD", "env.PIP_INDEX_PASSWORD"),
+            ] {
+                let var = &env[name];
+                assert_eq!(var.value, None);
+                let reference = var.value_from.clone().unwrap().secret_key_ref.unwrap();
+                assert_eq!(reference.name, names().secret());
+                assert_eq!(reference.key, key);
+            }
+        }
+        let data = objects.secret.data.as_ref().unwrap();
+        assert_eq!(data["env.JUPYTERHUB_API_TOKEN"].0, TOKEN.as_bytes());
+        assert_eq!(data["env.PIP_INDEX_PASSWORD"].0, b"hunter2");
+        assert_eq!(data["file.vnc-password"].0, b"pw-5678");
+        assert!(String::from_utf8_lossy(&data["id_ed25519"].0).contains("OPENSSH PRIVATE KEY"));
+        assert_eq!(data["id_ed25519.pub"], data["authorized_keys"]);
+        assert!(String::from_utf8_lossy(&data["ssh_host_ed25519_key.pub"].0)
+            .starts_with("ssh-ed25519 "));
+        assert_eq!(objects.secret.type_.as_deref(), Some("Opaque"));
+        // The secret files are jovyan's only, at the image's path.
+        let pod_spec = objects.pods[0].spec.as_ref().unwrap();
+        let volume = pod_spec
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == "secret-files")
+            .unwrap();
+        let items = volume.secret.as_ref().unwrap().items.clone().unwrap();
+        assert_eq!(items[0].key, "file.vnc-password");
+        assert_eq!(items[0].path, "vnc-password");
+        assert_eq!(items[0].mode, Some(0o400));
+        assert_eq!(
+            pod_spec.security_context.as_ref().unwrap().fs_group,
+            Some(1000)
+        );
+        let mounts = container(&objects.pods[0]).volume_mounts.clone().unwrap();
+        let at = |path: &str| mounts.iter().find(|m| m.mount_path == path).cloned();
+        assert_eq!(at("/etc/xiji/secrets").unwrap().name, "secret-files");
+        let authorized = at("/etc/xiji/ssh/authorized_keys").unwrap();
+        assert_eq!(authorized.sub_path.as_deref(), Some("authorized_keys"));
+        assert_eq!(
+            at("/etc/xiji/hostfile").unwrap().sub_path.as_deref(),
+            Some("hostfile")
+        );
+        assert_eq!(at("/home/jovyan/work").unwrap().read_only, None);
+        // A fresh pair of keys at every build.
+        let again = build(&cfg, &spec, &names(), Gang::None).unwrap();
+        assert_ne!(
+            again.secret.data.as_ref().unwrap()["id_ed25519"],
+            data["id_ed25519"]
+        );
+    }
+
+    #[test]
+    fn folders_become_volumes_and_a_folder_outside_every_mapping_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let cfg = config(root);
+        let mut spec = spec(root, 1);
+        spec.mounts = vec![
+            dataset(root, "claim", "datasets/alice/mnist"),
+            dataset(root, "nfs", "datasets/bob/cifar"),
+            dataset(root, "host", "datasets/carol/imagenet"),
+        ];
+        let objects = build(&cfg, &spec, &names(), Gang::None).unwrap();
+        let pod_spec = objects.pods[0].spec.as_ref().unwrap();
+        let volumes = pod_spec.volumes.clone().unwrap();
+        let pools: Vec<&Volume> = volumes
+            .iter()
+            .filter(|v| v.name.starts_with("pool-"))
+            .collect();
+        assert_eq!(pools.len(), 3, "one volume per source");
+        let mounts = container(&objects.pods[0]).volume_mounts.clone().unwrap();
+        let at = |path: &str| {
+            mounts
+                .iter()
+                .find(|m| m.mount_path == path)
+                .cloned()
+                .unwrap()
+        };
+        let work = at("/home/jovyan/work");
+        assert_eq!(
+            (work.name.as_str(), work.sub_path.as_deref()),
+            ("pool-0", Some("work/alice"))
+        );
+        let mnist = at("/home/jovyan/datasets/alice/mnist");
+        assert_eq!(mnist.name, "pool-0");
+        assert_eq!(
+            mnist.sub_path.as_deref(),
+            Some("datasets/datasets/alice/mnist")
+        );
+        assert_eq!(mnist.read_only, Some(true));
+        assert_eq!(at("/home/jovyan/datasets/bob/cifar").name, "pool-1");
+        assert_eq!(
+            at("/home/jovyan/datasets/carol/imagenet").read_only,
+            Some(true)
+        );
+
+        let outside = tempfile::tempdir().unwrap();
+        let mut spec = self::spec(root, 1);
+        spec.mounts = vec![Mount {
+            source: outside.path().to_path_buf(),
+            relative: "datasets/eve/x".into(),
+        }];
+        match build(&cfg, &spec, &names(), Gang::None) {
+            Err(SpawnerError::Rejected(message)) => {
+                assert!(
+                    message.contains(&outside.path().display().to_string()),
+                    "{message}"
+                );
+                assert!(
+                    message.contains("[[spawner.kubernetes.volumes]]"),
+                    "{message}"
+                );
+                assert!(message.contains("datasets/eve/x"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut spec = self::spec(root, 1);
+        spec.work_dir = Some(PathBuf::from("/home/alice"));
+        assert!(matches!(
+            build(&cfg, &spec, &names(), Gang::None),
+            Err(SpawnerError::Rejected(m)) if m.contains("the work directory") && m.contains("/home/alice")
+        ));
+    }
+
+    #[test]
+    fn pods_go_to_the_requested_pool_the_default_pool_or_any_managed_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path());
+        let mut spec = spec(dir.path(), 1);
+        let placement = |cfg: &KubernetesConfig, spec: &SpawnSpec| {
+            let pod = build(cfg, spec, &names(), Gang::None)
+                .unwrap()
+                .pods
+                .remove(0);
+            let pod_spec = pod.spec.unwrap();
+            (pod_spec.node_selector, pod_spec.affinity)
+        };
+        let (selector, affinity) = placement(&cfg, &spec);
+        assert_eq!(selector, None);
+        let term = &affinity
+            .unwrap()
+            .node_affinity
+            .unwrap()
+            .required_during_scheduling_ignored_during_execution
+            .unwrap()
+            .node_selector_terms[0];
+        let requirement = &term.match_expressions.as_ref().unwrap()[0];
+        assert_eq!(requirement.key, "xiji.org/pool");
+        assert_eq!(requirement.operator, "Exists");
+        cfg.default_pool = Some("cpu".into());
+        let (selector, affinity) = placement(&cfg, &spec);
+        assert_eq!(selector.unwrap()["xiji.org/pool"], "cpu");
+        assert!(affinity.is_none());
+        spec.resources.pool = Some("a100".into());
+        let (selector, _) = placement(&cfg, &spec);
+        assert_eq!(selector.unwrap()["xiji.org/pool"], "a100");
+        cfg.tolerations.push(Toleration {
+            key: "dedicated".into(),
+            operator: "Equal".into(),
+            value: Some("xiji".into()),
+            effect: Some("NoSchedule".into()),
+        });
+        let pod = build(&cfg, &spec, &names(), Gang::None)
+            .unwrap()
+            .pods
+            .remove(0);
+        let tolerations = pod.spec.unwrap().tolerations.unwrap();
+        assert_eq!(tolerations[0].value.as_deref(), Some("xiji"));
+    }
+
+    #[test]
+    fn sudo_off_drops_every_capability_and_sudo_on_keeps_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path());
+        let spec = spec(dir.path(), 1);
+        let security = |cfg: &KubernetesConfig| {
+            let objects = build(cfg, &spec, &names(), Gang::None).unwrap();
+            let pod_spec = objects.pods[0].spec.clone().unwrap();
+            let pod = pod_spec.security_context.unwrap();
+            assert_eq!(pod.run_as_user, Some(1000));
+            assert_eq!(pod.run_as_group, Some(1000));
+            assert_eq!(pod.seccomp_profile.unwrap().type_, "RuntimeDefault");
+            assert_eq!(pod_spec.restart_policy.as_deref(), Some("Never"));
+            assert_eq!(pod_spec.automount_service_account_token, Some(false));
+            assert_eq!(pod_spec.enable_service_links, Some(false));
+            pod_spec.containers[0].security_context.clone().unwrap()
+        };
+        let on = security(&cfg);
+        assert_eq!(on.allow_privilege_escalation, None);
+        assert_eq!(on.capabilities, None);
+        cfg.sudo = false;
+        let off = security(&cfg);
+        assert_eq!(off.allow_privilege_escalation, Some(false));
+        assert_eq!(off.capabilities.unwrap().drop, Some(vec!["ALL".to_owned()]));
+    }
+
+    #[test]
+    fn volcano_gangs_the_pods_in_one_pod_group_of_their_sum() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path());
+        cfg.gpu_resource = "nvidia.com/gpu".into();
+        let mut spec = spec(dir.path(), 4);
+        spec.resources.gpus = 1;
+        let none = build(&cfg, &spec, &names(), Gang::None).unwrap();
+        assert!(none.pod_group.is_none());
+        assert_eq!(none.pods[0].spec.as_ref().unwrap().scheduler_name, None);
+        let objects = build(&cfg, &spec, &names(), Gang::Volcano).unwrap();
+        let group = objects.pod_group.as_ref().unwrap();
+        assert_eq!(group["apiVersion"], "scheduling.volcano.sh/v1beta1");
+        assert_eq!(group["metadata"]["name"], names().pod_group());
+        assert_eq!(group["metadata"]["namespace"], "xiji-test");
+        assert_eq!(group["spec"]["minMember"], 4);
+        assert_eq!(group["spec"]["minResources"]["cpu"], "6000m");
+        assert_eq!(group["spec"]["minResources"]["memory"], "12288Mi");
+        assert_eq!(group["spec"]["minResources"]["nvidia.com/gpu"], "4");
+        for pod in &objects.pods {
+            assert_eq!(
+                pod.spec.as_ref().unwrap().scheduler_name.as_deref(),
+                Some("volcano")
+            );
+            assert_eq!(
+                pod.metadata.annotations.as_ref().unwrap()["scheduling.k8s.io/group-name"],
+                names().pod_group()
+            );
+        }
+    }
+
+    #[test]
+    fn every_object_but_the_owner_depends_on_the_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut objects = build(
+            &config(dir.path()),
+            &spec(dir.path(), 2),
+            &names(),
+            Gang::Volcano,
+        )
+        .unwrap();
+        set_owner(&mut objects, "6b1f0c1e-3c51-4f4e-9b7a-2b4f5d6e7f80");
+        assert!(objects.owner.metadata.owner_references.is_none());
+        let mut metas = vec![
+            &objects.secret.metadata,
+            &objects.service.metadata,
+            &objects.network_policy.metadata,
+        ];
+        metas.extend(objects.pods.iter().map(|p| &p.metadata));
+        for meta in metas {
+            let reference = &meta.owner_references.as_ref().unwrap()[0];
+            assert_eq!(reference.kind, "ConfigMap");
+            assert_eq!(reference.name, names().owner());
+            assert_eq!(reference.uid, "6b1f0c1e-3c51-4f4e-9b7a-2b4f5d6e7f80");
+            assert_eq!(reference.controller, Some(true));
+            assert_eq!(reference.block_owner_deletion, Some(true));
+        }
+        let group = objects.pod_group.as_ref().unwrap();
+        assert_eq!(
+            group["metadata"]["ownerReferences"][0]["uid"],
+            "6b1f0c1e-3c51-4f4e-9b7a-2b4f5d6e7f80"
+        );
+        // Labels and annotations of every object.
+        let labels = objects.service.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels[LABEL_HUB], "xiji");
+        assert_eq!(labels[LABEL_USER], "alice");
+        assert_eq!(labels[LABEL_SERVER], "");
+        assert_eq!(labels[LABEL_CLUSTER], "0123456789ab");
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "xiji");
+        assert_eq!(labels["app.kubernetes.io/component"], "singleuser");
+        assert_eq!(
+            objects.service.metadata.namespace.as_deref(),
+            Some("xiji-test")
+        );
+    }
+
+    #[test]
+    fn the_service_is_headless_and_the_network_policy_lets_in_the_cluster_and_the_hub() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let objects = build(&cfg, &spec(dir.path(), 2), &names(), Gang::None).unwrap();
+        let service = objects.service.spec.unwrap();
+        assert_eq!(service.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(service.publish_not_ready_addresses, Some(true));
+        assert_eq!(
+            service.selector.unwrap(),
+            BTreeMap::from([(LABEL_CLUSTER.to_owned(), "0123456789ab".to_owned())])
+        );
+        let ports: Vec<(Option<String>, i32)> = service
+            .ports
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.name, p.port))
+            .collect();
+        assert_eq!(
+            ports,
+            [(Some("http".into()), 8888), (Some("ssh".into()), 2222)]
+        );
+        let policy = objects.network_policy.spec.unwrap();
+        assert_eq!(policy.policy_types, Some(vec!["Ingress".to_owned()]));
+        let from = policy.ingress.unwrap()[0].from.clone().unwrap();
+        let selectors: Vec<BTreeMap<String, String>> = from
+            .into_iter()
+            .map(|peer| peer.pod_selector.unwrap().match_labels.unwrap())
+            .collect();
+        assert_eq!(selectors[0][LABEL_CLUSTER], "0123456789ab");
+        assert_eq!(selectors[1], cfg.hub_pod_labels);
+        // No hub labels: never an empty selector (every pod of the namespace).
+        let mut cfg = cfg;
+        cfg.hub_pod_labels.clear();
+        let objects = build(&cfg, &spec(dir.path(), 1), &names(), Gang::None).unwrap();
+        let from = objects.network_policy.spec.unwrap().ingress.unwrap()[0]
+            .from
+            .clone()
+            .unwrap();
+        assert_eq!(from.len(), 1);
+    }
+
+    fn valid_label_value(v: &str) -> bool {
+        v.is_empty()
+            || (v.len() <= 63
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && v.ends_with(|c: char| c.is_ascii_alphanumeric()))
+    }
+
+    #[test]
+    fn label_values_are_valid_stable_and_distinct_for_any_name() {
+        let long = "a".repeat(200);
+        let names = [
+            "alice",
+            "",
+            "Bob.Smith_2",
+            "bob@example.org",
+            "王小明",
+            "-dash-",
+            "名字-with-ascii",
+            long.as_str(),
+            "x--0123456789abcdef",
+            "a b",
+            "a-b",
+            "a_b",
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for name in names {
+            let value = label_value(name);
+            assert!(valid_label_value(&value), "{name:?} → {value:?}");
+            assert_eq!(value, label_value(name), "stable");
+            assert!(seen.insert(value.clone()), "{name:?} → {value:?} collides");
+        }
+        assert_eq!(label_value("alice"), "alice");
+        assert_eq!(label_value(""), "");
+        assert!(label_value("bob@example.org").starts_with("bob-example.org--"));
+        // A name that looks escaped is escaped again, so no name takes another's value.
+        let escaped = label_value("a b");
+        assert_ne!(label_value(&escaped), escaped);
+    }
+
+    #[test]
+    fn names_are_dns_labels_of_at_most_63_characters() {
+        let long = "Ümlaut-".repeat(30);
+        let cases = [
+            ("alice", "", "0123456789ab"),
+            ("bob@example.org", "My GPU Server", "0123456789ab"),
+            ("王小明", "实验", "0123456789ab"),
+            (long.as_str(), long.as_str(), "0123456789ab"),
+            ("alice", "", "Not_A-DNS_id_and_very_long_indeed_0123456789"),
+        ];
+        let dns_1035 = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 63
+                && s.starts_with(|c: char| c.is_ascii_lowercase())
+                && s.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        };
+        let mut bases = std::collections::HashSet::new();
+        for (user, server, id) in cases {
+            let names = ClusterNames::new(user, server, id);
+            assert!(names.base.len() <= BASE_MAX, "{}", names.base);
+            for name in [
+                names.base.clone(),
+                names.pod(0),
+                names.pod(15),
+                names.pod(999),
+                names.service(),
+                names.owner(),
+                names.secret(),
+                names.network_policy(),
+                names.pod_group(),
+            ] {
+                assert!(dns_1035(&name), "{user:?}/{server:?}: {name:?}");
+            }
+            assert_eq!(names, ClusterNames::new(user, server, id), "stable");
+            assert!(bases.insert(names.base));
+        }
+        assert_eq!(
+            ClusterNames::new("alice", "", "0123456789ab").base,
+            "xiji-alice-0123456789ab"
+        );
+        assert_eq!(
+            ClusterNames::new("bob@example.org", "gpu", "0123456789ab").pod(1),
+            "xiji-bob-example-org-gpu-0123456789ab-node-1"
+        );
+        let unicode = ClusterNames::new("王小明@example.org", "", "0123456789ab").base;
+        assert!(unicode.starts_with("xiji-example-org-"), "{unicode}");
+        assert_ne!(
+            unicode,
+            ClusterNames::new("李四@example.org", "", "0123456789ab").base
+        );
+        // Unicode names get a hash, so two such users' clusters are told apart by people too.
+        assert_ne!(
+            ClusterNames::new("王小明", "", "1").base,
+            ClusterNames::new("李四", "", "1").base
+        );
+    }
+
+    #[test]
+    fn bad_requests_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path());
+        let spec0 = spec(dir.path(), 0);
+        assert!(matches!(
+            build(&cfg, &spec0, &names(), Gang::None),
+            Err(SpawnerError::InvalidSpec(_))
+        ));
+        cfg.environment.insert("BAD NAME".into(), "x".into());
+        assert!(matches!(
+            build(&cfg, &spec(dir.path(), 1), &names(), Gang::None),
+            Err(SpawnerError::Config(m)) if m.contains("BAD NAME")
+        ));
     }
 }
