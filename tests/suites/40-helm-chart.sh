@@ -5,7 +5,8 @@
 #      against Kubernetes 1.33.0 and 1.37.0, and checked for what the schemas cannot see
 #      (tests/helm/check_chart.py: labels, selectors, xiji.toml, the shared token Secret, RBAC,
 #      the values reflected);
-#   2. values the chart must refuse are refused with a message that says why;
+#   2. values the chart must refuse are refused with a message that says why (its
+#      values.schema.json, or the templates' own checks);
 #   3. the checks can fail: copies of the chart broken on purpose (an unknown field, a Role with
 #      a wildcard, a template that does not parse, a hub that no longer mounts the agent token)
 #      must each be reported;
@@ -67,17 +68,22 @@ run expect-error --chart "$CHART" \
     --error "must not contain each other"
 run expect-error --chart "$CHART" \
     --set-json '{"storagePools": [{"name": "Pool_1", "mountPath": "/srv/p", "claimName": "c"}]}' \
-    --error "must be a DNS label"
+    --error "at '/storagePools/0/name'"
 run expect-error --chart "$CHART" \
     --set-json '{"storagePools": [{"name": "p", "mountPath": "/srv/p"}]}' \
-    --error "give claimName, nfs (server and path) or nodePath"
+    --error "at '/storagePools/0': 'oneOf' failed"
 run expect-error --chart "$CHART" --set-json '{"ingress": {"enabled": true}}' \
     --error "needs at least one host"
 run expect-error --chart "$CHART" --set-json '{"nodeAgent": {"token": "too-short"}}' \
     --error "at least 16 characters"
 run expect-error --chart "$CHART" \
     --set-json '{"singleuser": {"tolerations": [{"operator": "Exists"}]}}' \
-    --error "every toleration needs a key"
+    --error "at '/singleuser/tolerations/0': missing property 'key'"
+# values.schema.json: a misspelt key is refused, not silently ignored.
+run expect-error --chart "$CHART" --set-json '{"singleuser": {"gpuResorce": "amd.com/gpu"}}' \
+    --error "additional properties 'gpuResorce' not allowed"
+run expect-error --chart "$CHART" --set-json '{"proxy": {"service": {"type": "Ingress"}}}' \
+    --error "at '/proxy/service/type'"
 
 echo "== the checks catch a broken chart"
 # broken NAME FILE PYTHON-EXPRESSION: a copy of the chart whose FILE is replaced by the
