@@ -13,7 +13,7 @@ for the chart's own pods, in private network and mount namespaces (root):
     the chart's Services whose port differs from their targetPort (the public one) are reached
     on the container port, as an ingress controller's endpoint would;
   - each container runs its `command` + `args` with the `env` of its spec (values, Secret keys,
-    the downward API's node name), its volumes filled from the rendered ConfigMaps and Secrets
+    the downward API's node name) as the user its security context names, its volumes filled from the rendered ConfigMaps and Secrets
     (items, sub paths, projected sources, modes) under a directory of its own; paths under a
     mount point are rewritten to that directory in the arguments and in xiji.toml (the one
     change to what the chart renders: there is no container filesystem to mount them at);
@@ -168,13 +168,20 @@ class Pod:
         if argv[0] not in binaries:
             raise Failed(f"pod {self.name}: no binary for {argv[0]}")
         argv[0] = binaries[argv[0]]
-        self.run(container["name"], argv, self.environment(container) | extra_env)
+        # The user the pod's security contexts name (the container's over the pod's).
+        context = self.spec.get("securityContext", {}) | container.get("securityContext", {})
+        self.run(container["name"], argv, self.environment(container) | extra_env,
+                 context.get("runAsUser"), context.get("runAsGroup"))
 
-    def run(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+    def run(self, name: str, argv: list[str], env: dict[str, str], uid: int | None = None,
+            gid: int | None = None) -> None:
         log = self.root / f"{name}.log"
+        as_user = {} if uid in (None, 0) else {"user": uid, "group": gid if gid is not None
+                                                else uid, "extra_groups": []}
         with open(log, "wb") as out:
             process = subprocess.Popen(argv, env=env, cwd=self.root, stdout=out,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+                                       stderr=subprocess.STDOUT, start_new_session=True,
+                                       **as_user)
         self.processes.append((name, process, log))
 
     def stop(self) -> None:
@@ -373,7 +380,9 @@ def inner(args: argparse.Namespace) -> int:
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                 wait_for(f"{pod_d['metadata']['name']} {probe}",
                          lambda c=c, probe=probe, env=env: probe_ok(c, probe, env), 90, pods)
-            print(f"ok   {pod_d['metadata']['name']}: its probes pass on its ports")
+            uids = sorted({os.stat(f"/proc/{p.pid}").st_uid for _, p, _ in pod.processes})
+            print(f"ok   {pod_d['metadata']['name']}: its probes pass on its ports "
+                  f"(running as uid {', '.join(map(str, uids))})")
         if agent_d is not None and agent_c is None:
             print("skip the node agent: no xiji-node-agent binary in the bin dir")
 
