@@ -127,6 +127,11 @@ pub struct KubernetesConfig {
     /// The cluster's DNS domain, for the nodes' search path (`node-k` resolves as
     /// `node-k.{service}.{namespace}.svc.{cluster_domain}`); default `cluster.local`.
     pub cluster_domain: String,
+    /// A CA bundle (PEM) on the hub's host given to every node at
+    /// `/etc/xiji/ca-certificates.crt` (read at each start, carried in the cluster's owner
+    /// ConfigMap), with the tools' variables pointing at it as in the `docker` backend; for
+    /// networks whose HTTPS goes through an inspecting proxy. `None`: none.
+    pub ca_bundle: Option<PathBuf>,
 }
 
 impl KubernetesConfig {
@@ -173,6 +178,7 @@ impl KubernetesConfig {
             )]),
             agent_token_file: None,
             cluster_domain: "cluster.local".into(),
+            ca_bundle: None,
         }
     }
 }

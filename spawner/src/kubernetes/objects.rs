@@ -6,7 +6,7 @@
 //!
 //! | object | name | what it holds |
 //! | --- | --- | --- |
-//! | ConfigMap (the *owner*) | `{base}` | `hostfile`: the MPI hostfile; every other object is its dependent (`ownerReferences`, [`set_owner`]), so deleting it removes the cluster |
+//! | ConfigMap (the *owner*) | `{base}` | `hostfile`: the MPI hostfile; `ca-certificates.crt`: the operator's CA bundle, if any; every other object is its dependent (`ownerReferences`, [`set_owner`]), so deleting it removes the cluster |
 //! | Secret (Opaque) | `{base}` | the cluster's SSH keys ([`SSH_FILES`]), each secret environment variable as `env.{NAME}` (the API token: `env.JUPYTERHUB_API_TOKEN`, `env.JPY_API_TOKEN`), each secret file as `file.{name}` |
 //! | Service (headless) | `{base}` | `clusterIP: None`, not-ready addresses published, ports `http` and `ssh`: the nodes' DNS names |
 //! | NetworkPolicy | `{base}` | ingress to the cluster's pods from its own pods and the hub's only; egress unrestricted |
@@ -20,6 +20,7 @@
 //! | `/etc/xiji/ssh/{id_ed25519,id_ed25519.pub,authorized_keys,ssh_host_ed25519_key,ssh_host_ed25519_key.pub}` | the Secret, one `subPath` mount per file | private 0400, public 0444, group `fsGroup` (1000): the kubelet adds group read, so `0440 root:1000` |
 //! | `/etc/xiji/secrets/{name}` | the Secret's `file.{name}` (a directory mount) | 0400 (+ group read, as above) |
 //! | `/etc/xiji/hostfile` | the owner ConfigMap's `hostfile` (`subPath`) | 0444 |
+//! | `/etc/xiji/ca-certificates.crt` | the owner ConfigMap's `ca-certificates.crt` (`subPath`), with [`KubernetesConfig::ca_bundle`]; the tools' variables (`PIP_CERT`, `REQUESTS_CA_BUNDLE`, …) point at it | 0444 |
 //! | `/home/jovyan/work` | the work directory through [`KubernetesConfig::volumes`] | read-write |
 //! | `/home/jovyan/{relative}` | each [`SpawnSpec::mounts`] entry through the same mappings | read-only |
 //! | `/dev/shm` | a memory `emptyDir` of a quarter of the memory (as Docker's `shm_size`), for MPI | |
@@ -57,7 +58,9 @@ use super::{KubernetesConfig, LABEL_CLUSTER, LABEL_HUB, LABEL_NODE, LABEL_SERVER
 use crate::docker::files::{ClusterKeys, JOVYAN_UID};
 use crate::docker::mounts::node_path;
 use crate::docker::naming::rebase_url;
-use crate::docker::{hostfile, node_env, HOSTFILE_PATH, SSH_PORT, WORK_MOUNT};
+use crate::docker::{
+    hostfile, node_env, CA_BUNDLE_ENV, CA_BUNDLE_PATH, HOSTFILE_PATH, SSH_PORT, WORK_MOUNT,
+};
 use crate::nodes::{node_name, node_service_prefix};
 use crate::paths::path_component;
 use crate::{SpawnSpec, SpawnerError, SECRETS_DIR};
@@ -82,6 +85,8 @@ pub(super) const SSH_FILES: [(&str, i32); 5] = [
 ];
 /// The owner ConfigMap's key holding the hostfile.
 pub(super) const HOSTFILE_KEY: &str = "hostfile";
+/// The owner ConfigMap's key holding the CA bundle ([`KubernetesConfig::ca_bundle`]).
+pub(super) const CA_BUNDLE_KEY: &str = "ca-certificates.crt";
 /// `app.kubernetes.io/managed-by` of every object.
 const MANAGED_BY: &str = "xiji";
 /// `app.kubernetes.io/component` of every object.
@@ -306,6 +311,17 @@ pub(super) fn build(
         )?);
     }
     let pool_volumes = pool.volumes();
+    let ca_bundle = match &cfg.ca_bundle {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| {
+                SpawnerError::io(format!("reading the CA bundle {}", path.display()), e)
+            })?;
+            Some(String::from_utf8(bytes).map_err(|_| {
+                SpawnerError::Config(format!("the CA bundle {} is not PEM text", path.display()))
+            })?)
+        }
+        None => None,
+    };
 
     let keys = ClusterKeys::generate(&names.base)?;
     let mut secret_data: BTreeMap<String, ByteString> = BTreeMap::new();
@@ -341,12 +357,14 @@ pub(super) fn build(
         pods.push(plan.pod(k));
     }
 
+    let mut owner_data =
+        BTreeMap::from([(HOSTFILE_KEY.to_owned(), hostfile(nodes, Some(sizes.cpus())))]);
+    if let Some(bundle) = ca_bundle {
+        owner_data.insert(CA_BUNDLE_KEY.to_owned(), bundle);
+    }
     let owner = ConfigMap {
         metadata: metadata(cfg, names, names.owner(), None),
-        data: Some(BTreeMap::from([(
-            HOSTFILE_KEY.to_owned(),
-            hostfile(nodes, Some(sizes.cpus())),
-        )])),
+        data: Some(owner_data),
         ..Default::default()
     };
     let secret = Secret {
@@ -539,6 +557,11 @@ fn node_environment(
     }
     if let Some(token) = env.get("JUPYTERHUB_API_TOKEN").cloned() {
         env.insert("JPY_API_TOKEN".into(), token);
+    }
+    if cfg.ca_bundle.is_some() {
+        for key in CA_BUNDLE_ENV {
+            env.insert(key.into(), CA_BUNDLE_PATH.into());
+        }
     }
     env.extend(cfg.environment.clone());
     env.insert(
@@ -1016,6 +1039,32 @@ impl PodPlan<'_> {
             mount_path: "/dev/shm".into(),
             ..Default::default()
         });
+        if self.cfg.ca_bundle.is_some() {
+            volumes.push(Volume {
+                name: "ca-bundle".into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: self.names.owner(),
+                    items: Some(vec![KeyToPath {
+                        key: CA_BUNDLE_KEY.into(),
+                        path: CA_BUNDLE_KEY.into(),
+                        mode: Some(0o444),
+                    }]),
+                    default_mode: Some(0o444),
+                    optional: None,
+                }),
+                ..Default::default()
+            });
+            // In the image this path is a link to the system bundle; the runtime resolves it
+            // inside the container and mounts over its target, so tools that ignore the
+            // variables trust the bundle too.
+            mounts.push(VolumeMount {
+                name: "ca-bundle".into(),
+                mount_path: CA_BUNDLE_PATH.into(),
+                sub_path: Some(CA_BUNDLE_KEY.into()),
+                read_only: Some(true),
+                ..Default::default()
+            });
+        }
         if !self.spec.secret_files.is_empty() {
             volumes.push(Volume {
                 name: "secret-files".into(),
@@ -1735,6 +1784,43 @@ pub(super) mod tests {
             ClusterNames::new("王小明", "", "1").base,
             ClusterNames::new("李四", "", "1").base
         );
+    }
+
+    #[test]
+    fn the_operators_ca_bundle_reaches_every_node_with_the_tools_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path());
+        let spec = spec(dir.path(), 2);
+        let without = build(&cfg, &spec, &names(), Gang::None).unwrap();
+        assert!(!without
+            .owner
+            .data
+            .as_ref()
+            .unwrap()
+            .contains_key(CA_BUNDLE_KEY));
+        assert!(!env_of(&without.pods[0]).contains_key("PIP_CERT"));
+        let bundle = dir.path().join("campus-ca.pem");
+        std::fs::write(&bundle, "-----BEGIN CERTIFICATE-----\nMIIB\n").unwrap();
+        cfg.ca_bundle = Some(bundle);
+        let objects = build(&cfg, &spec, &names(), Gang::None).unwrap();
+        assert!(objects.owner.data.as_ref().unwrap()[CA_BUNDLE_KEY].starts_with("-----BEGIN"));
+        for pod in &objects.pods {
+            let env = env_of(pod);
+            for key in CA_BUNDLE_ENV {
+                assert_eq!(plain(&env, key), "/etc/xiji/ca-certificates.crt");
+            }
+            let mounts = container(pod).volume_mounts.clone().unwrap();
+            let mount = mounts
+                .iter()
+                .find(|m| m.mount_path == "/etc/xiji/ca-certificates.crt")
+                .unwrap();
+            assert_eq!(mount.sub_path.as_deref(), Some(CA_BUNDLE_KEY));
+        }
+        cfg.ca_bundle = Some(dir.path().join("missing.pem"));
+        assert!(matches!(
+            build(&cfg, &spec, &names(), Gang::None),
+            Err(SpawnerError::Io { context, .. }) if context.contains("missing.pem")
+        ));
     }
 
     #[test]

@@ -121,12 +121,19 @@ fn matrix(root: &Path) -> Vec<Case> {
     cfg.hub_pod_labels
         .insert("app.kubernetes.io/instance".into(), "xiji".into());
     cfg.scheduler_name = Some("campus-scheduler".into());
+    let bundle = root.join("campus-ca.pem");
+    std::fs::write(
+        &bundle,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    cfg.ca_bundle = Some(bundle);
     let mut unicode = spec(root, 2);
     unicode.user = "王小明@example.org".into();
     unicode.server_name = "实验 GPU".into();
     unicode.service_prefix = "/user/%E7%8E%8B/x/".into();
     cases.push(Case {
-        name: "sudo-off-unicode-names-scheduler",
+        name: "sudo-off-unicode-names-scheduler-ca-bundle",
         cfg,
         spec: unicode,
         gang: Gang::None,
