@@ -53,7 +53,8 @@ async fn prepare_with_store(
         .map_err(|e| anyhow::anyhow!("cannot add the default storage pool: {e}"))?;
     load_services_and_roles(&config, &store).await?;
     let spawner = make_spawner(&config, &store).await?;
-    let save_images = crate::domain::save_image::SaveImages::from_config(&config.images)?;
+    let save_images = crate::domain::save_image::SaveImages::from_config(&config.images)?
+        .with_agent_token_file(config.spawner.kubernetes.agent_token_file.as_deref())?;
     let routes = Arc::new(proxy::RouteTable::new());
     let (driven, hub_route_target): (Arc<dyn proxy::Proxy>, Option<String>) =
         match config.proxy.mode {

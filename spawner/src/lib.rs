@@ -260,8 +260,27 @@ pub struct NodeLayer {
     pub instance_id: String,
     /// The image the node was started from, as the backend was given it: the saved image's base.
     pub base_image: String,
-    /// The directory on the hub's host that holds the node's writable layer (its changes).
-    pub writable_dir: PathBuf,
+    /// Where the node's writable layer (its changes) can be read.
+    pub location: LayerLocation,
+}
+
+/// Where a node's writable layer can be read, and so who reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LayerLocation {
+    /// A directory on the hub's own host (the docker backend: overlay2's upper directory). The
+    /// hub reads it itself; [`Spawner::pause_node`] and [`Spawner::resume_node`] freeze the node
+    /// around the read when `[images] pause` asks for it.
+    HostDir(PathBuf),
+    /// On another machine (the kubernetes backend: the pod's Kubernetes node). The node agent
+    /// there (`xiji-node-agent`, see `docs/saving-images.md`) finds the container, reads its
+    /// layer and pushes the image; the hub drives it over HTTP. The agent freezes the container
+    /// itself while it reads, so the backend's `pause_node`/`resume_node` do nothing for it.
+    NodeAgent {
+        /// The agent on the node's machine, e.g. `http://10.0.0.5:8585`.
+        agent_url: String,
+        /// The node's container as the runtime names it (`containerd://<64 hex digits>`).
+        container_id: String,
+    },
 }
 
 /// One step of a spawn, as shown on the spawn-pending page (`/progress` event stream).

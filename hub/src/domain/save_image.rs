@@ -3,7 +3,12 @@
 //! A save names a node of a running server (`node-0` by default), a name and a tag. The hub
 //! asks the backend for the node's writable layer ([`spawner::Spawner::node_layer`]: where its
 //! changes are, and the image it runs) and starts an [`imagebuilder::SaveJob`] that pushes
-//! `{registry}/{repository_prefix}/{user}/{name}:{tag}` on top of the image the node runs.
+//! `{registry}/{repository_prefix}/{user}/{name}:{tag}` on top of the image the node runs. A
+//! layer on the hub's host ([`LayerLocation::HostDir`], the docker backend) is read by the hub's
+//! own builder; one on another machine ([`LayerLocation::NodeAgent`], the kubernetes backend) by
+//! the node agent there, which the hub drives over HTTP with the job's id as the agent's job id
+//! ([`imagebuilder::agent::AgentClient`]): the agent's state, progress and outcome go to the same
+//! rows, and a cancel is passed on to it.
 //!
 //! A job is a row of `save_jobs` from the request on ([`SaveJobRow`]): a background task writes
 //! its state at each change and its byte progress about once a second, and the API reads the
@@ -14,22 +19,25 @@
 //!
 //! A hub that stops (or dies) during a save finds the job unfinished at start-up
 //! ([`recover`]): if the node still runs the same instance, the save starts again from the node (blobs
-//! already in the registry are skipped by digest, and the manifest push replaces the tag);
-//! otherwise the job ends `failed`, saying that the hub restarted during the save. Who may save
-//! which server is decided by the API layer.
+//! already in the registry are skipped by digest, and the manifest push replaces the tag) — on a
+//! node agent, which went on with the save meanwhile, asking again under the same id picks the
+//! agent's job up where it is (or its outcome, when it ended meanwhile); otherwise the job ends
+//! `failed`, saying that the hub restarted during the save. Who may save which server is decided
+//! by the API layer.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use imagebuilder::agent::{AgentClient, SaveSpec};
 use imagebuilder::{
     BuilderConfig, ByteProgress, CancellationToken, Compression, ExcludeRules, ImageBuilder,
     JobState, LayerOptions, NoPause, PauseHook, RegistryAuth, RegistryConfig, SaveJob, SaveRequest,
     SavedImage, WritableLayer,
 };
 use serde_json::{json, Value};
-use spawner::{NodeLayer, Spawner, SpawnerError};
+use spawner::{LayerLocation, NodeLayer, Spawner, SpawnerError};
 
 use super::{images, HubError, HubResult};
 use crate::clock;
@@ -71,6 +79,8 @@ pub struct SaveImages {
     auto_approve: bool,
     pause: bool,
     retention: Duration,
+    /// The token presented to node agents (`[spawner.kubernetes] agent_token_file`).
+    agent_token: Option<String>,
     running: Arc<Mutex<BTreeMap<String, CancellationToken>>>,
 }
 
@@ -144,8 +154,19 @@ impl SaveImages {
             auto_approve: config.auto_approve,
             pause: config.pause,
             retention: Duration::from_secs(config.job_retention_minutes.saturating_mul(60)),
+            agent_token: None,
             running: Arc::default(),
         })
+    }
+
+    /// Reads the token presented to node agents from `file` (`[spawner.kubernetes]
+    /// agent_token_file`); `None` leaves saves through a node agent refused for want of one.
+    pub fn with_agent_token_file(
+        mut self,
+        file: Option<&std::path::Path>,
+    ) -> Result<Self, ConfigError> {
+        self.agent_token = file.map(read_secret_file).transpose()?;
+        Ok(self)
     }
 
     /// The repository a user's image of this name goes to.
@@ -179,15 +200,16 @@ impl SaveImages {
         }
     }
 
-    /// The save request for a node's writable layer.
+    /// The save request for a node's writable layer in `dir` on the hub's host.
     fn request(
         &self,
         spawner: &Arc<dyn Spawner>,
         layer: &NodeLayer,
+        dir: &std::path::Path,
         job: &SaveJobRow,
     ) -> SaveRequest {
         let mut save = SaveRequest::new(
-            WritableLayer::at(&layer.writable_dir),
+            WritableLayer::at(dir),
             layer.base_image.clone(),
             job.image_reference.clone(),
             job.user_name.clone(),
@@ -206,12 +228,65 @@ impl SaveImages {
         save
     }
 
-    /// Starts the builder on a stored job and a task that writes its progress and outcome.
-    fn launch(&self, store: &Store, job: SaveJobRow, save: SaveRequest) -> HubResult<()> {
-        let builder_job = self.builder.start(save).map_err(|e| match e {
-            imagebuilder::Error::InvalidReference { .. } => HubError::BadRequest(e.to_string()),
-            other => HubError::Spawner(other.to_string()),
-        })?;
+    /// The same save for the node agent on the node's machine: the job's id is the agent's job
+    /// id, so that asking again (after a restart of the hub) finds the agent's job.
+    fn agent_spec(&self, layer: &NodeLayer, container_id: &str, job: &SaveJobRow) -> SaveSpec {
+        let config = self.builder.config();
+        SaveSpec {
+            id: Some(job.id.clone()),
+            container_id: container_id.to_owned(),
+            base_image: layer.base_image.clone(),
+            target: job.image_reference.clone(),
+            saved_by: job.user_name.clone(),
+            description: (!job.description.is_empty()).then(|| job.description.clone()),
+            labels: BTreeMap::from([("org.xiji.saved-node".to_owned(), job.node.clone())]),
+            layer: config.layer.clone(),
+            extra_excludes: Vec::new(),
+            compression: Some(config.compression),
+            registry: config.registry.clone(),
+            pause: self.pause,
+        }
+    }
+
+    /// Starts a stored job where the node's layer is, and a task that writes its progress and
+    /// outcome. A layer on the hub's host: the hub's builder (errors: 400 for a reference the
+    /// builder refuses, else 500). A layer behind a node agent: the agent's job; an agent that
+    /// refuses or cannot be reached ends the job `failed` with its reason, as a registry that is
+    /// down does.
+    async fn launch(
+        &self,
+        spawner: &Arc<dyn Spawner>,
+        store: &Store,
+        layer: &NodeLayer,
+        job: SaveJobRow,
+    ) -> HubResult<()> {
+        let builder_job = match &layer.location {
+            LayerLocation::HostDir(dir) => {
+                let save = self.request(spawner, layer, dir, &job);
+                self.builder.start(save).map_err(|e| match e {
+                    imagebuilder::Error::InvalidReference { .. } => {
+                        HubError::BadRequest(e.to_string())
+                    }
+                    other => HubError::Spawner(other.to_string()),
+                })?
+            }
+            LayerLocation::NodeAgent {
+                agent_url,
+                container_id,
+            } => {
+                let spec = self.agent_spec(layer, container_id, &job);
+                match self.start_on_agent(agent_url, &spec).await {
+                    Ok(builder_job) => builder_job,
+                    Err(reason) => {
+                        tracing::warn!(job.id = %job.id, agent.url = %agent_url, reason = %reason, "the node agent did not start the save");
+                        store
+                            .end_save_job(&job.id, "failed", Some(&reason), None, clock::now())
+                            .await?;
+                        return Ok(());
+                    }
+                }
+            }
+        };
         if let Ok(mut running) = self.running.lock() {
             running.insert(job.id.clone(), builder_job.cancel_token());
         }
@@ -226,6 +301,20 @@ impl SaveImages {
             }
         });
         Ok(())
+    }
+
+    /// The agent's job, or the reason (for the user) why there is none.
+    async fn start_on_agent(&self, agent_url: &str, spec: &SaveSpec) -> Result<SaveJob, String> {
+        let token = self.agent_token.as_deref().ok_or_else(|| {
+            "The hub has no token for the node agents ([spawner.kubernetes] agent_token_file); \
+             ask an administrator"
+                .to_owned()
+        })?;
+        let client = AgentClient::new(agent_url, token).map_err(|e| e.to_string())?;
+        client
+            .start(spec)
+            .await
+            .map_err(|e| format!("The node agent could not start the save: {e}"))
     }
 }
 
@@ -335,10 +424,11 @@ pub async fn start(
         format!("Server {}/{}", user.name, server.name)
     };
     if !hub.spawner.capabilities().saves_images {
-        return Err(HubError::BadRequest(
-            "Saving a node as an image needs the docker backend ([spawner] backend = \"docker\")"
-                .into(),
-        ));
+        return Err(HubError::BadRequest(format!(
+            "Saving a node as an image needs a backend that can read its nodes' changes \
+             (docker, or kubernetes with its node agents); this hub's is {}",
+            hub.spawner.backend_name()
+        )));
     }
     if server.status != ServerStatus::Running {
         return Err(HubError::BadRequest(format!(
@@ -397,13 +487,22 @@ pub async fn start(
         .save_job(&new.id)
         .await?
         .ok_or_else(|| HubError::Spawner(format!("save job {} vanished", new.id)))?;
-    let save = saves.request(&hub.spawner, &layer, &job);
-    if let Err(e) = saves.launch(&hub.store, job.clone(), save) {
+    if let Err(e) = saves
+        .launch(&hub.spawner, &hub.store, &layer, job.clone())
+        .await
+    {
         let reason = e.to_string();
         hub.store
             .end_save_job(&job.id, "failed", Some(&reason), None, clock::now())
             .await?;
         return Err(e);
+    }
+    if matches!(layer.location, LayerLocation::NodeAgent { .. }) {
+        // An agent that refused has ended the job already: answer it as it is.
+        let now = hub.store.save_job(&job.id).await?;
+        if let Some(ended) = now.filter(|j| j.finished.is_some()) {
+            return Ok(ended);
+        }
     }
     tracing::info!(
         job.id = %job.id,
@@ -553,9 +652,9 @@ pub async fn recover(hub: &Services) -> HubResult<()> {
                 if !hub.store.requeue_save_job(&job.id, clock::now()).await? {
                     continue;
                 }
-                let save = saves.request(&hub.spawner, &layer, &job);
                 saves
-                    .launch(&hub.store, job.clone(), save)
+                    .launch(&hub.spawner, &hub.store, &layer, job.clone())
+                    .await
                     .map_err(|e| format!("it could not start again: {e}"))
             }
             Err(why) => Err(why),
@@ -604,7 +703,8 @@ async fn resumable(hub: &Services, job: &SaveJobRow) -> Result<NodeLayer, String
     if layer.instance_id != job.container_id {
         return Err(gone());
     }
-    if hub.save_images.pause {
+    // A node agent thaws what it froze itself (also after a restart of its own).
+    if hub.save_images.pause && matches!(layer.location, LayerLocation::HostDir(_)) {
         // A hub that died mid-read left the node paused.
         if let Err(e) = hub.spawner.resume_node(&layer).await {
             tracing::warn!(job.id = %job.id, node = %job.node, error = %e, "cannot resume a node paused by an earlier run");

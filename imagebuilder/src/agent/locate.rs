@@ -12,8 +12,9 @@
 //!    agent at the same path, as the DaemonSet does).
 //! 3. Its cgroup directory, for the freezer: the process's cgroup path below the host's
 //!    cgroup filesystem (`host_cgroup`, `/sys/fs/cgroup`): cgroup v2's unified hierarchy, or v1's
-//!    `freezer` hierarchy. The directory is checked to hold the process (`cgroup.procs`), so a
-//!    path seen through a cgroup namespace is found all the same.
+//!    `freezer` hierarchy. A path seen through a cgroup namespace (leading `/..` steps) is looked
+//!    for below the root; the directory must hold the process (`cgroup.procs`, when the agent
+//!    shares the host's PID namespace) or be named after the container.
 
 use std::collections::VecDeque;
 use std::path::{Component, Path, PathBuf};
@@ -92,8 +93,9 @@ pub struct ContainerLocation {
     pub pid: u32,
     /// Its writable layer, as the agent reads it (below [`HostPaths::root`]).
     pub layer_dir: PathBuf,
-    /// Its cgroup, for freezing it.
-    pub freezer: CgroupFreezer,
+    /// Its cgroup, for freezing it, or why it was not found (a save without `pause` does not
+    /// need it).
+    pub freezer: Result<CgroupFreezer, String>,
 }
 
 /// Finds container `id`'s processes, writable layer and cgroup on this machine.
@@ -125,7 +127,7 @@ pub fn locate(id: &ContainerId, host: &HostPaths) -> Result<ContainerLocation, A
                         layer_dir.display()
                     )));
                 }
-                let freezer = freezer_of(pid, host)?;
+                let freezer = freezer_of(pid, &id.id, host);
                 return Ok(ContainerLocation {
                     pid,
                     layer_dir,
@@ -185,11 +187,11 @@ fn names_container(path: &str, id: &str) -> bool {
     })
 }
 
-/// The freezer of process `pid`'s cgroup.
-fn freezer_of(pid: u32, host: &HostPaths) -> Result<CgroupFreezer, AgentError> {
+/// The freezer of process `pid`'s cgroup (of container `id`), or why there is none.
+fn freezer_of(pid: u32, id: &str, host: &HostPaths) -> Result<CgroupFreezer, String> {
     let file = host.proc.join(format!("{pid}/cgroup"));
     let text = std::fs::read_to_string(&file)
-        .map_err(|e| AgentError::Internal(format!("cannot read {}: {e}", file.display())))?;
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let unified = text
         .lines()
         .filter_map(cgroup_line)
@@ -208,33 +210,33 @@ fn freezer_of(pid: u32, host: &HostPaths) -> Result<CgroupFreezer, AgentError> {
     } else if root.join("unified/cgroup.controllers").is_file() {
         (CgroupVersion::V2, root.join("unified"), unified)
     } else {
-        return Err(AgentError::Unprocessable(format!(
+        return Err(format!(
             "no cgroup freezer under {}: mount the host's /sys/fs/cgroup there",
             root.display()
-        )));
+        ));
     };
     let path = path.ok_or_else(|| {
-        AgentError::Unprocessable(format!(
+        format!(
             "process {pid} has no {} cgroup",
             match version {
                 CgroupVersion::V1 => "freezer",
                 CgroupVersion::V2 => "unified (v2)",
             }
-        ))
+        )
     })?;
-    let dir = cgroup_dir(&base, path, pid).ok_or_else(|| {
-        AgentError::Unprocessable(format!(
+    let dir = cgroup_dir(&base, path, pid, id).ok_or_else(|| {
+        format!(
             "cannot find the cgroup {path} of process {pid} below {}",
             base.display()
-        ))
+        )
     })?;
     Ok(CgroupFreezer::new(version, dir))
 }
 
-/// The directory below `base` of the cgroup `path` that holds `pid`. The path is relative to
-/// the reader's cgroup namespace: seen from a namespace it starts with `/..` steps, so the
-/// rest is looked for at `base` first, then (bounded) deeper down.
-fn cgroup_dir(base: &Path, path: &str, pid: u32) -> Option<PathBuf> {
+/// The directory below `base` of the cgroup `path` of process `pid` in container `id`. The
+/// path is relative to the reader's cgroup namespace: seen from a namespace it starts with
+/// `/..` steps, so the rest is looked for at `base` first, then (bounded) deeper down.
+fn cgroup_dir(base: &Path, path: &str, pid: u32, id: &str) -> Option<PathBuf> {
     let rest: PathBuf = Path::new(path)
         .components()
         .skip_while(|c| matches!(c, Component::RootDir | Component::ParentDir))
@@ -243,8 +245,19 @@ fn cgroup_dir(base: &Path, path: &str, pid: u32) -> Option<PathBuf> {
         // The root cgroup is the host's own: never frozen.
         return None;
     }
+    // The process is listed in its cgroup when the agent shares the host's PID namespace;
+    // otherwise (the host's /proc mounted elsewhere) it shows as another pid or not at all,
+    // and the directory's name, which names the container, tells.
+    let ours = |dir: &Path| {
+        dir.is_dir()
+            && (holds(dir, pid)
+                || dir
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| names_container(n, id)))
+    };
     let direct = base.join(&rest);
-    if holds(&direct, pid) {
+    if ours(&direct) {
         return Some(direct);
     }
     const MAX_DEPTH: usize = 8;
@@ -256,7 +269,7 @@ fn cgroup_dir(base: &Path, path: &str, pid: u32) -> Option<PathBuf> {
         if seen > MAX_DIRS {
             return None;
         }
-        if dir.ends_with(&rest) && holds(&dir, pid) {
+        if dir.ends_with(&rest) && ours(&dir) {
             return Some(dir);
         }
         if depth >= MAX_DEPTH {
@@ -372,8 +385,9 @@ mod tests {
         .unwrap();
         assert_eq!(found.pid, 41);
         assert_eq!(found.layer_dir, layer);
-        assert_eq!(found.freezer.dir(), cgroup.join(&scope));
-        assert_eq!(found.freezer.version(), CgroupVersion::V2);
+        let freezer = found.freezer.unwrap();
+        assert_eq!(freezer.dir(), cgroup.join(&scope));
+        assert_eq!(freezer.version(), CgroupVersion::V2);
 
         let other = "1".repeat(64);
         let err = locate(&ContainerId::parse(&other).unwrap(), &paths).unwrap_err();

@@ -245,6 +245,13 @@ impl NodeAgent {
         }
         // Reading /proc takes a moment, outside the lock.
         let location = locate(&container, &self.config.host)?;
+        if spec.pause {
+            if let Err(why) = &location.freezer {
+                return Err(AgentError::Unprocessable(format!(
+                    "container {container} cannot be frozen while it is read: {why}"
+                )));
+            }
+        }
         let (status_tx, status_rx) = watch::channel(JobStatus {
             state: JobState::Queued,
             progress: ByteProgress::default(),
@@ -257,7 +264,11 @@ impl NodeAgent {
             container_id: spec.container_id.clone(),
             target: spec.target.clone(),
             layer_dir: location.layer_dir.display().to_string(),
-            cgroup: location.freezer.dir().display().to_string(),
+            cgroup: location
+                .freezer
+                .as_ref()
+                .map(|f| f.dir().display().to_string())
+                .unwrap_or_default(),
             pause: spec.pause,
             frozen: Arc::clone(&frozen),
             status: status_rx,
@@ -325,14 +336,14 @@ impl NodeAgent {
         request.description = spec.description.clone();
         request.labels = spec.labels.clone();
         request.extra_excludes = spec.extra_excludes.clone();
-        request.pause = if spec.pause {
-            Arc::new(FreezeHook::new(
-                location.freezer.clone(),
+        request.pause = match (&location.freezer, spec.pause) {
+            (Ok(freezer), true) => Arc::new(FreezeHook::new(
+                freezer.clone(),
                 frozen,
                 self.config.state_dir.as_deref(),
-            ))
-        } else {
-            Arc::new(NoPause)
+            )),
+            // Without a freezer a paused save was refused when asked for.
+            _ => Arc::new(NoPause),
         };
         let job = match builder.start(request) {
             Ok(job) => job,

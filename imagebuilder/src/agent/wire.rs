@@ -83,7 +83,8 @@ pub struct SaveView {
     pub target: String,
     /// The writable layer the agent reads (a path on the agent's machine).
     pub layer_dir: String,
-    /// The container's cgroup directory (the one frozen when `pause`).
+    /// The container's cgroup directory (the one frozen when `pause`); empty when the agent
+    /// found no freezer for it (a save without `pause` still works).
     pub cgroup: String,
     /// Whether the request asked for the container to be frozen while it is read.
     pub pause: bool,

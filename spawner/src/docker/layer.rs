@@ -7,7 +7,7 @@ use bollard::container::InspectContainerOptions;
 
 use super::state::ClusterState;
 use super::DockerSpawner;
-use crate::{NodeLayer, SpawnerError};
+use crate::{LayerLocation, NodeLayer, SpawnerError};
 
 impl DockerSpawner {
     /// The writable layer of `node` of the cluster recorded in `state`.
@@ -78,7 +78,7 @@ impl DockerSpawner {
             node: node.to_owned(),
             instance_id: found.container_id.clone(),
             base_image: inspected.config.and_then(|c| c.image).unwrap_or_default(),
-            writable_dir: PathBuf::from(upper),
+            location: LayerLocation::HostDir(PathBuf::from(upper)),
         })
     }
 
