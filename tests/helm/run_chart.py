@@ -24,7 +24,9 @@ for the chart's own pods, in private network and mount namespaces (root):
 Then: the probes' paths answer on the probes' ports; the hub put its default route into the
 proxy through the proxy's API Service with the Secret's token; the proxy's public port serves
 the hub; the first administrator logs in through the proxy with the password of the release's
-Secret and lists users; the node agent (when built) answers on its hostPort.
+Secret (or the operator's), lists users, sees the stand-in's node among the compute nodes and
+puts it into a pool by its name (the node gets the pool label) and out again; the node agent
+(when built) takes the hub's token on its hostPort.
 
     run_chart.py --chart deploy/xiji --bin-dir target/debug [-f VALUES.yaml]
 
@@ -257,7 +259,30 @@ def probe_ok(container: dict, probe_name: str, env: dict[str, str]) -> bool:
     raise Failed(f"probe {probe} not played here")
 
 
-def play_postgresql(work: Path, statefulset: dict, docs, pods: list[Pod]) -> Pod:
+def external_postgresql(url: str) -> dict:
+    """A campus database for `database.url` / `database.existingSecret`: a workload shaped like
+    the chart's PostgreSQL pod, with the URL's user, password and database, for
+    play_postgresql."""
+    parts = urllib.parse.urlsplit(url)
+    user = urllib.parse.unquote(parts.username or "")
+    password = urllib.parse.unquote(parts.password or "")
+    database = parts.path.lstrip("/") or user
+    return {"metadata": {"name": f"external-{parts.hostname}"}, "spec": {"template": {"spec": {
+        "containers": [{
+            "name": "postgresql",
+            "env": [{"name": "POSTGRES_USER", "value": user},
+                    {"name": "POSTGRES_PASSWORD", "value": password},
+                    {"name": "POSTGRES_DB", "value": database},
+                    {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"}],
+            "readinessProbe": {"exec": {"command": [
+                "pg_isready", "-h", "127.0.0.1", "-p", str(parts.port or 5432)]}},
+            "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"},
+                             {"name": "run", "mountPath": "/var/run/postgresql"}]}],
+        "volumes": [{"name": "data", "emptyDir": {}}, {"name": "run", "emptyDir": {}}]}}}}
+
+
+def play_postgresql(work: Path, statefulset: dict, docs, pods: list[Pod],
+                    port: int = 5432) -> Pod:
     """The PostgreSQL pod, played by Debian's PostgreSQL server (the official image is not
     runnable here) set up as the image's entrypoint does from POSTGRES_USER, POSTGRES_PASSWORD,
     POSTGRES_DB and PGDATA: initdb with that superuser and password, password authentication
@@ -281,13 +306,15 @@ def play_postgresql(work: Path, statefulset: dict, docs, pods: list[Pod]) -> Pod
                                   "--auth-local=trust", "--auth-host=scram-sha-256"],
                    check=True, capture_output=True, timeout=120)
     pod.run("postgresql", as_postgres + [str(bin_dir / "postgres"), "-D", str(pgdata),
-                                          "-h", "127.0.0.1", "-p", "5432", "-k", str(run_dir)],
+                                          "-h", "127.0.0.1", "-p", str(port), "-k",
+                                          str(run_dir)],
             env)
     wait_for("PostgreSQL's readinessProbe",
              lambda: probe_ok(c, "readinessProbe", env), 60, [pod])
     database = env["POSTGRES_DB"]
     if database != "postgres":
-        subprocess.run(as_postgres + ["psql", "-h", str(run_dir), "-U", env["POSTGRES_USER"],
+        subprocess.run(as_postgres + ["psql", "-h", str(run_dir), "-p", str(port), "-U",
+                                      env["POSTGRES_USER"],
                                       "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c",
                                       f'CREATE DATABASE "{database}"'],
                        check=True, capture_output=True, timeout=60)
@@ -312,7 +339,9 @@ def inner(args: argparse.Namespace) -> int:
     # Cluster DNS: every Service of the release on this namespace's loopback.
     hosts = work / "hosts"
     names = [s["metadata"]["name"] for s in check_chart.by_kind(docs, "Service")]
-    hosts.write_text("127.0.0.1 localhost\n" + "".join(
+    external_hosts = [urllib.parse.urlsplit(u).hostname for u in args.external_postgres]
+    hosts.write_text("127.0.0.1 localhost\n" + "".join(f"127.0.0.1 {h}\n" for h in external_hosts)
+                     + "".join(
         f"127.0.0.1 {n} {n}.{NAMESPACE} {n}.{NAMESPACE}.svc {n}.{NAMESPACE}.svc.cluster.local\n"
         for n in names))
     subprocess.run(["mount", "--bind", str(hosts), "/etc/hosts"], check=True)
@@ -348,6 +377,10 @@ def inner(args: argparse.Namespace) -> int:
                           if s["metadata"]["name"] == name)
             return base64.b64decode(secret["data"][key]).decode()
 
+        for url in args.external_postgres:
+            pods.append(play_postgresql(work, external_postgresql(url), docs, pods,
+                                        urllib.parse.urlsplit(url).port or 5432))
+            print(f"ok   the campus database at {urllib.parse.urlsplit(url).hostname} runs")
         postgres_d = check_chart.one(docs, "StatefulSet", "postgresql")
         if postgres_d is not None:
             pods.append(play_postgresql(work, postgres_d, docs, pods))
@@ -415,6 +448,10 @@ def inner(args: argparse.Namespace) -> int:
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar),
                                              NoRedirect)
         status, _, _ = fetch(f"{public}/hub/login", opener=opener)
+        # With an https public_url the cookies are Secure; the ingress terminating TLS is not
+        # played, so the jar sends them over the plain hop as the browser would over https.
+        for cookie in jar:
+            cookie.secure = False
         xsrf = next((c.value for c in jar if c.name == "_xsrf"), "")
         if status != 200 or not xsrf:
             raise Failed(f"the login page answered {status} with no _xsrf cookie")
@@ -424,6 +461,8 @@ def inner(args: argparse.Namespace) -> int:
         form = urllib.parse.urlencode({"_xsrf": xsrf, "username": admin,
                                        "password": password}).encode()
         status, body, _ = fetch(f"{public}/hub/login", data=form, opener=opener)
+        for cookie in jar:
+            cookie.secure = False
         if status != 302:
             raise Failed(f"logging in as {admin} with the Secret's password: {status} "
                          f"{body[:300]!r}")
@@ -432,6 +471,35 @@ def inner(args: argparse.Namespace) -> int:
         users = [u["name"] for u in json.loads(body)] if status == 200 else []
         if admin not in users:
             raise Failed(f"the administrator's user list: {status} {body[:300]!r}")
+        # Compute nodes: the hub sees the cluster's nodes through the API it was given and
+        # puts one into a pool by its name, which labels the node (singleuser.poolLabel): what
+        # the ClusterRole's patch on nodes is for.
+        session = {"X-XSRFToken": xsrf, "Content-Type": "application/json"}
+        node_api = f"{api_url}/api/v1/nodes/node-0"
+        pool_label = merged["singleuser"]["poolLabel"]
+
+        def node_listed():
+            status, body, _ = fetch(f"{public}/hub/api/compute-nodes", opener=opener,
+                                    headers=session)
+            names = [n["name"] for n in json.loads(body)] if status == 200 else []
+            return "node-0" in names
+
+        wait_for("node-0 on the hub's compute nodes", node_listed, 30, pods)
+        status, body, _ = fetch(f"{public}/hub/api/compute-nodes", opener=opener,
+                                headers=session, data=json.dumps(
+                                    {"name": "node-0", "pool": "default"}).encode())
+        if status != 200:
+            raise Failed(f"adding node-0 to the pool default: {status} {body[:300]!r}")
+        labels = json.loads(fetch(node_api)[1])["metadata"].get("labels", {})
+        if labels.get(pool_label) != "default":
+            raise Failed(f"node-0's labels after adding it: {labels}")
+        status, body, _ = fetch(f"{public}/hub/api/compute-nodes/node-0", opener=opener,
+                                headers=session, method="DELETE")
+        labels = json.loads(fetch(node_api)[1])["metadata"].get("labels", {})
+        if status != 204 or pool_label in labels:
+            raise Failed(f"removing node-0: {status} {body[:300]!r}, labels {labels}")
+        print(f"ok   the hub lists the cluster's nodes, adds node-0 to a pool by its name "
+              f"(label {pool_label}=default on the node) and takes it out again")
         print(f"ok   {admin} logs in through the proxy with the password of "
               f"{merged['hub']['admin']['existingSecret'] or 'the release Secret'} and lists "
               f"the users ({users})")
@@ -480,6 +548,9 @@ def main() -> int:
     parser.add_argument("--set-json", action="append", default=[])
     parser.add_argument("--operator-secret", action="append", default=[],
                         metavar="NAME:KEY=VALUE", help="a Secret the operator made beforehand")
+    parser.add_argument("--external-postgres", action="append", default=[], metavar="URL",
+                        help="run a PostgreSQL server as the database at URL (its host "
+                        "resolves to loopback)")
     args = parser.parse_args()
     if os.environ.get(INNER) == "1":
         return inner(args)

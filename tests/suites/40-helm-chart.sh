@@ -13,9 +13,9 @@
 #   4. the chart's pods run (tests/helm/run_chart.py, as root in network and mount namespaces of
 #      their own): the real hub with the rendered xiji.toml against the Kubernetes stand-in, the
 #      real proxy with the Deployment's arguments, PostgreSQL (Debian's server set up as the
-#      official image would be) and the node agent when it is built; the administrator logs in
-#      through the proxy with the Secret's password. A hub configuration with an unknown key
-#      must stop the hub.
+#      official image would be, or a campus database) and the node agent; the administrator
+#      logs in through the proxy with the Secret's password and puts a node into a compute
+#      pool by its name. A hub configuration with an unknown key must stop the hub.
 #
 #   tests/suites/40-helm-chart.sh
 #
@@ -139,6 +139,11 @@ runs "$CHART" -f "$CHART/ci/in-chart-postgres-no-agent-values.yaml" \
     --operator-secret 'xiji-admin:admin-password=chosen by the operator'
 record $?
 runs "$CHART" -f "$CHART/ci/sqlite-unprivileged-agent-values.yaml"
+record $?
+# The campus database from the operator's Secret (a PostgreSQL server played at its host).
+campus_db='postgres://campus:campus%20secret@db.example.edu:5432/xiji'
+runs "$CHART" -f "$CHART/ci/external-db-ingress-gpu-values.yaml" \
+    --operator-secret "campus-postgres:url=$campus_db" --external-postgres "$campus_db"
 record $?
 # A key the hub does not know (as when the chart and the hub drift apart) stops the hub.
 copy="$WORK/broken-run/xiji"
