@@ -959,15 +959,13 @@ async fn a_volcano_gang_is_bound_all_together_or_not_at_all() {
             pods.create(&PostParams::default(), &pod).await.unwrap();
         }
         if gang == "too-big" {
-            let pod = cluster
+            // Once all three are there (before that, the gang is short of minMember).
+            cluster
                 .wait_pod("default", "too-big-0", Duration::from_secs(5), |p| {
-                    p["status"]["conditions"][0]["reason"] == "Unschedulable"
+                    p["status"]["conditions"][0]["message"]
+                        == "0/2 nodes are unavailable: 2 Insufficient cpu."
                 })
                 .await;
-            assert_eq!(
-                pod["status"]["conditions"][0]["message"],
-                "0/2 nodes are unavailable: 2 Insufficient cpu."
-            );
         }
     }
     for i in 0..2 {
@@ -1129,4 +1127,85 @@ async fn strategic_merge_patches_merge_lists_by_their_keys_and_apply_creates_the
         .map(|c| c.metadata.name.unwrap())
         .collect();
     assert_eq!(left, ["x3"]);
+}
+
+#[tokio::test]
+async fn a_node_that_is_not_ready_takes_no_new_pods_and_its_pods_lose_ready() {
+    let cluster = KubeCluster::start("node-0:cpu=2,memory=4Gi", KubeClusterOptions::default());
+    let client = client(&cluster).await;
+    tokens_secret(&client).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(&PostParams::default(), &echo_pod("before", "100m", &[]))
+        .await
+        .unwrap();
+    cluster
+        .wait_pod("default", "before", Duration::from_secs(15), |p| {
+            p["status"]["containerStatuses"][0]["ready"] == true
+        })
+        .await;
+    cluster.set_node_ready("node-0", false).await;
+    let node = Api::<Node>::all(client.clone())
+        .get("node-0")
+        .await
+        .unwrap();
+    let ready = node
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.status, "False");
+    assert!(node
+        .spec
+        .unwrap()
+        .taints
+        .unwrap()
+        .iter()
+        .any(|t| t.key == "node.kubernetes.io/not-ready" && t.effect == "NoSchedule"));
+    cluster
+        .wait_pod("default", "before", Duration::from_secs(5), |p| {
+            p["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "False")
+        })
+        .await;
+    pods.create(&PostParams::default(), &echo_pod("after", "100m", &[]))
+        .await
+        .unwrap();
+    let refused = cluster
+        .wait_pod("default", "after", Duration::from_secs(5), |p| {
+            p["status"]["conditions"][0]["reason"] == "Unschedulable"
+        })
+        .await;
+    assert_eq!(
+        refused["status"]["conditions"][0]["message"],
+        "0/1 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+    );
+    cluster.set_node_ready("node-0", true).await;
+    cluster
+        .wait_pod("default", "after", Duration::from_secs(5), |p| {
+            p["spec"]["nodeName"] == "node-0"
+        })
+        .await;
+
+    // A pod naming a ServiceAccount that does not exist is refused at admission.
+    let mut pod = echo_pod("no-account", "100m", &[]);
+    pod.spec.as_mut().unwrap().service_account_name = Some("nobody".into());
+    match pods.create(&PostParams::default(), &pod).await.unwrap_err() {
+        kube::Error::Api(status) => {
+            assert_eq!((status.code, status.reason.as_str()), (403, "Forbidden"));
+            assert!(
+                status
+                    .message
+                    .ends_with("serviceaccount \"nobody\" not found"),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("{other}"),
+    }
 }

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import os
+import random
 import signal
 import sys
 import tempfile
@@ -81,7 +82,11 @@ async def main(argv):
         store.create(store.res('scheduling.volcano.sh', 'v1beta1', 'queues'), None, {
             'metadata': {'name': 'default'}, 'spec': {'weight': 1, 'reclaimable': True}})
 
-    node_controller = NodeController(store, parse_spec(args.nodes))
+    descs = parse_spec(args.nodes)
+    if len(descs) > 200:
+        raise SystemExit('at most 200 nodes')
+    base = (random.randrange(16, 255), random.randrange(0, 255 - len(descs)))
+    node_controller = NodeController(store, descs, base)
     node_controller.register()
 
     server = aiohttp.web.Server(api, handler_cancellation=True)

@@ -37,6 +37,35 @@ def on_create(store, res, obj):
         obj.setdefault('spec', {})
 
 
+def admit(store, res, obj):
+    """Admission plugins that refuse: a pod's ServiceAccount must exist."""
+    if (res.group, res.kind) != ('', 'Pod'):
+        return
+    meta = obj['metadata']
+    account = (obj.get('spec') or {}).get('serviceAccountName') or \
+        (obj.get('spec') or {}).get('serviceAccount') or 'default'
+    accounts = store.res('', 'v1', 'serviceaccounts')
+    if (meta['namespace'], account) not in store.objects[accounts.key]:
+        raise ApiError.forbidden(res, meta.get('name', ''),
+                                 f'error looking up service account {meta["namespace"]}/{account}: '
+                                 f'serviceaccount "{account}" not found')
+
+
+def after_create(store, res, obj):
+    """What controllers make at once for a new object: a namespace's `default` ServiceAccount
+    and `kube-root-ca.crt` (made here rather than a moment later, so no test races them)."""
+    if (res.group, res.kind) != ('', 'Namespace'):
+        return
+    name = obj['metadata']['name']
+    accounts = store.res('', 'v1', 'serviceaccounts')
+    if (name, 'default') not in store.objects[accounts.key]:
+        store.create(accounts, name, {'metadata': {'name': 'default'}})
+    configmaps = store.res('', 'v1', 'configmaps')
+    if (name, 'kube-root-ca.crt') not in store.objects[configmaps.key]:
+        store.create(configmaps, name, {'metadata': {'name': 'kube-root-ca.crt'},
+                                        'data': {'ca.crt': 'stand-in: no TLS\n'}})
+
+
 def on_update(store, res, current, new):
     if (res.group, res.kind) == ('', 'Secret'):
         from .store import decode_secret_strings

@@ -16,9 +16,11 @@ import json
 import logging
 import os
 import re
+import random
 import secrets
 import shutil
 import signal
+import socket
 import time
 
 import aiohttp
@@ -236,7 +238,9 @@ class PodWorker:
             return
         os.makedirs(self.dir, exist_ok=True)
         self.start_time = timestamp()
-        self.ip = self.kubelet.allocate_ip(self.node, self.uid)
+        ports = [p['containerPort'] for c in self.init_containers + self.containers
+                 for p in c.spec.get('ports') or [] if p.get('containerPort') and p.get('protocol', 'TCP') == 'TCP']
+        self.ip = self.kubelet.allocate_ip(self.node, self.uid, ports)
         self.sandbox_ready = True
         self.report()
         if not await self._prepare_volumes():
@@ -653,6 +657,18 @@ class PodWorker:
             _signal_group(process.pid, signal.SIGKILL)
 
 
+def _port_free(ip, port):
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((ip, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
 def _signal_group(pid, sig):
     try:
         os.killpg(pid, sig)
@@ -786,7 +802,6 @@ class Kubelet:
         self.workers = {}
         self.pulled = set()
         self.ips = {}
-        self.node_index = {}
         self.volumes = Volumes(self)
         self.paused = False
         self.unpaused = asyncio.Event()
@@ -845,14 +860,6 @@ class Kubelet:
 
     # ---- addresses ----
 
-    def node_number(self, node_name):
-        if node_name not in self.node_index:
-            names = sorted(n for (_, n) in self.store.objects[self.nodes.key])
-            self.node_index[node_name] = len(self.node_index)
-            for name in names:
-                pass
-        return self.node_index[node_name]
-
     def node_ip(self, node_name):
         node = self.store.objects[self.nodes.key].get((None, node_name))
         for address in ((node or {}).get('status') or {}).get('addresses') or []:
@@ -860,17 +867,26 @@ class Kubelet:
                 return address.get('address')
         return None
 
-    def allocate_ip(self, node_name, uid):
+    def allocate_ip(self, node_name, uid, ports=()):
+        """A free address in the node's podCIDR (a /24 of 127/8) where the pod's ports are free
+        too (another cluster of a test running at the same time may use the same range)."""
         node = self.store.objects[self.nodes.key].get((None, node_name)) or {}
-        cidr = (node.get('spec') or {}).get('podCIDR') or f'127.{200 + self.node_number(node_name) % 50}.0.0/16'
-        prefix = '.'.join(cidr.split('/')[0].split('.')[:2])
+        cidr = (node.get('spec') or {}).get('podCIDR') or f'127.{random.randrange(16, 255)}.{random.randrange(0, 255)}.0/24'
+        prefix = '.'.join(cidr.split('/')[0].split('.')[:3])
         used = set(self.ips.values())
-        for n in range(2, 250 * 250):
-            ip = f'{prefix}.{n // 250}.{n % 250 + 2}'
-            if ip not in used:
+        first = None
+        for n in range(2, 255):
+            ip = f'{prefix}.{n}'
+            if ip in used:
+                continue
+            first = first or ip
+            if all(_port_free(ip, port) for port in ports):
                 self.ips[uid] = ip
                 return ip
-        raise RuntimeError('no pod IP left')
+        if first is None:
+            raise RuntimeError(f'no pod IP left on {node_name}')
+        self.ips[uid] = first
+        return first
 
     # ---- commands and environment ----
 
@@ -909,7 +925,7 @@ class Kubelet:
         secrets_res, configmaps_res = store.res('', 'v1', 'secrets'), store.res('', 'v1', 'configmaps')
         host, port = self.api_url.split('//', 1)[1].rsplit(':', 1)
         env = {
-            'PATH': ':'.join(self.bin_dirs + ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']),
+            'PATH': ':'.join(self.bin_dirs + [os.environ.get('PATH', '/usr/local/bin:/usr/bin:/bin')]),
             'HOSTNAME': pod['metadata']['name'],
             'HOME': os.path.join(self.state_dir, 'pods', f"{ns}_{pod['metadata']['name']}_{pod['metadata']['uid'][:8]}", 'home'),
             'LANG': 'C.UTF-8',

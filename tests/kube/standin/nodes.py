@@ -59,11 +59,13 @@ def parse_spec(text):
     return nodes
 
 
-def node_ip(index):
-    return f'127.{10 + index}.0.1'
+def subnet(base, index):
+    """Node `index`'s /24 of 127/8: `base` is this cluster's (second octet, first third octet),
+    picked at random so that clusters of tests running at once get addresses of their own."""
+    return f'127.{base[0]}.{base[1] + index}'
 
 
-def node_object(desc, index):
+def node_object(desc, index, base):
     name = desc['name']
     capacity = {'cpu': str(desc['cpu']), 'memory': str(desc['memory']), 'pods': str(desc['pods']),
                 'ephemeral-storage': str(desc['ephemeral-storage']), 'hugepages-2Mi': '0'}
@@ -78,7 +80,7 @@ def node_object(desc, index):
         labels['nvidia.com/gpu.present'] = 'true'
     labels.update(desc['labels'])
     now = timestamp()
-    spec = {'podCIDR': f'127.{10 + index}.0.0/16', 'podCIDRs': [f'127.{10 + index}.0.0/16']}
+    spec = {'podCIDR': f'{subnet(base, index)}.0/24', 'podCIDRs': [f'{subnet(base, index)}.0/24']}
     if desc['taints']:
         spec['taints'] = copy.deepcopy(desc['taints'])
     if desc['unschedulable']:
@@ -98,7 +100,7 @@ def node_object(desc, index):
                 _condition('PIDPressure', 'False', 'KubeletHasSufficientPID', 'kubelet has sufficient PID available', now),
                 _condition('Ready', 'True', 'KubeletReady', 'kubelet is posting ready status', now),
             ],
-            'addresses': [{'type': 'InternalIP', 'address': node_ip(index)},
+            'addresses': [{'type': 'InternalIP', 'address': f'{subnet(base, index)}.1'},
                           {'type': 'Hostname', 'address': name}],
             'daemonEndpoints': {'kubeletEndpoint': {'Port': 10250}},
             'nodeInfo': {
@@ -121,16 +123,17 @@ def _condition(kind, status, reason, message, now):
 class NodeController:
     """Registers the nodes, renews their Leases, and plays the node lifecycle controller."""
 
-    def __init__(self, store, descs):
+    def __init__(self, store, descs, base):
         self.store = store
         self.descs = descs
+        self.base = base
         self.nodes = store.res('', 'v1', 'nodes')
         self.leases = store.res('coordination.k8s.io', 'v1', 'leases')
         self.pods = store.res('', 'v1', 'pods')
 
     def register(self):
         for index, desc in enumerate(self.descs):
-            self.store.create(self.nodes, None, node_object(desc, index))
+            self.store.create(self.nodes, None, node_object(desc, index, self.base))
             now = micro_timestamp()
             self.store.create(self.leases, 'kube-node-lease', {
                 'apiVersion': 'coordination.k8s.io/v1', 'kind': 'Lease',

@@ -266,6 +266,7 @@ class Store:
             meta['name'] = name
         name = meta['name']
         self._check_namespace(res, ns, name)
+        defaults.admit(self, res, obj)
         for field in ('uid', 'resourceVersion', 'creationTimestamp', 'deletionTimestamp',
                       'deletionGracePeriodSeconds', 'generation', 'selfLink', 'managedFields'):
             meta.pop(field, None)
@@ -287,7 +288,9 @@ class Store:
         if dry_run:
             meta['resourceVersion'] = str(self.rv)
             return self.view(shown_as, obj)
-        return self.view(shown_as, self._store(res, obj, 'ADDED', None))
+        stored = self._store(res, obj, 'ADDED', None)
+        defaults.after_create(self, res, stored)
+        return self.view(shown_as, stored)
 
     def _check_type(self, res, obj):
         api_version = obj.get('apiVersion')
