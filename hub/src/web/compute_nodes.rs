@@ -34,6 +34,8 @@ struct ResourceView {
     max: Option<u64>,
     value: u64,
     percent: u64,
+    /// The machine has none of it (GPUs, mostly).
+    none: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -107,6 +109,7 @@ fn resource(
         max,
         value: max.map_or(0, |m| used.min(m)),
         percent: max.map_or(0, |m| (used.saturating_mul(100) / m).min(100)),
+        none: pick(&node.capacity) == Some(0) && max.is_none() && used == 0,
     }
 }
 
