@@ -1,14 +1,69 @@
 //! The `kubernetes` backend: a server is a *virtual cluster* of N pods in one namespace.
 //!
-//! (Module documentation to be completed with the backend: what a cluster is, start all or
-//! nothing with gang admission, how the hub uses it.)
+//! # What a cluster is
+//! In [`KubernetesConfig::namespace`], per start (cluster id: 12 random hex digits, as the
+//! `docker` backend's): one ConfigMap, the cluster's *owner* (it holds the MPI hostfile), and,
+//! each naming the owner in its `ownerReferences`, a Secret (SSH keys, the API token, the
+//! spawn's secret files), a headless Service (the nodes resolve each other as `node-k`), a
+//! NetworkPolicy (only the cluster's own pods and the hub's reach them), Volcano's PodGroup
+//! where Volcano runs, and one pod per node, `{base}-node-k`, with requests = limits (CPU,
+//! memory, the GPU resource), on the nodes of the requested compute pool (the node label
+//! [`KubernetesConfig::pool_label`]), the work directory and datasets mounted from the storage
+//! pools' volumes ([`KubernetesConfig::volumes`]) where the `docker` backend puts them. Every
+//! object is labelled [`LABEL_HUB`], [`LABEL_USER`], [`LABEL_SERVER`], [`LABEL_CLUSTER`] (and
+//! pods [`LABEL_NODE`]). `objects.rs` builds them (pure functions, its docs have the table).
+//!
+//! # Start, all or nothing
+//! [`Spawner::start`] checks the request again ([`Spawner::validate`]: the image, the sizes, and
+//! against the pool's schedulable nodes: one must hold a node of this size, all of them idle the
+//! whole cluster), then admits it as a gang: where Volcano's PodGroups are served (found once
+//! at [`KubernetesSpawner::connect`]) Volcano binds all N pods or none; elsewhere Xiji checks
+//! that N pods of the size fit the pool's nodes' allocatable minus what the namespace's pods
+//! request (first fit) and otherwise refuses at once ([`SpawnerError::Rejected`]: "the cluster
+//! needs 4 nodes of 2 CPU / 4G; only 2 fit now on pool gpu…"). Then it creates the owner, the
+//! objects that name it, and the pods, and **waits until every pod is scheduled, Ready and its
+//! server answers HTTP** within [`KubernetesConfig::ready_timeout`]. Progress events per node
+//! come from a watch of the pods and of the namespace's Events: placed on a Kubernetes node,
+//! pulling, pulled, started, ready; a pod the scheduler cannot place adds its reason. Any
+//! failure deletes everything made for the cluster (the owner, then each object by label, so
+//! a cluster is cleaned where no garbage collector runs too) and says why: the scheduler's
+//! Unschedulable message per node at the deadline, an image that cannot be pulled, a container
+//! that exited (its status and the end of its log). A start the hub abandons (its own timeout
+//! drops the future) deletes its cluster in the background.
+//!
+//! # How the hub uses it
+//! 1. At start-up: [`KubernetesSpawner::connect`] (the API as [`KubernetesConfig::api`] says;
+//!    fails clearly when it cannot list the nodes), then, before serving,
+//!    [`KubernetesSpawner::reap_orphans`] with the cluster ids of every stored state blob
+//!    ([`KubernetesSpawner::cluster_id_from_state`]), then re-adopt as for any backend (`poll`,
+//!    one proxy route per node from [`Spawner::nodes_from_state`]).
+//! 2. Spawn request: as with the `docker` backend ([`Spawner::validate`], one OAuth client per
+//!    extra node, `start` with the validated resources). [`Started::nodes`] gives each node's
+//!    URL, `http://{pod IP}:{port}`: the hub (and the proxy) must reach the pods' network, as
+//!    they do when they run in the cluster. Pods reach the hub at the URLs the hub gives, or
+//!    rebased onto [`KubernetesConfig::hub_connect_url`] (e.g. the hub's Service).
+//! 3. `poll` reports the cluster gone as soon as any pod is gone, being deleted, failed, or its
+//!    container ended or restarted (its exit status); `stop` deletes the pods with the grace
+//!    period, waits until they are gone (grace + 30 s at most, then deletes them at once), then
+//!    deletes the owner and the rest. Both work from the state blob alone, after a restart too.
+//! 4. [`Spawner::node_usage`] gives each pod's container start and end times; the CPU time is
+//!    not known (the metrics API reports a recent rate, not the time used).
+//!
+//! Compute nodes ([`Spawner::compute_nodes`], [`Spawner::set_node_pool`], [`Spawner::capacity`])
+//! are `nodes.rs`; saving a node as an image goes through the node agent (`agent.rs`).
 
 mod agent;
+mod cleanup;
 mod config;
+mod gang;
 mod nodes;
 mod objects;
+mod progress;
+mod ready;
 mod runtime;
+mod state;
 mod volumes;
+mod watch;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -45,6 +100,9 @@ pub struct KubernetesSpawner {
     /// The Kubernetes nodes and what Xiji's pods use of them, kept fresh in the background
     /// (for [`Spawner::capacity`], which cannot wait on the API server).
     inventory: nodes::Inventory,
+    /// Whether a gang scheduler (Volcano) places each cluster's pods all at once, found at
+    /// connection.
+    gang: objects::Gang,
 }
 
 impl KubernetesSpawner {
@@ -52,10 +110,12 @@ impl KubernetesSpawner {
     pub async fn connect(cfg: KubernetesConfig) -> Result<Self, SpawnerError> {
         let client = runtime::client(&cfg.api).await?;
         let inventory = nodes::Inventory::start(client.clone(), cfg.clone()).await?;
+        let gang = gang::detect(&client).await;
         Ok(Self {
             cfg,
             client,
             inventory,
+            gang,
         })
     }
 
@@ -113,7 +173,7 @@ impl Spawner for KubernetesSpawner {
     }
 
     fn default_work_dir(&self, user: &str) -> Option<std::path::PathBuf> {
-        Some(self.cfg.work_root.join(user))
+        crate::paths::path_component(user).map(|c| self.cfg.work_root.join(c))
     }
 
     async fn node_layer(
