@@ -760,7 +760,9 @@ class Volumes:
                 if base is None:
                     continue
                 host = os.path.join(base, mount['subPath']) if mount.get('subPath') else base
-                if mount.get('subPath'):
+                # As the kubelet: a subPath that is not there yet becomes a directory; a file
+                # (a Secret's or ConfigMap's key) is mounted as it is.
+                if mount.get('subPath') and not os.path.exists(host):
                     os.makedirs(host, exist_ok=True)
                 mounts.setdefault(container['name'], {})[mount['mountPath'].rstrip('/') or '/'] = host
         return mounts
