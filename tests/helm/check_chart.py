@@ -293,6 +293,69 @@ def check_rbac(docs: list[tuple[str, dict]], hub: dict, checks: Checks) -> None:
                         in b["subjects"], f"{kind} does not bind the hub's ServiceAccount {sa}")
 
 
+def request_attributes(method: str, path: str, query: dict) -> dict | None:
+    """What Kubernetes' authorizer sees of an API request (the API server's RequestInfo): verb,
+    API group, namespace, resource (with "/subresource"), name; None for a non-resource URL
+    (discovery, /version, /openapi: every authenticated user may read those)."""
+    parts = [p for p in path.split("/") if p]
+    if parts[:1] == ["api"] and len(parts) >= 2:
+        group, rest = "", parts[2:]
+    elif parts[:1] == ["apis"] and len(parts) >= 3:
+        group, rest = parts[1], parts[3:]
+    else:
+        return None
+    watch = query.get("watch") in ("true", "1")
+    if rest[:1] == ["watch"]:
+        watch, rest = True, rest[1:]
+    if not rest:
+        return None
+    namespace = None
+    if rest[0] == "namespaces" and len(rest) >= 3:
+        namespace, rest = rest[1], rest[2:]
+    resource = rest[0]
+    name = rest[1] if len(rest) > 1 else None
+    if len(rest) > 2:
+        resource += "/" + rest[2]
+    verb = {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method)
+    if method in ("GET", "HEAD"):
+        verb = "watch" if watch else ("get" if name else "list")
+    elif method == "DELETE":
+        verb = "delete" if name else "deletecollection"
+    return {"verb": verb, "group": group, "namespace": namespace, "resource": resource,
+            "name": name}
+
+
+def authorized(docs: list[tuple[str, dict]], account: str, namespace: str,
+               attrs: dict) -> bool:
+    """Kubernetes RBAC for the ServiceAccount `account` of `namespace`, with the release's
+    Roles and ClusterRoles only (a Role grants in its own namespace, a ClusterRole bound by a
+    ClusterRoleBinding everywhere)."""
+    subject = {"kind": "ServiceAccount", "name": account, "namespace": namespace}
+
+    def rule_allows(rule: dict) -> bool:
+        return ((attrs["verb"] in rule.get("verbs", []) or "*" in rule.get("verbs", []))
+                and (attrs["group"] in rule.get("apiGroups", [])
+                     or "*" in rule.get("apiGroups", []))
+                and (attrs["resource"] in rule.get("resources", [])
+                     or "*" in rule.get("resources", []))
+                and (not rule.get("resourceNames") or attrs["name"] in rule["resourceNames"]))
+
+    for binding_kind, role_kinds in (("RoleBinding", ("Role", "ClusterRole")),
+                                     ("ClusterRoleBinding", ("ClusterRole",))):
+        for binding in by_kind(docs, binding_kind):
+            if subject not in binding.get("subjects", []):
+                continue
+            if binding_kind == "RoleBinding" and (
+                    attrs["namespace"] != binding["metadata"].get("namespace")):
+                continue
+            role = next((r for r in docs if r[1]["kind"] == binding["roleRef"]["kind"]
+                         and r[1]["kind"] in role_kinds
+                         and r[1]["metadata"]["name"] == binding["roleRef"]["name"]), None)
+            if role and any(rule_allows(rule) for rule in role[1].get("rules", [])):
+                return True
+    return False
+
+
 def secret_files(workload: dict, volume_name: str) -> dict[str, tuple[str, str]]:
     """{file in the volume: (Secret name, key)} for a secret or projected volume."""
     volume = next(v for v in pod_spec(workload)["volumes"] if v["name"] == volume_name)

@@ -19,7 +19,9 @@ for the chart's own pods, in private network and mount namespaces (root):
     change to what the chart renders: there is no container filesystem to mount them at);
   - the hub's Kubernetes API is the test stand-in (tests/kube/cluster.py: kmock's emulator with
     a scheduler and a kubelet), given to it as $KUBECONFIG instead of the in-cluster service
-    account: nothing here proves the Role and ClusterRole against a real API server's RBAC.
+    account, through a recorder (api_recorder.py): every request the hub made is then held
+    against the chart's Role and ClusterRole as Kubernetes' RBAC authorizer would (the stand-in
+    authorises nothing itself).
 
 Then: the probes' paths answer on the probes' ports; the hub put its default route into the
 proxy through the proxy's API Service with the Secret's token; the proxy's public port serves
@@ -59,6 +61,7 @@ import check_chart  # noqa: E402  (the same rendering and values as the static c
 RELEASE = check_chart.RELEASE
 NAMESPACE = check_chart.NAMESPACE
 STANDIN = Path(__file__).resolve().parents[1] / "kube" / "cluster.py"
+RECORDER = Path(__file__).resolve().parent / "api_recorder.py"
 INNER = "XIJI_RUN_CHART_INNER"
 
 
@@ -350,6 +353,7 @@ def inner(args: argparse.Namespace) -> int:
     binaries = {name: str(bin_dir / name) for name in ("xiji", "xiji-proxy", "xiji-node-agent")
                 if (bin_dir / name).is_file()}
     pods: list[Pod] = []
+    helpers: list[subprocess.Popen] = []
     standin = None
     try:
         standin = subprocess.Popen(
@@ -361,10 +365,21 @@ def inner(args: argparse.Namespace) -> int:
             raise Failed(f"the Kubernetes stand-in did not start: {line!r} "
                          f"{(work / 'standin.log').read_text(errors='replace')[-2000:]}")
         api_url = line.split()[1]
+        # The hub's requests go through a recorder, to hold them against the chart's RBAC.
+        requests_log = work / "api-requests.jsonl"
+        recorder = subprocess.Popen(
+            [sys.executable, str(RECORDER), "--upstream", api_url, "--log", str(requests_log)],
+            stdout=subprocess.PIPE, stderr=open(work / "recorder.log", "wb"), text=True,
+            start_new_session=True)
+        helpers.append(recorder)
+        line = recorder.stdout.readline() if recorder.stdout else ""
+        if not line.startswith("READY "):
+            raise Failed(f"the API recorder did not start: {line!r}")
+        hub_api_url = line.split()[1]
         kubeconfig = work / "kubeconfig"
         kubeconfig.write_text(json.dumps({
             "apiVersion": "v1", "kind": "Config", "current-context": "standin",
-            "clusters": [{"name": "standin", "cluster": {"server": api_url}}],
+            "clusters": [{"name": "standin", "cluster": {"server": hub_api_url}}],
             "users": [{"name": "hub", "user": {}}],
             "contexts": [{"name": "standin", "context": {
                 "cluster": "standin", "user": "hub", "namespace": NAMESPACE}}]}))
@@ -516,6 +531,27 @@ def inner(args: argparse.Namespace) -> int:
                              f"{without} without (expected 404 and 401)")
             print(f"ok   the node agent on hostPort {port} takes the hub's token from the "
                   "shared Secret and refuses requests without it")
+        # Everything the hub asked of the Kubernetes API, held against the chart's RBAC as the
+        # API server's authorizer would (the stand-in itself authorises nothing).
+        account = check_chart.pod_spec(hub_d).get("serviceAccountName", "default")
+        asked, denied = set(), set()
+        for entry in requests_log.read_text().splitlines():
+            request = json.loads(entry)
+            attrs = check_chart.request_attributes(request["method"], request["path"],
+                                                   request["query"])
+            if attrs is None:
+                continue
+            what = (attrs["verb"], attrs["group"] or "core", attrs["resource"],
+                    attrs["namespace"] or "-")
+            asked.add(what)
+            if not check_chart.authorized(docs, account, NAMESPACE, attrs):
+                denied.add(what)
+        if not asked:
+            raise Failed("the hub made no Kubernetes API request through the recorder")
+        if denied:
+            raise Failed(f"the chart's RBAC would refuse the hub's requests {sorted(denied)}")
+        print(f"ok   the chart's Role and ClusterRole allow every request the hub made "
+              f"({', '.join(f'{v} {r}' for v, _, r, _ in sorted(asked))})")
         print("ok   the chart's hub, proxy" + (" and node agent" if agent_c else "")
               + " run as their pod specs say")
         return 0
@@ -528,6 +564,12 @@ def inner(args: argparse.Namespace) -> int:
     finally:
         for pod in pods:
             pod.stop()
+        for helper in helpers:
+            helper.terminate()
+            try:
+                helper.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                helper.kill()
         if standin is not None:
             standin.terminate()
             try:

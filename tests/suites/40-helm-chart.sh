@@ -145,22 +145,43 @@ campus_db='postgres://campus:campus%20secret@db.example.edu:5432/xiji'
 runs "$CHART" -f "$CHART/ci/external-db-ingress-gpu-values.yaml" \
     --operator-secret "campus-postgres:url=$campus_db" --external-postgres "$campus_db"
 record $?
-# A key the hub does not know (as when the chart and the hub drift apart) stops the hub.
-copy="$WORK/broken-run/xiji"
-mkdir -p "$(dirname "$copy")" && cp -r "$CHART" "$copy"
-sed -i 's/^    gpu_resource = /    gpu_resources = /' "$copy/templates/hub-configmap.yaml"
-if out=$(runs "$copy" 2>&1); then
-    echo "FAIL a hub configuration with an unknown key ran:"
-    echo "$out"
-    record 1
-elif grep -q 'gpu_resources' <<<"$out"; then
-    echo "ok   broken-run is reported: the hub refuses the unknown key gpu_resources"
-    record 0
-else
-    echo "FAIL broken-run failed for another reason:"
-    echo "$out"
-    record 1
-fi
+# broken_run NAME FILE PYTHON-EXPRESSION TEXT: a copy of the chart changed as in broken();
+# running it must fail, saying TEXT.
+broken_run() {
+    local name=$1 file=$2 expr=$3 text=$4 copy="$WORK/broken-run-$1/xiji" out
+    mkdir -p "$(dirname "$copy")" && cp -r "$CHART" "$copy"
+    "$PY" -c '
+import sys
+path, expr = sys.argv[1], sys.argv[2]
+text = open(path, encoding="utf-8").read()
+new = eval(expr)
+assert new != text, "the breakage changed nothing"
+open(path, "w", encoding="utf-8").write(new)
+' "$copy/$file" "$expr" || { record 1; return; }
+    if out=$(runs "$copy" 2>&1); then
+        echo "FAIL broken-run-$name ran:"
+        echo "$out"
+        record 1
+    elif grep -q -- "$text" <<<"$out"; then
+        echo "ok   broken-run-$name is reported: $(grep -m1 -- "$text" <<<"$out" | cut -c1-160)"
+        record 0
+    else
+        echo "FAIL broken-run-$name failed for another reason:"
+        echo "$out"
+        record 1
+    fi
+}
+# A key the hub does not know (the chart and the hub drifting apart) stops the hub.
+broken_run unknown-key templates/hub-configmap.yaml \
+    'text.replace("    gpu_resource = ", "    gpu_resources = ")' 'gpu_resources'
+# A ClusterRole that cannot label nodes would refuse the hub's "add a compute node".
+broken_run no-node-patch templates/hub-rbac.yaml \
+    'text.replace("verbs: [\"get\", \"list\", \"watch\", \"patch\"]", "verbs: [\"get\", \"list\", \"watch\"]")' \
+    "RBAC would refuse the hub's requests \[('patch', 'core', 'nodes'"
+# A Role without secrets would refuse the hub's look for leftovers at start.
+broken_run no-secrets templates/hub-rbac.yaml \
+    'text.replace("resources: [\"pods\", \"services\", \"secrets\",", "resources: [\"pods\", \"services\",")' \
+    "'list', 'core', 'secrets'"
 
 echo "== the chart's image (deploy/images/build.sh) with the binaries just built"
 missing=$(for b in xiji xiji-proxy xiji-node-agent; do [ -x "$BIN_DIR/$b" ] || echo "$b"; done)
