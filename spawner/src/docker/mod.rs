@@ -64,6 +64,7 @@
 //! The hub must refuse named servers called `node-<digits>` (their prefix would collide with the
 //! default server's nodes).
 
+pub(crate) mod compute;
 pub(crate) mod files;
 mod host;
 mod hub_check;
@@ -1148,6 +1149,10 @@ impl Spawner for DockerSpawner {
 
     fn capacity(&self) -> Capacity {
         self.host_capacity()
+    }
+
+    async fn compute_nodes(&self) -> Result<Vec<crate::ComputeNode>, SpawnerError> {
+        Ok(vec![self.host_node().await?])
     }
 
     async fn node_usage(&self, state: &serde_json::Value) -> Result<Vec<NodeUsage>, SpawnerError> {
