@@ -829,3 +829,94 @@ mod contract {
         );
     }
 }
+
+#[tokio::test]
+async fn with_volcano_the_cluster_is_one_pod_group_bound_whole_or_deleted_whole() {
+    init_tracing();
+    let hub = StandInHub::start().await;
+    let mut setup = Setup::new(
+        ONE_NODE,
+        KubeClusterOptions {
+            volcano: true,
+            ..KubeClusterOptions::default()
+        },
+        Server::Echo,
+    );
+    setup.cfg.ready_timeout = Duration::from_secs(4);
+    let spawner = setup.spawner().await;
+    let groups = format!("/apis/scheduling.volcano.sh/v1beta1/namespaces/{NS}/podgroups");
+
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let started = spawner
+        .start(&spec_with(&hub, "judy", resources(2, 1.0, 1)), tx)
+        .await
+        .unwrap();
+    let list = setup.cluster.get_json(&groups).await;
+    let group = &list["items"][0];
+    assert_eq!(group["spec"]["minMember"], 2, "{list}");
+    assert_eq!(
+        group["metadata"]["name"],
+        started.state["objects"]["pod_group"]
+    );
+    let pod = setup
+        .cluster
+        .pod(NS, started.state["nodes"][1]["pod"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(pod["spec"]["schedulerName"], "volcano");
+    spawner
+        .stop(&started.state, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(setup.cluster.get_json(&groups).await["items"], json!([]));
+
+    // Someone else's pod leaves room for one node of 2 CPUs, not two: Volcano binds neither,
+    // and at the deadline the whole cluster goes, its pod group with it.
+    setup.occupy("default", "racer", "2", false).await;
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let (node, reason, _) = node_failure(
+        spawner
+            .start(&spec_with(&hub, "judy", resources(2, 2.0, 1)), tx)
+            .await,
+    );
+    assert_eq!(node, "node-0");
+    assert!(
+        reason.starts_with(
+            "it was not placed on any compute node within 4s: 0/1 nodes are unavailable"
+        ),
+        "{reason}"
+    );
+    assert!(reason.contains("; node-1: it was not placed"), "{reason}");
+    assert_eq!(setup.cluster.get_json(&groups).await["items"], json!([]));
+    assert_eq!(
+        setup.objects("xiji.org/hub=xiji").await,
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn a_start_the_hub_gives_up_on_deletes_its_cluster() {
+    init_tracing();
+    let hub = StandInHub::start().await;
+    // A server that never answers: the start waits until the hub's own timeout drops it.
+    let setup = Setup::new(
+        TWO_NODES,
+        KubeClusterOptions::default(),
+        Server::Command(&["sleep", "600"]),
+    );
+    let spawner = setup.spawner().await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let spec = spec_with(&hub, "ken", resources(2, 1.0, 1));
+    let gave_up = tokio::time::timeout(Duration::from_secs(3), spawner.start(&spec, tx)).await;
+    assert!(gave_up.is_err(), "the start cannot finish: {gave_up:?}");
+    assert!(
+        drain(&mut rx)
+            .iter()
+            .any(|e| e.message.starts_with("node-1 started on node-")),
+        "the pods ran"
+    );
+    setup
+        .wait_no_objects("xiji.org/hub=xiji", Duration::from_secs(20))
+        .await;
+    assert_eq!(setup.processes().await, Vec::<Value>::new());
+}

@@ -1,6 +1,7 @@
 //! Waiting for a new cluster: every pod scheduled, started, Ready and answering HTTP within
 //! `ready_timeout`. The pods' status (a watch on the cluster's label) and their Events (a watch
-//! on the namespace's, matched by `involvedObject`) tell each node's progress; the first failure
+//! on the namespace's Events made since the cluster's owner, matched by `involvedObject`) tell
+//! each node's progress; the first failure
 //! ends the wait with its reason: an image that cannot be pulled, a container that exited (with
 //! the end of its log), a pod deleted or evicted. At the deadline, each node that is not ready
 //! says why: the scheduler's reason for a pod left Unschedulable, the container's waiting
@@ -77,6 +78,8 @@ struct Tracked {
 pub(super) struct Wait<'a> {
     pub(super) pods: Api<Pod>,
     pub(super) events: Api<Event>,
+    /// A resourceVersion from before the pods were made: their Events come after it.
+    pub(super) events_since: String,
     pub(super) cluster_id: &'a str,
     pub(super) members: &'a [Member],
     pub(super) port: u16,
@@ -101,7 +104,7 @@ impl Wait<'_> {
             self.pods.clone(),
             Some(format!("{LABEL_CLUSTER}={}", self.cluster_id)),
         );
-        let mut events = Watch::start(self.events.clone(), None);
+        let mut events = Watch::since(self.events.clone(), self.events_since.clone());
         let mut checks: FuturesUnordered<Check> = FuturesUnordered::new();
         let mut trouble: Option<String> = None;
         let sleep = tokio::time::sleep_until(deadline);

@@ -417,6 +417,7 @@ async fn launch(
     let ready = Wait {
         pods: pods_api,
         events: Api::<Event>::namespaced(client.clone(), ns),
+        events_since: owner.metadata.resource_version.clone().unwrap_or_default(),
         cluster_id: &names.cluster_id,
         members: &members,
         port: cfg.port,

@@ -45,8 +45,19 @@ where
 {
     /// Lists and watches the objects of `api` with `labels` (a label selector), if any.
     pub(super) fn start(api: Api<K>, labels: Option<String>) -> Self {
+        Self::spawn(api, labels, None)
+    }
+
+    /// Watches what changes in `api` after `version` (a resourceVersion) without listing what
+    /// is there first (the namespace's old Events, say); lists only if the watch must start
+    /// again.
+    pub(super) fn since(api: Api<K>, version: String) -> Self {
+        Self::spawn(api, None, Some(version))
+    }
+
+    fn spawn(api: Api<K>, labels: Option<String>, since: Option<String>) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(api, labels, sender)).abort_handle();
+        let task = tokio::spawn(run(api, labels, since, sender)).abort_handle();
         Self { receiver, task }
     }
 
@@ -62,8 +73,12 @@ impl<K> Drop for Watch<K> {
     }
 }
 
-async fn run<K>(api: Api<K>, labels: Option<String>, sender: mpsc::UnboundedSender<Seen<K>>)
-where
+async fn run<K>(
+    api: Api<K>,
+    labels: Option<String>,
+    mut since: Option<String>,
+    sender: mpsc::UnboundedSender<Seen<K>>,
+) where
     K: kube::Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
     let mut list_params = ListParams::default();
@@ -73,20 +88,25 @@ where
         watch_params = watch_params.labels(labels);
     }
     loop {
-        let list = match api.list(&list_params).await {
-            Ok(list) => list,
-            Err(e) => {
-                if sender.send(Seen::Trouble(e.to_string())).is_err() {
-                    return;
+        let mut version = match since.take() {
+            Some(version) => version,
+            None => match api.list(&list_params).await {
+                Ok(list) => {
+                    let version = list.metadata.resource_version.clone().unwrap_or_default();
+                    if sender.send(Seen::Listed(list.items)).is_err() {
+                        return;
+                    }
+                    version
                 }
-                tokio::time::sleep(RETRY_PAUSE).await;
-                continue;
-            }
+                Err(e) => {
+                    if sender.send(Seen::Trouble(e.to_string())).is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    continue;
+                }
+            },
         };
-        let mut version = list.metadata.resource_version.clone().unwrap_or_default();
-        if sender.send(Seen::Listed(list.items)).is_err() {
-            return;
-        }
         let pause = match watch_from(&api, &watch_params, &mut version, &sender).await {
             Ended::Closed => return,
             Ended::Normally => RELIST_PAUSE,
