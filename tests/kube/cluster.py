@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -64,6 +65,7 @@ async def main(argv):
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format='%(asctime)s %(name)s %(levelname)s %(message)s')
+    own_state_dir = args.state_dir is None
     state_dir = args.state_dir or tempfile.mkdtemp(prefix='kube-standin-')
     os.makedirs(state_dir, exist_ok=True)
 
@@ -132,6 +134,8 @@ async def main(argv):
     for task in tasks:
         task.cancel()
     listener.close()
+    if own_state_dir:
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 if __name__ == '__main__':

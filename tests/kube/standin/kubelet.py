@@ -225,8 +225,10 @@ class PodWorker:
             await self._live()
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as e:
+            # A bug of the stand-in, shown where a test looks: the pod's events and its log.
             log.exception('pod %s/%s: the kubelet failed', self.namespace, self.name)
+            self.event('Failed', f'Error: the stand-in kubelet failed: {e!r}', kind='Warning')
         finally:
             await self._kill_all(grace=2)
             self.kubelet.forget(self)
