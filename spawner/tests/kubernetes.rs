@@ -223,6 +223,17 @@ fn spec_with(hub: &StandInHub, user: &str, resources: ClusterResources) -> Spawn
     spec
 }
 
+/// Starts `user`'s cluster of `resources`, its progress unread.
+async fn start(
+    spawner: &KubernetesSpawner,
+    hub: &StandInHub,
+    user: &str,
+    resources: ClusterResources,
+) -> Result<spawner::Started, SpawnerError> {
+    let (tx, _rx) = mpsc::unbounded_channel();
+    spawner.start(&spec_with(hub, user, resources), tx).await
+}
+
 fn drain(rx: &mut mpsc::UnboundedReceiver<ProgressEvent>) -> Vec<ProgressEvent> {
     let mut events = Vec::new();
     while let Ok(event) = rx.try_recv() {
@@ -485,10 +496,10 @@ async fn of_two_starts_racing_for_one_nodes_room_one_runs_and_the_other_leaves_n
     let mut setup = Setup::new(ONE_NODE, KubeClusterOptions::default(), Server::Echo);
     setup.cfg.ready_timeout = Duration::from_secs(4);
     let spawner = setup.spawner().await;
-    let (tx, _rx) = mpsc::unbounded_channel();
-    let dave = spec_with(&hub, "dave", resources(1, 3.0, 1));
-    let erin = spec_with(&hub, "erin", resources(1, 3.0, 1));
-    let (a, b) = tokio::join!(spawner.start(&dave, tx.clone()), spawner.start(&erin, tx));
+    let (a, b) = tokio::join!(
+        start(&spawner, &hub, "dave", resources(1, 3.0, 1)),
+        start(&spawner, &hub, "erin", resources(1, 3.0, 1))
+    );
     let (started, failed) = match (a, b) {
         (Ok(started), Err(e)) | (Err(e), Ok(started)) => (started, e),
         (a, b) => panic!("one start must win: {a:?} {b:?}"),
@@ -531,10 +542,8 @@ async fn an_image_that_cannot_be_pulled_fails_the_start_with_the_pull_error() {
     let spawner = setup.spawner().await;
     let mut wanted = resources(2, 1.0, 1);
     wanted.image = Some("registry.invalid/xiji/missing:1".into());
-    let (tx, _rx) = mpsc::unbounded_channel();
     let began = Instant::now();
-    let (node, reason, _) =
-        node_failure(spawner.start(&spec_with(&hub, "frank", wanted), tx).await);
+    let (node, reason, _) = node_failure(start(&spawner, &hub, "frank", wanted).await);
     assert!(began.elapsed() < Duration::from_secs(20), "failed at once");
     assert!(node.starts_with("node-"), "{node}");
     assert!(reason.starts_with("its image cannot be pulled"), "{reason}");
@@ -562,12 +571,8 @@ async fn a_node_whose_server_exits_fails_the_start_with_its_status_and_log() {
         ]),
     );
     let spawner = setup.spawner().await;
-    let (tx, _rx) = mpsc::unbounded_channel();
-    let (node, reason, log_tail) = node_failure(
-        spawner
-            .start(&spec_with(&hub, "grace", resources(1, 1.0, 1)), tx)
-            .await,
-    );
+    let (node, reason, log_tail) =
+        node_failure(start(&spawner, &hub, "grace", resources(1, 1.0, 1)).await);
     assert_eq!(node, "node-0");
     assert!(
         reason.starts_with("its container exited with status 3"),
@@ -589,9 +594,7 @@ async fn a_cluster_with_a_killed_node_is_reported_gone() {
     let hub = StandInHub::start().await;
     let setup = Setup::new(TWO_NODES, KubeClusterOptions::default(), Server::Echo);
     let spawner = setup.spawner().await;
-    let (tx, _rx) = mpsc::unbounded_channel();
-    let started = spawner
-        .start(&spec_with(&hub, "heidi", resources(2, 1.0, 1)), tx)
+    let started = start(&spawner, &hub, "heidi", resources(2, 1.0, 1))
         .await
         .unwrap();
     assert_eq!(spawner.poll(&started.state).await.unwrap(), None);
@@ -632,9 +635,7 @@ async fn deleting_a_clusters_owner_deletes_all_of_it() {
     let hub = StandInHub::start().await;
     let setup = Setup::new(TWO_NODES, KubeClusterOptions::default(), Server::Echo);
     let spawner = setup.spawner().await;
-    let (tx, _rx) = mpsc::unbounded_channel();
-    let started = spawner
-        .start(&spec_with(&hub, "ivan", resources(2, 1.0, 1)), tx)
+    let started = start(&spawner, &hub, "ivan", resources(2, 1.0, 1))
         .await
         .unwrap();
     let selector = cluster_selector(&started.state);
@@ -846,9 +847,7 @@ async fn with_volcano_the_cluster_is_one_pod_group_bound_whole_or_deleted_whole(
     let spawner = setup.spawner().await;
     let groups = format!("/apis/scheduling.volcano.sh/v1beta1/namespaces/{NS}/podgroups");
 
-    let (tx, _rx) = mpsc::unbounded_channel();
-    let started = spawner
-        .start(&spec_with(&hub, "judy", resources(2, 1.0, 1)), tx)
+    let started = start(&spawner, &hub, "judy", resources(2, 1.0, 1))
         .await
         .unwrap();
     let list = setup.cluster.get_json(&groups).await;
@@ -873,12 +872,7 @@ async fn with_volcano_the_cluster_is_one_pod_group_bound_whole_or_deleted_whole(
     // Someone else's pod leaves room for one node of 2 CPUs, not two: Volcano binds neither,
     // and at the deadline the whole cluster goes, its pod group with it.
     setup.occupy("default", "racer", "2", false).await;
-    let (tx, _rx) = mpsc::unbounded_channel();
-    let (node, reason, _) = node_failure(
-        spawner
-            .start(&spec_with(&hub, "judy", resources(2, 2.0, 1)), tx)
-            .await,
-    );
+    let (node, reason, _) = node_failure(start(&spawner, &hub, "judy", resources(2, 2.0, 1)).await);
     assert_eq!(node, "node-0");
     assert!(
         reason.starts_with(

@@ -153,12 +153,8 @@ pub(super) fn check_size(
     pool: Option<&str>,
     resources: &ClusterResources,
 ) -> Result<(), SpawnerError> {
-    let eligible = pool_nodes(nodes, pool);
-    if eligible.is_empty() {
-        return Err(no_nodes(pool));
-    }
     let size = PodSize::of(resources);
-    let rooms: Vec<Room> = eligible.into_iter().map(Room::allocatable).collect();
+    let rooms = rooms(nodes, pool, Room::allocatable)?;
     let idle: u64 = rooms.iter().map(|r| size.fit_in(r)).sum();
     if idle == 0 {
         return Err(too_big(&rooms, pool, resources));
@@ -181,14 +177,10 @@ pub(super) fn check_room(
     pool: Option<&str>,
     resources: &ClusterResources,
 ) -> Result<(), SpawnerError> {
-    let eligible = pool_nodes(nodes, pool);
-    if eligible.is_empty() {
-        return Err(no_nodes(pool));
-    }
     let size = PodSize::of(resources);
-    let fit: u64 = eligible
-        .into_iter()
-        .map(|n| size.fit_in(&Room::free(n)))
+    let fit: u64 = rooms(nodes, pool, Room::free)?
+        .iter()
+        .map(|r| size.fit_in(r))
         .sum();
     let wanted = u64::from(resources.nodes);
     if fit < wanted {
@@ -200,6 +192,19 @@ pub(super) fn check_room(
         )));
     }
     Ok(())
+}
+
+/// `room` of each of the pool's nodes; a refusal when the pool has none.
+fn rooms(
+    nodes: &[ComputeNode],
+    pool: Option<&str>,
+    room: fn(&ComputeNode) -> Room,
+) -> Result<Vec<Room>, SpawnerError> {
+    let rooms: Vec<Room> = pool_nodes(nodes, pool).into_iter().map(room).collect();
+    if rooms.is_empty() {
+        return Err(no_nodes(pool));
+    }
+    Ok(rooms)
 }
 
 fn no_nodes(pool: Option<&str>) -> SpawnerError {
