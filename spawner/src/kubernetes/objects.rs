@@ -31,9 +31,6 @@
 //! the image's `/etc/xiji/ssh` (jovyan, 0700). Root owns them and jovyan reads them through the
 //! group (`fsGroup`): sshd and ssh check a key's mode only when the user owns it.
 
-// The runtime (runtime.rs, being written) is the caller; until it is, only the tests are.
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{

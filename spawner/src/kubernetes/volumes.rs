@@ -7,9 +7,6 @@
 //! in [`KubernetesConfig::volumes`](super::KubernetesConfig)), mounted as often as needed; the
 //! volume itself is writable and each mount says whether it is read-only.
 
-// The runtime (runtime.rs, being written) is the caller; until it is, only the tests are.
-#![allow(dead_code)]
-
 use std::collections::BTreeSet;
 use std::path::{Component, Path};
 
