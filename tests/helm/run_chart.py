@@ -27,10 +27,15 @@ Then: the probes' paths answer on the probes' ports; the hub put its default rou
 proxy through the proxy's API Service with the Secret's token; the proxy's public port serves
 the hub; the first administrator logs in through the proxy with the password of the release's
 Secret (or the operator's), lists users, sees the stand-in's node among the compute nodes and
-puts it into a pool by its name (the node gets the pool label) and out again; the node agent
-(when built) takes the hub's token on its hostPort.
+puts it into a pool by its name (the node gets the pool label) and out again; with
+--singleuser-bin-dir it also starts its own server (a pod of the namespace, run by the stand-in's
+kubelet with jupyterhub-singleuser, reached through the proxy) and stops it; the node agent
+(when built) takes the hub's token on its hostPort; every API request the hub made is allowed by
+the chart's RBAC.
 
     run_chart.py --chart deploy/xiji --bin-dir target/debug [-f VALUES.yaml]
+                 [--singleuser-bin-dir VENV/bin] [--operator-secret NAME:KEY=VALUE]
+                 [--external-postgres URL]
 
 Prints `ok ...` lines and exits 0, or `FAIL ...` with the processes' logs and exits 1.
 """
@@ -63,6 +68,8 @@ NAMESPACE = check_chart.NAMESPACE
 STANDIN = Path(__file__).resolve().parents[1] / "kube" / "cluster.py"
 RECORDER = Path(__file__).resolve().parent / "api_recorder.py"
 INNER = "XIJI_RUN_CHART_INNER"
+# Set in inner(): where claims live, shared by the played pods and the stand-in's kubelet.
+CLAIMS = Path("/nonexistent")
 
 
 class Failed(Exception):
@@ -95,6 +102,12 @@ class Pod:
         return {k: base64.b64decode(v) for k, v in secret.get("data", {}).items()}
 
     def _volume(self, volume: dict) -> Path:
+        if "persistentVolumeClaim" in volume:
+            # One directory per claim, where the stand-in's kubelet puts the same claim for
+            # users' pods: the files are shared as on a ReadWriteMany volume.
+            path = CLAIMS / NAMESPACE / volume["persistentVolumeClaim"]["claimName"]
+            path.mkdir(parents=True, exist_ok=True)
+            return path
         path = self.root / "volumes" / volume["name"]
         path.mkdir(parents=True)
         if "configMap" in volume:
@@ -324,6 +337,43 @@ def play_postgresql(work: Path, statefulset: dict, docs, pods: list[Pod],
     return pod
 
 
+def spawn_and_stop(public: str, opener, session: dict, user: str, pods: list[Pod]) -> None:
+    """The administrator's own server through the proxy: a cluster of one node in the release's
+    namespace, made by the hub with the chart's [spawner.kubernetes], run by the stand-in's
+    kubelet (jupyterhub-singleuser), reached through the proxy's public port, then stopped."""
+    status, body, _ = fetch(f"{public}/hub/api/users/{user}/server", opener=opener,
+                            headers=session, data=b"{}", method="POST")
+    if status not in (201, 202):
+        raise Failed(f"starting {user}'s server: {status} {body[:400]!r}")
+
+    def ready():
+        status, body, _ = fetch(f"{public}/hub/api/users/{user}", opener=opener,
+                                headers=session)
+        server = json.loads(body).get("servers", {}).get("", {}) if status == 200 else {}
+        if status == 200 and not server and json.loads(body).get("pending") is None:
+            raise Failed(f"{user}'s server is gone while starting: {body[:400]!r}")
+        return server.get("ready") and server
+
+    server = wait_for(f"{user}'s server ready", ready, 180, pods)
+    status, body, _ = fetch(f"{public}{server['url']}api")
+    if status != 200 or "version" not in json.loads(body):
+        raise Failed(f"{public}{server['url']}api through the proxy: {status} {body[:300]!r}")
+    print(f"ok   {user}'s server starts as a pod of the release's namespace and answers "
+          f"through the proxy at {server['url']} (jupyter_server {json.loads(body)['version']})")
+    status, body, _ = fetch(f"{public}/hub/api/users/{user}/server", opener=opener,
+                            headers=session, method="DELETE")
+    if status not in (202, 204):
+        raise Failed(f"stopping {user}'s server: {status} {body[:300]!r}")
+
+    def stopped():
+        status, body, _ = fetch(f"{public}/hub/api/users/{user}", opener=opener,
+                                headers=session)
+        return status == 200 and not json.loads(body).get("servers")
+
+    wait_for(f"{user}'s server stopped", stopped, 120, pods)
+    print(f"ok   {user}'s server stops")
+
+
 def inner(args: argparse.Namespace) -> int:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     values = check_chart.user_values(args.values, args.set_json)
@@ -349,6 +399,8 @@ def inner(args: argparse.Namespace) -> int:
         for n in names))
     subprocess.run(["mount", "--bind", str(hosts), "/etc/hosts"], check=True)
 
+    global CLAIMS
+    CLAIMS = work / "standin" / "claims"
     bin_dir = Path(args.bin_dir).resolve()
     binaries = {name: str(bin_dir / name) for name in ("xiji", "xiji-proxy", "xiji-node-agent")
                 if (bin_dir / name).is_file()}
@@ -357,7 +409,9 @@ def inner(args: argparse.Namespace) -> int:
     standin = None
     try:
         standin = subprocess.Popen(
-            [sys.executable, str(STANDIN), "--port", "0", "--namespaces", NAMESPACE],
+            [sys.executable, str(STANDIN), "--port", "0", "--namespaces", NAMESPACE,
+             "--state-dir", str(work / "standin"),
+             *(["--bin-dir", args.singleuser_bin_dir] if args.singleuser_bin_dir else [])],
             stdout=subprocess.PIPE, stderr=open(work / "standin.log", "wb"), text=True,
             start_new_session=True)
         line = standin.stdout.readline() if standin.stdout else ""
@@ -486,6 +540,9 @@ def inner(args: argparse.Namespace) -> int:
         users = [u["name"] for u in json.loads(body)] if status == 200 else []
         if admin not in users:
             raise Failed(f"the administrator's user list: {status} {body[:300]!r}")
+        print(f"ok   {admin} logs in through the proxy with the password of "
+              f"{merged['hub']['admin']['existingSecret'] or 'the release Secret'} and lists "
+              f"the users ({users})")
         # Compute nodes: the hub sees the cluster's nodes through the API it was given and
         # puts one into a pool by its name, which labels the node (singleuser.poolLabel): what
         # the ClusterRole's patch on nodes is for.
@@ -508,6 +565,8 @@ def inner(args: argparse.Namespace) -> int:
         labels = json.loads(fetch(node_api)[1])["metadata"].get("labels", {})
         if labels.get(pool_label) != "default":
             raise Failed(f"node-0's labels after adding it: {labels}")
+        if args.singleuser_bin_dir:
+            spawn_and_stop(public, opener, session, admin, pods)
         status, body, _ = fetch(f"{public}/hub/api/compute-nodes/node-0", opener=opener,
                                 headers=session, method="DELETE")
         labels = json.loads(fetch(node_api)[1])["metadata"].get("labels", {})
@@ -515,9 +574,6 @@ def inner(args: argparse.Namespace) -> int:
             raise Failed(f"removing node-0: {status} {body[:300]!r}, labels {labels}")
         print(f"ok   the hub lists the cluster's nodes, adds node-0 to a pool by its name "
               f"(label {pool_label}=default on the node) and takes it out again")
-        print(f"ok   {admin} logs in through the proxy with the password of "
-              f"{merged['hub']['admin']['existingSecret'] or 'the release Secret'} and lists "
-              f"the users ({users})")
         if agent_c is not None:
             # The agent holds the hub's token: a request with it reaches the API (404 for a
             # save that does not exist), one without is refused.
@@ -593,6 +649,10 @@ def main() -> int:
     parser.add_argument("--external-postgres", action="append", default=[], metavar="URL",
                         help="run a PostgreSQL server as the database at URL (its host "
                         "resolves to loopback)")
+    parser.add_argument("--singleuser-bin-dir", default="",
+                        help="a folder with jupyterhub-singleuser: start and stop the "
+                        "administrator's server too (values must make its command run as root: "
+                        "singleuser.cmd with --allow-root)")
     args = parser.parse_args()
     if os.environ.get(INNER) == "1":
         return inner(args)

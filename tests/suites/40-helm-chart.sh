@@ -14,8 +14,10 @@
 #      their own): the real hub with the rendered xiji.toml against the Kubernetes stand-in, the
 #      real proxy with the Deployment's arguments, PostgreSQL (Debian's server set up as the
 #      official image would be, or a campus database) and the node agent; the administrator
-#      logs in through the proxy with the Secret's password and puts a node into a compute
-#      pool by its name. A hub configuration with an unknown key must stop the hub.
+#      logs in through the proxy with the Secret's password, puts a node into a compute pool by
+#      its name, and starts and stops a server (a pod running jupyterhub-singleuser, reached
+#      through the proxy); every API request the hub made must be allowed by the chart's RBAC.
+#      A hub configuration with an unknown key, or RBAC short of what the hub does, must fail.
 #
 #   tests/suites/40-helm-chart.sh
 #
@@ -31,6 +33,7 @@ if [ -z "${XIJI_KUBE_PYTHON:-}" ] && [ -f .cache/test-env.sh ]; then
     . .cache/test-env.sh
 fi
 : "${XIJI_KUBE_PYTHON:?run tests/setup-env.sh and source .cache/test-env.sh}"
+: "${XIJI_TEST_VENV5:?run tests/setup-env.sh and source .cache/test-env.sh}"
 PY=$XIJI_KUBE_PYTHON
 CHART=deploy/xiji
 CHECK=tests/helm/check_chart.py
@@ -133,7 +136,10 @@ RUN=tests/helm/run_chart.py
 runs() {
     timeout --kill-after=10 600 "$PY" "$RUN" --chart "$1" --bin-dir "$BIN_DIR" "${@:2}"
 }
-runs "$CHART"
+# The default values, and the administrator's own server started and stopped: a pod the
+# stand-in's kubelet runs as root, hence --allow-root (a real node runs as jovyan).
+runs "$CHART" --singleuser-bin-dir "$XIJI_TEST_VENV5/bin" --set-json \
+    '{"singleuser": {"cmd": ["jupyterhub-singleuser", "--ip=0.0.0.0", "--port=8888", "--allow-root"]}}'
 record $?
 runs "$CHART" -f "$CHART/ci/in-chart-postgres-no-agent-values.yaml" \
     --operator-secret 'xiji-admin:admin-password=chosen by the operator'
