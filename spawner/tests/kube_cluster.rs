@@ -189,9 +189,14 @@ async fn a_pod_runs_as_a_process_on_its_own_ip_and_becomes_ready_with_its_enviro
         .map(|e| e["reason"].as_str().unwrap())
         .collect();
     assert_eq!(
-        reasons,
+        reasons[..5],
         ["Scheduled", "Pulling", "Pulled", "Created", "Started"],
         "{events:#?}"
+    );
+    // Probes that ran before the server listened say so, as a real kubelet's do.
+    assert!(
+        reasons[5..].iter().all(|r| *r == "Unhealthy"),
+        "{reasons:?}"
     );
     let pulling = events.iter().find(|e| e["reason"] == "Pulling").unwrap();
     assert_eq!(
@@ -763,6 +768,37 @@ async fn a_killed_process_is_reported_terminated_and_the_pod_failed() {
     assert_eq!(terminated["reason"], "Error");
     assert!(terminated["finishedAt"].is_string());
     assert_eq!(pod["status"]["containerStatuses"][0]["ready"], false);
+
+    // A container failing its liveness probe is killed.
+    let mut unhealthy = echo_pod("unhealthy", "100m", &[]);
+    unhealthy.spec.as_mut().unwrap().containers[0].liveness_probe = Some(
+        serde_json::from_value(
+            json!({"tcpSocket": {"port": 9}, "periodSeconds": 1, "failureThreshold": 2}),
+        )
+        .unwrap(),
+    );
+    pods.create(&PostParams::default(), &unhealthy)
+        .await
+        .unwrap();
+    let pod = cluster
+        .wait_pod("default", "unhealthy", Duration::from_secs(15), |p| {
+            p["status"]["phase"] == "Failed"
+        })
+        .await;
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 143,
+        "stopped with SIGTERM"
+    );
+    let events = cluster.events("default").await;
+    let ip = pod["status"]["podIP"].as_str().unwrap();
+    assert!(
+        events.iter().any(|e| e["reason"] == "Unhealthy"
+            && e["message"]
+                == format!("Liveness probe failed: dial tcp {ip}:9: connect: connection refused")),
+        "{events:#?}"
+    );
+    assert!(events.iter().any(|e| e["reason"] == "Killing"
+        && e["message"] == "Container notebook failed liveness probe, will be restarted"));
 
     // A process that exits by itself with 0 makes the pod Succeeded.
     pods.create(

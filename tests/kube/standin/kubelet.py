@@ -506,15 +506,18 @@ class PodWorker:
 
     async def _probe(self, container):
         """Readiness: the container's readinessProbe (and startupProbe first), else a TCP connect
-        to its first declared port, else ready once running."""
+        to its first declared port, else ready once running; liveness alongside."""
         spec = container.spec
         cap = self.kubelet.probe_period_cap
         startup = spec.get('startupProbe')
         if startup:
-            await self._probe_until(container, startup, cap, want=True)
+            await self._probe_until(container, startup, cap, 'Startup')
             container.started = True
             self.report()
+        if spec.get('livenessProbe'):
+            asyncio.ensure_future(self._liveness(container, spec['livenessProbe'], cap))
         probe = spec.get('readinessProbe')
+        declared = probe is not None
         if probe is None:
             ports = [p for p in spec.get('ports') or [] if p.get('containerPort')]
             if ports:
@@ -529,8 +532,10 @@ class PodWorker:
         failures_to_unready = int(probe.get('failureThreshold', 3))
         failures = 0
         while container.running:
-            ok = await self._probe_once(container, probe)
+            ok, detail = await self._probe_once(container, probe)
             await self.gate()
+            if not container.running:
+                return
             if ok:
                 failures = 0
                 if not container.ready:
@@ -538,21 +543,54 @@ class PodWorker:
                     self.report()
             else:
                 failures += 1
+                if declared:
+                    self.event('Unhealthy', f'Readiness probe failed: {detail}', kind='Warning', container=container)
                 if container.ready and failures >= failures_to_unready:
                     container.ready = False
-                    self.event('Unhealthy', 'Readiness probe failed', kind='Warning', container=container)
                     self.report()
             await asyncio.sleep(period)
 
-    async def _probe_until(self, container, probe, cap, want):
+    async def _probe_until(self, container, probe, cap, kind):
         await asyncio.sleep(min(float(probe.get('initialDelaySeconds', 0)), 30))
         period = min(float(probe.get('periodSeconds', 10)), cap)
         while container.running:
-            if await self._probe_once(container, probe) == want:
+            ok, detail = await self._probe_once(container, probe)
+            if ok:
+                return
+            self.event('Unhealthy', f'{kind} probe failed: {detail}', kind='Warning', container=container)
+            await asyncio.sleep(period)
+
+    async def _liveness(self, container, probe, cap):
+        """A container failing its liveness probe `failureThreshold` times is killed (then
+        restarted or not by the pod's restartPolicy)."""
+        process = container.process
+        await asyncio.sleep(min(float(probe.get('initialDelaySeconds', 0)), 30))
+        period = min(float(probe.get('periodSeconds', 10)), cap)
+        threshold = int(probe.get('failureThreshold', 3))
+        failures = 0
+        while container.running and container.process is process:
+            ok, detail = await self._probe_once(container, probe)
+            await self.gate()
+            if not container.running or container.process is not process:
+                return
+            failures = 0 if ok else failures + 1
+            if not ok:
+                self.event('Unhealthy', f'Liveness probe failed: {detail}', kind='Warning', container=container)
+            if failures >= threshold:
+                self.event('Killing', f'Container {container.name} failed liveness probe, will be restarted',
+                           container=container)
+                grace = int((self.current() or {}).get('spec', {}).get('terminationGracePeriodSeconds', 30))
+                _signal_group(process.pid, signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(process.wait(), grace)
+                except asyncio.TimeoutError:
+                    _signal_group(process.pid, signal.SIGKILL)
+                self.changed.set()
                 return
             await asyncio.sleep(period)
 
     async def _probe_once(self, container, probe):
+        """(passed, why not) in the kubelet's words."""
         timeout = float(probe.get('timeoutSeconds', 1))
         port_of = lambda port: self._port(container.spec, port)
         try:
@@ -562,35 +600,51 @@ class PodWorker:
                 host = get.get('host') or self.ip
                 path = get.get('path') or '/'
                 headers = {h['name']: h['value'] for h in get.get('httpHeaders') or []}
-                url = f'{scheme}://{host}:{port_of(get.get("port"))}{path}'
-                async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-                    async with session.get(url, headers=headers, ssl=False, allow_redirects=False) as response:
-                        return 200 <= response.status < 400
+                port = port_of(get.get('port'))
+                url = f'{scheme}://{host}:{port}{path}'
+                try:
+                    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+                        async with session.get(url, headers=headers, ssl=False, allow_redirects=False) as response:
+                            if 200 <= response.status < 400:
+                                return True, ''
+                            return False, f'HTTP probe failed with statuscode: {response.status}'
+                except asyncio.TimeoutError:
+                    return False, f'Get "{url}": context deadline exceeded (Client.Timeout exceeded while awaiting headers)'
+                except (OSError, aiohttp.ClientError):
+                    return False, f'Get "{url}": dial tcp {host}:{port}: connect: connection refused'
             if 'tcpSocket' in probe or 'grpc' in probe:
                 target = probe.get('tcpSocket') or probe.get('grpc')
                 host = target.get('host') or self.ip
-                _, writer = await asyncio.wait_for(
-                    asyncio.open_connection(host, port_of(target.get('port'))), timeout)
+                port = port_of(target.get('port'))
+                try:
+                    _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+                except asyncio.TimeoutError:
+                    return False, f'dial tcp {host}:{port}: i/o timeout'
+                except OSError:
+                    return False, f'dial tcp {host}:{port}: connect: connection refused'
                 writer.close()
-                return True
+                return True, ''
             if 'exec' in probe:
                 pod = self.current()
                 env = self.kubelet.environment(pod, container.spec, self.ip, self.mounts)
                 argv = probe['exec'].get('command') or []
                 executable = self.kubelet.find_executable(argv[0], env.get('PATH')) if argv else None
                 if executable is None:
-                    return False
+                    return False, f'exec: "{argv[0] if argv else ""}": executable file not found in $PATH'
                 process = await asyncio.create_subprocess_exec(
                     executable, *argv[1:], env=env, cwd=self.kubelet.working_dir(container.spec, self.dir, self.mounts),
-                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
                 try:
-                    return await asyncio.wait_for(process.wait(), timeout) == 0
+                    output, _ = await asyncio.wait_for(process.communicate(), timeout)
                 except asyncio.TimeoutError:
                     process.kill()
-                    return False
-        except (OSError, asyncio.TimeoutError, aiohttp.ClientError, ValueError):
-            return False
-        return False
+                    return False, f'command timed out after {timeout:g}s'
+                if process.returncode == 0:
+                    return True, ''
+                return False, output.decode(errors='replace').strip()
+        except (OSError, ValueError, ConfigMissing) as e:
+            return False, str(e)
+        return False, 'no handler in the probe'
 
     @staticmethod
     def _port(spec, port):

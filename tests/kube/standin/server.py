@@ -183,7 +183,7 @@ class ApiServer(KubernetesEmulator):
         def answer(obj, status=200):
             headers = None
             if warnings:
-                headers = {'Warning': ', '.join(f'299 - "{w}"' for w in warnings)}
+                headers = {'Warning': ', '.join('299 - ' + json.dumps(w) for w in warnings)}
             return _json(obj, status=status, headers=headers)
 
         if ns is None and res.namespaced and method in ('POST',) and name is None:
