@@ -1245,3 +1245,55 @@ async fn a_node_that_is_not_ready_takes_no_new_pods_and_its_pods_lose_ready() {
         other => panic!("{other}"),
     }
 }
+
+#[tokio::test]
+async fn a_watch_ends_at_its_timeout_and_resumes_from_a_resource_version() {
+    let cluster = KubeCluster::start("node-0:cpu=2,memory=4Gi", KubeClusterOptions::default());
+    let client = client(&cluster).await;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some("counter".into()),
+            ..Default::default()
+        },
+        data: Some([("n".to_owned(), "0".to_owned())].into()),
+        ..Default::default()
+    };
+    let created = maps.create(&PostParams::default(), &cm).await.unwrap();
+    let from = created.metadata.resource_version.unwrap();
+    for n in 1..=3 {
+        maps.patch(
+            "counter",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"n": n.to_string()}})),
+        )
+        .await
+        .unwrap();
+    }
+    // Resumed from the created version, the watch replays the three changes in order, then
+    // ends when its timeout is up.
+    let started = std::time::Instant::now();
+    let stream = maps
+        .watch(&WatchParams::default().timeout(2), &from)
+        .await
+        .unwrap();
+    let events: Vec<_> =
+        tokio::time::timeout(Duration::from_secs(10), stream.try_collect::<Vec<_>>())
+            .await
+            .expect("the watch ends by itself")
+            .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let seen: Vec<String> = events
+        .into_iter()
+        .filter_map(|e| match e {
+            WatchEvent::Modified(cm) => Some(cm.data.unwrap()["n"].clone()),
+            WatchEvent::Bookmark(_) => None,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(seen, ["1", "2", "3"]);
+}
