@@ -35,6 +35,10 @@ def on_create(store, res, obj):
         obj.setdefault('spec', {}).setdefault('volumeMode', 'Filesystem')
     elif kind == ('', 'Node'):
         obj.setdefault('spec', {})
+    elif kind == ('networking.k8s.io', 'NetworkPolicy'):
+        spec = obj.setdefault('spec', {})
+        if not spec.get('policyTypes'):
+            spec['policyTypes'] = ['Ingress'] + (['Egress'] if spec.get('egress') else [])
 
 
 def admit(store, res, obj):
