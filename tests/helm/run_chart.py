@@ -411,6 +411,7 @@ def inner(args: argparse.Namespace) -> int:
         standin = subprocess.Popen(
             [sys.executable, str(STANDIN), "--port", "0", "--namespaces", NAMESPACE,
              "--state-dir", str(work / "standin"),
+             *(["--volcano"] if merged["singleuser"]["schedulerName"] == "volcano" else []),
              *(["--bin-dir", args.singleuser_bin_dir] if args.singleuser_bin_dir else [])],
             stdout=subprocess.PIPE, stderr=open(work / "standin.log", "wb"), text=True,
             start_new_session=True)
@@ -557,13 +558,21 @@ def inner(args: argparse.Namespace) -> int:
             return "node-0" in names
 
         wait_for("node-0 on the hub's compute nodes", node_listed, 30, pods)
+        # The pool clusters go to (singleuser.defaultPool), defined first unless it is the
+        # hub's own "default".
+        pool = merged["singleuser"]["defaultPool"] or "default"
+        if pool != "default":
+            status, body, _ = fetch(f"{public}/hub/api/compute-pools", opener=opener,
+                                    headers=session, data=json.dumps({"name": pool}).encode())
+            if status != 201:
+                raise Failed(f"defining the compute pool {pool}: {status} {body[:300]!r}")
         status, body, _ = fetch(f"{public}/hub/api/compute-nodes", opener=opener,
                                 headers=session, data=json.dumps(
-                                    {"name": "node-0", "pool": "default"}).encode())
+                                    {"name": "node-0", "pool": pool}).encode())
         if status != 200:
-            raise Failed(f"adding node-0 to the pool default: {status} {body[:300]!r}")
+            raise Failed(f"adding node-0 to the pool {pool}: {status} {body[:300]!r}")
         labels = json.loads(fetch(node_api)[1])["metadata"].get("labels", {})
-        if labels.get(pool_label) != "default":
+        if labels.get(pool_label) != pool:
             raise Failed(f"node-0's labels after adding it: {labels}")
         if args.singleuser_bin_dir:
             spawn_and_stop(public, opener, session, admin, pods)
@@ -573,7 +582,7 @@ def inner(args: argparse.Namespace) -> int:
         if status != 204 or pool_label in labels:
             raise Failed(f"removing node-0: {status} {body[:300]!r}, labels {labels}")
         print(f"ok   the hub lists the cluster's nodes, adds node-0 to a pool by its name "
-              f"(label {pool_label}=default on the node) and takes it out again")
+              f"(label {pool_label}={pool} on the node) and takes it out again")
         if agent_c is not None:
             # The agent holds the hub's token: a request with it reaches the API (404 for a
             # save that does not exist), one without is refused.

@@ -138,8 +138,8 @@ runs() {
 }
 # The default values, and the administrator's own server started and stopped: a pod the
 # stand-in's kubelet runs as root, hence --allow-root (a real node runs as jovyan).
-runs "$CHART" --singleuser-bin-dir "$XIJI_TEST_VENV5/bin" --set-json \
-    '{"singleuser": {"cmd": ["jupyterhub-singleuser", "--ip=0.0.0.0", "--port=8888", "--allow-root"]}}'
+as_root='{"singleuser": {"cmd": ["jupyterhub-singleuser", "--ip=0.0.0.0", "--port=8888", "--allow-root"]}}'
+runs "$CHART" --singleuser-bin-dir "$XIJI_TEST_VENV5/bin" --set-json "$as_root"
 record $?
 runs "$CHART" -f "$CHART/ci/in-chart-postgres-no-agent-values.yaml" \
     --operator-secret 'xiji-admin:admin-password=chosen by the operator'
@@ -148,8 +148,10 @@ runs "$CHART" -f "$CHART/ci/sqlite-unprivileged-agent-values.yaml"
 record $?
 # The campus database from the operator's Secret (a PostgreSQL server played at its host).
 campus_db='postgres://campus:campus%20secret@db.example.edu:5432/xiji'
+# Its server goes through Volcano (served by the stand-in) to the pool "teaching".
 runs "$CHART" -f "$CHART/ci/external-db-ingress-gpu-values.yaml" \
-    --operator-secret "campus-postgres:url=$campus_db" --external-postgres "$campus_db"
+    --operator-secret "campus-postgres:url=$campus_db" --external-postgres "$campus_db" \
+    --singleuser-bin-dir "$XIJI_TEST_VENV5/bin" --set-json "$as_root"
 record $?
 # broken_run NAME FILE PYTHON-EXPRESSION TEXT: a copy of the chart changed as in broken();
 # running it must fail, saying TEXT.
