@@ -318,8 +318,9 @@ pub struct Capabilities {
     /// Servers are processes on the hub's own machine: the operator's extra environment for
     /// them (`[spawner.local] environment`) is added to every spawn.
     pub runs_on_hub_host: bool,
-    /// Nodes are containers of the hub's Docker Engine that the hub can save as images
-    /// (`POST …/save-image`). Otherwise a save is refused with a 400.
+    /// Nodes can be saved as images (`POST …/save-image`): their writable layer is on the
+    /// hub's host or read by a node agent ([`LayerLocation`]). Otherwise a save is refused
+    /// with a 400.
     pub saves_images: bool,
     /// The user id (and group id) the servers' processes have in the work directory when it is
     /// not the hub's own: what the hub puts there itself (a project's uploaded files and the

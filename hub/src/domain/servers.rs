@@ -368,10 +368,20 @@ pub async fn start(
     let patience = Duration::from_secs_f64(hub.config.slow_spawn_timeout.max(0.0));
     match tokio::time::timeout(patience, task).await {
         Ok(Ok(Ok(()))) => Ok(Outcome::Done),
-        Ok(Ok(Err(message))) => Err(HubError::Spawner(message)),
+        Ok(Ok(Err(SpawnFailure::Refused(message)))) => Err(HubError::BadRequest(message)),
+        Ok(Ok(Err(SpawnFailure::Failed(message)))) => Err(HubError::Spawner(message)),
         Ok(Err(join)) => Err(HubError::Spawner(format!("Spawn task failed: {join}"))),
         Err(_) => Ok(Outcome::Pending),
     }
+}
+
+/// Why a spawn ended without a server.
+enum SpawnFailure {
+    /// The backend refused the request as it was given ([`spawner::SpawnerError::Rejected`]):
+    /// its message says what to change, and a request still waiting for the answer gets a 400.
+    Refused(String),
+    /// Anything else.
+    Failed(String),
 }
 
 /// The spawn itself, in the background: launch, save state, wait for HTTP, route, mark ready.
@@ -382,7 +392,7 @@ async fn run_spawn(
     spec: SpawnSpec,
     nodes: u32,
     progress: watch::Sender<ProgressLog>,
-) -> Result<(), String> {
+) -> Result<(), SpawnFailure> {
     // A start that waits in line for capacity hears its place until it is admitted (or is
     // cancelled: then its reservation is gone and the start ends here).
     if let Err(message) = super::admission::wait_for_turn(&hub, server_id, |position| {
@@ -390,7 +400,9 @@ async fn run_spawn(
     })
     .await
     {
-        return fail_spawn(&hub, server_id, &spec, Vec::new(), &progress, message).await;
+        return fail_spawn(&hub, server_id, &spec, Vec::new(), &progress, message)
+            .await
+            .map_err(SpawnFailure::Failed);
     }
     // Held until the server is ready or has failed; the timeouts below count from here.
     let admission = hub.start_queue.admit(nodes, &progress).await;
@@ -411,10 +423,14 @@ async fn run_spawn(
     let launched = tokio::time::timeout(start_timeout, hub.spawner.start(&spec, events_tx)).await;
     // Every route added, so that a failure removes exactly those.
     let mut routed: Vec<String> = Vec::new();
+    let mut refused = false;
     let result: Result<(), String> = async {
         let started = match launched {
             Ok(Ok(started)) => started,
-            Ok(Err(e)) => return Err(e.to_string()),
+            Ok(Err(e)) => {
+                refused = matches!(e, spawner::SpawnerError::Rejected(_));
+                return Err(e.to_string());
+            }
             Err(_) => {
                 return Err(format!(
                     "Spawner start timed out after {} seconds",
@@ -484,7 +500,13 @@ async fn run_spawn(
             live.live.forget(&key);
         }
     });
-    result
+    result.map_err(|message| {
+        if refused {
+            SpawnFailure::Refused(message)
+        } else {
+            SpawnFailure::Failed(message)
+        }
+    })
 }
 
 /// The progress event of a start waiting in line.

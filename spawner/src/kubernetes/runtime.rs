@@ -107,6 +107,8 @@ pub(super) fn capabilities(spawner: &KubernetesSpawner) -> Capabilities {
         // The pods run as jovyan and share the work directories with the hub's host through
         // the storage pools' volumes.
         work_owner: Some(JOVYAN_UID as u32),
+        // Through the node agent on the pod's Kubernetes node (`agent.rs`).
+        saves_images: true,
         ..Capabilities::default()
     }
 }

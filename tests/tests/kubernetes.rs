@@ -1,0 +1,256 @@
+//! Virtual clusters through the real hub on the `kubernetes` backend, against the Kubernetes
+//! stand-in (`tests/kube/cluster.py`: the kmock API emulator, with this test's scheduler, kubelet
+//! and garbage collector; each pod's command runs as a real `jupyterhub-singleuser` process on a
+//! loopback address of its own). The whole path runs through the backend as a user sees it:
+//! start through the REST API → progress per node → ready → a proxy route per node → a kernel
+//! runs a cell on node-0 and on node-1 → a hub restart re-adopts the cluster → stop leaves no
+//! object behind. A cluster that cannot be placed is refused with the reason and leaves nothing;
+//! a pod that stays Unschedulable rolls the whole cluster back with the scheduler's message.
+
+#[path = "kube_support/mod.rs"]
+mod kube_support;
+
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use kube_support::{KubeCluster, KubeClusterOptions};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tests::docker::wait_cluster_ready;
+use tests::{expect_json, tail, Hub, HubOptions, Kernel, Singleuser};
+
+const NAMESPACE: &str = "xiji";
+/// Two Kubernetes nodes in the compute pool `default`, 4 cores and 8 GiB each.
+const NODES: &str = "node-a:cpu=4,memory=8Gi,labels=xiji.org/pool=default;\
+                     node-b:cpu=4,memory=8Gi,labels=xiji.org/pool=default";
+/// The kinds a cluster is made of, as API paths in the namespace.
+const KINDS: [&str; 5] = [
+    "/api/v1/namespaces/xiji/pods",
+    "/api/v1/namespaces/xiji/services",
+    "/api/v1/namespaces/xiji/secrets",
+    "/api/v1/namespaces/xiji/configmaps",
+    "/apis/networking.k8s.io/v1/namespaces/xiji/networkpolicies",
+];
+
+/// The stand-in, with the test venv's `jupyterhub-singleuser` as the pods' program.
+fn kube_cluster() -> Result<KubeCluster> {
+    let venv = Singleuser::Jupyterhub5.venv()?;
+    Ok(KubeCluster::start(
+        NODES,
+        KubeClusterOptions {
+            bin_dirs: vec![venv.join("bin")],
+            namespaces: vec![NAMESPACE.into()],
+            ..KubeClusterOptions::default()
+        },
+    ))
+}
+
+/// A hub on the kubernetes backend talking to `cluster`, made in `root`, which is mapped to the
+/// same folder on every Kubernetes node (the stand-in's pods run on this machine): the storage
+/// pool holding the work directories is in it.
+async fn kube_hub(
+    cluster: &KubeCluster,
+    root: &std::path::Path,
+    ready_timeout: u32,
+) -> Result<Hub> {
+    let root_text = root.display();
+    let options = HubOptions {
+        // The stand-in's kubelet runs pods as the test's user (root in CI): hence
+        // `--allow-root`, which real pods (jovyan) do not need.
+        spawner_toml: format!(
+            "backend = \"kubernetes\"\nstart_timeout = {}\n",
+            ready_timeout + 60
+        ),
+        tables_toml: format!(
+            "\n[spawner.kubernetes]\napi_url = \"{url}\"\nnamespace = \"{NAMESPACE}\"\n\
+             ready_timeout = {ready_timeout}\ndefault_cpus = 1\ndefault_memory_mb = 1024\n\
+             cmd = [\"jupyterhub-singleuser\", \"--ip=0.0.0.0\", \"--port=8888\", \"--allow-root\"]\n\n\
+             [[spawner.kubernetes.volumes]]\nhost_path = \"{root_text}\"\nnode_path = \"{root_text}\"\n",
+            url = cluster.url
+        ),
+        // The start answers at once (202), so that the test hears the whole progress stream.
+        top_level_toml: "slow_spawn_timeout = 0\n".into(),
+        parent_dir: Some(root.to_path_buf()),
+        ..HubOptions::default()
+    };
+    Hub::start_with(options).await
+}
+
+/// Every object of this hub's clusters still in the namespace, as `kind/name`.
+async fn objects_left(cluster: &KubeCluster) -> Vec<String> {
+    let mut left = Vec::new();
+    for path in KINDS {
+        let list = cluster
+            .get_json(&format!("{path}?labelSelector=xiji.org%2Fhub%3Dxiji"))
+            .await;
+        for item in list["items"].as_array().into_iter().flatten() {
+            let kind = path.rsplit('/').next().unwrap_or(path);
+            left.push(format!(
+                "{kind}/{}",
+                item["metadata"]["name"].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    left
+}
+
+async fn wait_no_objects(cluster: &KubeCluster, timeout: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let left = objects_left(cluster).await;
+        if left.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("objects left after {timeout:?}: {left:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Asks for `user`'s default server: the status and the body.
+async fn start(hub: &Hub, user: &str, options: Value) -> Result<(StatusCode, String)> {
+    let resp = hub
+        .admin(Method::POST, &format!("/hub/api/users/{user}/server"))
+        .json(&options)
+        .send()
+        .await?;
+    Ok((resp.status(), resp.text().await?))
+}
+
+/// GET `{prefix}api/status` through the proxy with the user's token: 200 and JSON.
+async fn node_answers(hub: &Hub, prefix: &str, token: &str) -> Result<()> {
+    let resp = hub
+        .with_token(Method::GET, &format!("{prefix}api/status"), token)
+        .send()
+        .await?;
+    expect_json(resp, StatusCode::OK, &format!("GET {prefix}api/status")).await?;
+    Ok(())
+}
+
+/// A kernel on the node at `prefix` runs a cell that says where it runs.
+async fn cell_runs_on(hub: &Hub, prefix: &str, token: &str, node: &str) -> Result<()> {
+    let mut kernel = Kernel::start(hub, prefix, token).await?;
+    let run = kernel
+        .execute(
+            "import os; print(os.environ['XIJI_NODE'], 6 * 7)",
+            Duration::from_secs(60),
+        )
+        .await?;
+    ensure!(
+        run.stdout.trim() == format!("{node} 42"),
+        "the cell on {prefix} printed {:?}",
+        run.stdout
+    );
+    kernel.close().await
+}
+
+#[tokio::test]
+async fn a_two_node_cluster_on_kubernetes_serves_jupyterlab_survives_a_hub_restart_and_leaves_nothing(
+) -> Result<()> {
+    let cluster = kube_cluster()?;
+    let work = tempfile::tempdir()?;
+    let mut hub = kube_hub(&cluster, work.path(), 120).await?;
+    hub.create_user("kim", "kim-password-1").await?;
+    let token = hub.create_token("kim", json!({})).await?;
+
+    let (status, body) = start(&hub, "kim", json!({"nodes": 2, "cpus": 1, "memory": "1G"})).await?;
+    ensure!(
+        status == StatusCode::CREATED || status == StatusCode::ACCEPTED,
+        "start gave {status}: {body}"
+    );
+    // The progress stream tells each node's way through the scheduler and the kubelet.
+    let events = hub.progress_events("kim", "").await?;
+    let messages: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    for node in ["node-0", "node-1"] {
+        for step in ["placed on", "pulling", "started", "ready"] {
+            ensure!(
+                messages
+                    .iter()
+                    .any(|m| m.contains(node) && m.to_lowercase().contains(step)),
+                "no progress event says {node} {step}: {messages:#?}"
+            );
+        }
+    }
+
+    let server = wait_cluster_ready(&hub, "kim", Duration::from_secs(120))
+        .await
+        .with_context(|| format!("stand-in log:\n{}", tail(&cluster.log(), 40)))?;
+    let prefixes: Vec<String> = server["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["url"].as_str().map(str::to_owned))
+        .collect();
+    ensure!(
+        prefixes == ["/user/kim/", "/user/kim/node-1/"],
+        "the cluster lists nodes {prefixes:?}: {server}"
+    );
+
+    // One pod per node, bound to the stand-in's nodes, each serving through the proxy.
+    let pods = cluster.pods(NAMESPACE).await;
+    ensure!(pods.len() == 2, "expected 2 pods: {pods:#?}");
+    for prefix in &prefixes {
+        node_answers(&hub, prefix, &token).await?;
+    }
+    cell_runs_on(&hub, "/user/kim/", &token, "node-0").await?;
+    cell_runs_on(&hub, "/user/kim/node-1/", &token, "node-1").await?;
+
+    // A restarted hub finds the cluster again from its state blob and reaps nothing of it.
+    hub.terminate().await?;
+    hub.restart().await?;
+    wait_cluster_ready(&hub, "kim", Duration::from_secs(60)).await?;
+    ensure!(
+        cluster.pods(NAMESPACE).await.len() == 2,
+        "the restart changed the pods"
+    );
+    cell_runs_on(&hub, "/user/kim/node-1/", &token, "node-1").await?;
+
+    hub.stop_server("kim").await?;
+    hub.wait_until_stopped("kim", "", Duration::from_secs(60))
+        .await?;
+    wait_no_objects(&cluster, Duration::from_secs(30)).await?;
+    ensure!(
+        cluster.processes().await.is_empty(),
+        "a pod's process still runs: {:?}",
+        cluster.processes().await
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cluster_that_cannot_be_placed_is_refused_with_the_reason_and_leaves_nothing(
+) -> Result<()> {
+    let cluster = kube_cluster()?;
+    let work = tempfile::tempdir()?;
+    let hub = kube_hub(&cluster, work.path(), 20).await?;
+    hub.create_user("lee", "lee-password-1").await?;
+
+    // Three nodes of 3 cores: each Kubernetes node holds only one.
+    let (status, body) = start(&hub, "lee", json!({"nodes": 3, "cpus": 3, "memory": "1G"})).await?;
+    let said = if status.is_client_error() {
+        body
+    } else {
+        // Accepted, then failed: the reason is in the progress stream.
+        let events = hub.progress_events("lee", "").await?;
+        events
+            .iter()
+            .filter_map(|e| e["message"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let model = hub.user("lee").await?;
+    ensure!(
+        model["servers"][""].is_null(),
+        "an impossible cluster is still there: {model}"
+    );
+    ensure!(
+        said.contains("3 nodes") && said.to_lowercase().contains("cpu"),
+        "the refusal does not say why (the nodes and the CPU they need): {said}"
+    );
+    wait_no_objects(&cluster, Duration::from_secs(30)).await?;
+    Ok(())
+}
