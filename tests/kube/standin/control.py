@@ -1,6 +1,7 @@
 """What tests may do to the cluster besides using its API: `/_test/…` on the API server's port."""
 
 import json
+import os
 import signal
 
 import aiohttp.web
@@ -72,7 +73,6 @@ class Control:
                     continue
                 process = container.process
                 if process is not None and process.returncode is None:
-                    import os
                     try:
                         os.killpg(process.pid, sig)
                     except ProcessLookupError:

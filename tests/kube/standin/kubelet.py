@@ -12,8 +12,8 @@ import base64
 import copy
 import ctypes
 import hashlib
-import json
 import logging
+import math
 import os
 import re
 import random
@@ -1130,8 +1130,5 @@ def _resource_field(spec, ref, store, pod):
     if value is None:
         node = store.objects[store.res('', 'v1', 'nodes').key].get((None, pod['spec'].get('nodeName')))
         value = ((node or {}).get('status') or {}).get('allocatable', {}).get(name, '0')
-    import math
     return str(math.ceil(quantity.parse(value) / divisor))
 
-
-__all__ = ['Kubelet', 'json']

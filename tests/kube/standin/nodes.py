@@ -206,6 +206,3 @@ def _ready(node):
             return cond.get('status')
     return 'Unknown'
 
-
-def is_ready(node):
-    return _ready(node) == 'True'

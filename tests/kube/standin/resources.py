@@ -2,7 +2,7 @@
 
 import datetime
 
-from kmock import ResourceInfo, ResourcesArray, resource
+from kmock import ResourceInfo, ResourcesArray
 
 
 class Res:
@@ -121,4 +121,4 @@ def micro_timestamp(moment=None):
     return (moment or now()).strftime('%Y-%m-%dT%H:%M:%S.%fZ')
 
 
-__all__ = ['Res', 'load', 'resource', 'timestamp', 'micro_timestamp', 'now']
+__all__ = ['Res', 'load', 'timestamp', 'micro_timestamp', 'now']

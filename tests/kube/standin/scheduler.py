@@ -10,7 +10,6 @@ import logging
 from . import defaults
 from .errors import ApiError
 from .resources import timestamp
-from .selection import match_label_selector_object
 
 log = logging.getLogger('standin.scheduler')
 
@@ -390,5 +389,3 @@ def _set_condition(status, condition):
     conditions.append(condition)
     return True
 
-
-__all__ = ['Scheduler', 'match_label_selector_object']

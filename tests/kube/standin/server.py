@@ -186,10 +186,6 @@ class ApiServer(KubernetesEmulator):
                 headers = {'Warning': ', '.join('299 - ' + json.dumps(w) for w in warnings)}
             return _json(obj, status=status, headers=headers)
 
-        if ns is None and res.namespaced and method in ('POST',) and name is None:
-            # A create on an all-namespaces URL names its namespace in the body.
-            pass
-
         if name is None:
             if method == 'GET':
                 if _flag(query, 'watch'):

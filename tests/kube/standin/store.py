@@ -17,7 +17,6 @@ import yaml
 from . import defaults, patch, schema
 from .errors import ApiError
 from .resources import timestamp
-from .selection import Selector
 
 # Events kept per resource type for watches that resume from a resource version.
 HISTORY = 20000
