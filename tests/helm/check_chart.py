@@ -655,6 +655,12 @@ def check_values_reflected(docs, values: dict, config: dict, checks: Checks) -> 
     policies = by_kind(docs, "NetworkPolicy")
     checks.that(bool(policies) == values["networkPolicy"]["enabled"],
                 "NetworkPolicies do not follow networkPolicy.enabled")
+    agent_policy = any(p["metadata"]["labels"].get("app.kubernetes.io/component") == "node-agent"
+                       for p in policies)
+    checks.that(agent_policy == (values["networkPolicy"]["enabled"]
+                                 and values["networkPolicy"]["nodeAgent"]
+                                 and values["nodeAgent"]["enabled"]),
+                "the node agents' NetworkPolicy does not follow networkPolicy.nodeAgent")
 
 
 def check(args: argparse.Namespace) -> int:
