@@ -259,6 +259,8 @@ async fn make_kubernetes_spawner(
     cfg.agent_port = k.agent_port;
     cfg.agent_pod_labels = k.agent_pod_labels.clone();
     cfg.agent_token_file = k.agent_token_file.clone();
+    cfg.cluster_domain = k.cluster_domain.clone();
+    cfg.ca_bundle = k.ca_bundle.clone();
     let spawner = KubernetesSpawner::connect(cfg).await?;
     let known = stored_cluster_ids(store, KubernetesSpawner::cluster_id_from_state).await?;
     match spawner.reap_orphans(&known).await {

@@ -448,6 +448,11 @@ pub struct KubernetesSpawnerConfig {
     pub agent_pod_labels: BTreeMap<String, String>,
     /// File holding the token the hub presents to the node agents.
     pub agent_token_file: Option<PathBuf>,
+    /// The cluster's DNS domain (the nodes' search path).
+    pub cluster_domain: String,
+    /// PEM bundle of the CAs nodes trust, given to every node at
+    /// `/etc/xiji/ca-certificates.crt`; unset: none.
+    pub ca_bundle: Option<PathBuf>,
 }
 
 /// One toleration of `[spawner.kubernetes]`.
@@ -759,6 +764,8 @@ impl Default for KubernetesSpawnerConfig {
                 "node-agent".to_owned(),
             )]),
             agent_token_file: None,
+            cluster_domain: "cluster.local".into(),
+            ca_bundle: None,
         }
     }
 }
@@ -921,8 +928,12 @@ impl Config {
             }
         }
         if self.spawner.backend == "kubernetes" {
-            if let Some(f) = self.spawner.kubernetes.agent_token_file.as_mut() {
+            let kube = &mut self.spawner.kubernetes;
+            if let Some(f) = kube.agent_token_file.as_mut() {
                 required.push(("spawner.kubernetes.agent_token_file".into(), f));
+            }
+            if let Some(f) = kube.ca_bundle.as_mut() {
+                required.push(("spawner.kubernetes.ca_bundle".into(), f));
             }
         }
         for (host, c) in &mut self.images.credentials {

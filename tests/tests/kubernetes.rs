@@ -222,7 +222,7 @@ async fn a_two_node_cluster_on_kubernetes_serves_jupyterlab_survives_a_hub_resta
 }
 
 #[tokio::test]
-async fn a_cluster_that_cannot_be_placed_is_refused_with_the_reason_and_leaves_nothing(
+async fn a_cluster_that_cannot_be_placed_or_names_an_unknown_pool_is_refused_with_the_reason(
 ) -> Result<()> {
     let cluster = kube_cluster()?;
     let work = tempfile::tempdir()?;
@@ -250,6 +250,26 @@ async fn a_cluster_that_cannot_be_placed_is_refused_with_the_reason_and_leaves_n
     ensure!(
         said.contains("3 nodes") && said.to_lowercase().contains("cpu"),
         "the refusal does not say why (the nodes and the CPU they need): {said}"
+    );
+    wait_no_objects(&cluster, Duration::from_secs(30)).await?;
+
+    // A compute pool nobody defined is refused by name before anything is made.
+    let (status, body) = start(&hub, "lee", json!({"pool": "gpu"})).await?;
+    ensure!(
+        status == StatusCode::BAD_REQUEST && body.contains(r#"no compute pool \"gpu\""#),
+        "an undefined pool gave {status}: {body}"
+    );
+    // A defined pool without machines: the backend says nothing there can run it.
+    let resp = hub
+        .admin(Method::POST, "/hub/api/compute-pools")
+        .json(&json!({"name": "gpu"}))
+        .send()
+        .await?;
+    expect_json(resp, StatusCode::CREATED, "define the pool gpu").await?;
+    let (status, body) = start(&hub, "lee", json!({"pool": "gpu"})).await?;
+    ensure!(
+        status == StatusCode::BAD_REQUEST && body.contains("gpu"),
+        "a pool without machines gave {status}: {body}"
     );
     wait_no_objects(&cluster, Duration::from_secs(30)).await?;
     Ok(())

@@ -167,6 +167,21 @@ pub async fn prepare(
         given.insert("image_id".into(), Value::from(image.id));
         given.insert("image_name".into(), Value::String(image.name.clone()));
     }
+    if let Some(pool) = &request.pool {
+        if hub.store.compute_pool(pool).await?.is_none() {
+            let pools: Vec<String> = hub
+                .store
+                .list_compute_pools()
+                .await?
+                .into_iter()
+                .map(|p| p.name)
+                .collect();
+            return Err(HubError::BadRequest(format!(
+                "There is no compute pool {pool:?}: choose one of {}",
+                pools.join(", ")
+            )));
+        }
+    }
     let resources = hub.spawner.validate(&request).await.map_err(rejected)?;
     if let Some(image) = image.as_ref().filter(|i| i.needs_gpu != 0) {
         if resources.gpus == 0 {
