@@ -236,6 +236,28 @@ impl ResourceLimits {
     }
 }
 
+/// Checks that `image` can be an image reference, and that it is one of `allowed` when the
+/// configuration lists the images it offers: [`SpawnerError::Rejected`] otherwise.
+pub(crate) fn check_image(image: &str, allowed: Option<&[String]>) -> Result<(), SpawnerError> {
+    let plausible = !image.is_empty()
+        && image.len() <= 255
+        && image
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/:@".contains(&b))
+        && !image.starts_with(['-', '/', ':', '@']);
+    if !plausible {
+        return Err(SpawnerError::Rejected(format!(
+            "\"{image}\" is not an image reference: choose an image from the library"
+        )));
+    }
+    if allowed.is_some_and(|list| !list.iter().any(|a| a == image)) {
+        return Err(SpawnerError::Rejected(format!(
+            "the image \"{image}\" is not offered here: choose an image from the library"
+        )));
+    }
+    Ok(())
+}
+
 /// Whether `name` can name a compute pool: 1 to 63 lower-case ASCII letters, digits and `-`,
 /// starting and ending with a letter or digit (it is a Kubernetes label value).
 pub fn is_pool_name(name: &str) -> bool {
@@ -445,6 +467,16 @@ fn parse_size(key: &str, text: &str) -> Result<u64, SpawnerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn images_must_be_references_and_allowed() {
+        assert!(check_image("registry:5000/xiji/base-notebook:latest", None).is_ok());
+        assert!(check_image("-rf", None).is_err());
+        assert!(check_image("a b", None).is_err());
+        let allowed = ["x:1".to_owned()];
+        assert!(check_image("x:1", Some(&allowed)).is_ok());
+        assert!(check_image("x:2", Some(&allowed)).is_err());
+    }
     use serde_json::json;
 
     fn limits() -> ResourceLimits {

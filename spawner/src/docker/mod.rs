@@ -102,7 +102,7 @@ pub use naming::{
 
 use crate::nodes::{node_name, node_oauth_client_id, node_service_prefix};
 use crate::paths::path_component;
-use crate::resources::human_size;
+use crate::resources::{check_image, human_size};
 use crate::{
     Capabilities, Capacity, ClusterRequest, ClusterResources, NodeInfo, NodeLayer, NodeUsage,
     ProgressEvent, ProgressSender, ResourceLimits, SpawnSpec, Spawner, SpawnerError, Started,
@@ -992,25 +992,7 @@ impl Spawner for DockerSpawner {
     async fn validate(&self, request: &ClusterRequest) -> Result<ClusterResources, SpawnerError> {
         let resources = self.limits().admit(request)?;
         if let Some(image) = &resources.image {
-            let plausible = !image.is_empty()
-                && image.len() <= 255
-                && image
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-/:@".contains(&b))
-                && !image.starts_with(['-', '/', ':', '@']);
-            if !plausible {
-                return Err(SpawnerError::Rejected(format!(
-                    "\"{image}\" is not an image reference: choose an image from the library"
-                )));
-            }
-            if let Some(allowed) = &self.cfg.allowed_images {
-                if !allowed.iter().any(|a| a == image) {
-                    return Err(SpawnerError::Rejected(format!(
-                        "the image \"{image}\" is not offered here: choose an image from the \
-                         library"
-                    )));
-                }
-            }
+            check_image(image, self.cfg.allowed_images.as_deref())?;
         }
         Ok(resources)
     }
