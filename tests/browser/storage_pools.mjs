@@ -45,6 +45,12 @@ try {
   const row = page.locator('tr[data-pool-name="gluster-1"]');
   await expectText(row, /fuse\.glusterfs/, 'the new pool\'s mount');
   await expectText(row.locator('.pool-used'), /of 102.4M used/, 'the capped size');
+  // The bar is a <progress>: the page's CSP would drop an inline style's width.
+  const bar = row.locator('.pool-space progress');
+  const value = await bar.getAttribute('value');
+  if (value === null || Number.isNaN(Number(value))) {
+    throw new Error(`the pool's space bar has no value: ${value}`);
+  }
   await screenshot(page, 'added');
 
   step('a local folder declared as GlusterFS is refused, with the reason');
