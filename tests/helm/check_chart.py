@@ -357,12 +357,15 @@ def authorized(docs: list[tuple[str, dict]], account: str, namespace: str,
 
 
 def secret_files(workload: dict, volume_name: str) -> dict[str, tuple[str, str]]:
-    """{file in the volume: (Secret name, key)} for a secret or projected volume."""
+    """{file in the volume: (Secret or ConfigMap name, key)} for a secret, configMap or
+    projected volume."""
     volume = next(v for v in pod_spec(workload)["volumes"] if v["name"] == volume_name)
     sources = [s["secret"] for s in volume.get("projected", {}).get("sources", [])
                if "secret" in s]
     if "secret" in volume:
         sources.append({"name": volume["secret"]["secretName"], **volume["secret"]})
+    if "configMap" in volume:
+        sources.append(volume["configMap"])
     files = {}
     for src in sources:
         for item in src.get("items", []):
@@ -371,7 +374,7 @@ def secret_files(workload: dict, volume_name: str) -> dict[str, tuple[str, str]]
 
 
 def mounted_file(workload: dict, cname: str, path: str) -> tuple[str, str] | None:
-    """The (Secret, key) behind a file path of a container, if a secret volume holds it."""
+    """The (Secret or ConfigMap, key) behind a file path of a container, if a volume holds it."""
     for m in container(workload, cname).get("volumeMounts", []):
         prefix = m["mountPath"].rstrip("/") + "/"
         if path.startswith(prefix):
@@ -553,6 +556,20 @@ def check_values_reflected(docs, values: dict, config: dict, checks: Checks) -> 
                         if component == "node-agent" else
                         not k8s.get("agent_pod_labels", {}).items() <= labels.items(),
                         f"agent_pod_labels and the {component} pods disagree")
+    checks.that(k8s.get("cluster_domain") == values["clusterDomain"],
+                "cluster_domain is not clusterDomain")
+    if su["caBundle"] or su["caBundleConfigMap"]:
+        source = mounted_file(hub, "hub", k8s.get("ca_bundle", ""))
+        wanted_map = su["caBundleConfigMap"] or f"{RELEASE}-hub-ca-bundle"
+        checks.that(source == (wanted_map, "ca-certificates.crt"),
+                    f"ca_bundle is {source}, not {wanted_map}'s ca-certificates.crt")
+        if not su["caBundleConfigMap"]:
+            bundle = next((c["data"].get("ca-certificates.crt") for c in by_kind(docs, "ConfigMap")
+                           if c["metadata"]["name"] == wanted_map), "")
+            checks.that(bundle.strip() == su["caBundle"].strip(),
+                        "the CA bundle ConfigMap does not hold singleuser.caBundle")
+    else:
+        checks.that("ca_bundle" not in k8s, "ca_bundle set though no CA bundle is given")
     checks.that(k8s.get("instance") == (values["fullnameOverride"] or RELEASE),
                 "spawner.kubernetes.instance is not the release's full name")
     for _, d in docs:

@@ -78,7 +78,9 @@ run expect-error --chart "$CHART" \
 run expect-error --chart "$CHART" --set-json '{"ingress": {"enabled": true}}' \
     --error "needs at least one host"
 run expect-error --chart "$CHART" --set-json '{"nodeAgent": {"token": "too-short"}}' \
-    --error "at least 16 characters"
+    --error "at '/nodeAgent/token'"
+run expect-error --chart "$CHART" --set-json '{"hub": {"admin": {"password": "short"}}}' \
+    --error "at '/hub/admin/password'"
 run expect-error --chart "$CHART" \
     --set-json '{"singleuser": {"tolerations": [{"operator": "Exists"}]}}' \
     --error "at '/singleuser/tolerations/0': missing property 'key'"
