@@ -56,8 +56,8 @@ RELEASE_LABELS = [
 # What the hub's Role may name, and with which verbs (issue 16: the namespace's pods, services,
 # secrets, configmaps, events, PVCs, networkpolicies and Volcano's podgroups).
 ROLE_RESOURCES = {
-    "": {"pods", "pods/status", "services", "secrets", "configmaps", "events",
-         "persistentvolumeclaims"},
+    "": {"pods", "pods/status", "pods/log", "services", "secrets", "configmaps",
+         "configmaps/finalizers", "events", "persistentvolumeclaims"},
     "networking.k8s.io": {"networkpolicies"},
     "scheduling.volcano.sh": {"podgroups"},
 }
@@ -269,9 +269,14 @@ def check_rbac(docs: list[tuple[str, dict]], hub: dict, checks: Checks) -> None:
                 for resource in rule.get("resources", []):
                     checks.that(resource in allowed,
                                 f"Role grants {resource} in API group {group!r}, beyond the list")
-            if rule.get("resources") == ["pods/status"] or rule.get("resources") == ["events"]:
+            read_only = {"pods/status", "pods/log", "events"}
+            if set(rule.get("resources", [])) <= read_only:
                 checks.that(set(rule["verbs"]) <= {"get", "list", "watch"},
                             f"Role may change {rule['resources']}: {rule['verbs']}")
+            if "configmaps/finalizers" in rule.get("resources", []):
+                checks.that(rule.get("resources") == ["configmaps/finalizers"]
+                            and rule.get("verbs") == ["update"],
+                            f"Role grants more than updating owners' finalizers: {rule}")
     cluster_roles = by_kind(docs, "ClusterRole")
     checks.that(len(cluster_roles) == 1, f"one ClusterRole expected, found {len(cluster_roles)}")
     for role in cluster_roles:

@@ -120,7 +120,7 @@ open(path, "w", encoding="utf-8").write(new)
 broken unknown-field templates/proxy-deployment.yaml \
     'text.replace("containerPort:", "containerPorts:", 1)'
 broken role-wildcard templates/hub-rbac.yaml \
-    'text.replace("resources: [\"pods/status\"]\n    verbs: [\"get\"]", "resources: [\"pods/status\"]\n    verbs: [\"*\"]")'
+    'text.replace("resources: [\"pods/status\", \"pods/log\"]\n    verbs: [\"get\"]", "resources: [\"pods/status\", \"pods/log\"]\n    verbs: [\"*\"]")'
 broken template-syntax templates/hub-service.yaml 'text.replace("}}", "}", 1)'
 broken agent-token templates/hub-deployment.yaml \
     'text.replace("- key: agent-token\n                      path: agent-token", "- key: proxy-token\n                      path: agent-token")'
