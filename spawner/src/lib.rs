@@ -322,6 +322,10 @@ pub struct Capabilities {
     /// hub's host or read by a node agent ([`LayerLocation`]). Otherwise a save is refused
     /// with a 400.
     pub saves_images: bool,
+    /// Servers are placed on machines by compute pool ([`ClusterRequest::pool`]), and
+    /// machines are moved between pools ([`Spawner::set_node_pool`]). Otherwise the backend
+    /// has one machine and ignores a request's pool.
+    pub compute_pools: bool,
     /// The user id (and group id) the servers' processes have in the work directory when it is
     /// not the hub's own: what the hub puts there itself (a project's uploaded files and the
     /// folders made for them) is handed to it, so the servers can change it. `None`: the hub's.

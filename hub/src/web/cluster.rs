@@ -14,7 +14,9 @@ use crate::domain::servers::{service_prefix, url_quote};
 use crate::domain::Services;
 
 /// The spawn form's fields, which are also the `user_options` keys it sends.
-pub(crate) const OPTION_FIELDS: [&str; 6] = ["image", "nodes", "cpus", "memory", "gpus", "storage"];
+pub(crate) const OPTION_FIELDS: [&str; 7] = [
+    "image", "nodes", "cpus", "memory", "gpus", "storage", "pool",
+];
 
 /// The spawn form's dataset checkboxes: one per dataset, value `owner/name`, repeated.
 pub(crate) const DATASET_FIELD: &str = "dataset";
@@ -45,6 +47,8 @@ pub(crate) struct SpawnValues {
     pub gpus: String,
     /// Storage per node; empty: no limit.
     pub storage: String,
+    /// The compute pool; empty: the backend's default.
+    pub pool: String,
     /// The datasets ticked, as `owner/name`.
     pub datasets: Vec<String>,
     /// The form offered datasets (even if none is ticked).
@@ -91,6 +95,7 @@ impl SpawnValues {
             memory: get("memory"),
             gpus: get("gpus"),
             storage: get("storage"),
+            pool: get("pool"),
             datasets,
             datasets_offered,
             wait,
@@ -123,7 +128,7 @@ impl SpawnValues {
         Value::Object(map)
     }
 
-    fn pairs(&self) -> [(&'static str, &str); 6] {
+    fn pairs(&self) -> [(&'static str, &str); 7] {
         [
             ("image", &self.image),
             ("nodes", &self.nodes),
@@ -131,6 +136,7 @@ impl SpawnValues {
             ("memory", &self.memory),
             ("gpus", &self.gpus),
             ("storage", &self.storage),
+            ("pool", &self.pool),
         ]
     }
 
@@ -163,6 +169,7 @@ impl SpawnValues {
             memory: text("memory"),
             gpus: text("gpus"),
             storage: text("storage"),
+            pool: text("pool"),
             datasets,
             datasets_offered: false,
             wait: options.get(WAIT_FIELD) == Some(&Value::Bool(true)),
@@ -265,6 +272,8 @@ pub(crate) struct SpawnForm {
     price: Option<super::billing::SpawnPrice>,
     /// The release policies the owner may choose for this start.
     release: Vec<ReleaseChoice>,
+    /// The compute pools a start may choose (empty: the backend places servers itself).
+    pools: Vec<String>,
 }
 
 /// `512M`, `2G`, `1.5G`: sizes in the syntax the form takes.
@@ -343,6 +352,7 @@ pub(crate) async fn spawn_form(
             values,
             error: req.error,
             price: None,
+            pools: Vec::new(),
         });
     };
     let no_gpu = sizes.max_gpus == Some(0);
@@ -376,7 +386,18 @@ pub(crate) async fn spawn_form(
         values,
         error: req.error,
         price: super::billing::spawn_price(hub).await?,
+        pools: pool_choices(hub).await?,
     })
+}
+
+/// The compute pools a start may choose: the defined ones, where the backend places servers by
+/// pool.
+async fn pool_choices(hub: &Services) -> Result<Vec<String>, PageError> {
+    if !hub.spawner.capabilities().compute_pools {
+        return Ok(Vec::new());
+    }
+    let pools = hub.store.list_compute_pools().await?;
+    Ok(pools.into_iter().map(|p| p.name).collect())
 }
 
 /// The datasets the owner may read (`owner/name`, sorted), ticked where `wanted` names them.

@@ -212,6 +212,7 @@ async fn render(
         context! {
             page => "admin-compute-nodes",
             backend => hub.spawner.backend_name(),
+            pools_move_machines => hub.spawner.capabilities().compute_pools,
             nodes => nodes,
             pools => pools,
             unlisted => unlisted,

@@ -354,6 +354,13 @@ pub const CATALOGUE: &[Message] = &[
     ("spawn_size", "Size of each node", "每个节点的配置"),
     ("spawn_nodes", "Nodes", "节点数"),
     ("spawn_nodes_hint", "1 to {max}", "1 到 {max} 个"),
+    ("spawn_pool", "Compute pool", "计算资源池"),
+    ("spawn_pool_any", "Default", "默认"),
+    (
+        "spawn_pool_hint",
+        "The machines the nodes run on",
+        "节点所在的机器",
+    ),
     ("spawn_cpus", "CPU cores per node", "每节点 CPU 核数"),
     ("spawn_cpus_hint", "{min} to {max} cores", "{min} 到 {max} 核"),
     ("spawn_memory", "Memory per node", "每节点内存"),

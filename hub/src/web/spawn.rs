@@ -147,7 +147,7 @@ pub(crate) async fn spawn_post(
         server: &server,
         next: next_from_query(&query),
         form: match SpawnValues::from_pairs(&pairs) {
-            Some(values) => FormMode::Posted(values),
+            Some(values) => FormMode::Posted(Box::new(values)),
             None => FormMode::Start,
         },
     };
@@ -162,7 +162,7 @@ enum FormMode<'a> {
         wanted_image: Option<&'a str>,
     },
     /// Start with these options from the form; show it again if they are refused.
-    Posted(SpawnValues),
+    Posted(Box<SpawnValues>),
     /// Start with the previous options.
     Start,
 }
@@ -226,7 +226,7 @@ async fn spawn(
             }
             None
         }
-        FormMode::Posted(values) => Some(values),
+        FormMode::Posted(values) => Some(*values),
         FormMode::Start => None,
     };
     let read = values

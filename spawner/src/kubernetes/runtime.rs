@@ -110,6 +110,7 @@ pub(super) fn capabilities(spawner: &KubernetesSpawner) -> Capabilities {
         work_owner: Some(JOVYAN_UID as u32),
         // Through the node agent on the pod's Kubernetes node (`agent.rs`).
         saves_images: true,
+        compute_pools: true,
         ..Capabilities::default()
     }
 }
