@@ -557,3 +557,123 @@ async fn the_node_agent_saves_a_container_it_finds_through_proc_frozen_while_rea
         "{err}"
     );
 }
+
+/// Docker's own reading of a container's CPU time (its stats API's
+/// `cpu_stats.cpu_usage.total_usage`, nanoseconds), through the Engine's socket.
+fn docker_cpu_ns(container: &str) -> u64 {
+    let socket = std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_owned))
+        .unwrap_or_else(|| "/var/run/docker.sock".into());
+    let stats = sh(&format!(
+        "curl -sf --unix-socket {socket} 'http://docker/containers/{container}/stats?stream=false&one-shot=true'"
+    ));
+    let stats: Value = serde_json::from_str(&stats).unwrap();
+    stats["cpu_stats"]["cpu_usage"]["total_usage"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no CPU time in Docker's stats: {stats}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_agent_reads_a_containers_cpu_time_from_its_cgroup_as_docker_does() {
+    if !docker_tests_enabled() {
+        return;
+    }
+    let registry = Registry::start();
+    let mut cleanup = DockerCleanup::default();
+    let base = build_base(&registry, &mut cleanup);
+    let name = unique("agent-usage-");
+    cleanup.containers.push(name.clone());
+    let container = sh(&format!("docker run -d --name {name} {base} sleep 3600"))
+        .trim()
+        .to_owned();
+    let agent = Agent::start();
+    let client = AgentClient::new(&agent.url, &agent.token).unwrap();
+    let kube_id = format!("docker://{container}");
+
+    // The raw API: the id as Kubernetes gives it, URL-encoded.
+    let path = format!("/v1/containers/docker%3A%2F%2F{container}/usage");
+    let resp = agent
+        .request(reqwest::Method::GET, &path)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let first: Value = resp.json().await.unwrap();
+    let first_ns = first["cpu_ns"].as_u64().unwrap();
+    let read_at = chrono::DateTime::parse_from_rfc3339(first["read_at"].as_str().unwrap()).unwrap();
+    assert!(
+        (chrono::Utc::now() - read_at.to_utc()).num_seconds().abs() < 60,
+        "{first}"
+    );
+
+    // A second of busy loop in the container: the agent's reading grows by (about) that, and
+    // lies between two readings of Docker's own around it.
+    sh(&format!(
+        "docker exec {name} sh -c '(while :; do :; done) & p=$!; sleep 1; kill $p'"
+    ));
+    let docker_before = docker_cpu_ns(&container);
+    let usage = client
+        .usage(&kube_id)
+        .await
+        .unwrap()
+        .expect("the container's usage");
+    let docker_after = docker_cpu_ns(&container);
+    assert!(
+        usage.cpu_ns >= first_ns + 100_000_000,
+        "a second of busy loop added {} ns",
+        usage.cpu_ns - first_ns
+    );
+    assert!(
+        docker_before <= usage.cpu_ns && usage.cpu_ns <= docker_after,
+        "Docker read {docker_before} then {docker_after} ns, the agent {} ns",
+        usage.cpu_ns
+    );
+    // The bare id names the same container.
+    let bare = client.usage(&container).await.unwrap().unwrap();
+    assert!(bare.cpu_ns >= usage.cpu_ns);
+
+    // Who may ask, and about what.
+    for token in [None, Some("wrong-token-wrong-token")] {
+        let mut request = reqwest::Client::new().get(format!("{}{path}", agent.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let resp = request.send().await.unwrap();
+        assert_eq!(resp.status(), 401, "token {token:?}");
+    }
+    let Err(err) = AgentClient::new(&agent.url, "wrong-token-wrong-token")
+        .unwrap()
+        .usage(&kube_id)
+        .await
+    else {
+        panic!("a wrong token was accepted");
+    };
+    assert!(err.to_string().contains("refused the hub's token"), "{err}");
+    let unknown = "cd".repeat(32);
+    let resp = agent
+        .request(
+            reqwest::Method::GET,
+            &format!("/v1/containers/containerd%3A%2F%2F{unknown}/usage"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let error: Value = resp.json().await.unwrap();
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains(&unknown) && message.contains("no process on this machine"),
+        "{message}"
+    );
+    let resp = agent
+        .request(reqwest::Method::GET, "/v1/containers/abc/usage")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+
+    // A container that is gone has no usage here.
+    sh(&format!("docker rm -f {name} > /dev/null"));
+    assert_eq!(client.usage(&kube_id).await.unwrap(), None);
+}

@@ -1,5 +1,6 @@
 //! The hub's side of the node agent: a save on an agent is an ordinary [`SaveJob`], whose state
-//! and progress are polled from the agent and whose cancel is a `DELETE`.
+//! and progress are polled from the agent and whose cancel is a `DELETE`; a container's CPU time
+//! is one `GET` ([`AgentClient::usage`]).
 
 use std::time::{Duration, Instant};
 
@@ -7,7 +8,7 @@ use reqwest::StatusCode;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::wire::{ErrorBody, SaveSpec, SaveView};
+use super::wire::{ContainerUsage, ErrorBody, SaveSpec, SaveView};
 use crate::error::{Error, Result};
 use crate::job::{JobState, JobStatus, SaveJob, SavedImage};
 
@@ -20,6 +21,9 @@ const UNREACHABLE_LIMIT: Duration = Duration::from_secs(60);
 const CANCEL_LIMIT: Duration = Duration::from_secs(60);
 /// Per request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Per reading of a container's CPU time, connecting included: the agent answers it from a few
+/// files, and a meter does not wait long for an agent that does not answer.
+const USAGE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A client of one node agent. `Debug` never shows the token.
 #[derive(Clone)]
@@ -112,6 +116,35 @@ impl AgentClient {
         self.answer(response).await
     }
 
+    /// Container `container_id`'s CPU time on the agent's machine
+    /// (`GET /v1/containers/{id}/usage`, the id as Kubernetes' `containerID` gives it);
+    /// `None` when no process runs in it there (it ended, or runs on another node). At most
+    /// a few seconds, connecting included.
+    pub async fn usage(&self, container_id: &str) -> Result<Option<ContainerUsage>> {
+        let mut url = reqwest::Url::parse(&self.base).map_err(|e| {
+            Error::Agent(format!(
+                "the node agent's URL {} is not one: {e}",
+                self.base
+            ))
+        })?;
+        url.path_segments_mut()
+            .map_err(|()| Error::Agent(format!("the node agent's URL {} is not one", self.base)))?
+            .pop_if_empty()
+            .extend(["v1", "containers", container_id, "usage"]);
+        let response = self
+            .http
+            .get(url)
+            .timeout(USAGE_TIMEOUT)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        self.answer(response).await.map(Some)
+    }
+
     fn unreachable(&self, e: &reqwest::Error) -> Error {
         Error::Agent(format!(
             "the node agent at {} cannot be reached: {e}",
@@ -120,7 +153,10 @@ impl AgentClient {
     }
 
     /// The body of a 2xx answer, or the agent's message.
-    async fn answer(&self, response: reqwest::Response) -> Result<SaveView> {
+    async fn answer<T: serde::de::DeserializeOwned>(
+        &self,
+        response: reqwest::Response,
+    ) -> Result<T> {
         let status = response.status();
         if status.is_success() {
             return response.json().await.map_err(|e| {

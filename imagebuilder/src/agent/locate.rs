@@ -10,11 +10,12 @@
 //!    overlay2 `/var/lib/docker/overlay2/<layer>/diff`. That is a path on the host: the agent
 //!    reads it below `host_root` (`/` when the host's `/var/lib/containerd` is mounted into the
 //!    agent at the same path, as the DaemonSet does).
-//! 3. Its cgroup directory, for the freezer: the process's cgroup path below the host's
-//!    cgroup filesystem (`host_cgroup`, `/sys/fs/cgroup`): cgroup v2's unified hierarchy, or v1's
-//!    `freezer` hierarchy. A path seen through a cgroup namespace (leading `/..` steps) is looked
-//!    for below the root; the directory must hold the process (`cgroup.procs`, when the agent
-//!    shares the host's PID namespace) or be named after the container.
+//! 3. Its cgroup directory, for the freezer and for its CPU time ([`locate_cgroup`]): the
+//!    process's cgroup path below the host's cgroup filesystem (`host_cgroup`, `/sys/fs/cgroup`):
+//!    cgroup v2's unified hierarchy, or v1's hierarchy of the controller (`freezer`, `cpuacct`).
+//!    A path seen through a cgroup namespace (leading `/..` steps) is looked for below the root;
+//!    the directory must hold the process (`cgroup.procs`, when the agent shares the host's PID
+//!    namespace) or be named after the container.
 
 use std::collections::VecDeque;
 use std::path::{Component, Path, PathBuf};
@@ -101,13 +102,7 @@ pub struct ContainerLocation {
 /// Finds container `id`'s processes, writable layer and cgroup on this machine.
 /// [`AgentError::NotFound`] when no process runs in it here.
 pub fn locate(id: &ContainerId, host: &HostPaths) -> Result<ContainerLocation, AgentError> {
-    let pids = processes_of(&id.id, &host.proc)?;
-    if pids.is_empty() {
-        return Err(AgentError::NotFound(format!(
-            "no process on this machine runs in container {id}: it is not running, or runs on \
-             another node"
-        )));
-    }
+    let pids = running_processes_of(id, host)?;
     let mut first_error = None;
     for pid in pids {
         let path = host.proc.join(format!("{pid}/mountinfo"));
@@ -143,6 +138,56 @@ pub fn locate(id: &ContainerId, host: &HostPaths) -> Result<ContainerLocation, A
         Some(e) => AgentError::Unprocessable(format!("container {id} cannot be saved: {e}")),
         None => AgentError::NotFound(format!("container {id}'s processes have exited")),
     })
+}
+
+/// A container's cgroup for one controller, found through one of its processes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerCgroup {
+    /// The process it was found through (the lowest pid that still runs).
+    pub pid: u32,
+    /// The cgroup interface.
+    pub version: CgroupVersion,
+    /// The cgroup's directory below [`HostPaths::cgroup`].
+    pub dir: PathBuf,
+}
+
+/// Finds container `id`'s cgroup for the v1 `controller` (`freezer`, `cpuacct`; on cgroup v2
+/// the container's one unified cgroup). [`AgentError::NotFound`] when no process runs in it
+/// here, [`AgentError::Internal`] when its cgroup is not where the agent looks.
+pub fn locate_cgroup(
+    id: &ContainerId,
+    host: &HostPaths,
+    controller: &str,
+) -> Result<ContainerCgroup, AgentError> {
+    let mut first_error = None;
+    for pid in running_processes_of(id, host)? {
+        // A process may exit between the scan and now; try the next one.
+        let Ok(text) = std::fs::read_to_string(host.proc.join(format!("{pid}/cgroup"))) else {
+            continue;
+        };
+        match cgroup_in(&text, pid, &id.id, host, controller) {
+            Ok((version, dir)) => return Ok(ContainerCgroup { pid, version, dir }),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(match first_error {
+        Some(e) => AgentError::Internal(format!("container {id}'s {controller} cgroup: {e}")),
+        None => AgentError::NotFound(format!("container {id}'s processes have exited")),
+    })
+}
+
+/// The pids (ascending) of container `id`; [`AgentError::NotFound`] when there are none.
+fn running_processes_of(id: &ContainerId, host: &HostPaths) -> Result<Vec<u32>, AgentError> {
+    let pids = processes_of(&id.id, &host.proc)?;
+    if pids.is_empty() {
+        return Err(AgentError::NotFound(format!(
+            "no process on this machine runs in container {id}: it is not running, or runs on \
+             another node"
+        )));
+    }
+    Ok(pids)
 }
 
 /// The pids (ascending) whose cgroup path names container `id`.
@@ -192,26 +237,47 @@ fn freezer_of(pid: u32, id: &str, host: &HostPaths) -> Result<CgroupFreezer, Str
     let file = host.proc.join(format!("{pid}/cgroup"));
     let text = std::fs::read_to_string(&file)
         .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let (version, dir) = cgroup_in(&text, pid, id, host, "freezer")?;
+    Ok(CgroupFreezer::new(version, dir))
+}
+
+/// The cgroup directory for the v1 `controller` of process `pid` (of container `id`) whose
+/// `/proc/<pid>/cgroup` is `text`, or why there is none: the unified hierarchy when the host
+/// has only cgroup v2; else the controller's v1 hierarchy (mounted as its co-mounted list,
+/// `cpu,cpuacct`, or by its name); else a hybrid host's `unified` one.
+fn cgroup_in(
+    text: &str,
+    pid: u32,
+    id: &str,
+    host: &HostPaths,
+    controller: &str,
+) -> Result<(CgroupVersion, PathBuf), String> {
     let unified = text
         .lines()
         .filter_map(cgroup_line)
         .find(|(controllers, _)| controllers.is_empty())
         .map(|(_, path)| path);
-    let v1_freezer = text
+    let root = &host.cgroup;
+    let v1 = text
         .lines()
         .filter_map(cgroup_line)
-        .find(|(controllers, _)| controllers.split(',').any(|c| c == "freezer"))
-        .map(|(_, path)| path);
-    let root = &host.cgroup;
+        .find(|(controllers, _)| controllers.split(',').any(|c| c == controller))
+        .and_then(|(controllers, path)| {
+            [controllers, controller]
+                .into_iter()
+                .map(|mount| root.join(mount))
+                .find(|base| base.is_dir())
+                .map(|base| (base, path))
+        });
     let (version, base, path) = if root.join("cgroup.controllers").is_file() {
         (CgroupVersion::V2, root.clone(), unified)
-    } else if let Some(path) = v1_freezer.filter(|_| root.join("freezer").is_dir()) {
-        (CgroupVersion::V1, root.join("freezer"), Some(path))
+    } else if let Some((base, path)) = v1 {
+        (CgroupVersion::V1, base, Some(path))
     } else if root.join("unified/cgroup.controllers").is_file() {
         (CgroupVersion::V2, root.join("unified"), unified)
     } else {
         return Err(format!(
-            "no cgroup freezer under {}: mount the host's /sys/fs/cgroup there",
+            "no cgroup {controller} under {}: mount the host's /sys/fs/cgroup there",
             root.display()
         ));
     };
@@ -219,7 +285,7 @@ fn freezer_of(pid: u32, id: &str, host: &HostPaths) -> Result<CgroupFreezer, Str
         format!(
             "process {pid} has no {} cgroup",
             match version {
-                CgroupVersion::V1 => "freezer",
+                CgroupVersion::V1 => controller,
                 CgroupVersion::V2 => "unified (v2)",
             }
         )
@@ -230,7 +296,7 @@ fn freezer_of(pid: u32, id: &str, host: &HostPaths) -> Result<CgroupFreezer, Str
             base.display()
         )
     })?;
-    Ok(CgroupFreezer::new(version, dir))
+    Ok((version, dir))
 }
 
 /// The directory below `base` of the cgroup `path` of process `pid` in container `id`. The

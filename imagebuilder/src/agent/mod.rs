@@ -10,10 +10,11 @@
 //!   directory for the freezer;
 //! - [`freeze`]: with `pause`, the container's cgroup is frozen while its layer is read and
 //!   thawed after, always (also on failure, cancel, or an agent that restarts);
-//! - [`service`]: the HTTP API (`POST /v1/saves`, `GET`/`DELETE /v1/saves/{id}`), every request
-//!   with `Authorization: Bearer <token>`;
+//! - [`usage`]: a container's CPU time from its cgroup, for the hub's metering;
+//! - [`service`]: the HTTP API (`POST /v1/saves`, `GET`/`DELETE /v1/saves/{id}`,
+//!   `GET /v1/containers/{id}/usage`), every request with `Authorization: Bearer <token>`;
 //! - [`client`]: the hub's side: a save on an agent is an ordinary [`SaveJob`](crate::SaveJob)
-//!   whose progress is polled from the agent.
+//!   whose progress is polled from the agent; a container's CPU time is one request.
 //!
 //! The wire types are in [`wire`], shared by both sides.
 
@@ -21,13 +22,17 @@ pub mod client;
 pub mod freeze;
 pub mod locate;
 pub mod service;
+pub mod usage;
 pub mod wire;
 
 pub use client::AgentClient;
 pub use freeze::{thaw_recorded, CgroupFreezer};
-pub use locate::{locate, ContainerId, ContainerLocation, HostPaths};
+pub use locate::{
+    locate, locate_cgroup, ContainerCgroup, ContainerId, ContainerLocation, HostPaths,
+};
 pub use service::{AgentConfig, NodeAgent};
-pub use wire::{SaveSpec, SaveView};
+pub use usage::container_usage;
+pub use wire::{ContainerUsage, SaveSpec, SaveView};
 
 /// Why the agent refuses or cannot do a request. Each variant is one HTTP status; the text is
 /// for the person reading the hub's message and never holds a secret.

@@ -6,6 +6,7 @@
 //! | `POST /v1/saves` [`SaveSpec`] | 201 [`SaveView`] (200 with the existing job when its `id` is known); 400 bad id or body, 404 no such container here, 409 a save of it under way, 422 not saveable |
 //! | `GET /v1/saves/{id}` | 200 [`SaveView`]: state and byte progress; 404 |
 //! | `DELETE /v1/saves/{id}` | 202 [`SaveView`]: the job stops between files or upload chunks and ends `cancelled` (a finished job stays as it is) |
+//! | `GET /v1/containers/{id}/usage` (`id` as `containerStatuses[].containerID` gives it, URL-encoded) | 200 [`ContainerUsage`]: the container's CPU time from its cgroup; 400 bad id, 404 no process runs in it here |
 //!
 //! Jobs live in the agent's memory: a finished one is kept for `job_retention`, and an agent
 //! that restarts forgets them (its client then reports the save as failed).
@@ -30,7 +31,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::freeze::FreezeHook;
 use super::locate::{locate, ContainerId, ContainerLocation, HostPaths};
-use super::wire::{ErrorBody, SaveSpec, SaveView};
+use super::usage::container_usage;
+use super::wire::{ContainerUsage, ErrorBody, SaveSpec, SaveView};
 use super::AgentError;
 use crate::compress::Compression;
 use crate::job::{BuilderConfig, ImageBuilder, JobState, JobStatus, NoPause, SaveRequest};
@@ -135,6 +137,7 @@ impl NodeAgent {
         Router::new()
             .route("/v1/saves", post(create_save))
             .route("/v1/saves/{id}", get(read_save).delete(cancel_save))
+            .route("/v1/containers/{id}/usage", get(read_usage))
             .fallback(not_found)
             .layer(axum::middleware::from_fn_with_state(
                 Arc::clone(self),
@@ -521,6 +524,21 @@ async fn cancel_save(
         .map(|view| (StatusCode::ACCEPTED, Json(view)))
 }
 
+async fn read_usage(
+    State(agent): State<Arc<NodeAgent>>,
+    Path(id): Path<String>,
+) -> Result<Json<ContainerUsage>, AgentError> {
+    let container = ContainerId::parse(&id)?;
+    let host = agent.config.host.clone();
+    // Reading /proc and the cgroup files blocks.
+    tokio::task::spawn_blocking(move || container_usage(&container, &host))
+        .await
+        .map_err(|e| AgentError::Internal(format!("reading the CPU time failed: {e}")))?
+        .map(Json)
+}
+
 async fn not_found() -> AgentError {
-    AgentError::NotFound("no such endpoint (the API is /v1/saves)".into())
+    AgentError::NotFound(
+        "no such endpoint (the API is /v1/saves and /v1/containers/{id}/usage)".into(),
+    )
 }

@@ -95,6 +95,16 @@ pub struct SaveView {
     pub status: JobStatus,
 }
 
+/// A container's CPU time as the agent read it from its cgroup
+/// (`GET /v1/containers/{id}/usage`): `{"cpu_ns", "read_at"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerUsage {
+    /// CPU time the container's cgroup has used since it was created, in nanoseconds.
+    pub cpu_ns: u64,
+    /// When the agent read it.
+    pub read_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// An error answer: `{"status": N, "message": "..."}`, as the hub's API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
