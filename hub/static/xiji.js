@@ -440,7 +440,7 @@
 
   // ---- spawn form and cluster nodes ---------------------------------------------------------
 
-  var OPTION_FIELDS = ['image', 'nodes', 'cpus', 'memory', 'gpus', 'storage'];
+  var OPTION_FIELDS = ['image', 'nodes', 'cpus', 'memory', 'gpus', 'storage', 'pool'];
 
   // The spawn form's filled-in fields, as the API's user_options.
   function spawnOptions(form) {

@@ -5,7 +5,8 @@
 //! start through the REST API → progress per node → ready → a proxy route per node → a kernel
 //! runs a cell on node-0 and on node-1 → a hub restart re-adopts the cluster → stop leaves no
 //! object behind. A cluster that cannot be placed is refused with the reason and leaves nothing;
-//! a pod that stays Unschedulable rolls the whole cluster back with the scheduler's message.
+//! a pod that stays Unschedulable rolls the whole cluster back with the scheduler's message; a
+//! cluster started from the spawn form in Chromium runs on the compute pool the user chose.
 
 #[path = "kube_support/mod.rs"]
 mod kube_support;
@@ -16,8 +17,9 @@ use anyhow::{bail, ensure, Context, Result};
 use kube_support::{KubeCluster, KubeClusterOptions};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use tests::browser::keep_screenshots;
 use tests::docker::wait_cluster_ready;
-use tests::{expect_json, tail, Hub, HubOptions, Kernel, Singleuser};
+use tests::{browser, expect_json, tail, Hub, HubOptions, Kernel, Singleuser};
 
 const NAMESPACE: &str = "xiji";
 /// Two Kubernetes nodes in the compute pool `default`, 4 cores and 8 GiB each.
@@ -272,5 +274,72 @@ async fn a_cluster_that_cannot_be_placed_or_names_an_unknown_pool_is_refused_wit
         "a pool without machines gave {status}: {body}"
     );
     wait_no_objects(&cluster, Duration::from_secs(30)).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cluster_started_from_the_form_runs_on_the_compute_pool_the_user_chose() -> Result<()> {
+    let cluster = kube_cluster()?;
+    let root = tempfile::tempdir()?;
+    let hub = kube_hub(&cluster, root.path(), 120).await?;
+    hub.create_user("mia", "mia-password-1").await?;
+
+    // The administrator defines the pool `gpu` and puts node-b into it by its name.
+    let resp = hub
+        .admin(Method::POST, "/hub/api/compute-pools")
+        .json(&json!({"name": "gpu"}))
+        .send()
+        .await?;
+    expect_json(resp, StatusCode::CREATED, "define the pool gpu").await?;
+    let resp = hub
+        .admin(Method::POST, "/hub/api/compute-nodes")
+        .json(&json!({"name": "node-b", "pool": "gpu"}))
+        .send()
+        .await?;
+    let status = resp.status();
+    ensure!(
+        status.is_success(),
+        "putting node-b into gpu gave {status}: {}",
+        resp.text().await?
+    );
+    let node = cluster.get_json("/api/v1/nodes/node-b").await;
+    ensure!(
+        node["metadata"]["labels"]["xiji.org/pool"] == json!("gpu"),
+        "node-b does not carry the pool label: {}",
+        node["metadata"]["labels"]
+    );
+
+    let run = browser::run_script(
+        &hub,
+        "kubernetes_pool.mjs",
+        "kubernetes_pool",
+        &[
+            ("XIJI_USER", "mia"),
+            ("XIJI_USER_PASSWORD", "mia-password-1"),
+            ("XIJI_POOL", "gpu"),
+        ],
+    )
+    .await;
+    keep_screenshots(&hub, "kubernetes", &["kubernetes_pool"]);
+    let run = run?;
+    ensure!(run.output.contains("\"ok\":true"), "{}", run.output);
+    run.expect_screenshot("lab")?;
+
+    let model = hub.user("mia").await?;
+    ensure!(
+        model["servers"][""]["user_options"]["pool"] == json!("gpu"),
+        "the start did not ask for the pool: {model}"
+    );
+    let pods = cluster.pods(NAMESPACE).await;
+    let placed: Vec<&str> = pods
+        .iter()
+        .filter_map(|p| p["spec"]["nodeName"].as_str())
+        .collect();
+    ensure!(
+        placed == ["node-b"],
+        "the cluster's pod went to {placed:?}, not to the gpu pool's node-b"
+    );
+    hub.stop_server("mia").await?;
+    wait_no_objects(&cluster, Duration::from_secs(60)).await?;
     Ok(())
 }
