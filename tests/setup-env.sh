@@ -8,7 +8,7 @@
 #   - Python venvs under .cache/: venv5 (JupyterHub 5.5 + JupyterLab + idle culler),
 #     venv6 (JupyterHub 6.x + JupyterLab), venv-tools (schemathesis),
 #     kube-venv (kmock, kubernetes-validate, helm-python-sdk)
-#   - npm packages under .cache/node: playwright-core, configurable-http-proxy
+#   - npm packages under .cache/node: playwright-core, configurable-http-proxy, oidc-provider
 #   - a running PostgreSQL on 127.0.0.1 with a role and a database for the tests
 set -euo pipefail
 
@@ -107,11 +107,12 @@ NODE_PREFIX="$CACHE/node"
 command -v node >/dev/null || die "node is not on PATH"
 command -v npm >/dev/null || die "npm is not on PATH"
 if [ ! -f "$NODE_PREFIX/node_modules/playwright-core/package.json" ] \
-    || [ ! -f "$NODE_PREFIX/node_modules/configurable-http-proxy/package.json" ]; then
+    || [ ! -f "$NODE_PREFIX/node_modules/configurable-http-proxy/package.json" ] \
+    || [ ! -f "$NODE_PREFIX/node_modules/oidc-provider/package.json" ]; then
     log "installing npm packages into $NODE_PREFIX"
     mkdir -p "$NODE_PREFIX"
     npm install --prefix "$NODE_PREFIX" --no-audit --no-fund --loglevel=error \
-        'playwright-core@^1' 'configurable-http-proxy@^5'
+        'playwright-core@^1' 'configurable-http-proxy@^5' 'oidc-provider@^9'
 fi
 
 # ---------------------------------------------------------------------------

@@ -94,6 +94,128 @@ pub struct Config {
     pub datasets: DatasetsConfig,
     /// Metering: how often running clusters are written to the ledger, the days' time zone.
     pub metering: MeteringConfig,
+    /// How users sign in: local passwords (default) or a campus OpenID Connect provider.
+    pub auth: AuthConfig,
+}
+
+/// How users sign in (`[auth]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `local` (passwords kept by the hub) or `oidc` (a campus OpenID Connect provider).
+    pub kind: AuthKind,
+    /// The OpenID Connect provider, for `kind = "oidc"` (`[auth.oidc]`).
+    pub oidc: OidcConfig,
+}
+
+/// The sign-in methods.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthKind {
+    /// Local user names and passwords only.
+    #[default]
+    Local,
+    /// "Log in with {provider}" through OpenID Connect; the local form stays for local accounts.
+    Oidc,
+}
+
+/// A campus OpenID Connect provider (`[auth.oidc]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OidcConfig {
+    /// Shown on the login button: "Log in with {provider_name}".
+    pub provider_name: String,
+    /// The issuer URL; its `/.well-known/openid-configuration` names the endpoints.
+    pub issuer: String,
+    /// The client id registered at the provider.
+    pub client_id: String,
+    /// The client secret; else `client_secret_file`.
+    pub client_secret: Option<String>,
+    /// A file holding the client secret (surrounding whitespace ignored).
+    pub client_secret_file: Option<PathBuf>,
+    /// Scopes asked for (`openid` is always asked for).
+    pub scopes: Vec<String>,
+    /// The ID token claim holding the user name; a token without it is refused.
+    pub username_claim: String,
+    /// The claim holding the user's groups (a list of strings); `None` = no groups.
+    pub groups_claim: Option<String>,
+    /// Members of these groups are administrators.
+    pub admin_groups: Vec<String>,
+    /// Members of these groups (and not of `admin_groups`) are teachers; everyone else a student.
+    pub teacher_groups: Vec<String>,
+    /// Only these users may sign in (with `allowed_groups`: either); both empty = everyone.
+    pub allowed_users: Vec<String>,
+    /// Only members of these groups (or of `admin_groups`) may sign in.
+    pub allowed_groups: Vec<String>,
+    /// Make the user's hub groups exactly the provider's groups on every sign-in.
+    pub manage_groups: bool,
+    /// The redirect URI registered at the provider; default: `{public_url}hub/oidc/callback`,
+    /// or the request's host when `public_url` is not set.
+    pub callback_url: Option<String>,
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        Self {
+            provider_name: "Campus".into(),
+            issuer: String::new(),
+            client_id: String::new(),
+            client_secret: None,
+            client_secret_file: None,
+            scopes: vec!["openid".into(), "profile".into()],
+            username_claim: "preferred_username".into(),
+            groups_claim: None,
+            admin_groups: Vec::new(),
+            teacher_groups: Vec::new(),
+            allowed_users: Vec::new(),
+            allowed_groups: Vec::new(),
+            manage_groups: false,
+            callback_url: None,
+        }
+    }
+}
+
+impl OidcConfig {
+    /// The client secret: `client_secret`, or the trimmed content of `client_secret_file`.
+    pub fn secret(&self) -> Result<String, ConfigError> {
+        if let Some(s) = &self.client_secret {
+            return Ok(s.clone());
+        }
+        match &self.client_secret_file {
+            Some(f) => std::fs::read_to_string(f)
+                .map(|s| s.trim().to_owned())
+                .map_err(|source| ConfigError::Read {
+                    path: f.clone(),
+                    source,
+                }),
+            None => Err(ConfigError::Invalid(
+                "auth.oidc: give client_secret or client_secret_file".into(),
+            )),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let issuer = url::Url::parse(&self.issuer).map_err(|e| {
+            ConfigError::Invalid(format!("auth.oidc.issuer {:?}: {e}", self.issuer))
+        })?;
+        if issuer.scheme() != "http" && issuer.scheme() != "https" {
+            return Err(ConfigError::Invalid(format!(
+                "auth.oidc.issuer {:?}: must be http:// or https://",
+                self.issuer
+            )));
+        }
+        if self.client_id.is_empty() || self.username_claim.is_empty() {
+            return Err(ConfigError::Invalid(
+                "auth.oidc: client_id and username_claim must not be empty".into(),
+            ));
+        }
+        if self.client_secret.is_some() == self.client_secret_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "auth.oidc: give client_secret or client_secret_file (one of them)".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Metering of running clusters into the usage ledger.
@@ -697,6 +819,7 @@ impl Default for Config {
             images: ImagesConfig::default(),
             datasets: DatasetsConfig::default(),
             metering: MeteringConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -915,6 +1038,11 @@ impl Config {
         if let Some(f) = self.proxy.auth_token_file.as_mut() {
             required.push(("proxy.auth_token_file".into(), f));
         }
+        if let Some(f) = self.auth.oidc.client_secret_file.as_mut() {
+            if self.auth.kind == AuthKind::Oidc {
+                required.push(("auth.oidc.client_secret_file".into(), f));
+            }
+        }
         for s in &mut self.services {
             if let Some(f) = s.api_token_file.as_mut() {
                 required.push((format!("services.{}.api_token_file", s.name), f));
@@ -993,6 +1121,9 @@ impl Config {
                     service.name
                 )));
             }
+        }
+        if self.auth.kind == AuthKind::Oidc {
+            self.auth.oidc.validate()?;
         }
         if self.proxy.auth_token.is_some() && self.proxy.auth_token_file.is_some() {
             return Err(ConfigError::Invalid(
@@ -1302,5 +1433,48 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("services.other.api_token_file"), "{err}");
+    }
+
+    #[test]
+    fn campus_login_is_off_by_default_and_needs_an_issuer_a_client_and_one_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.toml");
+        std::fs::write(&path, "").unwrap();
+        let cfg = Config::load(Some(&path), Overrides::default()).unwrap();
+        assert_eq!(cfg.auth.kind, AuthKind::Local);
+        let base = "[auth]\nkind = \"oidc\"\n[auth.oidc]\n";
+        for (text, wanted) in [
+            ("client_id = \"x\"\nclient_secret = \"s\"\n", "auth.oidc.issuer"),
+            (
+                "issuer = \"https://id.example.edu\"\nclient_secret = \"s\"\n",
+                "client_id",
+            ),
+            (
+                "issuer = \"https://id.example.edu\"\nclient_id = \"x\"\n",
+                "client_secret",
+            ),
+            (
+                "issuer = \"https://id.example.edu\"\nclient_id = \"x\"\nclient_secret_file = \"nope\"\n",
+                "auth.oidc.client_secret_file",
+            ),
+        ] {
+            std::fs::write(&path, format!("{base}{text}")).unwrap();
+            let err = Config::load(Some(&path), Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(wanted), "{text}: {err}");
+        }
+        std::fs::write(dir.path().join("secret"), "s3cret\n").unwrap();
+        std::fs::write(
+            &path,
+            format!(
+                "{base}issuer = \"https://id.example.edu\"\nclient_id = \"x\"\nclient_secret_file = {:?}\n",
+                dir.path().join("secret")
+            ),
+        )
+        .unwrap();
+        let cfg = Config::load(Some(&path), Overrides::default()).unwrap();
+        assert_eq!(cfg.auth.kind, AuthKind::Oidc);
+        assert_eq!(cfg.auth.oidc.secret().unwrap(), "s3cret");
     }
 }

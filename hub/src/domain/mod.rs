@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod admission;
 pub mod billing;
 pub mod budgets;
+pub mod campus_login;
 pub mod clusters;
 pub mod compute_nodes;
 pub mod dataset_files;

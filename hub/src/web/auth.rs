@@ -15,6 +15,7 @@ use super::i18n::{Lang, LANG_COOKIE};
 use super::next::{next_from_query, safe_next};
 use super::{redirect, PageError, PageRequest};
 use crate::clock;
+use crate::db::UserRow;
 use crate::domain::Services;
 use crate::domain::{accounts, identity, names};
 use crate::http::{
@@ -47,6 +48,7 @@ pub(crate) fn parse_form_pairs(body: &[u8]) -> Result<Vec<(String, String)>, Pag
 }
 
 fn render_login(
+    hub: &Services,
     page: &PageRequest,
     status: StatusCode,
     next: Option<&str>,
@@ -65,12 +67,14 @@ fn render_login(
             action => action,
             username => username,
             error => error,
+            campus_login => super::campus_login::button(hub, next),
         },
     )
 }
 
 /// `GET /hub/login`: the form, or straight on when already logged in.
 pub(crate) async fn login_page(
+    State(hub): State<Arc<Services>>,
     page: PageRequest,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Response {
@@ -78,7 +82,7 @@ pub(crate) async fn login_page(
     if page.user().is_some() {
         return redirect(next.as_deref().unwrap_or("/hub/home"));
     }
-    render_login(&page, StatusCode::OK, next.as_deref(), "", None)
+    render_login(&hub, &page, StatusCode::OK, next.as_deref(), "", None)
 }
 
 /// `POST /hub/login`: checks XSRF, the throttle and the password; opens a session.
@@ -112,6 +116,7 @@ pub(crate) async fn login(
             .text("login_locked")
             .replace("{seconds}", &seconds.to_string());
         let mut response = render_login(
+            &hub,
             &page,
             StatusCode::TOO_MANY_REQUESTS,
             next.as_deref(),
@@ -133,6 +138,7 @@ pub(crate) async fn login(
         tracing::warn!(user.name = %username, "login failed");
         let message = page.lang.text("login_invalid").to_owned();
         return Ok(render_login(
+            &hub,
             &page,
             StatusCode::FORBIDDEN,
             next.as_deref(),
@@ -141,13 +147,24 @@ pub(crate) async fn login(
         ));
     };
     hub.throttle.succeed(&name_key);
+    start_session(&hub, &page, &user, next.as_deref()).await
+}
+
+/// Opens a session for a user who proved who they are (password or campus login): the login and
+/// session cookies, then on to `next` or the home page.
+pub(crate) async fn start_session(
+    hub: &Services,
+    page: &PageRequest,
+    user: &UserRow,
+    next: Option<&str>,
+) -> Result<Response, PageError> {
     let (login_cookie, session_id) =
-        identity::open_session(&hub.store, &user, hub.config.cookie_max_age_days).await?;
+        identity::open_session(&hub.store, user, hub.config.cookie_max_age_days).await?;
     hub.store.touch_user(user.id, clock::now()).await?;
     tracing::info!(user.name = %user.name, "logged in");
     let secure = hub.config.cookies_secure();
     let max_age = Some(i64::from(hub.config.cookie_max_age_days) * 86_400);
-    let mut response = redirect(next.as_deref().unwrap_or("/hub/home"));
+    let mut response = redirect(next.unwrap_or("/hub/home"));
     append_cookie(
         &mut response,
         &set_cookie(

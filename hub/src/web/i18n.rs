@@ -143,6 +143,8 @@ pub const CATALOGUE: &[Message] = &[
     ("login_username", "Username", "用户名"),
     ("login_password", "Password", "密码"),
     ("login_submit", "Sign in", "登录"),
+    ("login_with", "Log in with {provider}", "使用{provider}登录"),
+    ("login_or", "or with a local account", "或使用本地账号"),
     ("login_invalid", "Invalid username or password.", "用户名或密码错误。"),
     (
         "login_locked",

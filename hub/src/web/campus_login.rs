@@ -1,0 +1,157 @@
+//! The campus login pages (`[auth] kind = "oidc"`): `GET /hub/oidc/login` sends the browser to the
+//! provider, `GET /hub/oidc/callback` takes it back and opens the normal Xiji session. The
+//! request's `state` is also kept in a short-lived cookie on `/hub/oidc/`, so a callback carried
+//! to another browser (login CSRF) is refused.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Extension, Router};
+use minijinja::context;
+
+use super::next::next_from_query;
+use super::{encode_query, redirect, PageError, PageRequest};
+use crate::config::AuthKind;
+use crate::domain::campus_login::CampusLogin;
+use crate::domain::Services;
+use crate::http::{append_cookie, cookie, set_cookie, CookieOptions};
+
+/// The cookie holding the `state` of the login under way.
+const STATE_COOKIE: &str = "xiji-oidc-state";
+const STATE_COOKIE_PATH: &str = "/hub/oidc/";
+const STATE_COOKIE_SECONDS: i64 = 600;
+
+/// The provider's client, when campus login is configured (and could be set up).
+#[derive(Clone)]
+struct Campus(Option<Arc<CampusLogin>>);
+
+/// The campus login routes, with the provider's client they share.
+pub(super) fn routes(hub: &Services) -> Router<Arc<Services>> {
+    let campus = if hub.config.auth.kind == AuthKind::Oidc {
+        match CampusLogin::new(&hub.config.auth.oidc) {
+            Ok(c) => Some(Arc::new(c)),
+            Err(e) => {
+                tracing::error!(error = %e, "campus login is configured but cannot start");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    Router::new()
+        .route("/hub/oidc/login", get(login))
+        .route("/hub/oidc/callback", get(callback))
+        .layer(Extension(Campus(campus)))
+}
+
+/// The login page's "Log in with {provider}" button, when campus login is on.
+pub(super) fn button(hub: &Services, next: Option<&str>) -> Option<minijinja::Value> {
+    if hub.config.auth.kind != AuthKind::Oidc {
+        return None;
+    }
+    let href = match next {
+        Some(n) => format!("/hub/oidc/login?{}", encode_query(&[("next", n)])),
+        None => "/hub/oidc/login".to_owned(),
+    };
+    Some(context! {
+        name => hub.config.auth.oidc.provider_name,
+        href => href,
+    })
+}
+
+fn campus(Campus(c): Campus) -> Result<Arc<CampusLogin>, PageError> {
+    c.ok_or_else(|| PageError::status(StatusCode::NOT_FOUND))
+}
+
+/// Where the provider sends the browser back: the configured URL, else under `public_url`, else
+/// on the host this request came to.
+fn callback_url(hub: &Services, campus: &CampusLogin, headers: &HeaderMap) -> String {
+    if let Some(url) = campus.callback_url() {
+        return url.to_owned();
+    }
+    if let Some(public) = &hub.config.public_url {
+        return format!("{}/hub/oidc/callback", public.trim_end_matches('/'));
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}/hub/oidc/callback")
+}
+
+fn state_cookie(hub: &Services, value: &str, max_age: i64) -> String {
+    set_cookie(
+        STATE_COOKIE,
+        value,
+        &CookieOptions {
+            path: STATE_COOKIE_PATH,
+            max_age: Some(max_age),
+            http_only: true,
+            secure: hub.config.cookies_secure(),
+        },
+    )
+}
+
+/// `GET /hub/oidc/login?next=…`: to the provider's authorization endpoint.
+async fn login(
+    State(hub): State<Arc<Services>>,
+    Extension(c): Extension<Campus>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Result<Response, PageError> {
+    let campus = campus(c)?;
+    let redirect_uri = callback_url(&hub, &campus, &headers);
+    let start = campus.start(&redirect_uri, next_from_query(&query)).await?;
+    let mut response = redirect(&start.authorize_url);
+    append_cookie(
+        &mut response,
+        &state_cookie(&hub, &start.state, STATE_COOKIE_SECONDS),
+    );
+    Ok(response)
+}
+
+/// `GET /hub/oidc/callback?state=…&code=…`: checks the sign-in and opens the session.
+async fn callback(
+    State(hub): State<Arc<Services>>,
+    Extension(c): Extension<Campus>,
+    page: PageRequest,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Result<Response, PageError> {
+    let campus = campus(c)?;
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    if let Some(error) = param("error") {
+        tracing::warn!(error, "campus login: the provider returned an error");
+        let description = param("error_description").unwrap_or_default();
+        return Err(PageError::with_text(
+            StatusCode::FORBIDDEN,
+            format!("The identity provider did not sign you in ({error}: {description})."),
+        ));
+    }
+    let (Some(state), Some(code)) = (param("state"), param("code")) else {
+        return Err(PageError::with_text(
+            StatusCode::BAD_REQUEST,
+            "This sign-in link is incomplete (no state or code). Start again from the login page.",
+        ));
+    };
+    if cookie(&headers, STATE_COOKIE) != Some(state) {
+        tracing::warn!("campus login refused: state does not match this browser's");
+        return Err(PageError::with_text(
+            StatusCode::FORBIDDEN,
+            "This sign-in was not started in this browser (state mismatch). Start again from the login page.",
+        ));
+    }
+    let signed_in = campus.finish(&hub, state, code).await?;
+    let mut response =
+        super::auth::start_session(&hub, &page, &signed_in.user, signed_in.next.as_deref()).await?;
+    append_cookie(&mut response, &state_cookie(&hub, "", 0));
+    Ok(response)
+}

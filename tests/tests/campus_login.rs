@@ -1,0 +1,502 @@
+//! Campus login through OpenID Connect, against a real identity provider: npm `oidc-provider`
+//! (an OpenID Certified implementation) started from `tests/oidc/provider.mjs` on 127.0.0.1, and
+//! the real `xiji` binary with `[auth] kind = "oidc"`. The browser's part is played by a
+//! cookie-keeping HTTP client that follows every redirect itself and fills in the provider's
+//! login form.
+//!
+//! - A student signs in with "Log in with Campus", lands on the home page as a new user with the
+//!   role and groups from the `groups` claim; a teacher gets the teacher role; a user outside the
+//!   allowed groups, or whose token has no user name, is refused with a clear page and no account.
+//! - The provider rotates its signing key between two logins: the second still works. A user
+//!   moved out of the allowed groups is refused at the next login.
+//! - Tampering: a wrong `state`, a replayed code, an ID token signed by another key (under the
+//!   provider's key id, or under an unknown one), an expired token and a wrong audience are each
+//!   refused with a 403 page and no account made.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tests::{required_env, workspace_root, Hub, HubOptions};
+
+const CLIENT_SECRET: &str = "xiji-client-secret";
+
+/// The identity provider, killed when dropped.
+struct Provider {
+    child: Option<Child>,
+    port: u16,
+    redirect_uri: String,
+    log: PathBuf,
+}
+
+impl Provider {
+    async fn start(hub: &Hub, port: u16) -> Result<Provider> {
+        let mut p = Provider {
+            child: None,
+            port,
+            redirect_uri: hub.url("/hub/oidc/callback"),
+            log: hub.scratch_path("oidc-provider.log"),
+        };
+        p.launch(hub).await?;
+        Ok(p)
+    }
+
+    fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn launch(&mut self, hub: &Hub) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = hub
+            .command("node")
+            .arg(workspace_root().join("tests/oidc/provider.mjs"))
+            .env(
+                "XIJI_TEST_NODE_MODULES",
+                required_env("XIJI_TEST_NODE_MODULES")?,
+            )
+            .env("PORT", self.port.to_string())
+            .env("REDIRECT_URI", &self.redirect_uri)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot run node")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = format!("{}/.well-known/openid-configuration", self.issuer());
+        loop {
+            if let Ok(r) = reqwest::get(&url).await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the identity provider did not start:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Restarts the provider: it comes back with a new signing key (a key rotation).
+    async fn rotate_keys(&mut self, hub: &Hub) -> Result<()> {
+        self.stop();
+        self.launch(hub).await
+    }
+
+    async fn kid(&self) -> Result<String> {
+        let v: Value = reqwest::get(format!("{}/control/kid", self.issuer()))
+            .await?
+            .json()
+            .await?;
+        Ok(v["kid"].as_str().unwrap_or_default().to_owned())
+    }
+
+    async fn control(&self, path: &str, body: Value) -> Result<()> {
+        let r = reqwest::Client::new()
+            .post(format!("{}{path}", self.issuer()))
+            .json(&body)
+            .send()
+            .await?;
+        ensure!(r.status().is_success(), "control {path}: {}", r.status());
+        Ok(())
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A hub with campus login against the provider that will listen on `port`.
+async fn start_hub(port: u16, secret_dir: &tempfile::TempDir) -> Result<Hub> {
+    let secret_file = secret_dir.path().join("client-secret");
+    std::fs::write(&secret_file, format!("{CLIENT_SECRET}\n"))?;
+    let tables = format!(
+        r#"
+[auth]
+kind = "oidc"
+
+[auth.oidc]
+provider_name = "Campus"
+issuer = "http://127.0.0.1:{port}"
+client_id = "xiji"
+client_secret_file = "{}"
+scopes = ["openid", "profile", "groups"]
+username_claim = "preferred_username"
+groups_claim = "groups"
+admin_groups = ["it-staff"]
+teacher_groups = ["teachers"]
+allowed_groups = ["students", "teachers"]
+manage_groups = true
+"#,
+        secret_file.display()
+    );
+    Hub::start_with(HubOptions {
+        tables_toml: tables,
+        ..HubOptions::default()
+    })
+    .await
+}
+
+/// A browser: keeps cookies, follows nothing by itself.
+fn browser() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()?)
+}
+
+/// Where a walk through the redirects ended.
+#[derive(Debug)]
+struct Landing {
+    url: String,
+    status: StatusCode,
+    body: String,
+}
+
+fn location(from: &str, resp: &reqwest::Response) -> Result<String> {
+    let to = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .context("a redirect without Location")?
+        .to_str()?;
+    Ok(url::Url::parse(from)?.join(to)?.to_string())
+}
+
+/// Follows redirects from `url`, signing in at the provider's login page as `user`; stops at the
+/// first page that is not a redirect, or (with `stop_at_callback`) at the hub's callback URL.
+async fn walk(
+    client: &reqwest::Client,
+    url: &str,
+    user: &str,
+    stop_at_callback: bool,
+) -> Result<Landing> {
+    let mut url = url.to_owned();
+    let mut signed_in = false;
+    for _ in 0..20 {
+        if stop_at_callback && url.contains("/hub/oidc/callback") {
+            return Ok(Landing {
+                url,
+                status: StatusCode::FOUND,
+                body: String::new(),
+            });
+        }
+        let resp = client.get(&url).send().await?;
+        if resp.status().is_redirection() {
+            url = location(&url, &resp)?;
+            continue;
+        }
+        if resp.status() == StatusCode::OK && url.contains("/interaction/") && !signed_in {
+            // The provider's login form: `prompt=login`, any password.
+            let resp = client
+                .post(&url)
+                .form(&[("prompt", "login"), ("login", user), ("password", "any")])
+                .send()
+                .await?;
+            ensure!(
+                resp.status().is_redirection(),
+                "the provider's login form answered {}",
+                resp.status()
+            );
+            signed_in = true;
+            url = location(&url, &resp)?;
+            continue;
+        }
+        let status = resp.status();
+        let body = resp.text().await?;
+        return Ok(Landing { url, status, body });
+    }
+    bail!("more than 20 redirects from {url}")
+}
+
+/// A whole campus login as `user` in a fresh browser.
+async fn campus_login(hub: &Hub, user: &str) -> Result<(reqwest::Client, Landing)> {
+    let client = browser()?;
+    let landing = walk(&client, &hub.url("/hub/oidc/login"), user, false).await?;
+    Ok((client, landing))
+}
+
+async fn user_exists(hub: &Hub, name: &str) -> Result<bool> {
+    let resp = hub
+        .admin(Method::GET, &format!("/hub/api/users/{name}"))
+        .send()
+        .await?;
+    match resp.status() {
+        StatusCode::OK => Ok(true),
+        StatusCode::NOT_FOUND => Ok(false),
+        s => bail!("GET user {name}: {s}"),
+    }
+}
+
+async fn role_of(hub: &Hub, name: &str) -> Result<String> {
+    let v: Value = hub
+        .admin(Method::GET, &format!("/hub/api/users/{name}/quota"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(v["role"].as_str().unwrap_or_default().to_owned())
+}
+
+fn expect_home(landing: &Landing, who: &str) -> Result<()> {
+    ensure!(
+        landing.status == StatusCode::OK && landing.url.ends_with("/hub/home"),
+        "{who} did not land on the home page: {} {}\n{}",
+        landing.status,
+        landing.url,
+        landing.body
+    );
+    Ok(())
+}
+
+fn expect_refused(landing: &Landing, what: &str, says: &str) -> Result<()> {
+    ensure!(
+        landing.status == StatusCode::FORBIDDEN && landing.body.contains(says),
+        "{what}: expected a 403 page saying {says:?}, got {} at {}:\n{}",
+        landing.status,
+        landing.url,
+        landing.body
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn campus_users_sign_in_with_the_role_and_groups_from_their_claims_and_others_are_refused(
+) -> Result<()> {
+    let port = free_port()?;
+    let secrets = tempfile::tempdir()?;
+    let hub = start_hub(port, &secrets).await?;
+    let mut provider = Provider::start(&hub, port).await?;
+
+    // The login page offers the provider, in both languages; the local form stays.
+    let page = hub
+        .client()
+        .get(hub.url("/hub/login"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    ensure!(page.contains("Log in with Campus"), "{page}");
+    ensure!(page.contains("id=\"login-form\""), "{page}");
+    let page = hub
+        .client()
+        .get(hub.url("/hub/login"))
+        .header("Cookie", "xiji-lang=zh")
+        .send()
+        .await?
+        .text()
+        .await?;
+    ensure!(page.contains("使用Campus登录"), "{page}");
+
+    // A student: a new account with the student role and the course groups, signed in.
+    ensure!(!user_exists(&hub, "ann").await?);
+    let (ann, landing) = campus_login(&hub, "ann").await?;
+    expect_home(&landing, "ann")?;
+    let model = hub.user("ann").await?;
+    ensure!(model["admin"] == json!(false), "{model}");
+    let mut groups: Vec<String> = serde_json::from_value(model["groups"].clone())?;
+    groups.sort();
+    ensure!(groups == ["ml-101", "students"], "{model}");
+    ensure!(role_of(&hub, "ann").await? == "student");
+    // The session is Xiji's normal one: the API answers with the cookie.
+    let me: Value = ann
+        .get(hub.url("/hub/home"))
+        .send()
+        .await?
+        .text()
+        .await
+        .map(|t| json!(t.contains("ann")))?;
+    ensure!(me == json!(true), "ann's home page does not name her");
+
+    // A teacher gets the teacher role.
+    let (_, landing) = campus_login(&hub, "tom").await?;
+    expect_home(&landing, "tom")?;
+    ensure!(role_of(&hub, "tom").await? == "teacher");
+
+    // Outside the allowed groups: refused, no account.
+    let (_, landing) = campus_login(&hub, "eve").await?;
+    expect_refused(&landing, "eve", "not allowed to sign in")?;
+    ensure!(!user_exists(&hub, "eve").await?, "eve got an account");
+
+    // No user name in the token: refused, no account.
+    let (_, landing) = campus_login(&hub, "anon").await?;
+    expect_refused(
+        &landing,
+        "a token without a user name",
+        "did not send your user name",
+    )?;
+    ensure!(!user_exists(&hub, "anon").await?, "anon got an account");
+
+    // The provider rotates its key between two logins: the next login still works.
+    let old_kid = provider.kid().await?;
+    provider.rotate_keys(&hub).await?;
+    ensure!(
+        provider.kid().await? != old_kid,
+        "the provider kept its key"
+    );
+    let (_, landing) = campus_login(&hub, "ann").await?;
+    expect_home(&landing, "ann after the key rotation")?;
+
+    // Moved out of the allowed groups: refused at the next login; groups follow the provider.
+    provider
+        .control(
+            "/control/groups",
+            json!({"user": "tom", "groups": ["alumni"]}),
+        )
+        .await?;
+    let (_, landing) = campus_login(&hub, "tom").await?;
+    expect_refused(
+        &landing,
+        "tom out of the allowed groups",
+        "not allowed to sign in",
+    )?;
+    provider
+        .control(
+            "/control/groups",
+            json!({"user": "ann", "groups": ["students"]}),
+        )
+        .await?;
+    let (_, landing) = campus_login(&hub, "ann").await?;
+    expect_home(&landing, "ann with fewer groups")?;
+    let model = hub.user("ann").await?;
+    ensure!(model["groups"] == json!(["students"]), "{model}");
+    Ok(())
+}
+
+/// Starts a login as `user` and stops at the hub's callback URL (with the provider's code).
+async fn callback_url_for(hub: &Hub, client: &reqwest::Client, user: &str) -> Result<String> {
+    let landing = walk(client, &hub.url("/hub/oidc/login"), user, true).await?;
+    ensure!(
+        landing.url.contains("/hub/oidc/callback?") && landing.url.contains("code="),
+        "the provider did not send the browser back with a code: {landing:?}"
+    );
+    Ok(landing.url)
+}
+
+fn with_param(url: &str, name: &str, value: &str) -> Result<String> {
+    let mut u = url::Url::parse(url)?;
+    let pairs: Vec<(String, String)> = u
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == name {
+                value.to_owned()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    u.query_pairs_mut().clear().extend_pairs(pairs);
+    Ok(u.to_string())
+}
+
+fn param(url: &str, name: &str) -> Result<String> {
+    url::Url::parse(url)?
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+        .context("no such parameter")
+}
+
+#[tokio::test]
+async fn tampered_campus_logins_are_refused_and_make_no_account() -> Result<()> {
+    let port = free_port()?;
+    let secrets = tempfile::tempdir()?;
+    let hub = start_hub(port, &secrets).await?;
+    let provider = Provider::start(&hub, port).await?;
+
+    // A wrong state: refused before the code is used.
+    let client = browser()?;
+    let callback = callback_url_for(&hub, &client, "sam").await?;
+    let forged = with_param(&callback, "state", "forged-state")?;
+    let landing = walk(&client, &forged, "sam", false).await?;
+    expect_refused(&landing, "a wrong state", "state")?;
+    ensure!(
+        !user_exists(&hub, "sam").await?,
+        "a wrong state made an account"
+    );
+
+    // A replayed code: used once by its own login, then sent again with a new login's state.
+    let (client, landing) = campus_login(&hub, "sue").await?;
+    expect_home(&landing, "sue")?;
+    let used = browser()?;
+    let first = callback_url_for(&hub, &used, "ray").await?;
+    let landing = walk(&used, &first, "ray", false).await?;
+    expect_home(&landing, "ray")?;
+    let again = callback_url_for(&hub, &client, "ray2").await?;
+    let replay = with_param(&again, "code", &param(&first, "code")?)?;
+    let landing = walk(&client, &replay, "ray2", false).await?;
+    expect_refused(&landing, "a replayed code", "refused the sign-in code")?;
+    ensure!(
+        !user_exists(&hub, "ray2").await?,
+        "a replayed code made an account"
+    );
+
+    // ID tokens changed at the provider's token endpoint, each for a new user.
+    let now = chrono::Utc::now().timestamp();
+    let cases = [
+        (
+            "kim",
+            json!({"key": "foreign-same-kid"}),
+            "signature is wrong",
+        ),
+        ("lee", json!({"key": "foreign-new-kid"}), "does not publish"),
+        (
+            "max",
+            json!({"claims": {"exp": now - 600, "iat": now - 1200}}),
+            "expired",
+        ),
+        (
+            "ned",
+            json!({"claims": {"aud": "other-app"}}),
+            "another application",
+        ),
+        (
+            "oli",
+            json!({"claims": {"nonce": "not-this-login"}}),
+            "nonce",
+        ),
+        (
+            "pat",
+            json!({"claims": {"preferred_username": null}}),
+            "did not send your user name",
+        ),
+    ];
+    for (user, tamper, says) in cases {
+        provider.control("/control/tamper", tamper.clone()).await?;
+        let (_, landing) = campus_login(&hub, user).await?;
+        expect_refused(&landing, &format!("tampering {tamper}"), says)?;
+        ensure!(
+            !user_exists(&hub, user).await?,
+            "tampering {tamper} made an account"
+        );
+    }
+
+    // The same flow untouched still signs in.
+    let (_, landing) = campus_login(&hub, "uma").await?;
+    expect_home(&landing, "uma")?;
+    Ok(())
+}
