@@ -368,3 +368,192 @@ async fn started_pod(cluster: &KubeCluster, state: &Value) -> String {
         .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
         .expect("node-0's pod")
 }
+
+/// Docker's own reading of a container's CPU time (its stats API's
+/// `cpu_stats.cpu_usage.total_usage`, nanoseconds), through the Engine's socket.
+fn docker_cpu_ns(container: &str) -> u64 {
+    let socket = std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_owned))
+        .unwrap_or_else(|| "/var/run/docker.sock".into());
+    let stats: Value = serde_json::from_str(&sh(&format!(
+        "curl -sf --unix-socket {socket} 'http://docker/containers/{container}/stats?stream=false&one-shot=true'"
+    )))
+    .unwrap();
+    stats["cpu_stats"]["cpu_usage"]["total_usage"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no CPU time in Docker's stats: {stats}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pods_cpu_time_is_read_by_the_agent_of_its_kubernetes_node_and_unknown_without_one() {
+    init_tracing();
+    if !docker_enabled() {
+        return;
+    }
+    let agent_bin = agent_binary();
+    let image = std::env::var("XIJI_TEST_DOCKER_IMAGE")
+        .unwrap_or_else(|_| "127.0.0.1:5000/xiji/base-notebook:latest".into());
+    let docker = Container(sh(&format!("docker run -d {image} sleep 600")));
+
+    let cluster = KubeCluster::start(
+        NODES,
+        KubeClusterOptions {
+            namespaces: vec![NS.into()],
+            ..KubeClusterOptions::default()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let mut cfg = KubernetesConfig::new(
+        ApiAccess::Url(cluster.url.clone()),
+        &image,
+        root.join("work"),
+    );
+    cfg.namespace = NS.into();
+    cfg.volumes = vec![VolumeMapping {
+        host_path: root.clone(),
+        source: VolumeSource::HostPath {
+            path: root.display().to_string(),
+        },
+    }];
+    cfg.ready_timeout = Duration::from_secs(60);
+    cfg.cmd = vec![
+        "python3".into(),
+        echo_server().display().to_string(),
+        "--ip=0.0.0.0".into(),
+        "--port=8888".into(),
+    ];
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    cfg.agent_port = port;
+    std::fs::write(
+        root.join("agent-token"),
+        "a-test-token-for-the-node-agents\n",
+    )
+    .unwrap();
+    cfg.agent_token_file = Some(root.join("agent-token"));
+
+    // The real agent on node-a, a decoy with the same labels (that answers nothing) on node-b.
+    let labels = serde_json::to_value(&cfg.agent_pod_labels).unwrap();
+    let client = kube::Client::try_from(kube::Config::new(cluster.url.parse().unwrap())).unwrap();
+    let pods = Api::<Pod>::namespaced(client.clone(), NS);
+    let agent_command = vec![
+        agent_bin.display().to_string(),
+        "--listen".into(),
+        format!("[::]:{port}"),
+        "--token-file".into(),
+        root.join("agent-token").display().to_string(),
+        "--host-proc".into(),
+        "/proc".into(),
+    ];
+    pods.create(
+        &PostParams::default(),
+        &agent_pod("agent-a", "node-a", &labels, agent_command, Some(port)),
+    )
+    .await
+    .unwrap();
+    pods.create(
+        &PostParams::default(),
+        &agent_pod(
+            "agent-b",
+            "node-b",
+            &labels,
+            vec!["sleep".into(), "600".into()],
+            None,
+        ),
+    )
+    .await
+    .unwrap();
+    for name in ["agent-a", "agent-b"] {
+        cluster
+            .wait_pod(NS, name, Duration::from_secs(30), |p| {
+                p["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+            })
+            .await;
+    }
+
+    let spawner = KubernetesSpawner::connect(cfg.clone()).await.unwrap();
+    let hub = StandInHub::start().await;
+    let mut spec = hub.spec_for("alice");
+    spec.resources = ClusterResources {
+        cpus: Some(0.5),
+        memory_bytes: Some(512 * 1024 * 1024),
+        ..ClusterResources::single_node()
+    };
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let started = spawner.start(&spec, tx).await.unwrap();
+    let state = started.state.clone();
+    let pod_name = started_pod(&cluster, &state).await;
+    let pod = cluster.pod(NS, &pod_name).await.unwrap();
+    assert_eq!(pod["spec"]["nodeName"], "node-a");
+
+    // The stand-in's container id names no process the agent can find: no CPU time, no error.
+    let usage = spawner.node_usage(&state).await.unwrap();
+    assert_eq!(usage.len(), 1);
+    assert!(usage[0].running, "{usage:?}");
+    assert_eq!(usage[0].cpu_ns, None, "{usage:?}");
+
+    // The pod's status names the real container, which burns a second of CPU: the backend's
+    // reading comes from the agent on node-a and lies between two of Docker's own.
+    cluster.pause_kubelet().await;
+    let mut statuses = pod["status"]["containerStatuses"].clone();
+    statuses[0]["containerID"] = json!(format!("docker://{}", docker.0));
+    pods.patch_status(
+        &pod_name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"containerStatuses": statuses}})),
+    )
+    .await
+    .unwrap();
+    let idle = docker_cpu_ns(&docker.0);
+    sh(&format!(
+        "docker exec {} sh -c '(while :; do :; done) & p=$!; sleep 1; kill $p'",
+        docker.0
+    ));
+    let before = docker_cpu_ns(&docker.0);
+    let usage = spawner.node_usage(&state).await.unwrap();
+    let after = docker_cpu_ns(&docker.0);
+    assert_eq!(usage.len(), 1);
+    assert_eq!(usage[0].index, 0);
+    assert!(usage[0].running, "{usage:?}");
+    let cpu_ns = usage[0].cpu_ns.expect("the agent's reading");
+    assert!(
+        before <= cpu_ns && cpu_ns <= after,
+        "Docker read {before} then {after} ns, the backend {cpu_ns} ns"
+    );
+    assert!(
+        cpu_ns >= idle + 100_000_000,
+        "a second of busy loop added {} ns",
+        cpu_ns - idle
+    );
+
+    // A hub without the agents' token does not ask.
+    let mut no_token = cfg.clone();
+    no_token.agent_token_file = None;
+    let tokenless = KubernetesSpawner::connect(no_token).await.unwrap();
+    let usage = tokenless.node_usage(&state).await.unwrap();
+    assert!(usage[0].running && usage[0].cpu_ns.is_none(), "{usage:?}");
+
+    // The agent of node-a going away: the pod is still metered, without CPU time.
+    pods.delete("agent-a", &DeleteParams::default())
+        .await
+        .unwrap();
+    let usage = spawner.node_usage(&state).await.unwrap();
+    assert_eq!(usage.len(), 1);
+    assert!(usage[0].running, "{usage:?}");
+    assert_eq!(usage[0].cpu_ns, None, "{usage:?}");
+    cluster.resume_kubelet().await;
+    cluster
+        .wait_pod_gone(NS, "agent-a", Duration::from_secs(30))
+        .await;
+    let usage = spawner.node_usage(&state).await.unwrap();
+    assert_eq!(usage[0].cpu_ns, None, "{usage:?}");
+    spawner.stop(&state, Duration::from_secs(2)).await.unwrap();
+}

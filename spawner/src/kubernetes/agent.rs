@@ -1,5 +1,5 @@
-//! Saving a node as an image on Kubernetes: the node agent on the pod's Kubernetes node reads
-//! the container's writable layer there.
+//! The node agent on a pod's Kubernetes node: it reads the container's writable layer there for
+//! saving a node as an image, and its CPU time for metering.
 //!
 //! The hub cannot read a pod's writable layer: it is in containerd's snapshots on the
 //! Kubernetes node the pod runs on. [`node_layer`] says where that is — the node's container
@@ -8,7 +8,8 @@
 //! [`LayerLocation::NodeAgent`]; the hub then drives the save through that agent.
 //!
 //! The agent is found among the pods labelled [`KubernetesConfig::agent_pod_labels`] in the
-//! backend's namespace: the one whose `spec.nodeName` is the pod's node, running and ready. Its
+//! backend's namespace ([`NodeAgents`], the one place that finds agents): the one whose
+//! `spec.nodeName` is the pod's node, running and ready. Its
 //! URL is `http://{hostIP}:{agent_port}`: the DaemonSet publishes the agent as a `hostPort`, so
 //! the node's address reaches it from wherever the hub runs (also a hub outside the pod
 //! network), and it stays the same when the agent's pod is replaced. The pod's own IP (same
@@ -17,9 +18,20 @@
 //! Pausing: the agent freezes the container's cgroup itself during its read (the hub passes
 //! `[images] pause` on in the request), so [`pause_node`] and [`resume_node`] do nothing here.
 //!
+//! CPU time ([`cpu_times`]): the metrics API gives rates and the kubelet's summary API needs
+//! `nodes/proxy`, so each running pod's container is asked of its node's agent
+//! (`GET /v1/containers/{id}/usage`, with the hub's [`KubernetesConfig::agent_token_file`]):
+//! one request per pod, all of a cluster's at once, a few seconds at most. A pod whose agent is
+//! missing or does not answer has no CPU time this once (metering keeps its last reading).
+//!
 //! [`KubernetesConfig::agent_pod_labels`]: super::KubernetesConfig::agent_pod_labels
+//! [`KubernetesConfig::agent_token_file`]: super::KubernetesConfig::agent_token_file
 
-use k8s_openapi::api::core::v1::Pod;
+use std::collections::BTreeMap;
+
+use futures_util::StreamExt;
+use imagebuilder::agent::AgentClient;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use kube::api::ListParams;
 use kube::Api;
 
@@ -27,6 +39,9 @@ use super::objects::CONTAINER;
 use super::state::ClusterState;
 use super::KubernetesSpawner;
 use crate::{LayerLocation, NodeLayer, SpawnerError};
+
+/// Agent requests for CPU time in flight at once, over all of a cluster's pods.
+const USAGE_REQUESTS_AT_ONCE: usize = 32;
 
 /// The writable layer of `node` of the cluster recorded in `state`: its container on its
 /// Kubernetes node, and the agent there. [`SpawnerError::NoSuchNode`] when the cluster has no
@@ -66,13 +81,7 @@ pub(super) async fn node_layer(
     if phase != "Running" {
         return Err(not_running(format!("its pod is {phase}")));
     }
-    let statuses = status
-        .and_then(|s| s.container_statuses.as_deref())
-        .unwrap_or_default();
-    let container = statuses
-        .iter()
-        .find(|c| c.name == CONTAINER)
-        .or_else(|| statuses.first())
+    let container = notebook_container(&pod)
         .ok_or_else(|| not_running("its pod reports no container".into()))?;
     let started = container
         .state
@@ -95,7 +104,9 @@ pub(super) async fn node_layer(
                 .and_then(|c| c.image.clone())
         })
         .unwrap_or_else(|| container.image.clone());
-    let agent_url = agent_on(spawner, &cluster.namespace, &host).await?;
+    let agent_url = NodeAgents::list(spawner, &cluster.namespace)
+        .await?
+        .url_on(&host)?;
     tracing::debug!(node, kubernetes.node = %host, container.id = %container_id, agent.url = %agent_url, "node layer located");
     Ok(NodeLayer {
         node: node.to_owned(),
@@ -108,53 +119,191 @@ pub(super) async fn node_layer(
     })
 }
 
-/// The URL of the ready node agent on Kubernetes node `host`.
-async fn agent_on(
+/// The status of a pod's notebook container (its first, if none is named so).
+pub(super) fn notebook_container(pod: &Pod) -> Option<&ContainerStatus> {
+    let statuses = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_deref())
+        .unwrap_or_default();
+    statuses
+        .iter()
+        .find(|c| c.name == CONTAINER)
+        .or_else(|| statuses.first())
+}
+
+/// The ready node agents of a namespace, by the Kubernetes node they run on.
+pub(super) struct NodeAgents {
+    namespace: String,
+    selector: String,
+    /// Kubernetes node → the agent's URL.
+    urls: BTreeMap<String, String>,
+}
+
+impl NodeAgents {
+    /// The agent pods (labelled [`KubernetesConfig::agent_pod_labels`]) of `namespace` that run
+    /// and are ready, each at `http://{hostIP}:{agent_port}` (its pod IP when the API shows no
+    /// host IP).
+    ///
+    /// [`KubernetesConfig::agent_pod_labels`]: super::KubernetesConfig::agent_pod_labels
+    pub(super) async fn list(
+        spawner: &KubernetesSpawner,
+        namespace: &str,
+    ) -> Result<Self, SpawnerError> {
+        let labels = &spawner.cfg.agent_pod_labels;
+        let selector = labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let list = Api::<Pod>::namespaced(spawner.client.clone(), namespace)
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| SpawnerError::kube("listing the node agents", e))?;
+        let mut urls = BTreeMap::new();
+        // Checked here too: the selector is the API server's business, the match is ours.
+        for pod in list.items.iter().filter(|p| {
+            let pod_labels = p.metadata.labels.as_ref();
+            labels
+                .iter()
+                .all(|(k, v)| pod_labels.and_then(|l| l.get(k)) == Some(v))
+                && p.metadata.deletion_timestamp.is_none()
+                && is_ready(p)
+        }) {
+            let host = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+            let ip = pod.status.as_ref().and_then(|s| {
+                s.host_ip
+                    .as_deref()
+                    .or(s.pod_ip.as_deref())
+                    .filter(|ip| !ip.is_empty())
+            });
+            if let (Some(host), Some(ip)) = (host, ip) {
+                let host_part = if ip.contains(':') {
+                    format!("[{ip}]")
+                } else {
+                    ip.to_owned()
+                };
+                urls.entry(host.to_owned())
+                    .or_insert_with(|| format!("http://{host_part}:{}", spawner.cfg.agent_port));
+            }
+        }
+        Ok(Self {
+            namespace: namespace.to_owned(),
+            selector,
+            urls,
+        })
+    }
+
+    /// The URL of the ready agent on Kubernetes node `host`, or a configuration error that
+    /// says what to deploy.
+    pub(super) fn url_on(&self, host: &str) -> Result<String, SpawnerError> {
+        self.urls.get(host).cloned().ok_or_else(|| {
+            SpawnerError::Config(format!(
+                "no ready node agent runs on Kubernetes node {host} (pods labelled {} in \
+                 namespace {}): is the node agent's DaemonSet deployed, and does it \
+                 tolerate that node's taints?",
+                self.selector, self.namespace
+            ))
+        })
+    }
+}
+
+/// A running container to read the CPU time of: its Kubernetes node and its id as
+/// `containerStatuses[].containerID` gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct RunningContainer {
+    /// The Kubernetes node (`spec.nodeName`).
+    pub host: String,
+    /// `containerd://<id>` and the like.
+    pub container_id: String,
+}
+
+/// The running notebook container of `pod`, if it runs and is placed.
+pub(super) fn running_container(pod: &Pod) -> Option<RunningContainer> {
+    let container = notebook_container(pod)?;
+    let running = container
+        .state
+        .as_ref()
+        .is_some_and(|s| s.running.is_some());
+    let container_id = container
+        .container_id
+        .clone()
+        .filter(|id| running && !id.is_empty())?;
+    let host = pod.spec.as_ref()?.node_name.clone()?;
+    Some(RunningContainer { host, container_id })
+}
+
+/// The CPU time in nanoseconds of each container (in the same order), asked of the node agent
+/// of its Kubernetes node — concurrently, at most a few seconds. `None` for a container not
+/// given, or whose agent is missing, not known to the hub (no `agent_token_file`) or does not
+/// answer (logged at debug: metering keeps its last reading then).
+pub(super) async fn cpu_times(
     spawner: &KubernetesSpawner,
     namespace: &str,
-    host: &str,
-) -> Result<String, SpawnerError> {
-    let labels = &spawner.cfg.agent_pod_labels;
-    let selector = labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let list = Api::<Pod>::namespaced(spawner.client.clone(), namespace)
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|e| SpawnerError::kube("listing the node agents", e))?;
-    // Checked here too: the selector is the API server's business, the match is ours.
-    let on_host = list.items.iter().filter(|p| {
-        let pod_labels = p.metadata.labels.as_ref();
-        labels
-            .iter()
-            .all(|(k, v)| pod_labels.and_then(|l| l.get(k)) == Some(v))
-            && p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(host)
-            && p.metadata.deletion_timestamp.is_none()
-    });
-    let ready = on_host.filter(|p| is_ready(p)).find_map(|p| {
-        let status = p.status.as_ref()?;
-        status
-            .host_ip
-            .as_deref()
-            .or(status.pod_ip.as_deref())
-            .filter(|ip| !ip.is_empty())
-            .map(str::to_owned)
-    });
-    let ip = ready.ok_or_else(|| {
-        SpawnerError::Config(format!(
-            "no ready node agent runs on Kubernetes node {host} (pods labelled {selector} in \
-             namespace {namespace}): is the node agent's DaemonSet deployed, and does it \
-             tolerate that node's taints?"
-        ))
-    })?;
-    let host_part = if ip.contains(':') {
-        format!("[{ip}]")
-    } else {
-        ip
+    containers: &[Option<RunningContainer>],
+) -> Vec<Option<u64>> {
+    let none = || vec![None; containers.len()];
+    if containers.iter().all(Option::is_none) {
+        return none();
+    }
+    let Some(token_file) = spawner.cfg.agent_token_file.as_deref() else {
+        tracing::debug!("no agent_token_file: the pods' CPU time is not read");
+        return none();
     };
-    Ok(format!("http://{host_part}:{}", spawner.cfg.agent_port))
+    let token = match std::fs::read_to_string(token_file) {
+        Ok(text) => text.trim_end_matches(['\n', '\r']).to_owned(),
+        Err(e) => {
+            tracing::debug!(path = %token_file.display(), error = %e, "cannot read the node agents' token; the pods' CPU time is not read");
+            return none();
+        }
+    };
+    let agents = match NodeAgents::list(spawner, namespace).await {
+        Ok(agents) => agents,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot list the node agents; the pods' CPU time is not read");
+            return none();
+        }
+    };
+    // One client per agent, shared by its node's pods.
+    let mut clients: BTreeMap<&str, Result<AgentClient, String>> = BTreeMap::new();
+    for container in containers.iter().flatten() {
+        clients.entry(container.host.as_str()).or_insert_with(|| {
+            let url = agents.url_on(&container.host).map_err(|e| e.to_string())?;
+            AgentClient::new(&url, &token).map_err(|e| e.to_string())
+        });
+    }
+    let asks: Vec<_> = containers
+        .iter()
+        .map(|container| {
+            let container = container.clone()?;
+            let client = clients.get(container.host.as_str())?.clone();
+            Some((client, container))
+        })
+        .collect();
+    futures_util::stream::iter(asks.into_iter().map(cpu_time))
+        .buffered(USAGE_REQUESTS_AT_ONCE)
+        .collect()
+        .await
+}
+
+/// One container's CPU time from its agent (or why there is none, logged).
+async fn cpu_time(ask: Option<(Result<AgentClient, String>, RunningContainer)>) -> Option<u64> {
+    let (client, container) = ask?;
+    let why = match client {
+        Ok(client) => match client.usage(&container.container_id).await {
+            Ok(Some(usage)) => return Some(usage.cpu_ns),
+            Ok(None) => "the node agent finds no process of the container".to_owned(),
+            Err(e) => e.to_string(),
+        },
+        Err(why) => why,
+    };
+    tracing::debug!(
+        kubernetes.node = %container.host,
+        container.id = %container.container_id,
+        error = %why,
+        "no CPU time for the container"
+    );
+    None
 }
 
 /// Whether a pod runs and says it is ready.

@@ -10,6 +10,7 @@ use kube::api::{DynamicObject, ListParams, PostParams};
 use kube::Api;
 use tracing::Instrument as _;
 
+use super::agent;
 use super::cleanup::{pod_group_resource, Order, Place};
 use super::gang;
 use super::objects::{self, ClusterNames, ClusterObjects, Gang};
@@ -564,8 +565,9 @@ pub(super) fn nodes_from_state(state: &serde_json::Value) -> Vec<NodeInfo> {
         .unwrap_or_default()
 }
 
-/// Each node's pod: whether it runs, when its container started and ended. CPU time is not
-/// known: the metrics API (`metrics.k8s.io`) gives a recent rate, not the time used.
+/// Each node's pod: whether it runs, when its container started and ended, and the CPU time
+/// its container used, from the node agent of its Kubernetes node (the metrics API gives a
+/// recent rate, not the time used): all pods' at once, `None` where no agent answers.
 pub(super) async fn node_usage(
     spawner: &KubernetesSpawner,
     state: &serde_json::Value,
@@ -574,20 +576,30 @@ pub(super) async fn node_usage(
         return Ok(Vec::new());
     };
     let pods = pods_of(spawner, &cluster).await?;
-    Ok(pods
+    let found: Vec<(u32, &Pod)> = pods
         .iter()
         .enumerate()
-        .filter_map(|(k, pod)| Some(usage_of(u32::try_from(k).ok()?, pod.as_ref()?)))
+        .filter_map(|(k, pod)| Some((u32::try_from(k).ok()?, pod.as_ref()?)))
+        .collect();
+    let running: Vec<_> = found
+        .iter()
+        .map(|(_, pod)| agent::running_container(pod))
+        .collect();
+    let cpu = agent::cpu_times(spawner, &cluster.namespace, &running).await;
+    Ok(found
+        .iter()
+        .zip(cpu)
+        .map(|((index, pod), cpu_ns)| NodeUsage {
+            cpu_ns,
+            ..usage_of(*index, pod)
+        })
         .collect())
 }
 
+/// A pod's usage as its status tells it (no CPU time).
 fn usage_of(index: u32, pod: &Pod) -> NodeUsage {
     let micros = |t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time| t.0.as_microsecond();
-    let container = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_deref())
-        .and_then(<[_]>::first);
+    let container = agent::notebook_container(pod);
     let state = container.and_then(|c| c.state.as_ref());
     let running = state.and_then(|s| s.running.as_ref());
     let terminated = state.and_then(|s| s.terminated.as_ref());
