@@ -109,6 +109,14 @@ async function runAll(p, expect) {
   const panel = '.jp-NotebookPanel:not(.lm-mod-hidden)';
   const output = p.locator(`${panel} .jp-OutputArea-output`).filter({ hasText: expect }).first();
   for (let attempt = 1; ; attempt += 1) {
+    // A kernel that went away meanwhile (a loaded machine) leaves JupyterLab asking which
+    // kernel to start: take the notebook's own, as a user would.
+    const dialog = p.locator('.jp-Dialog');
+    if (await dialog.isVisible().catch(() => false)) {
+      step(`JupyterLab asks: ${(await dialog.innerText().catch(() => '')).replace(/\s+/g, ' ')}; accepting`);
+      await dialog.locator('.jp-mod-accept').click();
+      await dialog.waitFor({ state: 'hidden' });
+    }
     await p.locator('.lm-MenuBar-item').filter({ hasText: /^Run$/ }).click();
     await p.locator('.lm-Menu-itemLabel', { hasText: /^Run All Cells$/ }).click();
     try {
