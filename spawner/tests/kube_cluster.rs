@@ -876,6 +876,14 @@ async fn pod_status_is_patched_through_its_subresource_only() {
         .unwrap();
     assert_eq!(patched.metadata.labels.unwrap()["x"], "1");
     assert_ne!(patched.status.unwrap().phase.as_deref(), Some("Failed"));
+    // The scheduler binds the pod on its own time (the kubelet is paused, not the scheduler).
+    cluster
+        .wait_pod("default", "p", Duration::from_secs(30), |p| {
+            p["status"]["conditions"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["type"] == "PodScheduled"))
+        })
+        .await;
     let patched = pods
         .patch_status(
             "p",
