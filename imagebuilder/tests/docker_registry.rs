@@ -8,268 +8,41 @@
 //! loopback port with its own storage, and removes its containers and images.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
+mod docker_support;
+
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use docker_support::{docker_tests_enabled, free_port, sh, unique, DockerCleanup, Registry};
 use imagebuilder::{
     docker_container_from_inspect, BuilderConfig, Compression, Error, ImageBuilder, JobState,
     LayerOptions, PauseHook, RegistryAuth, SaveRequest, WritableLayer, WORK_DIR,
 };
 
-fn docker_tests_enabled() -> bool {
-    if std::env::var("XIJI_TEST_DOCKER").as_deref() != Ok("1") {
-        eprintln!("skipped: set XIJI_TEST_DOCKER=1 (after tests/setup-docker.sh) to run");
-        return false;
-    }
-    let info = Command::new("docker").arg("info").output();
-    match info {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => panic!(
-            "XIJI_TEST_DOCKER=1 but `docker info` fails: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => panic!("XIJI_TEST_DOCKER=1 but docker cannot run: {e}"),
-    }
-    assert!(
-        Command::new("docker-registry").arg("--version").output().is_ok(),
-        "XIJI_TEST_DOCKER=1 but Debian's docker-registry is not installed (apt-get install docker-registry)"
-    );
-    true
-}
-
-/// Runs a shell command; panics with its output on failure.
-fn sh(command: &str) -> String {
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(command)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "`{command}` failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{prefix}{}-{nanos}", std::process::id())
-}
-
-/// Our own `docker-registry` (never the shared one on :5000).
-struct Registry {
-    child: Child,
-    addr: String,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Self {
-        Self::start_with_basic_auth(None)
-    }
-
-    /// With `Some((user, password))`, the registry demands HTTP Basic credentials.
-    fn start_with_basic_auth(credentials: Option<(&str, &str)>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let auth = match credentials {
-            None => String::new(),
-            Some((user, password)) => {
-                // distribution wants bcrypt; Python's crypt module (libxcrypt) makes it.
-                let hash = sh(&format!(
-                    "python3 -W ignore -c \"import crypt; print(crypt.crypt('{password}', crypt.mksalt(crypt.METHOD_BLOWFISH)))\""
-                ));
-                let htpasswd = dir.path().join("htpasswd");
-                std::fs::write(&htpasswd, format!("{user}:{}\n", hash.trim())).unwrap();
-                format!(
-                    "auth:\n  htpasswd:\n    realm: xiji-test\n    path: {}\n",
-                    htpasswd.display()
-                )
-            }
-        };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n\
-                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: {addr}\n{auth}",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let log = dir.path().join("registry.log");
-        let log_file = std::fs::File::create(&log).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .spawn()
-            .unwrap();
-        let registry = Registry {
-            child,
-            addr,
-            log,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&registry.addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the registry did not start: {}",
-                registry.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        registry
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Digests of blobs whose upload completed (`PUT …/blobs/uploads/<id>?digest=…`) into
-    /// `repo`, from the access log.
-    fn uploaded_digests(&self, repo: &str) -> Vec<String> {
-        let prefix = format!("\"PUT /v2/{repo}/blobs/uploads/");
-        self.log_text()
-            .lines()
-            .filter_map(|line| {
-                let start = line.find(&prefix)?;
-                let request = &line[start..];
-                let digest = request.split("digest=").nth(1)?;
-                let digest: String = digest
-                    .chars()
-                    .take_while(|c| !matches!(c, ' ' | '&' | '"'))
-                    .collect();
-                Some(digest.replace("%3A", ":").replace("%3a", ":"))
-            })
-            .collect()
-    }
-
-    /// Requests `POST /v2/<repo>/blobs/uploads/?…mount=…` with the status the registry gave.
-    fn mount_requests(&self, repo: &str) -> Vec<String> {
-        let prefix = format!("\"POST /v2/{repo}/blobs/uploads/?");
-        self.log_text()
-            .lines()
-            .filter(|line| line.contains(&prefix) && line.contains("mount="))
-            .map(str::to_owned)
-            .collect()
-    }
-
-    fn manifest_status(&self, repo_and_tag: &str) -> String {
-        let (repo, tag) = repo_and_tag.rsplit_once(':').unwrap();
-        sh(&format!(
-            "curl -s -o /dev/null -w '%{{http_code}}' -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' http://{}/v2/{repo}/manifests/{tag}",
-            self.addr
-        ))
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Containers and images to remove at the end, whatever happens.
-#[derive(Default)]
-struct DockerCleanup {
-    containers: Vec<String>,
-    images: Vec<String>,
-}
-
-impl Drop for DockerCleanup {
-    fn drop(&mut self) {
-        for c in &self.containers {
-            let _ = Command::new("docker")
-                .args(["rm", "-f", c])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-        for i in &self.images {
-            let _ = Command::new("docker")
-                .args(["rmi", "-f", i])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
 /// A tiny two-layer base image from the host's own binaries (no Docker Hub here): layer 1 is a
 /// `docker import`ed rootfs, layer 2 a `docker build` step that adds files the test deletes or
 /// replaces later. Pushed to `registry` as `<repo>:1`.
 fn build_base(registry: &Registry, cleanup: &mut DockerCleanup, repo: &str) -> String {
-    let rootfs = tempfile::tempdir().unwrap();
+    let rootfs = docker_support::host_rootfs(
+        &[
+            "sh",
+            "ls",
+            "cat",
+            "rm",
+            "mkdir",
+            "ln",
+            "sleep",
+            "stat",
+            "readlink",
+            "echo",
+            "sha256sum",
+        ],
+        &["etc", "tmp", "root", "home/jovyan", "usr/share/doc/old"],
+    );
     let root = rootfs.path();
-    let binaries = [
-        "sh",
-        "ls",
-        "cat",
-        "rm",
-        "mkdir",
-        "ln",
-        "sleep",
-        "stat",
-        "readlink",
-        "echo",
-        "sha256sum",
-    ];
-    let mut files: BTreeSet<String> = BTreeSet::new();
-    for bin in binaries {
-        let path = sh(&format!("command -v {bin} || true")).trim().to_string();
-        let path = if path.starts_with('/') {
-            path
-        } else {
-            format!("/bin/{bin}")
-        };
-        files.insert(path.clone());
-        for lib in sh(&format!("ldd {path} | grep -o '/lib[^ ]*' || true")).lines() {
-            files.insert(lib.to_string());
-        }
-    }
-    // A merged-/usr layout like the host's: each file under its directory's real path, and
-    // /bin, /lib, /lib64 as links into /usr.
-    for file in &files {
-        let path = Path::new(file);
-        let dir = sh(&format!("readlink -f {}", path.parent().unwrap().display()));
-        let dest = root
-            .join(dir.trim().trim_start_matches('/'))
-            .join(path.file_name().unwrap());
-        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        std::fs::copy(path, &dest).unwrap();
-    }
-    for (link, target) in [
-        ("bin", "usr/bin"),
-        ("lib", "usr/lib"),
-        ("lib64", "usr/lib64"),
-    ] {
-        std::fs::create_dir_all(root.join(target)).unwrap();
-        if !root.join(link).exists() {
-            std::os::unix::fs::symlink(target, root.join(link)).unwrap();
-        }
-    }
-    for dir in ["etc", "tmp", "root", "home/jovyan", "usr/share/doc/old"] {
-        std::fs::create_dir_all(root.join(dir)).unwrap();
-    }
     std::fs::write(root.join("usr/share/doc/old/README"), "old docs\n").unwrap();
     std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
 
@@ -630,10 +403,7 @@ async fn failures_and_cancellation_leave_no_tagged_image() {
     assert_eq!(registry.manifest_status("users/bob/cancelled:v1"), "404");
 
     // A registry that is down: a failure naming the registry, quickly.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = format!("127.0.0.1:{}", free_port());
     let job = builder()
         .start(SaveRequest::new(
             layer.clone(),

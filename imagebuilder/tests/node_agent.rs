@@ -9,130 +9,18 @@
 //! directories and writes the freezer), as the agent does on a node.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
-use std::collections::BTreeSet;
+mod docker_support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use docker_support::{
+    docker_inspect, docker_tests_enabled, free_port, sh, unique, DockerCleanup, Registry,
+};
 use imagebuilder::agent::{AgentClient, SaveSpec};
 use imagebuilder::{Compression, Error, JobState, LayerOptions, RegistryConfig};
 use serde_json::{json, Value};
-
-fn docker_tests_enabled() -> bool {
-    if std::env::var("XIJI_TEST_DOCKER").as_deref() != Ok("1") {
-        eprintln!("skipped: set XIJI_TEST_DOCKER=1 (after tests/setup-docker.sh) to run");
-        return false;
-    }
-    let info = Command::new("docker").arg("info").output();
-    match info {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => panic!(
-            "XIJI_TEST_DOCKER=1 but `docker info` fails: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => panic!("XIJI_TEST_DOCKER=1 but docker cannot run: {e}"),
-    }
-    assert!(
-        Command::new("docker-registry").arg("--version").output().is_ok(),
-        "XIJI_TEST_DOCKER=1 but Debian's docker-registry is not installed (apt-get install docker-registry)"
-    );
-    true
-}
-
-/// Runs a shell command; panics with its output on failure.
-fn sh(command: &str) -> String {
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(command)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "`{command}` failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{prefix}{}-{nanos}", std::process::id())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Our own `docker-registry` on a free loopback port (never the shared one on :5000).
-struct Registry {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let addr = format!("127.0.0.1:{}", free_port());
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-                 http:\n  addr: {addr}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "the registry did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Registry {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-
-    /// The HTTP status of a tag's manifest (`200`, `404`).
-    async fn manifest_status(&self, repo: &str, tag: &str) -> u16 {
-        reqwest::Client::new()
-            .get(format!("http://{}/v2/{repo}/manifests/{tag}", self.addr))
-            .header(
-                "Accept",
-                "application/vnd.docker.distribution.manifest.v2+json",
-            )
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The agent binary, listening on a free loopback port.
 struct Agent {
@@ -198,81 +86,58 @@ impl Drop for Agent {
     }
 }
 
-/// Containers and images removed at the end, whatever happens.
-#[derive(Default)]
-struct DockerCleanup {
-    containers: Vec<String>,
-    images: Vec<String>,
-}
-
-impl Drop for DockerCleanup {
-    fn drop(&mut self) {
-        for c in &self.containers {
-            let _ = Command::new("docker")
-                .args(["rm", "-f", c])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-        for i in &self.images {
-            let _ = Command::new("docker")
-                .args(["rmi", "-f", i])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
-/// A one-layer base image of the host's own binaries (no Docker Hub here), pushed to
-/// `registry` as `xiji/agent-base:1`.
-fn build_base(registry: &Registry, cleanup: &mut DockerCleanup) -> String {
-    let rootfs = tempfile::tempdir().unwrap();
-    let root = rootfs.path();
-    let mut files: BTreeSet<String> = BTreeSet::new();
-    for bin in ["sh", "sleep", "cat", "mkdir", "head", "base64", "sha256sum"] {
-        let path = sh(&format!("command -v {bin}")).trim().to_string();
-        files.insert(path.clone());
-        for lib in sh(&format!("ldd {path} | grep -o '/lib[^ ]*' || true")).lines() {
-            files.insert(lib.to_string());
-        }
-    }
-    // A merged-/usr layout like the host's.
-    for file in &files {
-        let path = Path::new(file);
-        let dir = sh(&format!("readlink -f {}", path.parent().unwrap().display()));
-        let dest = root
-            .join(dir.trim().trim_start_matches('/'))
-            .join(path.file_name().unwrap());
-        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        std::fs::copy(path, &dest).unwrap();
-    }
-    for (link, target) in [
-        ("bin", "usr/bin"),
-        ("lib", "usr/lib"),
-        ("lib64", "usr/lib64"),
-    ] {
-        std::fs::create_dir_all(root.join(target)).unwrap();
-        if !root.join(link).exists() {
-            std::os::unix::fs::symlink(target, root.join(link)).unwrap();
-        }
-    }
-    for dir in ["etc", "tmp", "dev", "proc", "sys"] {
-        std::fs::create_dir_all(root.join(dir)).unwrap();
-    }
+/// A one-layer base image of the host's own binaries, pushed to `registry` as
+/// `xiji/agent-base:1`, and a container of it named `prefix…` that sleeps: the base, the
+/// container's name and its id.
+fn sleeping_container(
+    registry: &Registry,
+    cleanup: &mut DockerCleanup,
+    prefix: &str,
+) -> (String, String, String) {
+    let rootfs = docker_support::host_rootfs(
+        &["sh", "sleep", "cat", "mkdir", "head", "base64", "sha256sum"],
+        &["etc", "tmp", "dev", "proc", "sys"],
+    );
     let base = format!("{}/xiji/agent-base:1", registry.addr);
     cleanup.images.push(base.clone());
     sh(&format!(
         "tar -C {} -c . | docker import - {base} > /dev/null && docker push -q {base} > /dev/null",
-        root.display()
+        rootfs.path().display()
     ));
-    base
+    let name = unique(prefix);
+    cleanup.containers.push(name.clone());
+    let container = sh(&format!("docker run -d --name {name} {base} sleep 3600"))
+        .trim()
+        .to_owned();
+    assert_eq!(container.len(), 64, "{container}");
+    (base, name, container)
 }
 
-fn docker_inspect(container: &str, format: &str) -> String {
-    sh(&format!("docker inspect -f '{format}' {container}"))
-        .trim()
-        .to_owned()
+/// A request without a token, and one with a wrong token, are refused with 401 and a
+/// `WWW-Authenticate: Bearer` challenge.
+async fn assert_refused_without_the_token(request: impl Fn() -> reqwest::RequestBuilder) {
+    for token in [None, Some("wrong-token-wrong-token")] {
+        let mut request = request();
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let resp = request.send().await.unwrap();
+        assert_eq!(resp.status(), 401, "token {token:?}");
+        assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+        let error: Value = resp.json().await.unwrap();
+        assert_eq!(error["status"], 401);
+    }
+}
+
+/// The agent's answer about container `unknown`, which runs nowhere: a 404 that says so.
+async fn assert_no_such_container(resp: reqwest::Response, unknown: &str) {
+    assert_eq!(resp.status(), 404);
+    let error: Value = resp.json().await.unwrap();
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains(unknown) && message.contains("no process on this machine"),
+        "{message}"
+    );
 }
 
 /// The freezer state of a cgroup directory, as the kernel says it: `FROZEN`/`THAWED`
@@ -313,13 +178,7 @@ async fn the_node_agent_saves_a_container_it_finds_through_proc_frozen_while_rea
     }
     let registry = Registry::start();
     let mut cleanup = DockerCleanup::default();
-    let base = build_base(&registry, &mut cleanup);
-    let name = unique("agent-node-");
-    cleanup.containers.push(name.clone());
-    let container = sh(&format!("docker run -d --name {name} {base} sleep 3600"))
-        .trim()
-        .to_owned();
-    assert_eq!(container.len(), 64, "{container}");
+    let (base, name, container) = sleeping_container(&registry, &mut cleanup, "agent-node-");
     // A small file to find in the image, and 60 MiB of base64 text: gzip -9 on one thread
     // takes seconds over it.
     sh(&format!(
@@ -334,19 +193,12 @@ async fn the_node_agent_saves_a_container_it_finds_through_proc_frozen_while_rea
         "container_id": format!("docker://{container}"),
         "base_image": base, "target": format!("{}/saved/x:1", registry.addr), "saved_by": "alice",
     });
-    for token in [None, Some("wrong-token-wrong-token")] {
-        let mut request = reqwest::Client::new()
+    assert_refused_without_the_token(|| {
+        reqwest::Client::new()
             .post(format!("{}/v1/saves", agent.url))
-            .json(&body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let resp = request.send().await.unwrap();
-        assert_eq!(resp.status(), 401, "token {token:?}");
-        assert_eq!(resp.headers()["www-authenticate"], "Bearer");
-        let error: Value = resp.json().await.unwrap();
-        assert_eq!(error["status"], 401);
-    }
+            .json(&body)
+    })
+    .await;
     let unknown = "ab".repeat(32);
     let resp = agent
         .request(reqwest::Method::POST, "/v1/saves")
@@ -357,13 +209,7 @@ async fn the_node_agent_saves_a_container_it_finds_through_proc_frozen_while_rea
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 404);
-    let error: Value = resp.json().await.unwrap();
-    let message = error["message"].as_str().unwrap();
-    assert!(
-        message.contains(&unknown) && message.contains("no process on this machine"),
-        "{message}"
-    );
+    assert_no_such_container(resp, &unknown).await;
     let resp = agent
         .request(reqwest::Method::POST, "/v1/saves")
         .json(&json!({
@@ -404,7 +250,8 @@ async fn the_node_agent_saves_a_container_it_finds_through_proc_frozen_while_rea
         "{}",
         cgroup.display()
     );
-    assert_eq!(freezer_state(&cgroup), "THAWED");
+    // (Not checked here: the freezer's state right after the answer; the job may already be
+    // reading, frozen. It is checked while the job reads, and after it ends.)
 
     // A second save of the same container meanwhile is refused; the same id answers the job.
     let mut other = spec(&container, &base, &format!("{}/saved/x:2", registry.addr));
@@ -527,13 +374,11 @@ async fn the_node_agent_saves_a_container_it_finds_through_proc_frozen_while_rea
         "the container still answers"
     );
     assert_eq!(
-        registry
-            .manifest_status("saved/alice/env", "cancelled")
-            .await,
-        404,
+        registry.manifest_status("saved/alice/env:cancelled"),
+        "404",
         "a cancelled save tags nothing"
     );
-    assert_eq!(registry.manifest_status("saved/alice/env", "v1").await, 200);
+    assert_eq!(registry.manifest_status("saved/alice/env:v1"), "200");
 
     // A DELETE of a finished job leaves it as it is.
     let resp = agent
@@ -581,12 +426,7 @@ async fn the_node_agent_reads_a_containers_cpu_time_from_its_cgroup_as_docker_do
     }
     let registry = Registry::start();
     let mut cleanup = DockerCleanup::default();
-    let base = build_base(&registry, &mut cleanup);
-    let name = unique("agent-usage-");
-    cleanup.containers.push(name.clone());
-    let container = sh(&format!("docker run -d --name {name} {base} sleep 3600"))
-        .trim()
-        .to_owned();
+    let (_, name, container) = sleeping_container(&registry, &mut cleanup, "agent-usage-");
     let agent = Agent::start();
     let client = AgentClient::new(&agent.url, &agent.token).unwrap();
     let kube_id = format!("docker://{container}");
@@ -634,14 +474,8 @@ async fn the_node_agent_reads_a_containers_cpu_time_from_its_cgroup_as_docker_do
     assert!(bare.cpu_ns >= usage.cpu_ns);
 
     // Who may ask, and about what.
-    for token in [None, Some("wrong-token-wrong-token")] {
-        let mut request = reqwest::Client::new().get(format!("{}{path}", agent.url));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let resp = request.send().await.unwrap();
-        assert_eq!(resp.status(), 401, "token {token:?}");
-    }
+    assert_refused_without_the_token(|| reqwest::Client::new().get(format!("{}{path}", agent.url)))
+        .await;
     let Err(err) = AgentClient::new(&agent.url, "wrong-token-wrong-token")
         .unwrap()
         .usage(&kube_id)
@@ -659,13 +493,7 @@ async fn the_node_agent_reads_a_containers_cpu_time_from_its_cgroup_as_docker_do
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 404);
-    let error: Value = resp.json().await.unwrap();
-    let message = error["message"].as_str().unwrap();
-    assert!(
-        message.contains(&unknown) && message.contains("no process on this machine"),
-        "{message}"
-    );
+    assert_no_such_container(resp, &unknown).await;
     let resp = agent
         .request(reqwest::Method::GET, "/v1/containers/abc/usage")
         .send()
