@@ -63,6 +63,11 @@ impl Provider {
             )
             .env("PORT", self.port.to_string())
             .env("REDIRECT_URI", &self.redirect_uri)
+            .env(
+                "POST_LOGOUT_URI",
+                self.redirect_uri
+                    .replace("/hub/oidc/callback", "/hub/login"),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -175,6 +180,8 @@ struct Landing {
     url: String,
     status: StatusCode,
     body: String,
+    /// Whether the provider showed its login form on the way.
+    asked_for_password: bool,
 }
 
 fn location(from: &str, resp: &reqwest::Response) -> Result<String> {
@@ -202,6 +209,7 @@ async fn walk(
                 url,
                 status: StatusCode::FOUND,
                 body: String::new(),
+                asked_for_password: signed_in,
             });
         }
         let resp = client.get(&url).send().await?;
@@ -227,7 +235,12 @@ async fn walk(
         }
         let status = resp.status();
         let body = resp.text().await?;
-        return Ok(Landing { url, status, body });
+        return Ok(Landing {
+            url,
+            status,
+            body,
+            asked_for_password: signed_in,
+        });
     }
     bail!("more than 20 redirects from {url}")
 }
@@ -330,6 +343,56 @@ async fn campus_users_sign_in_with_the_role_and_groups_from_their_claims_and_oth
         .await
         .map(|t| json!(t.contains("ann")))?;
     ensure!(me == json!(true), "ann's home page does not name her");
+
+    // While the provider's session lasts, signing in again asks for no password.
+    let landing = walk(&ann, &hub.url("/hub/oidc/login"), "ann", false).await?;
+    expect_home(&landing, "ann again")?;
+    ensure!(
+        !landing.asked_for_password,
+        "the provider forgot ann's session"
+    );
+
+    // Logging out ends the Xiji session and, after the provider's confirmation, the provider's.
+    let landing = walk(&ann, &hub.url("/hub/logout"), "ann", false).await?;
+    ensure!(
+        landing.status == StatusCode::OK && landing.body.contains("op.logoutForm"),
+        "logout did not reach the provider's sign-out page: {landing:?}"
+    );
+    let xsrf = landing
+        .body
+        .split("name=\"xsrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .context("no xsrf on the provider's sign-out page")?;
+    let action = url::Url::parse(&landing.url)?.join("/session/end/confirm")?;
+    let resp = ann
+        .post(action.as_str())
+        .form(&[("xsrf", xsrf), ("logout", "yes")])
+        .send()
+        .await?;
+    ensure!(
+        resp.status().is_redirection(),
+        "sign-out confirm: {}",
+        resp.status()
+    );
+    let back = location(action.as_str(), &resp)?;
+    ensure!(
+        back == hub.url("/hub/login"),
+        "the provider sent the browser to {back}"
+    );
+    let resp = ann.get(hub.url("/hub/home")).send().await?;
+    ensure!(
+        resp.status().is_redirection(),
+        "the Xiji session survived the logout: {}",
+        resp.status()
+    );
+    // The provider's session is over too: the next campus login asks for a password again.
+    let landing = walk(&ann, &hub.url("/hub/oidc/login"), "ann", false).await?;
+    expect_home(&landing, "ann signing in again")?;
+    ensure!(
+        landing.asked_for_password,
+        "the provider's session outlived the logout"
+    );
 
     // A teacher gets the teacher role.
     let (_, landing) = campus_login(&hub, "tom").await?;

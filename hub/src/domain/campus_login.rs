@@ -132,6 +132,11 @@ impl CampusLogin {
         &self.config.provider_name
     }
 
+    /// The client id at the provider.
+    pub fn client_id(&self) -> &str {
+        &self.config.client_id
+    }
+
     /// The configured redirect URI, if any (else the pages derive it from the request).
     pub fn callback_url(&self) -> Option<&str> {
         self.config.callback_url.as_deref()

@@ -213,8 +213,18 @@ pub(crate) async fn logout(
         }
     }
     let secure = hub.config.cookies_secure();
-    let mut response = redirect("/hub/login");
-    for (name, path) in [(LOGIN_COOKIE, "/hub/"), (SESSION_COOKIE, "/")] {
+    // A campus session also ends at the identity provider.
+    let campus = cookie(&headers, super::campus_login::CAMPUS_SESSION_COOKIE).is_some();
+    let mut response = redirect(if campus {
+        "/hub/oidc/logout"
+    } else {
+        "/hub/login"
+    });
+    let mut cleared = vec![(LOGIN_COOKIE, "/hub/"), (SESSION_COOKIE, "/")];
+    if campus {
+        cleared.push((super::campus_login::CAMPUS_SESSION_COOKIE, "/hub/"));
+    }
+    for (name, path) in cleared {
         append_cookie(
             &mut response,
             &set_cookie(

@@ -23,6 +23,8 @@ use crate::http::{append_cookie, cookie, set_cookie, CookieOptions};
 const STATE_COOKIE: &str = "xiji-oidc-state";
 const STATE_COOKIE_PATH: &str = "/hub/oidc/";
 const STATE_COOKIE_SECONDS: i64 = 600;
+/// Set on `/hub/` by a campus login: logging out then also ends the provider's session.
+pub(super) const CAMPUS_SESSION_COOKIE: &str = "xiji-campus-session";
 
 /// The provider's client, when campus login is configured (and could be set up).
 #[derive(Clone)]
@@ -44,6 +46,7 @@ pub(super) fn routes(hub: &Services) -> Router<Arc<Services>> {
     Router::new()
         .route("/hub/oidc/login", get(login))
         .route("/hub/oidc/callback", get(callback))
+        .route("/hub/oidc/logout", get(logout))
         .layer(Extension(Campus(campus)))
 }
 
@@ -69,17 +72,22 @@ fn campus(Campus(c): Campus) -> Result<Arc<CampusLogin>, PageError> {
 /// Where the provider sends the browser back: the configured URL, else under `public_url`, else
 /// on the host this request came to.
 fn callback_url(hub: &Services, campus: &CampusLogin, headers: &HeaderMap) -> String {
-    if let Some(url) = campus.callback_url() {
-        return url.to_owned();
+    match campus.callback_url() {
+        Some(url) => url.to_owned(),
+        None => format!("{}/hub/oidc/callback", public_base(hub, headers)),
     }
+}
+
+/// `public_url` without its trailing slash, else `http://{Host}`.
+fn public_base(hub: &Services, headers: &HeaderMap) -> String {
     if let Some(public) = &hub.config.public_url {
-        return format!("{}/hub/oidc/callback", public.trim_end_matches('/'));
+        return public.trim_end_matches('/').to_owned();
     }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
-    format!("http://{host}/hub/oidc/callback")
+    format!("http://{host}")
 }
 
 fn state_cookie(hub: &Services, value: &str, max_age: i64) -> String {
@@ -153,5 +161,39 @@ async fn callback(
     let mut response =
         super::auth::start_session(&hub, &page, &signed_in.user, signed_in.next.as_deref()).await?;
     append_cookie(&mut response, &state_cookie(&hub, "", 0));
+    append_cookie(
+        &mut response,
+        &set_cookie(
+            CAMPUS_SESSION_COOKIE,
+            "1",
+            &CookieOptions {
+                path: "/hub/",
+                max_age: Some(i64::from(hub.config.cookie_max_age_days) * 86_400),
+                http_only: true,
+                secure: hub.config.cookies_secure(),
+            },
+        ),
+    );
     Ok(response)
+}
+
+/// `GET /hub/oidc/logout` (where `/hub/logout` sends a campus session once it is closed): on to
+/// the provider's end-session endpoint, which comes back to the login page; without one,
+/// straight to the login page.
+async fn logout(
+    State(hub): State<Arc<Services>>,
+    Extension(c): Extension<Campus>,
+    headers: HeaderMap,
+) -> Result<Response, PageError> {
+    let campus = campus(c)?;
+    let Some(end_session) = campus.end_session_endpoint().await else {
+        return Ok(redirect("/hub/login"));
+    };
+    let back = format!("{}/hub/login", public_base(&hub, &headers));
+    let mut url =
+        url::Url::parse(&end_session).map_err(|_| PageError::status(StatusCode::BAD_GATEWAY))?;
+    url.query_pairs_mut()
+        .append_pair("client_id", campus.client_id())
+        .append_pair("post_logout_redirect_uri", &back);
+    Ok(redirect(url.as_str()))
 }
