@@ -9,6 +9,9 @@
 //!   allowed groups, or whose token has no user name, is refused with a clear page and no account.
 //! - The provider rotates its signing key between two logins: the second still works. A user
 //!   moved out of the allowed groups is refused at the next login.
+//! - In Chromium (`tests/browser/campus_login.mjs`): click "Log in with Campus", sign in on the
+//!   provider's page, land on the home page as a new student, start a server and reach
+//!   JupyterLab, log out (also from the provider). Screenshots in `tests/artifacts/campus_login/`.
 //! - Tampering: a wrong `state`, a replayed code, an ID token signed by another key (under the
 //!   provider's key id, or under an unknown one), an expired token and a wrong audience are each
 //!   refused with a 403 page and no account made.
@@ -21,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tests::{required_env, workspace_root, Hub, HubOptions};
+use tests::{browser as chromium, required_env, workspace_root, Hub, HubOptions};
 
 const CLIENT_SECRET: &str = "xiji-client-secret";
 
@@ -561,5 +564,39 @@ async fn tampered_campus_logins_are_refused_and_make_no_account() -> Result<()> 
     // The same flow untouched still signs in.
     let (_, landing) = campus_login(&hub, "uma").await?;
     expect_home(&landing, "uma")?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_campus_user_signs_in_in_chromium_starts_a_server_and_logs_out_at_the_provider_too(
+) -> Result<()> {
+    let port = free_port()?;
+    let secrets = tempfile::tempdir()?;
+    let hub = start_hub(port, &secrets).await?;
+    let _provider = Provider::start(&hub, port).await?;
+    ensure!(!user_exists(&hub, "ann").await?);
+    let run = chromium::run_script(
+        &hub,
+        "campus_login.mjs",
+        "campus_login",
+        &[("XIJI_USER", "ann")],
+    )
+    .await?;
+    ensure!(run.output.contains("\"ok\":true"), "{}", run.output);
+    for name in [
+        "login",
+        "provider",
+        "home",
+        "jupyterlab",
+        "provider-logout",
+        "logged-out",
+    ] {
+        run.expect_screenshot(name)?;
+    }
+    ensure!(role_of(&hub, "ann").await? == "student");
+    let server = hub
+        .wait_until_ready("ann", "", Duration::from_secs(5))
+        .await?;
+    ensure!(server["url"] == json!("/user/ann/"), "{server}");
     Ok(())
 }
