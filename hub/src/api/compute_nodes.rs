@@ -7,12 +7,13 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use serde::de::DeserializeOwned;
 use serde_json::{json as j, Value};
 use spawner::Capacity;
 
 use super::{body_as, empty, json, ApiCaller, JsonBody};
 use crate::clock;
-use crate::domain::compute_nodes::{self, AddNode, NewComputePool, NodeView, PoolView};
+use crate::domain::compute_nodes::{self, AddNode, NewComputePool, NodeView, Overview, PoolView};
 use crate::domain::quotas;
 use crate::domain::Services;
 use crate::error::ApiError;
@@ -27,6 +28,31 @@ fn require_admin(caller: &ApiCaller) -> Result<(), ApiError> {
              admin:users)",
         ))
     }
+}
+
+/// An administrator's request body as `T`, or a 400 that shows the object it wants: the
+/// `what` as `example`.
+fn admin_request<T: DeserializeOwned>(
+    caller: &ApiCaller,
+    body: Option<Value>,
+    what: &str,
+    example: &str,
+) -> Result<T, ApiError> {
+    require_admin(caller)?;
+    body_as(body)?.ok_or_else(|| {
+        ApiError::bad_request(format!("Give the {what} as a JSON object: {example}"))
+    })
+}
+
+/// A list of the compute overview for an administrator: `rows` picks and renders it.
+async fn overview_list(
+    hub: &Services,
+    caller: &ApiCaller,
+    rows: impl FnOnce(&Overview) -> Vec<Value>,
+) -> Result<Response, ApiError> {
+    require_admin(caller)?;
+    let overview = compute_nodes::overview(hub).await?;
+    Ok(json(StatusCode::OK, Value::Array(rows(&overview))))
 }
 
 fn resources(c: &Capacity) -> Value {
@@ -78,12 +104,7 @@ pub async fn list_nodes(
     State(hub): State<Arc<Services>>,
     caller: ApiCaller,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller)?;
-    let overview = compute_nodes::overview(&hub).await?;
-    Ok(json(
-        StatusCode::OK,
-        Value::Array(overview.nodes.iter().map(node_model).collect()),
-    ))
+    overview_list(&hub, &caller, |o| o.nodes.iter().map(node_model).collect()).await
 }
 
 /// `POST /compute-nodes`: puts a machine, by name, into a pool.
@@ -92,10 +113,7 @@ pub async fn add_node(
     caller: ApiCaller,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller)?;
-    let request: AddNode = body_as(body)?.ok_or_else(|| {
-        ApiError::bad_request("Give the node as a JSON object: {\"name\": …, \"pool\": …}")
-    })?;
+    let request: AddNode = admin_request(&caller, body, "node", r#"{"name": …, "pool": …}"#)?;
     let node = compute_nodes::add_node(&hub, request).await?;
     Ok(json(StatusCode::OK, node_model(&node)))
 }
@@ -116,12 +134,7 @@ pub async fn list_pools(
     State(hub): State<Arc<Services>>,
     caller: ApiCaller,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller)?;
-    let overview = compute_nodes::overview(&hub).await?;
-    Ok(json(
-        StatusCode::OK,
-        Value::Array(overview.pools.iter().map(pool_model).collect()),
-    ))
+    overview_list(&hub, &caller, |o| o.pools.iter().map(pool_model).collect()).await
 }
 
 /// `POST /compute-pools`: defines a pool.
@@ -130,10 +143,8 @@ pub async fn create_pool(
     caller: ApiCaller,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller)?;
-    let request: NewComputePool = body_as(body)?.ok_or_else(|| {
-        ApiError::bad_request("Give the pool as a JSON object: {\"name\": …, \"description\": …}")
-    })?;
+    let request: NewComputePool =
+        admin_request(&caller, body, "pool", r#"{"name": …, "description": …}"#)?;
     let pool = compute_nodes::create_pool(&hub, request).await?;
     Ok(json(
         StatusCode::CREATED,
