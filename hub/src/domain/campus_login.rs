@@ -515,3 +515,82 @@ struct ClaimedIdentity {
     role: AccountRole,
     groups: Vec<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn login(edit: impl FnOnce(&mut OidcConfig)) -> CampusLogin {
+        let mut cfg = OidcConfig {
+            issuer: "https://id.example.edu".into(),
+            client_id: "xiji".into(),
+            client_secret: Some("s".into()),
+            groups_claim: Some("groups".into()),
+            admin_groups: vec!["it-staff".into()],
+            teacher_groups: vec!["teachers".into()],
+            ..OidcConfig::default()
+        };
+        edit(&mut cfg);
+        CampusLogin::new(&cfg).unwrap()
+    }
+
+    fn claims(v: serde_json::Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn the_groups_claim_gives_the_role_admins_first_then_teachers_else_students() {
+        let c = login(|_| {});
+        for (groups, role) in [
+            (json!(["teachers", "it-staff"]), AccountRole::Admin),
+            (json!(["ml-101", "teachers"]), AccountRole::Teacher),
+            (json!(["ml-101"]), AccountRole::Student),
+            (json!("teachers"), AccountRole::Student),
+        ] {
+            let id = c
+                .identity_from(&claims(
+                    json!({"preferred_username": "Ann", "groups": groups.clone()}),
+                ))
+                .unwrap();
+            assert_eq!(id.role, role, "{groups}");
+            assert_eq!(id.name, "ann");
+        }
+    }
+
+    #[test]
+    fn allowed_users_and_groups_refuse_everyone_else_but_admins() {
+        let c = login(|c| {
+            c.allowed_users = vec!["Guest".into()];
+            c.allowed_groups = vec!["students".into()];
+        });
+        let who = |name: &str, groups: serde_json::Value| {
+            c.identity_from(&claims(
+                json!({"preferred_username": name, "groups": groups}),
+            ))
+        };
+        assert!(who("ann", json!(["students"])).is_ok());
+        assert!(who("guest", json!([])).is_ok());
+        assert!(who("root", json!(["it-staff"])).is_ok());
+        let err = who("eve", json!(["visitors"])).unwrap_err().to_string();
+        assert!(err.contains("not allowed"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_or_unusable_user_name_is_refused() {
+        let c = login(|_| {});
+        for bad in [
+            json!({}),
+            json!({"preferred_username": ""}),
+            json!({"preferred_username": 7}),
+        ] {
+            let err = c.identity_from(&claims(bad.clone())).unwrap_err();
+            assert!(matches!(err, HubError::Forbidden(_)), "{bad}: {err}");
+        }
+        let err = c
+            .identity_from(&claims(json!({"preferred_username": "a/b"})))
+            .unwrap_err();
+        assert!(matches!(err, HubError::Forbidden(_)), "{err}");
+    }
+}
