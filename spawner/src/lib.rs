@@ -22,6 +22,7 @@ pub mod nodes;
 mod paths;
 mod readiness;
 mod resources;
+mod state_blob;
 mod usage;
 
 use std::collections::BTreeMap;

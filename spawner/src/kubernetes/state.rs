@@ -62,12 +62,9 @@ impl ClusterState {
     /// The blob's cluster; `None` for an empty blob (nothing started), an error for a blob this
     /// backend did not write.
     pub(super) fn from_blob(state: &serde_json::Value) -> Result<Option<Self>, SpawnerError> {
-        let empty = state.is_null() || state.as_object().is_some_and(|o| o.is_empty());
-        if empty {
+        let Some(parsed) = crate::state_blob::parse::<Self>(state)? else {
             return Ok(None);
-        }
-        let parsed: Self = serde_json::from_value(state.clone())
-            .map_err(|e| SpawnerError::InvalidState(e.to_string()))?;
+        };
         if parsed.backend != BACKEND || parsed.cluster_id.is_empty() {
             return Err(SpawnerError::InvalidState(
                 "not a kubernetes cluster state".into(),

@@ -122,12 +122,9 @@ impl LocalState {
     /// `Ok(None)` for an empty state (never started); an error for a blob this backend did not
     /// write.
     fn from_blob(state: &serde_json::Value) -> Result<Option<Self>, SpawnerError> {
-        let empty = state.is_null() || state.as_object().is_some_and(|o| o.is_empty());
-        if empty {
+        let Some(parsed) = crate::state_blob::parse::<Self>(state)? else {
             return Ok(None);
-        }
-        let parsed: Self = serde_json::from_value(state.clone())
-            .map_err(|e| SpawnerError::InvalidState(e.to_string()))?;
+        };
         // pid 0 or 1 would make killpg signal the hub's own group or init.
         if parsed.pid <= 1 || parsed.pgid <= 1 {
             return Err(SpawnerError::InvalidState(format!(
