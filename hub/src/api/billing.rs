@@ -13,6 +13,7 @@ use serde_json::{json as j, Value};
 use super::{body_as, empty, json, ApiCaller, JsonBody};
 use crate::clock;
 use crate::db::PriceRow;
+use crate::domain::access::administers_installation;
 use crate::domain::access::Viewer;
 use crate::domain::billing::{self, units, units_text, Period, Subject, UsageLine, UsageReport};
 use crate::domain::budgets::{self, BudgetRequest, BudgetSettings, BudgetStatus};
@@ -39,7 +40,7 @@ fn period(hub: &Services, query: &[(String, String)]) -> Result<Period, ApiError
 }
 
 fn require_admin(caller: &ApiCaller) -> Result<(), ApiError> {
-    if billing::is_billing_admin(&caller.0) {
+    if administers_installation(&caller.0.scopes) {
         Ok(())
     } else {
         Err(ApiError::forbidden(
@@ -55,7 +56,7 @@ fn viewer(caller: &ApiCaller) -> Result<Viewer, ApiError> {
         .ok_or_else(|| ApiError::forbidden("A service's token cannot read a project's usage"))?;
     Ok(Viewer {
         user: user.clone(),
-        admin: billing::is_billing_admin(&caller.0),
+        admin: administers_installation(&caller.0.scopes),
     })
 }
 

@@ -13,14 +13,14 @@ use spawner::Capacity;
 
 use super::{body_as, empty, json, ApiCaller, JsonBody};
 use crate::clock;
+use crate::domain::access::administers_installation;
 use crate::domain::compute_nodes::{self, AddNode, NewComputePool, NodeView, Overview, PoolView};
-use crate::domain::quotas;
 use crate::domain::Services;
 use crate::error::ApiError;
 
 /// Administrators only: 403 for everyone else.
 fn require_admin(caller: &ApiCaller) -> Result<(), ApiError> {
-    if quotas::may_administer(&caller.0.scopes) {
+    if administers_installation(&caller.0.scopes) {
         Ok(())
     } else {
         Err(ApiError::forbidden(

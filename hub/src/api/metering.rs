@@ -12,12 +12,12 @@ use serde_json::{json as j, Value};
 use super::{json, ApiCaller};
 use crate::clock;
 use crate::db::{LedgerRow, ReservationRow};
-use crate::domain::storage_pools::is_storage_admin;
+use crate::domain::access::administers_installation;
 use crate::domain::Services;
 use crate::error::ApiError;
 
 fn require_admin(caller: &ApiCaller) -> Result<(), ApiError> {
-    if is_storage_admin(&caller.0.scopes) {
+    if administers_installation(&caller.0.scopes) {
         Ok(())
     } else {
         Err(ApiError::forbidden(

@@ -34,6 +34,7 @@ use axum::Router;
 use bytes::Bytes;
 use serde_json::Value;
 
+use crate::domain::access::administers_installation;
 use crate::domain::identity::Caller;
 use crate::domain::Services;
 use crate::error::ApiError;
@@ -407,7 +408,7 @@ pub(crate) fn acting_user(
             "{things} belong to users: a service's token cannot use them"
         ))
     })?;
-    let admin = crate::domain::storage_pools::is_storage_admin(&caller.0.scopes);
+    let admin = administers_installation(&caller.0.scopes);
     let scope = if change { change_scope } else { read_scope };
     let allowed = rbac::check(
         &caller.0.scopes,

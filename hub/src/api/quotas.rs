@@ -12,13 +12,14 @@ use serde_json::{json as j, Value};
 use super::{empty, json, ApiCaller, JsonBody};
 use crate::clock::{self, Micros};
 use crate::db::{Amounts, Limits, RoleQuotaRow};
+use crate::domain::access::administers_installation;
 use crate::domain::quotas::{self, CapacityView, QuotaAndUse};
 use crate::domain::users::user_or_404;
 use crate::domain::{access, Services};
 use crate::error::ApiError;
 
 fn require_admin(caller: &ApiCaller, what: &str) -> Result<(), ApiError> {
-    if quotas::may_administer(&caller.0.scopes) {
+    if administers_installation(&caller.0.scopes) {
         Ok(())
     } else {
         Err(ApiError::forbidden(format!(

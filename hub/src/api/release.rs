@@ -19,13 +19,14 @@ use serde_json::{json as j, Value};
 use super::{body_as, empty, json, ApiCaller, JsonBody};
 use crate::clock;
 use crate::db::{ReleaseExceptionRow, ReleaseRow, ReleaseSettingsRow};
+use crate::domain::access::administers_installation;
 use crate::domain::release::{self, ReleasePolicy, UserPolicy};
 use crate::domain::servers::Outcome;
 use crate::domain::{access, Services};
 use crate::error::ApiError;
 
 fn require_admin(caller: &ApiCaller) -> Result<(), ApiError> {
-    if release::may_administer(&caller.0.scopes) {
+    if administers_installation(&caller.0.scopes) {
         Ok(())
     } else {
         Err(ApiError::forbidden(

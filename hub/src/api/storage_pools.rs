@@ -10,13 +10,14 @@ use serde_json::{json as j, Value};
 use super::{body_as, empty, json, ApiCaller, JsonBody};
 use crate::clock;
 use crate::db::PoolRow;
+use crate::domain::access::administers_installation;
 use crate::domain::storage_pools::{self, PoolChange, PoolRequest};
 use crate::domain::Services;
 use crate::error::ApiError;
 
 /// Administrators only: 403 for everyone else.
 fn require_admin(caller: &ApiCaller) -> Result<(), ApiError> {
-    if storage_pools::is_storage_admin(&caller.0.scopes) {
+    if administers_installation(&caller.0.scopes) {
         Ok(())
     } else {
         Err(ApiError::forbidden(

@@ -10,6 +10,12 @@ use crate::rbac::{self, Access, Resource};
 
 /// The groups of `user` as the caller's scope filters need them (none when no `!group=` filter
 /// could match).
+/// Whether these scopes administer the installation (storage and compute, quotas, prices and
+/// budgets, release policies, the ledger): unfiltered `admin:users`, which the `admin` role has.
+pub fn administers_installation(scopes: &crate::rbac::ScopeSet) -> bool {
+    scopes.get("admin:users").is_some_and(|g| g.is_unfiltered())
+}
+
 pub async fn groups_for(store: &Store, caller: &Caller, user: &str) -> HubResult<Vec<String>> {
     if caller.scopes.needs_groups() {
         Ok(store.groups_of(user).await?)

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use chrono::{Datelike, Months, NaiveDate};
 
+use super::access::administers_installation;
 use super::access::Viewer;
 use super::identity::Caller;
 use super::{HubError, HubResult, Services};
@@ -455,16 +456,11 @@ pub fn csv(report: &UsageReport) -> String {
     out
 }
 
-/// Whether the caller administers the installation's billing (unfiltered `admin:users`).
-pub fn is_billing_admin(caller: &Caller) -> bool {
-    super::storage_pools::is_storage_admin(&caller.scopes)
-}
-
 /// A user's usage as `caller` may see it: their own, an administrator's, or a token holding
 /// `read:users:activity` on them (a server's own token, a course integration).
 pub async fn user_subject(hub: &Services, caller: &Caller, name: &str) -> HubResult<Subject> {
     let own = caller.user().is_some_and(|u| u.name == name);
-    if !own && !is_billing_admin(caller) {
+    if !own && !administers_installation(&caller.scopes) {
         super::access::check_user(&hub.store, caller, &["read:users:activity"], name).await?;
     }
     let user = hub
@@ -482,7 +478,7 @@ pub async fn group_subject(hub: &Services, caller: &Caller, name: &str) -> HubRe
         .group(name)
         .await?
         .ok_or_else(|| HubError::NotFound(format!("No group {name}")))?;
-    if !is_billing_admin(caller) {
+    if !administers_installation(&caller.scopes) {
         let teacher_member = match caller.user() {
             Some(u) if u.account_role == crate::db::AccountRole::Teacher => {
                 hub.store.group_ids_of(u.id).await?.contains(&group.id)
@@ -527,7 +523,7 @@ pub async fn project_subject(
 
 /// The whole installation: administrators only.
 pub fn installation_subject(caller: &Caller) -> HubResult<Subject> {
-    if is_billing_admin(caller) {
+    if administers_installation(&caller.scopes) {
         Ok(Subject::Installation)
     } else {
         Err(HubError::Forbidden(

@@ -18,19 +18,12 @@ use crate::clock;
 use crate::db::{
     AccountRole, Amounts, CapacityCapsRow, Limits, RoleQuotaRow, Store, UserQuota, UserRow,
 };
-use crate::rbac::ScopeSet;
 
 const MIB: u64 = 1024 * 1024;
 
 /// The largest limit accepted, in any unit: far beyond any hardware, well inside `i64` once
 /// multiplied by a node count.
 const MAX_LIMIT: i64 = 1_000_000_000_000;
-
-/// Whether the caller may change quotas and caps: administrators (unfiltered `admin:users`), as
-/// for the storage pools and the home page.
-pub fn may_administer(scopes: &ScopeSet) -> bool {
-    scopes.get("admin:users").is_some_and(|g| g.is_unfiltered())
-}
 
 /// Which limits a body may set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

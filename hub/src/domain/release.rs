@@ -35,7 +35,6 @@ use crate::db::{
 pub use crate::db::{ReleaseCause, ReleasePolicy};
 use crate::domain::servers::{self, Outcome};
 use crate::domain::{HubError, HubResult, Services};
-use crate::rbac::ScopeSet;
 
 /// How often [`release_unwatched`] looks (the grace period's precision).
 pub const CHECK_EVERY: Duration = Duration::from_secs(2);
@@ -47,12 +46,6 @@ pub const MAX_GRACE_SECONDS: i64 = 86_400;
 pub const MAX_REASON_CHARS: usize = 500;
 /// How long a release is shown on its user's home page (unless the cluster started again).
 pub const SHOWN_FOR: Micros = 7 * 24 * 3600 * 1_000_000;
-
-/// Whether the caller may change policies: administrators (unfiltered `admin:users`), as for
-/// the home page and the storage pools.
-pub fn may_administer(scopes: &ScopeSet) -> bool {
-    scopes.get("admin:users").is_some_and(|g| g.is_unfiltered())
-}
 
 /// The default and every exception.
 #[derive(Debug, Clone)]

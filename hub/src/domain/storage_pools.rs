@@ -27,7 +27,6 @@ use crate::clock;
 use crate::db::{
     NewPool, PlacementKind, PlacementRow, PoolRemoval, PoolRow, PoolState, PoolType, Store, UserRow,
 };
-use crate::rbac::ScopeSet;
 
 /// The name of the pool the hub adds at its first start.
 pub const DEFAULT_POOL: &str = "default";
@@ -116,12 +115,6 @@ pub struct PoolUsage {
     pub mount: Option<MountFacts>,
     /// Why the pool cannot be used now (unmounted, wrong type), if so.
     pub problem: Option<String>,
-}
-
-/// Whether these scopes administer the storage pools (as the image library: unfiltered
-/// `admin:users`, which the `admin` role has).
-pub fn is_storage_admin(scopes: &ScopeSet) -> bool {
-    scopes.get("admin:users").is_some_and(|g| g.is_unfiltered())
 }
 
 /// Checks a pool name.

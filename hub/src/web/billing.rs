@@ -19,6 +19,7 @@ use serde::Serialize;
 use super::{encode_query, PageError, PageRequest};
 use crate::clock;
 use crate::db::{BudgetKind, UserRow};
+use crate::domain::access::administers_installation;
 use crate::domain::access::Viewer;
 use crate::domain::billing::{self, Period, Subject, UsageLine, UsageReport};
 use crate::domain::budgets::{self, BudgetState, BudgetStatus};
@@ -348,7 +349,7 @@ pub(crate) async fn mine(
     Ok(render_report(
         &page,
         &report,
-        billing::is_billing_admin(caller),
+        administers_installation(&caller.scopes),
     ))
 }
 
@@ -365,7 +366,7 @@ pub(crate) async fn user(
     Ok(render_report(
         &page,
         &report,
-        billing::is_billing_admin(caller),
+        administers_installation(&caller.scopes),
     ))
 }
 
@@ -382,7 +383,7 @@ pub(crate) async fn group(
     Ok(render_report(
         &page,
         &report,
-        billing::is_billing_admin(caller),
+        administers_installation(&caller.scopes),
     ))
 }
 
@@ -394,7 +395,7 @@ pub(crate) async fn project(
     Query(q): Params,
 ) -> Result<Response, PageError> {
     let (user, caller) = page.require_user()?;
-    let admin = billing::is_billing_admin(caller);
+    let admin = administers_installation(&caller.scopes);
     let viewer = Viewer {
         user: user.clone(),
         admin,
@@ -411,7 +412,7 @@ pub(crate) async fn installation(
     Query(q): Params,
 ) -> Result<Response, PageError> {
     let (_, caller) = page.require_user()?;
-    if !billing::is_billing_admin(caller) {
+    if !administers_installation(&caller.scopes) {
         return Err(PageError::status(StatusCode::FORBIDDEN));
     }
     let report = billing::report(&hub, Subject::Installation, period_of(&hub, &q)?).await?;
@@ -478,7 +479,7 @@ pub(crate) async fn admin(
     page: PageRequest,
 ) -> Result<Response, PageError> {
     let (_, caller) = page.require_user()?;
-    if !billing::is_billing_admin(caller) {
+    if !administers_installation(&caller.scopes) {
         return Err(PageError::status(StatusCode::FORBIDDEN));
     }
     let (versions, current) = billing::prices(&hub).await?;

@@ -19,8 +19,9 @@ use spawner::Capacity;
 
 use super::auth::{check_xsrf, parse_form};
 use super::{redirect, PageError, PageRequest};
+use crate::domain::access::administers_installation;
 use crate::domain::compute_nodes::{self, AddNode, NewComputePool, NodeView, Overview, PoolView};
-use crate::domain::quotas::{self, cores_text, size_text};
+use crate::domain::quotas::{cores_text, size_text};
 use crate::domain::{HubError, Services};
 
 /// One resource of a machine as the page shows it: texts, and the bar of what Xiji's clusters
@@ -86,7 +87,7 @@ const DONE: [&str; 4] = ["added", "removed", "pool_added", "pool_removed"];
 
 fn require_admin(page: &PageRequest) -> Result<(), PageError> {
     let (_, caller) = page.require_user()?;
-    if quotas::may_administer(&caller.scopes) {
+    if administers_installation(&caller.scopes) {
         Ok(())
     } else {
         Err(PageError::status(StatusCode::FORBIDDEN))

@@ -18,8 +18,9 @@ use serde::Serialize;
 
 use super::cluster::number_text;
 use super::{encode_query, PageError, PageRequest};
+use crate::domain::access::administers_installation;
 use crate::domain::datasets::{self, Access, Viewer};
-use crate::domain::{storage_pools, Services};
+use crate::domain::Services;
 
 /// How many datasets a page of the list shows.
 const PAGE_SIZE: u64 = 24;
@@ -171,7 +172,7 @@ pub(crate) async fn show(
     // Administrators (unfiltered `admin:users`) reach every dataset, as in the API.
     let viewer = Viewer {
         user: user.clone(),
-        admin: storage_pools::is_storage_admin(&caller.scopes),
+        admin: administers_installation(&caller.scopes),
     };
     datasets::reach(&hub, &viewer, &owner, &name, Access::Read).await?;
     Ok(page.render(

@@ -20,10 +20,11 @@ use serde::Serialize;
 use super::{encode_query, PageError, PageRequest};
 use crate::clock;
 use crate::db::DatasetVisibility;
+use crate::domain::access::administers_installation;
 use crate::domain::datasets::Viewer;
 use crate::domain::projects::{self, Access, SearchQuery};
 use crate::domain::servers::url_quote;
-use crate::domain::{storage_pools, Services};
+use crate::domain::Services;
 
 /// How many projects a page of the list shows.
 const PAGE_SIZE: u64 = 24;
@@ -139,7 +140,7 @@ pub(crate) async fn show(
     let (user, caller) = page.require_user()?;
     let viewer = Viewer {
         user: user.clone(),
-        admin: storage_pools::is_storage_admin(&caller.scopes),
+        admin: administers_installation(&caller.scopes),
     };
     projects::reach(&hub, &viewer, &owner, &name, Access::Read).await?;
     let release = super::cluster::release_choices(&hub, Some(user), "").await?;
@@ -181,7 +182,7 @@ pub(crate) async fn admin_list(
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
     let (user, caller) = page.require_user()?;
-    if !storage_pools::is_storage_admin(&caller.scopes) {
+    if !administers_installation(&caller.scopes) {
         return Err(PageError::status(StatusCode::FORBIDDEN));
     }
     let viewer = Viewer {

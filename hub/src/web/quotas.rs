@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::{PageError, PageRequest};
 use crate::db::{Amounts, Limits, UserRow};
+use crate::domain::access::administers_installation;
 use crate::domain::quotas::{self, cores_text, size_input, size_text};
 use crate::domain::Services;
 
@@ -171,7 +172,7 @@ pub(crate) async fn admin_page(
     page: PageRequest,
 ) -> Result<Response, PageError> {
     let (_, caller) = page.require_user()?;
-    if !quotas::may_administer(&caller.scopes) {
+    if !administers_installation(&caller.scopes) {
         return Err(PageError::status(StatusCode::FORBIDDEN));
     }
     let role_rows = hub.store.role_quotas().await?;

@@ -19,6 +19,7 @@ use super::auth::{check_xsrf, parse_form};
 use super::{redirect, PageError, PageRequest};
 use crate::clock;
 use crate::db::{ReleaseRow, ServerStatus, UserRow};
+use crate::domain::access::administers_installation;
 use crate::domain::release::{self, ReleasePolicy};
 use crate::domain::{HubError, Services};
 
@@ -78,7 +79,7 @@ pub(crate) async fn home_view(hub: &Services, user: &UserRow) -> Result<HomeRele
 
 fn require_admin(page: &PageRequest) -> Result<String, PageError> {
     let (user, caller) = page.require_user()?;
-    if release::may_administer(&caller.scopes) {
+    if administers_installation(&caller.scopes) {
         Ok(user.name.clone())
     } else {
         Err(PageError::status(StatusCode::FORBIDDEN))

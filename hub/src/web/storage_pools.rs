@@ -18,6 +18,7 @@ use super::auth::{check_xsrf, parse_form};
 use super::cluster::size_text;
 use super::{redirect, PageError, PageRequest};
 use crate::db::{PoolState, PoolType};
+use crate::domain::access::administers_installation;
 use crate::domain::storage_pools::{self, PoolChange, PoolRequest};
 use crate::domain::{HubError, Services};
 
@@ -56,7 +57,7 @@ const DONE: [&str; 4] = ["added", "drained", "activated", "removed"];
 /// The caller, if it administers storage; 403 otherwise.
 fn require_storage_admin(page: &PageRequest) -> Result<(), PageError> {
     let (_, caller) = page.require_user()?;
-    if storage_pools::is_storage_admin(&caller.scopes) {
+    if administers_installation(&caller.scopes) {
         Ok(())
     } else {
         Err(PageError::status(StatusCode::FORBIDDEN))
