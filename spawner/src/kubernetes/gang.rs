@@ -4,8 +4,9 @@
 //! once at connection), the cluster gets a PodGroup with `minMember = N` and Volcano places all
 //! N pods or none. Elsewhere Xiji admits the cluster itself before making anything: the pool's
 //! schedulable nodes (in the pool, not cordoned, ready: the [inventory](super::nodes), listed
-//! again for the start), with their allocatable resources minus what the namespace's pods
-//! request, must hold N pods of the cluster's size. The pods are all of one size, so first-fit
+//! again for the start), with their allocatable resources minus what this hub's pods request
+//! (other workloads on those nodes only the scheduler sees: a pod it cannot place fails the start
+//! at `ready_timeout`), must hold N pods of the cluster's size. The pods are all of one size, so first-fit
 //! decreasing is each node's whole number of pods, summed.
 //!
 //! Admission is a snapshot: two starts admitted at the same moment may want the same room, and

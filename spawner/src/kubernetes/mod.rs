@@ -18,8 +18,8 @@
 //! against the pool's schedulable nodes: one must hold a node of this size, all of them idle the
 //! whole cluster), then admits it as a gang: where Volcano's PodGroups are served (found once
 //! at [`KubernetesSpawner::connect`]) Volcano binds all N pods or none; elsewhere Xiji checks
-//! that N pods of the size fit the pool's nodes' allocatable minus what the namespace's pods
-//! request (first fit) and otherwise refuses at once ([`SpawnerError::Rejected`]: "the cluster
+//! that N pods of the size fit the pool's nodes' allocatable minus what this hub's pods request
+//! (first fit) and otherwise refuses at once ([`SpawnerError::Rejected`]: "the cluster
 //! needs 4 nodes of 2 CPU / 4G; only 2 fit now on pool gpu…"). Then it creates the owner, the
 //! objects that name it, and the pods, and **waits until every pod is scheduled, Ready and its
 //! server answers HTTP** within [`KubernetesConfig::ready_timeout`]. Progress events per node
@@ -46,8 +46,9 @@
 //!    container ended or restarted (its exit status); `stop` deletes the pods with the grace
 //!    period, waits until they are gone (grace + 30 s at most, then deletes them at once), then
 //!    deletes the owner and the rest. Both work from the state blob alone, after a restart too.
-//! 4. [`Spawner::node_usage`] gives each pod's container start and end times; the CPU time is
-//!    not known (the metrics API reports a recent rate, not the time used).
+//! 4. [`Spawner::node_usage`] gives each pod's container start and end times, and its CPU time
+//!    as the node agent on its Kubernetes node reads it from the container's cgroup (unknown
+//!    where no agent answers).
 //!
 //! Compute nodes ([`Spawner::compute_nodes`], [`Spawner::set_node_pool`], [`Spawner::capacity`])
 //! are `nodes.rs`; saving a node as an image goes through the node agent (`agent.rs`).
