@@ -426,7 +426,21 @@ async fn campus_users_sign_in_with_the_role_and_groups_from_their_claims_and_oth
     let (_, landing) = campus_login(&hub, "ann").await?;
     expect_home(&landing, "ann after the key rotation")?;
 
-    // Moved out of the allowed groups: refused at the next login; groups follow the provider.
+    // Moved out of the allowed groups: refused at the next login, and tom's running cluster
+    // follows the release policy of logout; groups follow the provider.
+    let resp = hub
+        .admin(Method::PUT, "/hub/api/release-policies/default")
+        .json(&json!({"policy": "on_logout", "grace_seconds": 60}))
+        .send()
+        .await?;
+    ensure!(
+        resp.status() == StatusCode::OK,
+        "release policy: {}",
+        resp.status()
+    );
+    hub.start_server("tom").await?;
+    hub.wait_until_ready("tom", "", Duration::from_secs(120))
+        .await?;
     provider
         .control(
             "/control/groups",
@@ -439,6 +453,16 @@ async fn campus_users_sign_in_with_the_role_and_groups_from_their_claims_and_oth
         "tom out of the allowed groups",
         "not allowed to sign in",
     )?;
+    hub.wait_until_stopped("tom", "", Duration::from_secs(60))
+        .await
+        .context("tom's cluster was not released after the refusal")?;
+    let releases: Value = hub
+        .admin(Method::GET, "/hub/api/users/tom/releases")
+        .send()
+        .await?
+        .json()
+        .await?;
+    ensure!(releases[0]["cause"] == "on_logout", "{releases}");
     provider
         .control(
             "/control/groups",

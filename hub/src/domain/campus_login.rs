@@ -6,6 +6,7 @@
 //! servers: the pages in `web::campus_login` carry the redirects and cookies.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -233,7 +234,12 @@ impl CampusLogin {
     /// Finishes a login: `state` must be one this hub started (and the browser's, checked by
     /// the caller), used once and young; the code is exchanged and the ID token checked; then
     /// the account is created or updated. Every refusal is a 403 and creates nothing.
-    pub async fn finish(&self, hub: &Services, state: &str, code: &str) -> HubResult<CampusUser> {
+    pub async fn finish(
+        &self,
+        hub: &Arc<Services>,
+        state: &str,
+        code: &str,
+    ) -> HubResult<CampusUser> {
         let pending = self
             .pending
             .lock()
@@ -445,8 +451,14 @@ impl CampusLogin {
     }
 
     /// Creates the account on first login, else brings its role (and groups) up to date.
-    async fn admit(&self, hub: &Services, claims: &Map<String, Value>) -> HubResult<UserRow> {
-        let identity = self.identity_from(claims)?;
+    async fn admit(&self, hub: &Arc<Services>, claims: &Map<String, Value>) -> HubResult<UserRow> {
+        let identity = match self.identity_from(claims) {
+            Ok(identity) => identity,
+            Err(refusal) => {
+                self.release_refused(hub, claims).await;
+                return Err(refusal);
+            }
+        };
         let admin = identity.role == AccountRole::Admin;
         let user = match hub.store.user(&identity.name).await? {
             Some(u) => u,
@@ -475,6 +487,22 @@ impl CampusLogin {
             .user_by_id(user.id)
             .await?
             .ok_or_else(|| HubError::NotFound("User vanished".into()))
+    }
+
+    /// A known user the provider vouches for but who may no longer sign in (moved out of the
+    /// allowed groups): their running clusters follow the release policy of logout.
+    async fn release_refused(&self, hub: &Arc<Services>, claims: &Map<String, Value>) {
+        let Some(raw) = claims
+            .get(&self.config.username_claim)
+            .and_then(Value::as_str)
+        else {
+            return;
+        };
+        match hub.store.user(&names::normalize_user(raw)).await {
+            Ok(Some(user)) => crate::domain::release::release_on_logout(hub, user),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "campus login: cannot look the refused user up"),
+        }
     }
 
     /// Makes the user's groups exactly the provider's valid group names (creating missing ones).
