@@ -16,7 +16,8 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use docker_support::{
-    docker_inspect, docker_tests_enabled, free_port, sh, unique, DockerCleanup, Registry,
+    docker_cpu_ns, docker_inspect, docker_tests_enabled, free_port, sh, unique, DockerCleanup,
+    Registry,
 };
 use imagebuilder::agent::{AgentClient, SaveSpec};
 use imagebuilder::{Compression, Error, JobState, LayerOptions, RegistryConfig};
@@ -68,12 +69,24 @@ impl Agent {
             .bearer_auth(&self.token)
     }
 
-    async fn get(&self, id: &str) -> Value {
-        let resp = self
-            .request(reqwest::Method::GET, &format!("/v1/saves/{id}"))
+    /// A request of `path` with no body, with the agent's token.
+    async fn send(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
+        self.request(method, path).send().await.unwrap()
+    }
+
+    /// `POST /v1/saves` of `body`, with the agent's token.
+    async fn post_save(&self, body: &impl serde::Serialize) -> reqwest::Response {
+        self.request(reqwest::Method::POST, "/v1/saves")
+            .json(body)
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    async fn get(&self, id: &str) -> Value {
+        let resp = self
+            .send(reqwest::Method::GET, &format!("/v1/saves/{id}"))
+            .await;
         assert_eq!(resp.status(), 200);
         resp.json().await.unwrap()
     }
@@ -201,30 +214,20 @@ async fn the_node_agent_saves_a_container_it_finds_through_proc_frozen_while_rea
     .await;
     let unknown = "ab".repeat(32);
     let resp = agent
-        .request(reqwest::Method::POST, "/v1/saves")
-        .json(&json!({
+        .post_save(&json!({
             "container_id": format!("containerd://{unknown}"),
             "base_image": base, "target": format!("{}/saved/x:1", registry.addr), "saved_by": "alice",
         }))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_no_such_container(resp, &unknown).await;
     let resp = agent
-        .request(reqwest::Method::POST, "/v1/saves")
-        .json(&json!({
+        .post_save(&json!({
             "container_id": "docker://abc", "base_image": base,
             "target": format!("{}/saved/x:1", registry.addr), "saved_by": "alice",
         }))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(resp.status(), 400);
-    let resp = agent
-        .request(reqwest::Method::GET, "/v1/saves/nope")
-        .send()
-        .await
-        .unwrap();
+    let resp = agent.send(reqwest::Method::GET, "/v1/saves/nope").await;
     assert_eq!(resp.status(), 404);
 
     // --- a save over the raw API, frozen while read ---------------------------------------
@@ -232,12 +235,7 @@ async fn the_node_agent_saves_a_container_it_finds_through_proc_frozen_while_rea
     cleanup.images.push(target.clone());
     let mut save = spec(&container, &base, &target);
     save.id = Some("hub-job-1".into());
-    let resp = agent
-        .request(reqwest::Method::POST, "/v1/saves")
-        .json(&save)
-        .send()
-        .await
-        .unwrap();
+    let resp = agent.post_save(&save).await;
     assert_eq!(resp.status(), 201);
     let created: Value = resp.json().await.unwrap();
     assert_eq!(created["id"], "hub-job-1");
@@ -256,19 +254,9 @@ async fn the_node_agent_saves_a_container_it_finds_through_proc_frozen_while_rea
     // A second save of the same container meanwhile is refused; the same id answers the job.
     let mut other = spec(&container, &base, &format!("{}/saved/x:2", registry.addr));
     other.id = Some("hub-job-other".into());
-    let resp = agent
-        .request(reqwest::Method::POST, "/v1/saves")
-        .json(&other)
-        .send()
-        .await
-        .unwrap();
+    let resp = agent.post_save(&other).await;
     assert_eq!(resp.status(), 409);
-    let resp = agent
-        .request(reqwest::Method::POST, "/v1/saves")
-        .json(&save)
-        .send()
-        .await
-        .unwrap();
+    let resp = agent.post_save(&save).await;
     assert_eq!(resp.status(), 200, "the same id answers the job");
 
     let mut states: Vec<String> = Vec::new();
@@ -382,10 +370,8 @@ async fn the_node_agent_saves_a_container_it_finds_through_proc_frozen_while_rea
 
     // A DELETE of a finished job leaves it as it is.
     let resp = agent
-        .request(reqwest::Method::DELETE, "/v1/saves/hub-job-1")
-        .send()
-        .await
-        .unwrap();
+        .send(reqwest::Method::DELETE, "/v1/saves/hub-job-1")
+        .await;
     assert_eq!(resp.status(), 202);
     let view: Value = resp.json().await.unwrap();
     assert_eq!(view["state"], "done");
@@ -403,22 +389,6 @@ async fn the_node_agent_saves_a_container_it_finds_through_proc_frozen_while_rea
     );
 }
 
-/// Docker's own reading of a container's CPU time (its stats API's
-/// `cpu_stats.cpu_usage.total_usage`, nanoseconds), through the Engine's socket.
-fn docker_cpu_ns(container: &str) -> u64 {
-    let socket = std::env::var("DOCKER_HOST")
-        .ok()
-        .and_then(|h| h.strip_prefix("unix://").map(str::to_owned))
-        .unwrap_or_else(|| "/var/run/docker.sock".into());
-    let stats = sh(&format!(
-        "curl -sf --unix-socket {socket} 'http://docker/containers/{container}/stats?stream=false&one-shot=true'"
-    ));
-    let stats: Value = serde_json::from_str(&stats).unwrap();
-    stats["cpu_stats"]["cpu_usage"]["total_usage"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no CPU time in Docker's stats: {stats}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_agent_reads_a_containers_cpu_time_from_its_cgroup_as_docker_does() {
     if !docker_tests_enabled() {
@@ -433,11 +403,7 @@ async fn the_node_agent_reads_a_containers_cpu_time_from_its_cgroup_as_docker_do
 
     // The raw API: the id as Kubernetes gives it, URL-encoded.
     let path = format!("/v1/containers/docker%3A%2F%2F{container}/usage");
-    let resp = agent
-        .request(reqwest::Method::GET, &path)
-        .send()
-        .await
-        .unwrap();
+    let resp = agent.send(reqwest::Method::GET, &path).await;
     assert_eq!(resp.status(), 200);
     let first: Value = resp.json().await.unwrap();
     let first_ns = first["cpu_ns"].as_u64().unwrap();
@@ -486,19 +452,15 @@ async fn the_node_agent_reads_a_containers_cpu_time_from_its_cgroup_as_docker_do
     assert!(err.to_string().contains("refused the hub's token"), "{err}");
     let unknown = "cd".repeat(32);
     let resp = agent
-        .request(
+        .send(
             reqwest::Method::GET,
             &format!("/v1/containers/containerd%3A%2F%2F{unknown}/usage"),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_no_such_container(resp, &unknown).await;
     let resp = agent
-        .request(reqwest::Method::GET, "/v1/containers/abc/usage")
-        .send()
-        .await
-        .unwrap();
+        .send(reqwest::Method::GET, "/v1/containers/abc/usage")
+        .await;
     assert_eq!(resp.status(), 400);
 
     // A container that is gone has no usage here.

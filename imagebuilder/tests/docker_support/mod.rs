@@ -1,5 +1,6 @@
 //! Docker Engine and registry helpers shared by the test binaries that run against a real
-//! Docker Engine and a real Debian `docker-registry` (`docker_registry`, `node_agent`).
+//! Docker Engine and a real Debian `docker-registry` (`docker_registry`, `node_agent`, and the
+//! spawner's `kube_agent` by its path). Needs only `std`, `tempfile` and `serde_json`.
 #![allow(dead_code)] // each binary uses a part
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
@@ -8,27 +9,36 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Whether to run: `XIJI_TEST_DOCKER=1` (set by `tests/setup-docker.sh`'s env file); then a
-/// missing Docker or registry is a failure, not a skip.
+/// Whether to run the tests that need Docker Engine and Debian's `docker-registry`:
+/// `XIJI_TEST_DOCKER=1` (set by `tests/setup-docker.sh`'s env file); then a missing Docker or
+/// registry is a failure, not a skip.
 pub fn docker_tests_enabled() -> bool {
-    if std::env::var("XIJI_TEST_DOCKER").as_deref() != Ok("1") {
-        eprintln!("skipped: set XIJI_TEST_DOCKER=1 (after tests/setup-docker.sh) to run");
+    if !docker_engine_enabled() {
         return false;
-    }
-    let info = Command::new("docker").arg("info").output();
-    match info {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => panic!(
-            "XIJI_TEST_DOCKER=1 but `docker info` fails: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => panic!("XIJI_TEST_DOCKER=1 but docker cannot run: {e}"),
     }
     assert!(
         Command::new("docker-registry").arg("--version").output().is_ok(),
         "XIJI_TEST_DOCKER=1 but Debian's docker-registry is not installed (apt-get install docker-registry)"
     );
     true
+}
+
+/// Whether to run the tests that need Docker Engine alone: `XIJI_TEST_DOCKER=1`, and then a
+/// Docker that does not answer is a failure, not a skip.
+pub fn docker_engine_enabled() -> bool {
+    if std::env::var("XIJI_TEST_DOCKER").as_deref() != Ok("1") {
+        eprintln!("skipped: set XIJI_TEST_DOCKER=1 (after tests/setup-docker.sh) to run");
+        return false;
+    }
+    let info = Command::new("docker").arg("info").output();
+    match info {
+        Ok(out) if out.status.success() => true,
+        Ok(out) => panic!(
+            "XIJI_TEST_DOCKER=1 but `docker info` fails: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => panic!("XIJI_TEST_DOCKER=1 but docker cannot run: {e}"),
+    }
 }
 
 /// Runs a shell command; panics with its output on failure.
@@ -70,6 +80,22 @@ pub fn docker_inspect(container: &str, format: &str) -> String {
     sh(&format!("docker inspect -f '{format}' {container}"))
         .trim()
         .to_owned()
+}
+
+/// Docker's own reading of a container's CPU time (its stats API's
+/// `cpu_stats.cpu_usage.total_usage`, nanoseconds), through the Engine's socket.
+pub fn docker_cpu_ns(container: &str) -> u64 {
+    let socket = std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_owned))
+        .unwrap_or_else(|| "/var/run/docker.sock".into());
+    let stats = sh(&format!(
+        "curl -sf --unix-socket {socket} 'http://docker/containers/{container}/stats?stream=false&one-shot=true'"
+    ));
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    stats["cpu_stats"]["cpu_usage"]["total_usage"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no CPU time in Docker's stats: {stats}"))
 }
 
 /// Our own `docker-registry` on a free loopback port with its own storage (never the shared
