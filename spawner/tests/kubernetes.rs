@@ -8,202 +8,27 @@
 mod support;
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{json, Value};
-use spawner::kubernetes::{
-    ApiAccess, KubernetesConfig, KubernetesSpawner, VolumeMapping, VolumeSource,
-};
+use spawner::kubernetes::KubernetesSpawner;
 use spawner::{
     wait_for_http_server, ClusterRequest, ClusterResources, ProgressEvent, SpawnSpec, Spawner,
     SpawnerError,
 };
-use support::kube_cluster::{echo_server, KubeCluster, KubeClusterOptions};
+use support::kube_cluster::KubeClusterOptions;
+use support::kube_spawner::{KubeSetup, Server, NS};
 use support::{init_tracing, singleuser, StandInHub};
 use tokio::sync::mpsc;
 
-/// The namespace of the tests' clusters.
-const NS: &str = "xiji";
 /// Two compute nodes of the default pool.
 const TWO_NODES: &str = "node-a:cpu=4,memory=8Gi,labels=xiji.org/pool=default;\
                          node-b:cpu=4,memory=8Gi,labels=xiji.org/pool=default";
 /// One compute node.
 const ONE_NODE: &str = "node-a:cpu=4,memory=8Gi,labels=xiji.org/pool=default";
 const GIB: u64 = 1024 * 1024 * 1024;
-
-/// What the nodes run.
-enum Server<'a> {
-    /// The real `jupyterhub-singleuser` of the test venv.
-    Singleuser(&'a Path),
-    /// The stand-in's echo server (any path answers 200): for tests of the pods' life only.
-    Echo,
-    /// Any command.
-    Command(&'a [&'a str]),
-}
-
-/// A stand-in cluster with a `xiji` namespace and the configuration of a spawner on it: work
-/// directories in a temporary folder given to the pods as a hostPath volume.
-struct Setup {
-    cluster: KubeCluster,
-    cfg: KubernetesConfig,
-    _dir: tempfile::TempDir,
-}
-
-impl Setup {
-    fn new(nodes: &str, mut opts: KubeClusterOptions, server: Server<'_>) -> Self {
-        if let Server::Singleuser(path) = server {
-            opts.bin_dirs.push(path.parent().unwrap().to_path_buf());
-        }
-        opts.namespaces.push(NS.into());
-        let cluster = KubeCluster::start(nodes, opts);
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().canonicalize().unwrap();
-        let mut cfg = KubernetesConfig::new(
-            ApiAccess::Url(cluster.url.clone()),
-            "registry.example/xiji/base-notebook:test",
-            root.join("work"),
-        );
-        cfg.namespace = NS.into();
-        cfg.volumes = vec![VolumeMapping {
-            host_path: root.clone(),
-            source: VolumeSource::HostPath {
-                path: root.display().to_string(),
-            },
-        }];
-        cfg.ready_timeout = Duration::from_secs(60);
-        cfg.cmd = match server {
-            // The stand-in runs pods as processes of the test's user, root here: a real
-            // node runs as jovyan and needs no `--allow-root`.
-            Server::Singleuser(path) => vec![
-                path.display().to_string(),
-                "--ip=0.0.0.0".into(),
-                "--port=8888".into(),
-                "--allow-root".into(),
-            ],
-            Server::Echo => vec![
-                "python3".into(),
-                echo_server().display().to_string(),
-                "--ip=0.0.0.0".into(),
-                "--port=8888".into(),
-            ],
-            Server::Command(words) => words.iter().map(|w| (*w).to_owned()).collect(),
-        };
-        Self {
-            cluster,
-            cfg,
-            _dir: dir,
-        }
-    }
-
-    async fn spawner(&self) -> KubernetesSpawner {
-        KubernetesSpawner::connect(self.cfg.clone()).await.unwrap()
-    }
-
-    fn client(&self) -> kube::Client {
-        kube::Client::try_from(kube::Config::new(self.cluster.url.parse().unwrap())).unwrap()
-    }
-
-    /// Every object of the namespace whose labels match `selector`, as `kind/name`.
-    async fn objects(&self, selector: &str) -> Vec<String> {
-        let mut found = Vec::new();
-        for (kind, path) in [
-            ("pod", format!("/api/v1/namespaces/{NS}/pods")),
-            ("configmap", format!("/api/v1/namespaces/{NS}/configmaps")),
-            ("secret", format!("/api/v1/namespaces/{NS}/secrets")),
-            ("service", format!("/api/v1/namespaces/{NS}/services")),
-            (
-                "networkpolicy",
-                format!("/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies"),
-            ),
-        ] {
-            let list = self
-                .cluster
-                .get_json(&format!("{path}?labelSelector={selector}"))
-                .await;
-            for item in list["items"].as_array().cloned().unwrap_or_default() {
-                found.push(format!(
-                    "{kind}/{}",
-                    item["metadata"]["name"].as_str().unwrap()
-                ));
-            }
-        }
-        found
-    }
-
-    /// Waits (bounded) until nothing matches `selector`.
-    async fn wait_no_objects(&self, selector: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = self.objects(selector).await;
-            if left.is_empty() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still there after {timeout:?}: {left:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// The container processes running in the tests' namespace.
-    async fn processes(&self) -> Vec<Value> {
-        self.cluster
-            .processes()
-            .await
-            .into_iter()
-            .filter(|p| p["namespace"] == NS)
-            .collect()
-    }
-
-    /// A pod that takes `cpu` of a node until the test ends: labelled as this hub's (so Xiji's
-    /// admission counts it) or not.
-    async fn occupy(&self, namespace: &str, name: &str, cpu: &str, xiji: bool) {
-        let labels = if xiji {
-            json!({"xiji.org/hub": "xiji"})
-        } else {
-            json!({"app": "someone-else"})
-        };
-        let pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": name, "labels": labels},
-            "spec": {
-                "restartPolicy": "Never",
-                "terminationGracePeriodSeconds": 1,
-                "containers": [{
-                    "name": "c", "image": "busybox", "command": ["sleep", "600"],
-                    "resources": {"requests": {"cpu": cpu, "memory": "1Gi"}},
-                }],
-            },
-        }))
-        .unwrap();
-        Api::<Pod>::namespaced(self.client(), namespace)
-            .create(&PostParams::default(), &pod)
-            .await
-            .unwrap();
-        self.cluster
-            .wait_pod(namespace, name, Duration::from_secs(10), |p| {
-                p["status"]["phase"] == "Running"
-            })
-            .await;
-    }
-}
-
-/// A failed test shows what the stand-in did.
-impl Drop for Setup {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = self.cluster.log();
-            let tail: Vec<&str> = log.lines().rev().take(80).collect();
-            eprintln!("--- the stand-in's log, last lines ---");
-            for line in tail.iter().rev() {
-                eprintln!("{line}");
-            }
-        }
-    }
-}
 
 fn resources(nodes: u32, cpus: f64, memory_gib: u64) -> ClusterResources {
     ClusterResources {
@@ -271,7 +96,7 @@ async fn a_two_node_cluster_starts_node_by_node_answers_is_re_adopted_and_stops_
     init_tracing();
     let singleuser = singleuser().await;
     let hub = StandInHub::start().await;
-    let mut setup = Setup::new(
+    let mut setup = KubeSetup::new(
         TWO_NODES,
         KubeClusterOptions::default(),
         Server::Singleuser(&singleuser),
@@ -392,7 +217,7 @@ async fn a_two_node_cluster_starts_node_by_node_answers_is_re_adopted_and_stops_
 async fn a_cluster_that_cannot_fit_is_refused_before_anything_is_made() {
     init_tracing();
     let hub = StandInHub::start().await;
-    let setup = Setup::new(TWO_NODES, KubeClusterOptions::default(), Server::Echo);
+    let setup = KubeSetup::new(TWO_NODES, KubeClusterOptions::default(), Server::Echo);
     let spawner = setup.spawner().await;
     let request = |nodes, cpus, pool: Option<&str>| ClusterRequest {
         nodes: Some(nodes),
@@ -451,7 +276,7 @@ async fn a_cluster_that_cannot_fit_is_refused_before_anything_is_made() {
 async fn a_pod_left_unschedulable_rolls_the_whole_cluster_back_with_the_schedulers_reason() {
     init_tracing();
     let hub = StandInHub::start().await;
-    let mut setup = Setup::new(ONE_NODE, KubeClusterOptions::default(), Server::Echo);
+    let mut setup = KubeSetup::new(ONE_NODE, KubeClusterOptions::default(), Server::Echo);
     setup.cfg.ready_timeout = Duration::from_secs(4);
     let spawner = setup.spawner().await;
     // A pod Xiji's admission has not counted takes 3 of the node's 4 CPUs: what a start racing
@@ -482,10 +307,7 @@ async fn a_pod_left_unschedulable_rolls_the_whole_cluster_back_with_the_schedule
     assert!(events
         .iter()
         .any(|e| e.message == "Deleting the cluster's pods and objects"));
-    assert_eq!(
-        setup.objects("xiji.org/hub=xiji").await,
-        Vec::<String>::new()
-    );
+    setup.assert_nothing_of_the_hub_left().await;
     assert_eq!(setup.processes().await, Vec::<Value>::new());
 }
 
@@ -493,7 +315,7 @@ async fn a_pod_left_unschedulable_rolls_the_whole_cluster_back_with_the_schedule
 async fn of_two_starts_racing_for_one_nodes_room_one_runs_and_the_other_leaves_nothing() {
     init_tracing();
     let hub = StandInHub::start().await;
-    let mut setup = Setup::new(ONE_NODE, KubeClusterOptions::default(), Server::Echo);
+    let mut setup = KubeSetup::new(ONE_NODE, KubeClusterOptions::default(), Server::Echo);
     setup.cfg.ready_timeout = Duration::from_secs(4);
     let spawner = setup.spawner().await;
     let (a, b) = tokio::join!(
@@ -521,17 +343,14 @@ async fn of_two_starts_racing_for_one_nodes_room_one_runs_and_the_other_leaves_n
         .stop(&started.state, Duration::from_secs(5))
         .await
         .unwrap();
-    assert_eq!(
-        setup.objects("xiji.org/hub=xiji").await,
-        Vec::<String>::new()
-    );
+    setup.assert_nothing_of_the_hub_left().await;
 }
 
 #[tokio::test]
 async fn an_image_that_cannot_be_pulled_fails_the_start_with_the_pull_error() {
     init_tracing();
     let hub = StandInHub::start().await;
-    let setup = Setup::new(
+    let setup = KubeSetup::new(
         TWO_NODES,
         KubeClusterOptions {
             fail_pull: vec!["registry.invalid/".into()],
@@ -551,17 +370,14 @@ async fn an_image_that_cannot_be_pulled_fails_the_start_with_the_pull_error() {
         reason.contains("registry.invalid/xiji/missing:1"),
         "{reason}"
     );
-    assert_eq!(
-        setup.objects("xiji.org/hub=xiji").await,
-        Vec::<String>::new()
-    );
+    setup.assert_nothing_of_the_hub_left().await;
 }
 
 #[tokio::test]
 async fn a_node_whose_server_exits_fails_the_start_with_its_status_and_log() {
     init_tracing();
     let hub = StandInHub::start().await;
-    let setup = Setup::new(
+    let setup = KubeSetup::new(
         ONE_NODE,
         KubeClusterOptions::default(),
         Server::Command(&[
@@ -582,17 +398,14 @@ async fn a_node_whose_server_exits_fails_the_start_with_its_status_and_log() {
         log_tail.contains("xiji test: the server cannot start"),
         "{log_tail:?}"
     );
-    assert_eq!(
-        setup.objects("xiji.org/hub=xiji").await,
-        Vec::<String>::new()
-    );
+    setup.assert_nothing_of_the_hub_left().await;
 }
 
 #[tokio::test]
 async fn a_cluster_with_a_killed_node_is_reported_gone() {
     init_tracing();
     let hub = StandInHub::start().await;
-    let setup = Setup::new(TWO_NODES, KubeClusterOptions::default(), Server::Echo);
+    let setup = KubeSetup::new(TWO_NODES, KubeClusterOptions::default(), Server::Echo);
     let spawner = setup.spawner().await;
     let started = start(&spawner, &hub, "heidi", resources(2, 1.0, 1))
         .await
@@ -623,17 +436,14 @@ async fn a_cluster_with_a_killed_node_is_reported_gone() {
         .stop(&started.state, Duration::from_secs(5))
         .await
         .unwrap();
-    assert_eq!(
-        setup.objects("xiji.org/hub=xiji").await,
-        Vec::<String>::new()
-    );
+    setup.assert_nothing_of_the_hub_left().await;
 }
 
 #[tokio::test]
 async fn deleting_a_clusters_owner_deletes_all_of_it() {
     init_tracing();
     let hub = StandInHub::start().await;
-    let setup = Setup::new(TWO_NODES, KubeClusterOptions::default(), Server::Echo);
+    let setup = KubeSetup::new(TWO_NODES, KubeClusterOptions::default(), Server::Echo);
     let spawner = setup.spawner().await;
     let started = start(&spawner, &hub, "ivan", resources(2, 1.0, 1))
         .await
@@ -676,7 +486,7 @@ async fn deleting_a_clusters_owner_deletes_all_of_it() {
 #[tokio::test]
 async fn orphaned_clusters_of_this_hub_are_reaped_and_nothing_else() {
     init_tracing();
-    let setup = Setup::new(ONE_NODE, KubeClusterOptions::default(), Server::Echo);
+    let setup = KubeSetup::new(ONE_NODE, KubeClusterOptions::default(), Server::Echo);
     let spawner = setup.spawner().await;
     let client = setup.client();
     let labels = |hub: &str, cluster: &str| {
@@ -811,7 +621,7 @@ mod contract {
         init_tracing();
         let singleuser = singleuser().await;
         let hub = StandInHub::start().await;
-        let setup = Setup::new(
+        let setup = KubeSetup::new(
             ONE_NODE,
             KubeClusterOptions::default(),
             Server::Singleuser(&singleuser),
@@ -824,10 +634,7 @@ mod contract {
             &spawner, &restarted, &hub, &spec,
         )
         .await;
-        assert_eq!(
-            setup.objects("xiji.org/hub=xiji").await,
-            Vec::<String>::new()
-        );
+        setup.assert_nothing_of_the_hub_left().await;
     }
 }
 
@@ -835,7 +642,7 @@ mod contract {
 async fn with_volcano_the_cluster_is_one_pod_group_bound_whole_or_deleted_whole() {
     init_tracing();
     let hub = StandInHub::start().await;
-    let mut setup = Setup::new(
+    let mut setup = KubeSetup::new(
         ONE_NODE,
         KubeClusterOptions {
             volcano: true,
@@ -882,10 +689,7 @@ async fn with_volcano_the_cluster_is_one_pod_group_bound_whole_or_deleted_whole(
     );
     assert!(reason.contains("; node-1: it was not placed"), "{reason}");
     assert_eq!(setup.cluster.get_json(&groups).await["items"], json!([]));
-    assert_eq!(
-        setup.objects("xiji.org/hub=xiji").await,
-        Vec::<String>::new()
-    );
+    setup.assert_nothing_of_the_hub_left().await;
 }
 
 #[tokio::test]
@@ -893,7 +697,7 @@ async fn a_start_the_hub_gives_up_on_deletes_its_cluster() {
     init_tracing();
     let hub = StandInHub::start().await;
     // A server that never answers: the start waits until the hub's own timeout drops it.
-    let setup = Setup::new(
+    let setup = KubeSetup::new(
         TWO_NODES,
         KubeClusterOptions::default(),
         Server::Command(&["sleep", "600"]),

@@ -169,40 +169,17 @@ impl KubeCluster {
         content_type: &str,
         body: Option<&Value>,
     ) -> (u16, Vec<u8>) {
-        let mut stream = tokio::net::TcpStream::connect(self.authority())
-            .await
-            .expect("connecting to the stand-in");
-        let payload = body.map(|b| b.to_string()).unwrap_or_default();
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/json\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        http_request(
             self.authority(),
-            payload.len()
-        );
-        stream.write_all(head.as_bytes()).await.unwrap();
-        stream.write_all(payload.as_bytes()).await.unwrap();
-        let mut response = Vec::new();
-        tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut response))
-            .await
-            .expect("the stand-in answers within 30 s")
-            .expect("reading the stand-in's answer");
-        let split = response
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("an HTTP answer");
-        let head = String::from_utf8_lossy(&response[..split]).to_string();
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("a status code");
-        let mut body = response[split + 4..].to_vec();
-        if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            body = dechunk(&body);
-        }
-        (status, body)
+            method,
+            path,
+            &[
+                ("Accept", "application/json"),
+                ("Content-Type", content_type),
+            ],
+            body,
+        )
+        .await
     }
 
     /// GET a path of the API, panicking unless it answers 200.
@@ -355,6 +332,52 @@ impl Drop for KubeCluster {
         let _ = killpg(group, Signal::SIGKILL);
         let _ = self.process.wait();
     }
+}
+
+/// One HTTP/1.1 request to `authority` with `headers` and a JSON `body`, over a connection of
+/// its own (no client library, so that nothing is hidden): the status and the body (de-chunked).
+pub async fn http_request(
+    authority: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> (u16, Vec<u8>) {
+    let mut stream = tokio::net::TcpStream::connect(authority)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {authority}: {e}"));
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", payload.len()));
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(payload.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut response))
+        .await
+        .unwrap_or_else(|_| panic!("{authority} answers within 30 s"))
+        .unwrap_or_else(|e| panic!("reading {authority}'s answer: {e}"));
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP answer");
+    let head = String::from_utf8_lossy(&response[..split]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    let mut body = response[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, body)
 }
 
 fn dechunk(mut body: &[u8]) -> Vec<u8> {

@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod kube_cluster;
+pub mod kube_spawner;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
