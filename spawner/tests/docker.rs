@@ -209,23 +209,7 @@ async fn a_two_node_cluster_runs_mpi_across_nodes_shares_its_work_dir_and_enforc
         .any(|m| m.starts_with("Creating network xiji-alice-")));
 
     // Two nodes, node-0 at the server's prefix, node-1 under it; both answer HTTP.
-    assert_eq!(started.nodes.len(), 2);
-    assert_eq!(started.nodes[0].name, "node-0");
-    assert_eq!(started.nodes[0].url, started.url);
-    assert_eq!(started.nodes[0].service_prefix, "/user/alice/");
-    assert_eq!(started.nodes[1].service_prefix, "/user/alice/node-1/");
-    assert_eq!(
-        started.nodes[1].oauth_client_id.as_deref(),
-        Some("jupyterhub-user-alice-node-1")
-    );
-    for node in &started.nodes {
-        wait_for_http_server(
-            &format!("{}{}api", node.url, node.service_prefix),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
-    }
+    support::assert_two_nodes_answer_at_their_prefixes(&started, "alice").await;
     assert!(hub.seen("GET /hub/api"), "{:?}", hub.requests);
     let state = started.state.clone();
     let names = container_names(&state);

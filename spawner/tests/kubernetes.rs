@@ -20,7 +20,7 @@ use spawner::{
 };
 use support::kube_cluster::KubeClusterOptions;
 use support::kube_spawner::{KubeSetup, Server, NS};
-use support::{init_tracing, singleuser, StandInHub};
+use support::{assert_two_nodes_answer_at_their_prefixes, init_tracing, singleuser, StandInHub};
 use tokio::sync::mpsc;
 
 /// Two compute nodes of the default pool.
@@ -138,23 +138,10 @@ async fn a_two_node_cluster_starts_node_by_node_answers_is_re_adopted_and_stops_
     assert!(events.iter().all(|e| e.progress < 100));
 
     // Both nodes answer at their own address and prefix.
-    assert_eq!(started.nodes.len(), 2);
-    assert_eq!(started.nodes[0].url, started.url);
-    assert_eq!(started.nodes[0].service_prefix, "/user/alice/");
-    assert_eq!(started.nodes[1].service_prefix, "/user/alice/node-1/");
-    assert_eq!(
-        started.nodes[1].oauth_client_id.as_deref(),
-        Some("jupyterhub-user-alice-node-1")
-    );
+    assert_two_nodes_answer_at_their_prefixes(&started, "alice").await;
     assert_ne!(started.nodes[0].url, started.nodes[1].url);
     for node in &started.nodes {
         assert!(node.url.starts_with("http://127."), "{}", node.url);
-        wait_for_http_server(
-            &format!("{}{}api", node.url, node.service_prefix),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
     }
     assert!(hub.seen("GET /hub/api"), "{:?}", hub.requests);
     assert_eq!(spawner.poll(&state).await.unwrap(), None);

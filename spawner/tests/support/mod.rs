@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::IntoResponse;
 use spawner::local::{LocalConfig, LocalSpawner};
-use spawner::{ClusterResources, SpawnSpec};
+use spawner::{ClusterResources, SpawnSpec, Started};
 
 /// The JupyterHub version the stand-in hub announces; the singleuser checks it at start.
 pub const HUB_VERSION: &str = "5.5.1";
@@ -222,4 +222,29 @@ fn live_group_members_state_is_zombie(pid: i64) -> bool {
                 .map(|st| st == "Z" || st == "X")
         })
         .unwrap_or(true)
+}
+
+/// `user`'s two-node cluster as the hub routes it: node-0 at the server's URL and prefix,
+/// node-1 under that prefix with an OAuth client of its own, and each answering at its prefix.
+pub async fn assert_two_nodes_answer_at_their_prefixes(started: &Started, user: &str) {
+    assert_eq!(started.nodes.len(), 2);
+    assert_eq!(started.nodes[0].name, "node-0");
+    assert_eq!(started.nodes[0].url, started.url);
+    assert_eq!(started.nodes[0].service_prefix, format!("/user/{user}/"));
+    assert_eq!(
+        started.nodes[1].service_prefix,
+        format!("/user/{user}/node-1/")
+    );
+    assert_eq!(
+        started.nodes[1].oauth_client_id.as_deref(),
+        Some(format!("jupyterhub-user-{user}-node-1").as_str())
+    );
+    for node in &started.nodes {
+        spawner::wait_for_http_server(
+            &format!("{}{}api", node.url, node.service_prefix),
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    }
 }
