@@ -326,11 +326,7 @@ async fn of_two_starts_racing_for_one_nodes_room_one_runs_and_the_other_leaves_n
         "only the winner's pod, owner, secret, service and policy"
     );
     assert_eq!(spawner.poll(&started.state).await.unwrap(), None);
-    spawner
-        .stop(&started.state, Duration::from_secs(5))
-        .await
-        .unwrap();
-    setup.assert_nothing_of_the_hub_left().await;
+    setup.stop_leaving_nothing(&spawner, &started.state).await;
 }
 
 #[tokio::test]
@@ -419,11 +415,7 @@ async fn a_cluster_with_a_killed_node_is_reported_gone() {
     assert!(usage[0].running);
     assert!(!usage[1].running);
     assert!(usage[1].finished_at.unwrap() >= usage[1].started_at.unwrap());
-    spawner
-        .stop(&started.state, Duration::from_secs(5))
-        .await
-        .unwrap();
-    setup.assert_nothing_of_the_hub_left().await;
+    setup.stop_leaving_nothing(&spawner, &started.state).await;
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use spawner::kubernetes::{
     ApiAccess, KubernetesConfig, KubernetesSpawner, VolumeMapping, VolumeSource,
 };
+use spawner::Spawner;
 
 use super::kube_cluster::{echo_server, KubeCluster, KubeClusterOptions};
 
@@ -144,6 +145,12 @@ impl KubeSetup {
             self.objects("xiji.org/hub=xiji").await,
             Vec::<String>::new()
         );
+    }
+
+    /// Stops the cluster of `state` (5 s of grace) and sees that nothing of the hub's is left.
+    pub async fn stop_leaving_nothing(&self, spawner: &KubernetesSpawner, state: &Value) {
+        spawner.stop(state, Duration::from_secs(5)).await.unwrap();
+        self.assert_nothing_of_the_hub_left().await;
     }
 
     /// The container processes running in the tests' namespace.
