@@ -16,6 +16,7 @@ pub mod browser;
 pub mod docker;
 pub mod kernel;
 pub mod process;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

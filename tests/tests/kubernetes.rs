@@ -14,14 +14,13 @@ mod kube_support;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use kube_support::{KubeCluster, KubeClusterOptions};
+use kube_support::{kube_cluster, kube_hub, KubeCluster, NAMESPACE};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tests::browser::keep_screenshots;
 use tests::docker::wait_cluster_ready;
-use tests::{browser, expect_json, tail, Hub, HubOptions, Kernel, Singleuser};
+use tests::{browser, expect_json, tail, Hub, Kernel};
 
-const NAMESPACE: &str = "xiji";
 /// Two Kubernetes nodes in the compute pool `default`, 4 cores and 8 GiB each.
 const NODES: &str = "node-a:cpu=4,memory=8Gi,labels=xiji.org/pool=default;\
                      node-b:cpu=4,memory=8Gi,labels=xiji.org/pool=default";
@@ -33,50 +32,6 @@ const KINDS: [&str; 5] = [
     "/api/v1/namespaces/xiji/configmaps",
     "/apis/networking.k8s.io/v1/namespaces/xiji/networkpolicies",
 ];
-
-/// The stand-in, with the test venv's `jupyterhub-singleuser` as the pods' program.
-fn kube_cluster() -> Result<KubeCluster> {
-    let venv = Singleuser::Jupyterhub5.venv()?;
-    Ok(KubeCluster::start(
-        NODES,
-        KubeClusterOptions {
-            bin_dirs: vec![venv.join("bin")],
-            namespaces: vec![NAMESPACE.into()],
-            ..KubeClusterOptions::default()
-        },
-    ))
-}
-
-/// A hub on the kubernetes backend talking to `cluster`, made in `root`, which is mapped to the
-/// same folder on every Kubernetes node (the stand-in's pods run on this machine): the storage
-/// pool holding the work directories is in it.
-async fn kube_hub(
-    cluster: &KubeCluster,
-    root: &std::path::Path,
-    ready_timeout: u32,
-) -> Result<Hub> {
-    let root_text = root.display();
-    let options = HubOptions {
-        // The stand-in's kubelet runs pods as the test's user (root in CI): hence
-        // `--allow-root`, which real pods (jovyan) do not need.
-        spawner_toml: format!(
-            "backend = \"kubernetes\"\nstart_timeout = {}\n",
-            ready_timeout + 60
-        ),
-        tables_toml: format!(
-            "\n[spawner.kubernetes]\napi_url = \"{url}\"\nnamespace = \"{NAMESPACE}\"\n\
-             ready_timeout = {ready_timeout}\ndefault_cpus = 1\ndefault_memory_mb = 1024\n\
-             cmd = [\"jupyterhub-singleuser\", \"--ip=0.0.0.0\", \"--port=8888\", \"--allow-root\"]\n\n\
-             [[spawner.kubernetes.volumes]]\nhost_path = \"{root_text}\"\nnode_path = \"{root_text}\"\n",
-            url = cluster.url
-        ),
-        // The start answers at once (202), so that the test hears the whole progress stream.
-        top_level_toml: "slow_spawn_timeout = 0\n".into(),
-        parent_dir: Some(root.to_path_buf()),
-        ..HubOptions::default()
-    };
-    Hub::start_with(options).await
-}
 
 /// Every object of this hub's clusters still in the namespace, as `kind/name`.
 async fn objects_left(cluster: &KubeCluster) -> Vec<String> {
@@ -150,9 +105,9 @@ async fn cell_runs_on(hub: &Hub, prefix: &str, token: &str, node: &str) -> Resul
 #[tokio::test]
 async fn a_two_node_cluster_on_kubernetes_serves_jupyterlab_survives_a_hub_restart_and_leaves_nothing(
 ) -> Result<()> {
-    let cluster = kube_cluster()?;
+    let cluster = kube_cluster(NODES)?;
     let work = tempfile::tempdir()?;
-    let mut hub = kube_hub(&cluster, work.path(), 120).await?;
+    let mut hub = kube_hub(&cluster, work.path(), 120, "").await?;
     hub.create_user("kim", "kim-password-1").await?;
     let token = hub.create_token("kim", json!({})).await?;
 
@@ -226,9 +181,9 @@ async fn a_two_node_cluster_on_kubernetes_serves_jupyterlab_survives_a_hub_resta
 #[tokio::test]
 async fn a_cluster_that_cannot_be_placed_or_names_an_unknown_pool_is_refused_with_the_reason(
 ) -> Result<()> {
-    let cluster = kube_cluster()?;
+    let cluster = kube_cluster(NODES)?;
     let work = tempfile::tempdir()?;
-    let hub = kube_hub(&cluster, work.path(), 20).await?;
+    let hub = kube_hub(&cluster, work.path(), 20, "").await?;
     hub.create_user("lee", "lee-password-1").await?;
 
     // Three nodes of 3 cores: each Kubernetes node holds only one.
@@ -279,9 +234,9 @@ async fn a_cluster_that_cannot_be_placed_or_names_an_unknown_pool_is_refused_wit
 
 #[tokio::test]
 async fn a_cluster_started_from_the_form_runs_on_the_compute_pool_the_user_chose() -> Result<()> {
-    let cluster = kube_cluster()?;
+    let cluster = kube_cluster(NODES)?;
     let root = tempfile::tempdir()?;
-    let hub = kube_hub(&cluster, root.path(), 120).await?;
+    let hub = kube_hub(&cluster, root.path(), 120, "").await?;
     hub.create_user("mia", "mia-password-1").await?;
 
     // The administrator defines the pool `gpu` and puts node-b into it by its name.
