@@ -1115,7 +1115,7 @@ pub(super) mod tests {
         let mut cfg = KubernetesConfig::new(
             ApiAccess::Url("http://127.0.0.1:1".into()),
             "registry.campus:5000/xiji/base-notebook:1",
-            root.join("claim/work"),
+            root.join("claim/homes"),
         );
         cfg.namespace = "xiji-test".into();
         cfg.hub_connect_url = Some("http://xiji-hub.xiji-test.svc:8081".into());
@@ -1171,7 +1171,7 @@ pub(super) mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        let work = root.join("claim/work/alice");
+        let work = root.join("claim/homes/alice");
         std::fs::create_dir_all(&work).unwrap();
         SpawnSpec {
             user: "alice".into(),
@@ -1450,7 +1450,7 @@ pub(super) mod tests {
         let work = at("/home/jovyan/work");
         assert_eq!(
             (work.name.as_str(), work.sub_path.as_deref()),
-            ("pool-0", Some("work/alice"))
+            ("pool-0", Some("homes/alice"))
         );
         let mnist = at("/home/jovyan/datasets/alice/mnist");
         assert_eq!(mnist.name, "pool-0");

@@ -195,14 +195,14 @@ mod tests {
         let mut pool = PoolVolumes::new(&mappings);
         let work = pool
             .mount(
-                Path::new("/srv/pools/gluster1/work/alice"),
+                Path::new("/srv/pools/gluster1/homes/alice"),
                 "/home/jovyan/work",
                 false,
                 "the work directory",
             )
             .unwrap();
         assert_eq!(work.name, "pool-1");
-        assert_eq!(work.sub_path.as_deref(), Some("work/alice"));
+        assert_eq!(work.sub_path.as_deref(), Some("homes/alice"));
         assert_eq!(work.read_only, None);
         // A sibling whose name only starts like the mapping's is not inside it.
         let other = pool

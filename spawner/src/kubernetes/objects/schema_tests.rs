@@ -93,7 +93,7 @@ fn matrix(root: &Path) -> Vec<Case> {
     });
 
     let mut volumes = spec(root, 3);
-    let work = root.join("nfs/work/alice");
+    let work = root.join("nfs/homes/alice");
     std::fs::create_dir_all(&work).unwrap_or_else(|e| panic!("{}: {e}", work.display()));
     volumes.work_dir = Some(work);
     volumes.mounts = vec![
