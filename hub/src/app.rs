@@ -69,6 +69,21 @@ async fn prepare_with_store(
         };
     let start_queue = StartQueue::new(config.spawner.concurrent_starts);
     let meter = crate::domain::metering::Meter::new(config.metering.tz()?);
+    let campus = if config.auth.campus() {
+        let client =
+            crate::domain::campus_login::CampusLogin::new(&config.auth.oidc, config.auth.kind)
+                .map_err(|e| anyhow::anyhow!("campus login: {e}"))?;
+        Some(Arc::new(client))
+    } else {
+        None
+    };
+    let auth_states = match (config.auth.enable_auth_state, config.auth.crypt_key_text()?) {
+        (true, Some(keys)) => Some(
+            crate::domain::auth_state::AuthStates::from_keys(&keys)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
+        _ => None,
+    };
     let hub = Arc::new(Services {
         throttle: LoginThrottle::new(
             config.login_throttle_attempts,
@@ -88,6 +103,8 @@ async fn prepare_with_store(
         save_images,
         release: crate::domain::release::ReleaseWatch::default(),
         meter,
+        campus,
+        auth_states,
     });
     Ok(hub)
 }

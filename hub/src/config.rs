@@ -102,10 +102,89 @@ pub struct Config {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// `local` (passwords kept by the hub) or `oidc` (a campus OpenID Connect provider).
+    /// `local` (passwords kept by the hub), `oidc` (a campus OpenID Connect provider) or
+    /// `oauth2` (a plain OAuth2 provider with a user-info endpoint).
     pub kind: AuthKind,
-    /// The OpenID Connect provider, for `kind = "oidc"` (`[auth.oidc]`).
+    /// Who may still sign in with a local password beside campus login: `everyone`, `admins`
+    /// (the default with campus login) or `off`. Only `everyone` with `kind = "local"`.
+    pub local_logins: Option<LocalLogins>,
+    /// Keep what the provider gave at each campus login (tokens and claims) as the user's
+    /// `auth_state`, encrypted, for administrators to read through the API as JupyterHub does.
+    pub enable_auth_state: bool,
+    /// A file holding the key(s) `auth_state` is encrypted with: 32 bytes each, written as 64
+    /// hex digits or 44 characters of URL-safe base64, several separated by `;` (the first
+    /// encrypts; the others still decrypt, for rotation). Without it, the environment variable
+    /// `JUPYTERHUB_CRYPT_KEY` in the same format, as JupyterHub reads it.
+    pub crypt_key_file: Option<PathBuf>,
+    /// The identity provider, for `kind = "oidc"` or `"oauth2"` (`[auth.oidc]`, or
+    /// `[auth.oauth2]`: the same settings).
+    #[serde(alias = "oauth2")]
     pub oidc: OidcConfig,
+}
+
+/// The environment variable JupyterHub reads its `auth_state` keys from; Xiji reads the same.
+pub const CRYPT_KEY_ENV: &str = "JUPYTERHUB_CRYPT_KEY";
+
+impl AuthConfig {
+    /// Whether users sign in at an identity provider (`oidc` or `oauth2`).
+    pub fn campus(&self) -> bool {
+        self.kind != AuthKind::Local
+    }
+
+    /// Who may sign in with a local password.
+    pub fn local_logins(&self) -> LocalLogins {
+        match (self.kind, self.local_logins) {
+            (AuthKind::Local, _) => LocalLogins::Everyone,
+            (_, Some(l)) => l,
+            (_, None) => LocalLogins::Admins,
+        }
+    }
+
+    /// The text of the `auth_state` key(s): `crypt_key_file`, else `JUPYTERHUB_CRYPT_KEY`.
+    pub fn crypt_key_text(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(f) = &self.crypt_key_file {
+            return std::fs::read_to_string(f)
+                .map(|s| Some(s.trim().to_owned()))
+                .map_err(|source| ConfigError::Read {
+                    path: f.clone(),
+                    source,
+                });
+        }
+        Ok(std::env::var(CRYPT_KEY_ENV)
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty()))
+    }
+
+    /// The provider section's name in messages.
+    fn section(&self) -> &'static str {
+        match self.kind {
+            AuthKind::OAuth2 => "auth.oauth2",
+            _ => "auth.oidc",
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.kind == AuthKind::Local {
+            if matches!(self.local_logins, Some(l) if l != LocalLogins::Everyone) {
+                return Err(ConfigError::Invalid(
+                    "auth.local_logins: with kind = \"local\" everyone signs in with a password; \
+                     set kind = \"oidc\" or \"oauth2\" first"
+                        .into(),
+                ));
+            }
+        } else {
+            self.oidc.validate(self.kind, self.section())?;
+        }
+        let env_key = std::env::var(CRYPT_KEY_ENV).is_ok_and(|k| !k.trim().is_empty());
+        if self.enable_auth_state && self.crypt_key_file.is_none() && !env_key {
+            return Err(ConfigError::Invalid(format!(
+                "auth.enable_auth_state needs the encryption key: set auth.crypt_key_file or \
+                 {CRYPT_KEY_ENV} (e.g. the output of `openssl rand -hex 32`)"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// The sign-in methods.
@@ -115,41 +194,90 @@ pub enum AuthKind {
     /// Local user names and passwords only.
     #[default]
     Local,
-    /// "Log in with {provider}" through OpenID Connect; the local form stays for local accounts.
+    /// "Log in with {provider}" through OpenID Connect (discovery, ID token).
     Oidc,
+    /// "Log in with {provider}" through plain OAuth2: who the user is comes from the provider's
+    /// user-info endpoint.
+    #[serde(rename = "oauth2")]
+    OAuth2,
 }
 
-/// A campus OpenID Connect provider (`[auth.oidc]`).
+/// Who may sign in with a local password when campus login is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LocalLogins {
+    /// Every account with a password.
+    Everyone,
+    /// Administrators only (a way in when the provider is down); others are sent to it.
+    Admins,
+    /// Nobody: the login page offers only the provider.
+    Off,
+}
+
+/// A quota class: users the claims put in it get its limits as their quota exception.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaClassConfig {
+    /// Its name, also the value of `quota_class_claim` that selects it.
+    pub name: String,
+    /// Members of any of these provider groups are in the class.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// The limits, written as for a quota exception: `{ cpus = 16, memory = "64G", gpus = 2 }`.
+    pub limits: serde_json::Value,
+}
+
+/// A campus identity provider (`[auth.oidc]` or `[auth.oauth2]`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OidcConfig {
     /// Shown on the login button: "Log in with {provider_name}".
     pub provider_name: String,
-    /// The issuer URL; its `/.well-known/openid-configuration` names the endpoints.
+    /// OpenID Connect: the issuer URL; its `/.well-known/openid-configuration` names the
+    /// endpoints.
     pub issuer: String,
+    /// OAuth2: the authorization endpoint.
+    pub authorize_url: String,
+    /// OAuth2: the token endpoint.
+    pub token_url: String,
+    /// OAuth2: the user-info endpoint, read with the access token (the claims come from it).
+    pub userinfo_url: String,
+    /// OAuth2: where logging out sends the browser afterwards (the provider's sign-out page),
+    /// if anywhere.
+    pub logout_url: Option<String>,
     /// The client id registered at the provider.
     pub client_id: String,
     /// The client secret; else `client_secret_file`.
     pub client_secret: Option<String>,
     /// A file holding the client secret (surrounding whitespace ignored).
     pub client_secret_file: Option<PathBuf>,
-    /// Scopes asked for (`openid` is always asked for).
+    /// Scopes asked for (with `oidc`, `openid` is always asked for).
     pub scopes: Vec<String>,
-    /// The ID token claim holding the user name; a token without it is refused.
+    /// The claim holding the user name; a login without it is refused.
     pub username_claim: String,
     /// The claim holding the user's groups (a list of strings); `None` = no groups.
     pub groups_claim: Option<String>,
-    /// Members of these groups are administrators.
+    /// Provider group names to hub group names (e.g. a directory's long names to course
+    /// names). When given, only the groups named here become hub groups.
+    pub group_map: BTreeMap<String, String>,
+    /// Members of these provider groups are administrators.
     pub admin_groups: Vec<String>,
-    /// Members of these groups (and not of `admin_groups`) are teachers; everyone else a student.
+    /// Members of these provider groups (and not of `admin_groups`) are teachers; everyone
+    /// else a student.
     pub teacher_groups: Vec<String>,
     /// Only these users may sign in (with `allowed_groups`: either); both empty = everyone.
     pub allowed_users: Vec<String>,
-    /// Only members of these groups (or of `admin_groups`) may sign in.
+    /// Only members of these provider groups (or of `admin_groups`) may sign in.
     pub allowed_groups: Vec<String>,
-    /// Make the user's hub groups exactly the provider's groups on every sign-in.
+    /// Keep the user's hub groups in line with the provider's on every sign-in: added to each,
+    /// and taken out of the groups an earlier sign-in put them in that the provider no longer
+    /// names. Groups administrators or teachers fill by hand are left alone.
     pub manage_groups: bool,
-    /// The redirect URI registered at the provider; default: `{public_url}hub/oidc/callback`,
+    /// A claim whose value names the user's quota class (else the class comes from groups).
+    pub quota_class_claim: Option<String>,
+    /// Quota classes, in order: the first one the claim names or a group is in applies.
+    pub quota_classes: Vec<QuotaClassConfig>,
+    /// The redirect URI registered at the provider; default: `{public_url}hub/oauth_callback`,
     /// or the request's host when `public_url` is not set.
     pub callback_url: Option<String>,
 }
@@ -159,20 +287,38 @@ impl Default for OidcConfig {
         Self {
             provider_name: "Campus".into(),
             issuer: String::new(),
+            authorize_url: String::new(),
+            token_url: String::new(),
+            userinfo_url: String::new(),
+            logout_url: None,
             client_id: String::new(),
             client_secret: None,
             client_secret_file: None,
             scopes: vec!["openid".into(), "profile".into()],
             username_claim: "preferred_username".into(),
             groups_claim: None,
+            group_map: BTreeMap::new(),
             admin_groups: Vec::new(),
             teacher_groups: Vec::new(),
             allowed_users: Vec::new(),
             allowed_groups: Vec::new(),
             manage_groups: false,
+            quota_class_claim: None,
+            quota_classes: Vec::new(),
             callback_url: None,
         }
     }
+}
+
+fn http_url(section: &str, key: &str, value: &str) -> Result<(), ConfigError> {
+    let url = url::Url::parse(value)
+        .map_err(|e| ConfigError::Invalid(format!("{section}.{key} {value:?}: {e}")))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(ConfigError::Invalid(format!(
+            "{section}.{key} {value:?}: must be http:// or https://"
+        )));
+    }
+    Ok(())
 }
 
 impl OidcConfig {
@@ -194,25 +340,39 @@ impl OidcConfig {
         }
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        let issuer = url::Url::parse(&self.issuer).map_err(|e| {
-            ConfigError::Invalid(format!("auth.oidc.issuer {:?}: {e}", self.issuer))
-        })?;
-        if issuer.scheme() != "http" && issuer.scheme() != "https" {
-            return Err(ConfigError::Invalid(format!(
-                "auth.oidc.issuer {:?}: must be http:// or https://",
-                self.issuer
-            )));
+    fn validate(&self, kind: AuthKind, section: &str) -> Result<(), ConfigError> {
+        if kind == AuthKind::OAuth2 {
+            for (key, value) in [
+                ("authorize_url", &self.authorize_url),
+                ("token_url", &self.token_url),
+                ("userinfo_url", &self.userinfo_url),
+            ] {
+                http_url(section, key, value)?;
+            }
+            if let Some(url) = &self.logout_url {
+                http_url(section, "logout_url", url)?;
+            }
+        } else {
+            http_url(section, "issuer", &self.issuer)?;
         }
         if self.client_id.is_empty() || self.username_claim.is_empty() {
-            return Err(ConfigError::Invalid(
-                "auth.oidc: client_id and username_claim must not be empty".into(),
-            ));
+            return Err(ConfigError::Invalid(format!(
+                "{section}: client_id and username_claim must not be empty"
+            )));
         }
         if self.client_secret.is_some() == self.client_secret_file.is_some() {
-            return Err(ConfigError::Invalid(
-                "auth.oidc: give client_secret or client_secret_file (one of them)".into(),
-            ));
+            return Err(ConfigError::Invalid(format!(
+                "{section}: give client_secret or client_secret_file (one of them)"
+            )));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for class in &self.quota_classes {
+            if class.name.trim().is_empty() || !names.insert(class.name.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "{section}.quota_classes: each class needs a name of its own ({:?})",
+                    class.name
+                )));
+            }
         }
         Ok(())
     }
@@ -1038,10 +1198,14 @@ impl Config {
         if let Some(f) = self.proxy.auth_token_file.as_mut() {
             required.push(("proxy.auth_token_file".into(), f));
         }
+        let section = self.auth.section();
         if let Some(f) = self.auth.oidc.client_secret_file.as_mut() {
-            if self.auth.kind == AuthKind::Oidc {
-                required.push(("auth.oidc.client_secret_file".into(), f));
+            if self.auth.kind != AuthKind::Local {
+                required.push((format!("{section}.client_secret_file"), f));
             }
+        }
+        if let Some(f) = self.auth.crypt_key_file.as_mut() {
+            required.push(("auth.crypt_key_file".into(), f));
         }
         for s in &mut self.services {
             if let Some(f) = s.api_token_file.as_mut() {
@@ -1122,9 +1286,7 @@ impl Config {
                 )));
             }
         }
-        if self.auth.kind == AuthKind::Oidc {
-            self.auth.oidc.validate()?;
-        }
+        self.auth.validate()?;
         if self.proxy.auth_token.is_some() && self.proxy.auth_token_file.is_some() {
             return Err(ConfigError::Invalid(
                 "proxy: give auth_token or auth_token_file, not both".into(),
@@ -1476,5 +1638,46 @@ mod tests {
         let cfg = Config::load(Some(&path), Overrides::default()).unwrap();
         assert_eq!(cfg.auth.kind, AuthKind::Oidc);
         assert_eq!(cfg.auth.oidc.secret().unwrap(), "s3cret");
+    }
+
+    #[test]
+    fn oauth2_login_needs_its_three_endpoints_and_local_logins_default_to_admins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.toml");
+        let base =
+            "[auth]\nkind = \"oauth2\"\n[auth.oauth2]\nclient_id = \"x\"\nclient_secret = \"s\"\n";
+        std::fs::write(
+            &path,
+            format!("{base}authorize_url = \"https://id.example.edu/a\"\n"),
+        )
+        .unwrap();
+        let err = Config::load(Some(&path), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.oauth2.token_url"), "{err}");
+        std::fs::write(
+            &path,
+            format!(
+                "{base}authorize_url = \"https://id.example.edu/a\"\ntoken_url = \"https://id.example.edu/t\"\nuserinfo_url = \"https://id.example.edu/u\"\n"
+            ),
+        )
+        .unwrap();
+        let cfg = Config::load(Some(&path), Overrides::default()).unwrap();
+        assert_eq!(cfg.auth.kind, AuthKind::OAuth2);
+        assert_eq!(cfg.auth.local_logins(), LocalLogins::Admins);
+        std::fs::write(&path, "[auth]\nlocal_logins = \"admins\"\n").unwrap();
+        let err = Config::load(Some(&path), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.local_logins"), "{err}");
+        std::fs::write(
+            &path,
+            "[auth]\nenable_auth_state = true\ncrypt_key_file = \"missing\"\n",
+        )
+        .unwrap();
+        let err = Config::load(Some(&path), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.crypt_key_file"), "{err}");
     }
 }

@@ -1,6 +1,6 @@
-//! Campus login through OpenID Connect, against a real identity provider: npm `oidc-provider`
-//! (an OpenID Certified implementation) started from `tests/oidc/provider.mjs` on 127.0.0.1, and
-//! the real `xiji` binary with `[auth] kind = "oidc"`. The browser's part is played by a
+//! Campus login through OpenID Connect and plain OAuth2, against a real identity provider: npm
+//! `oidc-provider` (an OpenID Certified implementation) started from `tests/oidc/provider.mjs` on
+//! 127.0.0.1, and the real `xiji` binary with `[auth] kind = "oidc"` or `"oauth2"`. The browser's part is played by a
 //! cookie-keeping HTTP client that follows every redirect itself and fills in the provider's
 //! login form.
 //!
@@ -8,7 +8,13 @@
 //!   role and groups from the `groups` claim; a teacher gets the teacher role; a user outside the
 //!   allowed groups, or whose token has no user name, is refused with a clear page and no account.
 //! - The provider rotates its signing key between two logins: the second still works. A user
-//!   moved out of the allowed groups is refused at the next login.
+//!   moved out of the allowed groups is refused at the next login, signed out everywhere, and
+//!   their cluster released.
+//! - The quota class follows the claims (an administrator's exception stays theirs); groups an
+//!   administrator made by hand are not emptied by a login; `auth_state` is kept encrypted and
+//!   shown to administrators only; local passwords are for administrators only.
+//! - Plain OAuth2 (on PostgreSQL): who the user is comes from the user-info endpoint; local
+//!   logins can be turned off.
 //! - In Chromium (`tests/browser/campus_login.mjs`): click "Log in with Campus", sign in on the
 //!   provider's page, land on the home page as a new student, start a server and reach
 //!   JupyterLab, log out (also from the provider). Screenshots in `tests/artifacts/campus_login/`.
@@ -41,7 +47,7 @@ impl Provider {
         let mut p = Provider {
             child: None,
             port,
-            redirect_uri: hub.url("/hub/oidc/callback"),
+            redirect_uri: hub.url("/hub/oauth_callback"),
             log: hub.scratch_path("oidc-provider.log"),
         };
         p.launch(hub).await?;
@@ -69,7 +75,7 @@ impl Provider {
             .env(
                 "POST_LOGOUT_URI",
                 self.redirect_uri
-                    .replace("/hub/oidc/callback", "/hub/login"),
+                    .replace("/hub/oauth_callback", "/hub/login"),
             )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -137,18 +143,15 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// A hub with campus login against the provider that will listen on `port`.
-async fn start_hub(port: u16, secret_dir: &tempfile::TempDir) -> Result<Hub> {
+/// The `auth_state` key of the test hubs (64 hex digits, as `openssl rand -hex 32` writes it).
+const CRYPT_KEY: &str = "6a3f0c9e1b7d5a2c4e8f0a1b3c5d7e9f2a4b6c8d0e1f3a5b7c9d1e3f5a7b9c0d";
+
+/// The settings both kinds of provider share: the claims, the roles, groups, quota classes.
+fn provider_settings(secret_dir: &tempfile::TempDir) -> Result<String> {
     let secret_file = secret_dir.path().join("client-secret");
     std::fs::write(&secret_file, format!("{CLIENT_SECRET}\n"))?;
-    let tables = format!(
-        r#"
-[auth]
-kind = "oidc"
-
-[auth.oidc]
-provider_name = "Campus"
-issuer = "http://127.0.0.1:{port}"
+    Ok(format!(
+        r#"provider_name = "Campus"
 client_id = "xiji"
 client_secret_file = "{}"
 scopes = ["openid", "profile", "groups"]
@@ -158,8 +161,32 @@ admin_groups = ["it-staff"]
 teacher_groups = ["teachers"]
 allowed_groups = ["students", "teachers"]
 manage_groups = true
+
+[[{{section}}.quota_classes]]
+name = "course"
+groups = ["ml-101"]
+limits = {{ cpus = 2, memory = "4G" }}
 "#,
         secret_file.display()
+    ))
+}
+
+/// The `[auth]` table: kind, local logins, and `auth_state` under a key file.
+fn auth_table(kind: &str, local_logins: &str, secret_dir: &tempfile::TempDir) -> Result<String> {
+    let key_file = secret_dir.path().join("crypt-key");
+    std::fs::write(&key_file, format!("{CRYPT_KEY}\n"))?;
+    Ok(format!(
+        "[auth]\nkind = \"{kind}\"\n{local_logins}enable_auth_state = true\ncrypt_key_file = \"{}\"\n",
+        key_file.display()
+    ))
+}
+
+/// A hub with OpenID Connect login against the provider that will listen on `port`.
+async fn start_hub(port: u16, secret_dir: &tempfile::TempDir) -> Result<Hub> {
+    let tables = format!(
+        "{}\n[auth.oidc]\nissuer = \"http://127.0.0.1:{port}\"\n{}",
+        auth_table("oidc", "", secret_dir)?,
+        provider_settings(secret_dir)?.replace("{section}", "auth.oidc"),
     );
     Hub::start_with(HubOptions {
         tables_toml: tables,
@@ -207,7 +234,7 @@ async fn walk(
     let mut url = url.to_owned();
     let mut signed_in = false;
     for _ in 0..20 {
-        if stop_at_callback && url.contains("/hub/oidc/callback") {
+        if stop_at_callback && url.contains("/hub/oauth_callback") {
             return Ok(Landing {
                 url,
                 status: StatusCode::FOUND,
@@ -251,7 +278,7 @@ async fn walk(
 /// A whole campus login as `user` in a fresh browser.
 async fn campus_login(hub: &Hub, user: &str) -> Result<(reqwest::Client, Landing)> {
     let client = browser()?;
-    let landing = walk(&client, &hub.url("/hub/oidc/login"), user, false).await?;
+    let landing = walk(&client, &hub.url("/hub/oauth_login"), user, false).await?;
     Ok((client, landing))
 }
 
@@ -275,6 +302,57 @@ async fn role_of(hub: &Hub, name: &str) -> Result<String> {
         .json()
         .await?;
     Ok(v["role"].as_str().unwrap_or_default().to_owned())
+}
+
+async fn quota_of(hub: &Hub, name: &str) -> Result<Value> {
+    Ok(hub
+        .admin(Method::GET, &format!("/hub/api/users/{name}/quota"))
+        .send()
+        .await?
+        .json()
+        .await?)
+}
+
+/// Posts the local login form as `user` in a fresh browser; the answer, not followed.
+async fn local_login(hub: &Hub, user: &str, password: &str) -> Result<(StatusCode, String)> {
+    let client = browser()?;
+    let page = client.get(hub.url("/hub/login")).send().await?;
+    let xsrf = page
+        .cookies()
+        .find(|c| c.name() == "_xsrf")
+        .map(|c| c.value().to_owned())
+        .context("no _xsrf cookie on the login page")?;
+    let resp = client
+        .post(hub.url("/hub/login"))
+        .form(&[("username", user), ("password", password), ("_xsrf", &xsrf)])
+        .send()
+        .await?;
+    Ok((resp.status(), resp.text().await?))
+}
+
+/// Whether this browser's session still opens the home page.
+async fn signed_in(client: &reqwest::Client, hub: &Hub) -> Result<bool> {
+    Ok(client.get(hub.url("/hub/home")).send().await?.status() == StatusCode::OK)
+}
+
+/// `auth_state` is kept encrypted: no file of the hub's data holds `secret` in plain text.
+fn nowhere_plain(hub: &Hub, secret: &str) -> Result<()> {
+    ensure!(
+        secret.len() > 16,
+        "a token too short to look for: {secret:?}"
+    );
+    for entry in std::fs::read_dir(hub.data_dir())? {
+        let path = entry?.path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path)?;
+            ensure!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{} holds the access token in plain text",
+                path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn expect_home(landing: &Landing, who: &str) -> Result<()> {
@@ -304,7 +382,7 @@ async fn campus_users_sign_in_with_the_role_and_groups_from_their_claims_and_oth
 ) -> Result<()> {
     let port = free_port()?;
     let secrets = tempfile::tempdir()?;
-    let hub = start_hub(port, &secrets).await?;
+    let mut hub = start_hub(port, &secrets).await?;
     let mut provider = Provider::start(&hub, port).await?;
 
     // The login page offers the provider, in both languages; the local form stays.
@@ -337,6 +415,86 @@ async fn campus_users_sign_in_with_the_role_and_groups_from_their_claims_and_oth
     groups.sort();
     ensure!(groups == ["ml-101", "students"], "{model}");
     ensure!(role_of(&hub, "ann").await? == "student");
+    // Her quota class comes from the course group.
+    let quota = quota_of(&hub, "ann").await?;
+    ensure!(
+        quota["exception"]["quota_class"] == "course"
+            && quota["quota"]["cpu_millis"] == 2000
+            && quota["quota"]["memory_mib"] == 4096,
+        "{quota}"
+    );
+    // Her auth_state: the provider's tokens and claims, for administrators only, encrypted at
+    // rest; her own view of herself is JupyterHub's user model without it.
+    let state = model["auth_state"].clone();
+    ensure!(
+        state["oauth_user"]["preferred_username"] == "ann"
+            && state["id_token"]
+                .as_str()
+                .is_some_and(|t| t.split('.').count() == 3)
+            && state["token_response"]["token_type"].is_string(),
+        "{model}"
+    );
+    let access_token = state["access_token"]
+        .as_str()
+        .context("no access token in auth_state")?
+        .to_owned();
+    hub.terminate().await?;
+    nowhere_plain(&hub, &access_token)?;
+    hub.restart().await?;
+    let ann_token = hub.create_token("ann", json!({})).await?;
+    let own: Value = hub
+        .with_token(Method::GET, "/hub/api/user", &ann_token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    ensure!(
+        own["name"] == "ann" && own.get("auth_state").is_none(),
+        "{own}"
+    );
+    let other = hub
+        .with_token(Method::GET, "/hub/api/users/ann", &ann_token)
+        .send()
+        .await?
+        .json::<Value>()
+        .await?;
+    ensure!(other.get("auth_state").is_none(), "{other}");
+    let after_restart = hub.user("ann").await?;
+    ensure!(
+        after_restart["auth_state"]["access_token"] == access_token.as_str(),
+        "the restarted hub cannot read the auth_state: {after_restart}"
+    );
+    // A local password is for administrators only once campus login is on.
+    let resp = hub
+        .admin(Method::PATCH, "/hub/api/users/ann")
+        .json(&json!({"password": "ann-local-password"}))
+        .send()
+        .await?;
+    ensure!(
+        resp.status() == StatusCode::OK,
+        "password: {}",
+        resp.status()
+    );
+    let (status, body) = local_login(&hub, "ann", "ann-local-password").await?;
+    ensure!(
+        status == StatusCode::FORBIDDEN && body.contains("administrators only"),
+        "a student signed in with a local password: {status}\n{body}"
+    );
+    let resp = hub
+        .admin(Method::PATCH, "/hub/api/users/admin")
+        .json(&json!({"password": "admin-local-password"}))
+        .send()
+        .await?;
+    ensure!(
+        resp.status() == StatusCode::OK,
+        "password: {}",
+        resp.status()
+    );
+    let (status, _) = local_login(&hub, "admin", "admin-local-password").await?;
+    ensure!(
+        status == StatusCode::FOUND,
+        "the administrator's local login: {status}"
+    );
     // The session is Xiji's normal one: the API answers with the cookie.
     let me: Value = ann
         .get(hub.url("/hub/home"))
@@ -348,7 +506,7 @@ async fn campus_users_sign_in_with_the_role_and_groups_from_their_claims_and_oth
     ensure!(me == json!(true), "ann's home page does not name her");
 
     // While the provider's session lasts, signing in again asks for no password.
-    let landing = walk(&ann, &hub.url("/hub/oidc/login"), "ann", false).await?;
+    let landing = walk(&ann, &hub.url("/hub/oauth_login"), "ann", false).await?;
     expect_home(&landing, "ann again")?;
     ensure!(
         !landing.asked_for_password,
@@ -390,17 +548,36 @@ async fn campus_users_sign_in_with_the_role_and_groups_from_their_claims_and_oth
         resp.status()
     );
     // The provider's session is over too: the next campus login asks for a password again.
-    let landing = walk(&ann, &hub.url("/hub/oidc/login"), "ann", false).await?;
+    let landing = walk(&ann, &hub.url("/hub/oauth_login"), "ann", false).await?;
     expect_home(&landing, "ann signing in again")?;
     ensure!(
         landing.asked_for_password,
         "the provider's session outlived the logout"
     );
 
-    // A teacher gets the teacher role.
+    // A teacher gets the teacher role. An exception an administrator sets is not replaced by
+    // the quota class at the next login.
     let (_, landing) = campus_login(&hub, "tom").await?;
     expect_home(&landing, "tom")?;
     ensure!(role_of(&hub, "tom").await? == "teacher");
+    let resp = hub
+        .admin(Method::PUT, "/hub/api/users/tom/quota")
+        .json(&json!({"cpus": 8}))
+        .send()
+        .await?;
+    ensure!(
+        resp.status() == StatusCode::OK,
+        "tom's exception: {}",
+        resp.status()
+    );
+    let (tom, landing) = campus_login(&hub, "tom").await?;
+    expect_home(&landing, "tom again")?;
+    let quota = quota_of(&hub, "tom").await?;
+    ensure!(
+        quota["exception"]["quota_class"].is_null()
+            && quota["exception"]["limits"]["cpu_millis"] == 8000,
+        "the login replaced the administrator's exception: {quota}"
+    );
 
     // Outside the allowed groups: refused, no account.
     let (_, landing) = campus_login(&hub, "eve").await?;
@@ -456,6 +633,10 @@ async fn campus_users_sign_in_with_the_role_and_groups_from_their_claims_and_oth
     hub.wait_until_stopped("tom", "", Duration::from_secs(60))
         .await
         .context("tom's cluster was not released after the refusal")?;
+    ensure!(
+        !signed_in(&tom, &hub).await?,
+        "tom's open session survived the refusal"
+    );
     let releases: Value = hub
         .admin(Method::GET, "/hub/api/users/tom/releases")
         .send()
@@ -463,6 +644,19 @@ async fn campus_users_sign_in_with_the_role_and_groups_from_their_claims_and_oth
         .json()
         .await?;
     ensure!(releases[0]["cause"] == "on_logout", "{releases}");
+    // A group an administrator filled by hand is not emptied by a login; the provider's
+    // groups and the quota class follow the claims.
+    for (method, path, body) in [
+        (Method::POST, "/hub/api/groups/helpers", json!({})),
+        (
+            Method::POST,
+            "/hub/api/groups/helpers/users",
+            json!({"users": ["ann"]}),
+        ),
+    ] {
+        let resp = hub.admin(method, path).json(&body).send().await?;
+        ensure!(resp.status().is_success(), "{path}: {}", resp.status());
+    }
     provider
         .control(
             "/control/groups",
@@ -472,15 +666,102 @@ async fn campus_users_sign_in_with_the_role_and_groups_from_their_claims_and_oth
     let (_, landing) = campus_login(&hub, "ann").await?;
     expect_home(&landing, "ann with fewer groups")?;
     let model = hub.user("ann").await?;
-    ensure!(model["groups"] == json!(["students"]), "{model}");
+    let mut groups: Vec<String> = serde_json::from_value(model["groups"].clone())?;
+    groups.sort();
+    ensure!(groups == ["helpers", "students"], "{model}");
+    let quota = quota_of(&hub, "ann").await?;
+    ensure!(
+        quota["exception"].is_null(),
+        "the course class stayed: {quota}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_plain_oauth2_provider_signs_users_in_from_its_user_info_endpoint_with_local_logins_off_on_postgres(
+) -> Result<()> {
+    let port = free_port()?;
+    let secrets = tempfile::tempdir()?;
+    let issuer = format!("http://127.0.0.1:{port}");
+    let tables = format!(
+        "{}\n[auth.oauth2]\nauthorize_url = \"{issuer}/auth\"\ntoken_url = \"{issuer}/token\"\n\
+         userinfo_url = \"{issuer}/me\"\nlogout_url = \"{issuer}/session/end\"\n{}",
+        auth_table("oauth2", "local_logins = \"off\"\n", &secrets)?,
+        provider_settings(&secrets)?.replace("{section}", "auth.oauth2"),
+    );
+    let hub = Hub::start_with(HubOptions {
+        tables_toml: tables,
+        database_url: Some(tests::new_postgres_database("campus")?),
+        ..HubOptions::default()
+    })
+    .await?;
+    let _provider = Provider::start(&hub, port).await?;
+
+    // Only the provider's button: no password form, and a posted password is refused.
+    let page = hub
+        .client()
+        .get(hub.url("/hub/login"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    ensure!(
+        page.contains("Log in with Campus") && !page.contains("id=\"login-form\""),
+        "{page}"
+    );
+    let (status, body) = local_login(&hub, "admin", "any-password").await?;
+    ensure!(
+        status == StatusCode::FORBIDDEN && body.contains("turned off"),
+        "a local login with local logins off: {status}\n{body}"
+    );
+
+    // Who ann is comes from the user-info endpoint: her role, groups and quota class.
+    let (ann, landing) = campus_login(&hub, "ann").await?;
+    expect_home(&landing, "ann")?;
+    ensure!(role_of(&hub, "ann").await? == "student");
+    let model = hub.user("ann").await?;
+    let mut groups: Vec<String> = serde_json::from_value(model["groups"].clone())?;
+    groups.sort();
+    ensure!(groups == ["ml-101", "students"], "{model}");
+    let state = &model["auth_state"];
+    ensure!(
+        state["oauth_user"]["sub"] == "ann"
+            && state["oauth_user"]["preferred_username"] == "ann"
+            && state["oauth_user"].get("aud").is_none()
+            && state["access_token"].is_string(),
+        "auth_state does not hold the user-info answer: {model}"
+    );
+    let quota = quota_of(&hub, "ann").await?;
+    ensure!(quota["exception"]["quota_class"] == "course", "{quota}");
+    let (_, landing) = campus_login(&hub, "tom").await?;
+    expect_home(&landing, "tom")?;
+    ensure!(role_of(&hub, "tom").await? == "teacher");
+    let (_, landing) = campus_login(&hub, "eve").await?;
+    expect_refused(&landing, "eve", "not allowed to sign in")?;
+    ensure!(!user_exists(&hub, "eve").await?, "eve got an account");
+
+    // Logging out ends the session and goes on to the provider's sign-out page as configured.
+    let resp = ann.get(hub.url("/hub/logout")).send().await?;
+    let next = location(&hub.url("/hub/logout"), &resp)?;
+    ensure!(next == hub.url("/hub/oauth_logout"), "{next}");
+    let resp = ann.get(&next).send().await?;
+    ensure!(
+        location(&next, &resp)? == format!("{issuer}/session/end"),
+        "logout went to {:?}",
+        resp.headers().get("location")
+    );
+    ensure!(
+        !signed_in(&ann, &hub).await?,
+        "the session survived the logout"
+    );
     Ok(())
 }
 
 /// Starts a login as `user` and stops at the hub's callback URL (with the provider's code).
 async fn callback_url_for(hub: &Hub, client: &reqwest::Client, user: &str) -> Result<String> {
-    let landing = walk(client, &hub.url("/hub/oidc/login"), user, true).await?;
+    let landing = walk(client, &hub.url("/hub/oauth_login"), user, true).await?;
     ensure!(
-        landing.url.contains("/hub/oidc/callback?") && landing.url.contains("code="),
+        landing.url.contains("/hub/oauth_callback?") && landing.url.contains("code="),
         "the provider did not send the browser back with a code: {landing:?}"
     );
     Ok(landing.url)

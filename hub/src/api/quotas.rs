@@ -82,6 +82,7 @@ fn user_model(name: &str, q: &QuotaAndUse) -> Value {
         "exception": q.quota.exception.as_ref().map(|e| j!({
             "limits": limits(&e.limits),
             "updated": updated(e.updated),
+            "quota_class": e.source.as_deref().and_then(|s| s.strip_prefix("campus:")),
         })),
         "used": amounts(&q.used),
     })

@@ -153,11 +153,24 @@ pub async fn get_one(
         .ok_or_else(|| ApiError::not_found(format!("No such user: {name}")))?;
     let b = bundle_with(hub.spawner.as_ref(), vec![user], details);
     let include_stopped = flag(&query, "include_stopped_servers");
-    let model = b
+    let mut model = b
         .first()
         .map(|b| user_model(&caller.0.scopes, b, include_stopped))
         .unwrap_or(Value::Null);
+    if let Some(user) = b.first() {
+        fill_auth_state(&hub, &mut model, user.user.id).await?;
+    }
     Ok(json(StatusCode::OK, model))
+}
+
+/// Fills a single user's `auth_state` where the model carries the key (the caller holds
+/// `admin:auth_state` for them) and the hub keeps it, as JupyterHub does for one user.
+async fn fill_auth_state(hub: &Services, model: &mut Value, user_id: i64) -> Result<(), ApiError> {
+    let (Some(keeper), Some(slot)) = (&hub.auth_states, model.get_mut("auth_state")) else {
+        return Ok(());
+    };
+    *slot = keeper.load(&hub.store, user_id).await?;
+    Ok(())
 }
 
 #[derive(Deserialize, Default)]
@@ -195,7 +208,9 @@ struct PatchUser {
     password: Option<String>,
     /// Xiji: `student`, `teacher` or `admin`.
     account_role: Option<String>,
-    /// Accepted for compatibility; Xiji keeps no authenticator state.
+    /// The user's authentication state (scope `admin:auth_state`; kept only with
+    /// `[auth] enable_auth_state`); `null` forgets it.
+    #[serde(default, deserialize_with = "present")]
     auth_state: Option<Value>,
 }
 
@@ -210,7 +225,19 @@ pub async fn patch(
     let user = user_or_404(&hub, &name).await?;
     let req: PatchUser =
         body_as(body)?.ok_or_else(|| ApiError::bad_request("Request body is empty"))?;
-    let _ = req.auth_state;
+    if let Some(state) = &req.auth_state {
+        access::check_user(&hub.store, &caller.0, &["admin:auth_state"], &name).await?;
+        if !(state.is_object() || state.is_null()) {
+            return Err(ApiError::bad_request(
+                "auth_state must be a JSON object, or null to forget it",
+            ));
+        }
+        if hub.auth_states.is_none() && !state.is_null() {
+            return Err(ApiError::bad_request(
+                "This hub keeps no auth_state: set [auth] enable_auth_state and a crypt key to store it",
+            ));
+        }
+    }
     let account_role = match req.account_role {
         Some(role) => Some(AccountRole::parse(&role).map_err(ApiError::bad_request)?),
         None => None,
@@ -222,13 +249,21 @@ pub async fn patch(
         password: req.password,
     };
     let fresh = users::change(&hub, &user, change).await?;
+    if let (Some(state), Some(keeper)) = (&req.auth_state, &hub.auth_states) {
+        keeper.save(&hub.store, user.id, state).await?;
+    }
     let b = bundle(&hub, vec![fresh]).await?;
-    Ok(json(
-        StatusCode::OK,
-        b.first()
-            .map(|b| user_model(&caller.0.scopes, b, false))
-            .unwrap_or(Value::Null),
-    ))
+    let mut model = b
+        .first()
+        .map(|b| user_model(&caller.0.scopes, b, false))
+        .unwrap_or(Value::Null);
+    fill_auth_state(&hub, &mut model, user.id).await?;
+    Ok(json(StatusCode::OK, model))
+}
+
+/// A field given, even as `null`, is `Some` (`null` included); a field left out stays `None`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// `DELETE /users/{name}`: stops the user's servers first.

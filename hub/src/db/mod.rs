@@ -10,6 +10,7 @@
 #[macro_use]
 mod words;
 
+mod auth_states;
 mod billing;
 mod budgets;
 mod compute_pools;

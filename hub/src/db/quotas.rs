@@ -37,6 +37,9 @@ pub struct UserQuotaRow {
     pub limits: Limits,
     /// Last change.
     pub updated: Micros,
+    /// Who set it: `None` an administrator, `campus:<class>` the quota class a campus login's
+    /// claims named.
+    pub source: Option<String>,
 }
 
 /// A user's quota: their role's limits and their exception, if any.
@@ -73,7 +76,7 @@ pub struct CapacityCapsRow {
 }
 
 const SELECT_USER_QUOTA: &str = "SELECT q.user_id, u.name AS user_name, u.account_role, \
-     q.clusters, q.nodes, q.cpu_millis, q.memory_mib, q.gpus, q.storage_mib, q.updated \
+     q.clusters, q.nodes, q.cpu_millis, q.memory_mib, q.gpus, q.storage_mib, q.updated, q.source \
      FROM quotas q JOIN users u ON u.id = q.user_id";
 
 impl Store {
@@ -164,13 +167,21 @@ impl Store {
         }))
     }
 
-    /// Sets (or replaces) a user's exception: the fields given override the role's.
-    pub async fn set_user_quota(&self, user_id: i64, limits: &Limits, now: Micros) -> Result<()> {
+    /// Sets (or replaces) a user's exception: the fields given override the role's. `source`
+    /// says who set it (`None`: an administrator).
+    pub async fn set_user_quota(
+        &self,
+        user_id: i64,
+        limits: &Limits,
+        source: Option<&str>,
+        now: Micros,
+    ) -> Result<()> {
         sqlx::query(&format!(
-            "INSERT INTO quotas (user_id, {LIMIT_COLUMNS}, updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+            "INSERT INTO quotas (user_id, {LIMIT_COLUMNS}, updated, source) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (user_id) DO UPDATE SET clusters = excluded.clusters, nodes = excluded.nodes, \
              cpu_millis = excluded.cpu_millis, memory_mib = excluded.memory_mib, gpus = excluded.gpus, \
-             storage_mib = excluded.storage_mib, updated = excluded.updated"
+             storage_mib = excluded.storage_mib, updated = excluded.updated, source = excluded.source"
         ))
         .bind(user_id)
         .bind(limits.clusters)
@@ -180,6 +191,7 @@ impl Store {
         .bind(limits.gpus)
         .bind(limits.storage_mib)
         .bind(now)
+        .bind(source)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -292,7 +304,7 @@ mod tests {
             assert_eq!(quota.effective(), student, "{engine:?}");
 
             store
-                .set_user_quota(alice.id, &limits(Some(8), None), 8)
+                .set_user_quota(alice.id, &limits(Some(8), None), None, 8)
                 .await
                 .unwrap();
             let quota = store.user_quota(alice.id).await.unwrap().unwrap();
@@ -306,7 +318,7 @@ mod tests {
             );
             // Setting again replaces the whole exception.
             store
-                .set_user_quota(alice.id, &limits(None, Some(500)), 9)
+                .set_user_quota(alice.id, &limits(None, Some(500)), None, 9)
                 .await
                 .unwrap();
             let quota = store.user_quota(alice.id).await.unwrap().unwrap();

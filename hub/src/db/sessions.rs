@@ -52,4 +52,23 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+
+    /// Ends every login session of a user and the tokens issued within them; how many ended.
+    pub async fn delete_sessions_of(&self, user_id: i64) -> Result<u64> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "DELETE FROM api_tokens WHERE session_id IN \
+             (SELECT session_id FROM login_sessions WHERE user_id = $1)",
+        )
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        let ended = sqlx::query("DELETE FROM login_sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(ended)
+    }
 }

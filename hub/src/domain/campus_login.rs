@@ -1,28 +1,36 @@
-//! Campus login through OpenID Connect (`[auth] kind = "oidc"`): the authorization request
-//! (`state`, `nonce`, PKCE S256, kept here for ten minutes and used once), the code exchange, the
-//! ID token's checks (signature against the provider's JWKS, refetched once for an unknown `kid`
-//! when the provider rotated its keys; issuer, audience, expiry with a minute of leeway, nonce),
-//! and what the claims make of the account: its name, role and groups. Knows nothing of HTTP
-//! servers: the pages in `web::campus_login` carry the redirects and cookies.
+//! Campus login (`[auth] kind = "oidc"` or `"oauth2"`): the authorization request (`state`,
+//! `nonce` with OpenID Connect, PKCE S256; kept here for ten minutes and used once), the code
+//! exchange (the `oauth2` crate), and who the provider says the user is: with OpenID Connect the
+//! ID token, checked here (signature against the provider's JWKS, refetched once for an unknown
+//! `kid` when the provider rotated its keys; issuer, audience, expiry with a minute of leeway,
+//! nonce); with plain OAuth2 the provider's user-info endpoint, read with the access token. The
+//! claims then make the account: its name, role, groups and quota class, and its `auth_state`.
+//! Knows nothing of HTTP servers: the pages in `web::campus_login` carry redirects and cookies.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use rand::RngCore;
-use serde::Deserialize;
-use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
-use tokio::sync::Mutex;
+use oauth2::basic::{
+    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
+    BasicTokenType,
+};
+use oauth2::{
+    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
+    ExtraTokenFields, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope,
+    StandardRevocableToken, StandardTokenResponse, TokenResponse as _, TokenUrl,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
 
 use crate::clock;
-use crate::config::OidcConfig;
-use crate::db::{AccountRole, UserRow, UserUpdate};
-use crate::domain::{names, HubError, HubResult, Services};
+use crate::config::{AuthKind, OidcConfig};
+use crate::db::{AccountRole, Limits, UserRow, UserUpdate};
+use crate::domain::quotas::{self, LimitKind};
+use crate::domain::{identity, names, HubError, HubResult, Services};
 
 /// How long a started login may take at the provider.
 const PENDING_FOR: Duration = Duration::from_secs(600);
@@ -30,6 +38,8 @@ const PENDING_FOR: Duration = Duration::from_secs(600);
 const MAX_PENDING: usize = 10_000;
 /// Clock skew allowed on `exp`, `iat` and `nbf`, in seconds.
 const LEEWAY_SECONDS: u64 = 60;
+/// The group property that marks a hub group as filled by campus logins (`manage_groups`).
+const CAMPUS_GROUP_PROPERTY: &str = "campus_login";
 
 /// The endpoints named by the provider's discovery document.
 #[derive(Debug, Clone, Deserialize)]
@@ -40,6 +50,31 @@ struct Discovery {
     jwks_uri: String,
     end_session_endpoint: Option<String>,
 }
+
+/// The token response's `id_token`, beside OAuth2's standard fields.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct IdTokenField {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
+}
+
+impl ExtraTokenFields for IdTokenField {}
+
+type Tokens = StandardTokenResponse<IdTokenField, BasicTokenType>;
+
+/// An OAuth2 client with its authorization and token endpoints set.
+type ProviderClient = oauth2::Client<
+    BasicErrorResponse,
+    Tokens,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointSet,
+>;
 
 /// A login sent to the provider and not yet back.
 #[derive(Debug)]
@@ -69,29 +104,34 @@ pub struct CampusUser {
     pub next: Option<String>,
 }
 
-/// The OpenID Connect client of one provider, shared by every request.
+/// A quota class with its limits read.
+#[derive(Debug, Clone)]
+struct QuotaClass {
+    name: String,
+    groups: Vec<String>,
+    limits: Limits,
+}
+
+/// The client of one identity provider, shared by every request.
 pub struct CampusLogin {
+    kind: AuthKind,
     config: OidcConfig,
     secret: String,
+    quota_classes: Vec<QuotaClass>,
     http: reqwest::Client,
-    discovery: Mutex<Option<Discovery>>,
-    keys: Mutex<HashMap<String, DecodingKey>>,
-    pending: Mutex<HashMap<String, PendingLogin>>,
+    discovery: tokio::sync::Mutex<Option<Discovery>>,
+    keys: tokio::sync::Mutex<HashMap<String, DecodingKey>>,
+    pending: tokio::sync::Mutex<HashMap<String, PendingLogin>>,
 }
 
 impl std::fmt::Debug for CampusLogin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CampusLogin")
+            .field("kind", &self.kind)
             .field("issuer", &self.config.issuer)
             .field("client_id", &self.config.client_id)
             .finish_non_exhaustive()
     }
-}
-
-fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 fn provider_error(what: &str, e: impl std::fmt::Display) -> HubError {
@@ -108,34 +148,45 @@ fn refused(why: impl Into<String>) -> HubError {
 }
 
 impl CampusLogin {
-    /// A client for this provider; the secret is read now (`client_secret_file`).
-    pub fn new(config: &OidcConfig) -> HubResult<Self> {
+    /// A client for this provider; the secret is read now (`client_secret_file`) and the quota
+    /// classes' limits checked.
+    pub fn new(config: &OidcConfig, kind: AuthKind) -> HubResult<Self> {
         let secret = config
             .secret()
             .map_err(|e| HubError::Internal(e.to_string()))?;
+        let quota_classes = config
+            .quota_classes
+            .iter()
+            .map(|c| {
+                let limits = quotas::parse_limits(Some(&c.limits), LimitKind::Quota)
+                    .map_err(|e| HubError::Internal(format!("quota class {:?}: {e}", c.name)))?;
+                Ok(QuotaClass {
+                    name: c.name.clone(),
+                    groups: c.groups.clone(),
+                    limits,
+                })
+            })
+            .collect::<HubResult<Vec<_>>>()?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| HubError::Internal(format!("HTTP client: {e}")))?;
         Ok(Self {
+            kind,
             config: config.clone(),
             secret,
+            quota_classes,
             http,
-            discovery: Mutex::new(None),
-            keys: Mutex::new(HashMap::new()),
-            pending: Mutex::new(HashMap::new()),
+            discovery: tokio::sync::Mutex::new(None),
+            keys: tokio::sync::Mutex::new(HashMap::new()),
+            pending: tokio::sync::Mutex::new(HashMap::new()),
         })
     }
 
     /// The name on the login button.
     pub fn provider_name(&self) -> &str {
         &self.config.provider_name
-    }
-
-    /// The client id at the provider.
-    pub fn client_id(&self) -> &str {
-        &self.config.client_id
     }
 
     /// The configured redirect URI, if any (else the pages derive it from the request).
@@ -172,38 +223,78 @@ impl CampusLogin {
         Ok(d)
     }
 
-    /// The provider's end-session endpoint, when it has one.
-    pub async fn end_session_endpoint(&self) -> Option<String> {
-        self.discovery().await.ok()?.end_session_endpoint
+    /// The authorization and token endpoints: from discovery with OpenID Connect, else as
+    /// configured.
+    async fn endpoints(&self) -> HubResult<(String, String)> {
+        match self.kind {
+            AuthKind::OAuth2 => Ok((
+                self.config.authorize_url.clone(),
+                self.config.token_url.clone(),
+            )),
+            _ => {
+                let d = self.discovery().await?;
+                Ok((d.authorization_endpoint, d.token_endpoint))
+            }
+        }
+    }
+
+    async fn client(&self) -> HubResult<ProviderClient> {
+        let (authorize, token) = self.endpoints().await?;
+        Ok(
+            oauth2::Client::new(ClientId::new(self.config.client_id.clone()))
+                .set_client_secret(ClientSecret::new(self.secret.clone()))
+                .set_auth_uri(
+                    AuthUrl::new(authorize)
+                        .map_err(|e| provider_error("authorization endpoint", e))?,
+                )
+                .set_token_uri(
+                    TokenUrl::new(token).map_err(|e| provider_error("token endpoint", e))?,
+                ),
+        )
+    }
+
+    /// Where logging out sends the browser after Xiji's session ended, if anywhere: with
+    /// OpenID Connect the provider's end-session endpoint (RP-initiated logout, coming back to
+    /// `back`), with OAuth2 the configured `logout_url` as it is.
+    pub async fn sign_out_url(&self, back: &str) -> Option<String> {
+        if self.kind == AuthKind::OAuth2 {
+            return self.config.logout_url.clone();
+        }
+        let endpoint = self.discovery().await.ok()?.end_session_endpoint?;
+        let mut url = url::Url::parse(&endpoint).ok()?;
+        url.query_pairs_mut()
+            .append_pair("client_id", &self.config.client_id)
+            .append_pair("post_logout_redirect_uri", back);
+        Some(url.into())
     }
 
     /// Starts a login: remembers `state`, `nonce` and the PKCE verifier, and returns the
     /// provider's authorization URL.
     pub async fn start(&self, redirect_uri: &str, next: Option<String>) -> HubResult<LoginStart> {
-        let discovery = self.discovery().await?;
-        let state = random_token();
-        let nonce = random_token();
-        let code_verifier = random_token();
-        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(code_verifier.as_bytes()));
-        let mut scopes = vec!["openid".to_owned()];
-        scopes.extend(
-            self.config
-                .scopes
-                .iter()
-                .filter(|s| s.as_str() != "openid")
-                .cloned(),
-        );
-        let mut url = url::Url::parse(&discovery.authorization_endpoint)
-            .map_err(|e| provider_error("authorization endpoint", e))?;
-        url.query_pairs_mut()
-            .append_pair("response_type", "code")
-            .append_pair("client_id", &self.config.client_id)
-            .append_pair("redirect_uri", redirect_uri)
-            .append_pair("scope", &scopes.join(" "))
-            .append_pair("state", &state)
-            .append_pair("nonce", &nonce)
-            .append_pair("code_challenge", &challenge)
-            .append_pair("code_challenge_method", "S256");
+        let client = self.client().await?;
+        let redirect = RedirectUrl::new(redirect_uri.to_owned())
+            .map_err(|e| provider_error("callback URL", e))?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let nonce = CsrfToken::new_random().secret().clone();
+        let mut scopes: Vec<String> = Vec::new();
+        if self.kind == AuthKind::Oidc {
+            scopes.push("openid".to_owned());
+        }
+        for s in &self.config.scopes {
+            if !scopes.contains(s) {
+                scopes.push(s.clone());
+            }
+        }
+        let mut request = client
+            .authorize_url(CsrfToken::new_random)
+            .set_redirect_uri(Cow::Owned(redirect))
+            .add_scopes(scopes.into_iter().map(Scope::new))
+            .set_pkce_challenge(challenge);
+        if self.kind == AuthKind::Oidc {
+            request = request.add_extra_param("nonce", nonce.clone());
+        }
+        let (url, state) = request.url();
+        let state = state.secret().clone();
         let mut pending = self.pending.lock().await;
         pending.retain(|_, p| p.started.elapsed() < PENDING_FOR);
         if pending.len() >= MAX_PENDING {
@@ -219,7 +310,7 @@ impl CampusLogin {
             state.clone(),
             PendingLogin {
                 nonce,
-                code_verifier,
+                code_verifier: verifier.secret().clone(),
                 redirect_uri: redirect_uri.to_owned(),
                 next,
                 started: Instant::now(),
@@ -232,8 +323,9 @@ impl CampusLogin {
     }
 
     /// Finishes a login: `state` must be one this hub started (and the browser's, checked by
-    /// the caller), used once and young; the code is exchanged and the ID token checked; then
-    /// the account is created or updated. Every refusal is a 403 and creates nothing.
+    /// the caller), used once and young; the code is exchanged, who the user is read (the ID
+    /// token checked, or the user-info endpoint asked), then the account is created or updated.
+    /// Every refusal is a 403 and creates nothing.
     pub async fn finish(
         &self,
         hub: &Arc<Services>,
@@ -249,57 +341,72 @@ impl CampusLogin {
             .ok_or_else(|| {
                 refused("This sign-in was not started here or has expired (unknown state). Start again from the login page.")
             })?;
-        let discovery = self.discovery().await?;
-        let id_token = self.exchange(&discovery, &pending, code).await?;
-        let claims = self.verify(&discovery, &id_token, &pending.nonce).await?;
-        let user = self.admit(hub, &claims).await?;
+        let tokens = self.exchange(&pending, code).await?;
+        let claims = match self.kind {
+            AuthKind::OAuth2 => self.user_info(&tokens).await?,
+            _ => {
+                let discovery = self.discovery().await?;
+                let id_token = tokens
+                    .extra_fields()
+                    .id_token
+                    .as_deref()
+                    .ok_or_else(|| refused("The identity provider sent no ID token."))?;
+                self.verify(&discovery, id_token, &pending.nonce).await?
+            }
+        };
+        let user = self.admit(hub, &claims, &tokens).await?;
         Ok(CampusUser {
             user,
             next: pending.next,
         })
     }
 
-    async fn exchange(
-        &self,
-        discovery: &Discovery,
-        pending: &PendingLogin,
-        code: &str,
-    ) -> HubResult<String> {
-        #[derive(Deserialize)]
-        struct TokenResponse {
-            id_token: Option<String>,
-        }
+    async fn exchange(&self, pending: &PendingLogin, code: &str) -> HubResult<Tokens> {
+        let client = self.client().await?;
+        let redirect = RedirectUrl::new(pending.redirect_uri.clone())
+            .map_err(|e| provider_error("callback URL", e))?;
+        client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .set_pkce_verifier(PkceCodeVerifier::new(pending.code_verifier.clone()))
+            .set_redirect_uri(Cow::Owned(redirect))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| match e {
+                RequestTokenError::ServerResponse(answer) => refused(format!(
+                    "The identity provider refused the sign-in code ({}). Start again from the login page.",
+                    answer.error()
+                )),
+                other => provider_error("token endpoint", other),
+            })
+    }
+
+    /// OAuth2: the claims the user-info endpoint gives for the access token.
+    async fn user_info(&self, tokens: &Tokens) -> HubResult<Map<String, Value>> {
         let response = self
             .http
-            .post(&discovery.token_endpoint)
-            .basic_auth(&self.config.client_id, Some(&self.secret))
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("code", code),
-                ("redirect_uri", pending.redirect_uri.as_str()),
-                ("code_verifier", pending.code_verifier.as_str()),
-            ])
+            .get(&self.config.userinfo_url)
+            .bearer_auth(tokens.access_token().secret())
+            .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| provider_error("token endpoint", e))?;
+            .map_err(|e| provider_error("user-info endpoint", e))?;
         let status = response.status();
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            let error = serde_json::from_str::<Value>(&body)
-                .ok()
-                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
-                .unwrap_or_else(|| status.to_string());
-            return Err(refused(format!(
-                "The identity provider refused the sign-in code ({error}). Start again from the login page."
-            )));
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            return Err(refused(
+                "The identity provider did not accept its own access token at the user-info endpoint. Start again from the login page.",
+            ));
         }
-        let tokens: TokenResponse = response
-            .json()
+        if !status.is_success() {
+            return Err(provider_error("user-info endpoint", status));
+        }
+        match response
+            .json::<Value>()
             .await
-            .map_err(|e| provider_error("token response", e))?;
-        tokens
-            .id_token
-            .ok_or_else(|| refused("The identity provider sent no ID token."))
+            .map_err(|e| provider_error("user-info answer", e))?
+        {
+            Value::Object(claims) => Ok(claims),
+            _ => Err(provider_error("user-info answer", "not a JSON object")),
+        }
     }
 
     /// The decoding key for `kid`, fetching the JWKS when it is not known yet (once per call:
@@ -447,15 +554,76 @@ impl CampusLogin {
                 "{name} is not allowed to sign in to this hub (not in an allowed group)."
             )));
         }
-        Ok(ClaimedIdentity { name, role, groups })
+        let mut hub_groups: Vec<String> = Vec::new();
+        for g in &groups {
+            let mapped = if cfg.group_map.is_empty() {
+                Some(g.as_str())
+            } else {
+                cfg.group_map.get(g).map(String::as_str)
+            };
+            if let Some(hub_name) = mapped {
+                if names::check_name("group", hub_name).is_ok()
+                    && !hub_groups.iter().any(|h| h == hub_name)
+                {
+                    hub_groups.push(hub_name.to_owned());
+                }
+            }
+        }
+        Ok(ClaimedIdentity {
+            name,
+            role,
+            groups: hub_groups,
+            provider_groups: groups,
+        })
     }
 
-    /// Creates the account on first login, else brings its role (and groups) up to date.
-    async fn admit(&self, hub: &Arc<Services>, claims: &Map<String, Value>) -> HubResult<UserRow> {
+    /// The quota class the claims name: `quota_class_claim`'s value, else the first class one
+    /// of the user's groups is in.
+    fn quota_class(&self, claims: &Map<String, Value>, groups: &[String]) -> Option<&QuotaClass> {
+        let named = self
+            .config
+            .quota_class_claim
+            .as_ref()
+            .and_then(|c| claims.get(c))
+            .and_then(Value::as_str);
+        if let Some(name) = named {
+            if let Some(class) = self.quota_classes.iter().find(|c| c.name == name) {
+                return Some(class);
+            }
+        }
+        self.quota_classes
+            .iter()
+            .find(|c| c.groups.iter().any(|g| groups.contains(g)))
+    }
+
+    /// The user's `auth_state`, as JupyterHub's OAuthenticator builds it: the tokens, the
+    /// whole token response and the claims (`oauth_user`).
+    fn auth_state(tokens: &Tokens, claims: &Map<String, Value>) -> Value {
+        json!({
+            "access_token": tokens.access_token().secret(),
+            "refresh_token": tokens.refresh_token().map(|t| t.secret()),
+            "id_token": tokens.extra_fields().id_token,
+            "scope": tokens
+                .scopes()
+                .map(|s| s.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap_or_default(),
+            "token_response": serde_json::to_value(tokens).unwrap_or(Value::Null),
+            "oauth_user": claims,
+        })
+    }
+
+    /// Creates the account on first login, else brings its role, groups, quota class and
+    /// `auth_state` up to date.
+    async fn admit(
+        &self,
+        hub: &Arc<Services>,
+        claims: &Map<String, Value>,
+        tokens: &Tokens,
+    ) -> HubResult<UserRow> {
         let identity = match self.identity_from(claims) {
             Ok(identity) => identity,
             Err(refusal) => {
-                self.release_refused(hub, claims).await;
+                self.turn_away(hub, claims).await;
                 return Err(refusal);
             }
         };
@@ -481,6 +649,18 @@ impl CampusLogin {
         if self.config.manage_groups {
             self.sync_groups(hub, &user, &identity.groups).await?;
         }
+        let class = self.quota_class(claims, &identity.provider_groups);
+        quotas::follow_quota_class(
+            &hub.store,
+            &user,
+            class.map(|c| (c.name.as_str(), &c.limits)),
+        )
+        .await?;
+        if let Some(keeper) = &hub.auth_states {
+            keeper
+                .save(&hub.store, user.id, &Self::auth_state(tokens, claims))
+                .await?;
+        }
         hub.invalidate_auth();
         hub.store.touch_user(user.id, clock::now()).await?;
         hub.store
@@ -490,8 +670,9 @@ impl CampusLogin {
     }
 
     /// A known user the provider vouches for but who may no longer sign in (moved out of the
-    /// allowed groups): their running clusters follow the release policy of logout.
-    async fn release_refused(&self, hub: &Arc<Services>, claims: &Map<String, Value>) {
+    /// allowed groups): every browser they are signed in with is signed out, and their running
+    /// clusters follow the release policy of logout.
+    async fn turn_away(&self, hub: &Arc<Services>, claims: &Map<String, Value>) {
         let Some(raw) = claims
             .get(&self.config.username_claim)
             .and_then(Value::as_str)
@@ -499,13 +680,24 @@ impl CampusLogin {
             return;
         };
         match hub.store.user(&names::normalize_user(raw)).await {
-            Ok(Some(user)) => crate::domain::release::release_on_logout(hub, user),
+            Ok(Some(user)) => {
+                match identity::close_sessions_of(&hub.store, &hub.auth, user.id).await {
+                    Ok(n) => tracing::info!(user.name = %user.name, sessions = n,
+                        "campus login refused: the user's sessions ended"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "campus login: cannot end the refused user's sessions")
+                    }
+                }
+                crate::domain::release::release_on_logout(hub, user);
+            }
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "campus login: cannot look the refused user up"),
         }
     }
 
-    /// Makes the user's groups exactly the provider's valid group names (creating missing ones).
+    /// Puts the user in each of the provider's groups (creating missing ones, marked as filled
+    /// by campus logins) and takes them out of marked groups the provider no longer names.
+    /// Groups made by hand are never emptied by a login.
     async fn sync_groups(
         &self,
         hub: &Services,
@@ -514,14 +706,14 @@ impl CampusLogin {
     ) -> HubResult<()> {
         let current = hub.store.groups_of(&user.name).await?;
         for name in wanted {
-            if current.contains(name) || names::check_name("group", name).is_err() {
+            if current.contains(name) {
                 continue;
             }
             let group = match hub.store.group(name).await? {
                 Some(g) => g,
                 None => {
                     hub.store
-                        .create_group(name, &Value::Object(Map::new()))
+                        .create_group(name, &json!({ CAMPUS_GROUP_PROPERTY: true }))
                         .await?
                 }
             };
@@ -529,7 +721,13 @@ impl CampusLogin {
         }
         for name in current.iter().filter(|g| !wanted.contains(g)) {
             if let Some(group) = hub.store.group(name).await? {
-                hub.store.remove_group_members(group.id, &[user.id]).await?;
+                let from_campus = serde_json::from_str::<Value>(&group.properties)
+                    .ok()
+                    .and_then(|p| p.get(CAMPUS_GROUP_PROPERTY).and_then(Value::as_bool))
+                    .unwrap_or(false);
+                if from_campus {
+                    hub.store.remove_group_members(group.id, &[user.id]).await?;
+                }
             }
         }
         Ok(())
@@ -541,7 +739,10 @@ impl CampusLogin {
 struct ClaimedIdentity {
     name: String,
     role: AccountRole,
+    /// The hub groups they belong in (after `group_map`).
     groups: Vec<String>,
+    /// The provider's own group names.
+    provider_groups: Vec<String>,
 }
 
 #[cfg(test)]
@@ -561,7 +762,7 @@ mod tests {
             ..OidcConfig::default()
         };
         edit(&mut cfg);
-        CampusLogin::new(&cfg).unwrap()
+        CampusLogin::new(&cfg, AuthKind::Oidc).unwrap()
     }
 
     fn claims(v: serde_json::Value) -> Map<String, Value> {
@@ -620,5 +821,107 @@ mod tests {
             .identity_from(&claims(json!({"preferred_username": "a/b"})))
             .unwrap_err();
         assert!(matches!(err, HubError::Forbidden(_)), "{err}");
+    }
+
+    #[test]
+    fn a_group_map_renames_provider_groups_and_keeps_only_those_it_names() {
+        let c = login(|c| {
+            c.group_map = [
+                ("cn=ml-101,ou=courses".to_owned(), "ml-101".to_owned()),
+                ("cn=teachers".to_owned(), "staff".to_owned()),
+            ]
+            .into();
+            c.teacher_groups = vec!["cn=teachers".into()];
+        });
+        let id = c
+            .identity_from(&claims(json!({
+                "preferred_username": "tom",
+                "groups": ["cn=ml-101,ou=courses", "cn=teachers", "cn=printers"],
+            })))
+            .unwrap();
+        assert_eq!(id.groups, ["ml-101", "staff"]);
+        assert_eq!(
+            id.role,
+            AccountRole::Teacher,
+            "roles read the provider's names"
+        );
+        let plain = login(|_| {});
+        let id = plain
+            .identity_from(&claims(json!({
+                "preferred_username": "ann",
+                "groups": ["ml-101", "not a/valid group", "ml-101"],
+            })))
+            .unwrap();
+        assert_eq!(
+            id.groups,
+            ["ml-101"],
+            "invalid names and repeats are dropped"
+        );
+    }
+
+    #[test]
+    fn the_quota_class_is_the_one_the_claim_names_else_the_first_a_group_is_in() {
+        use crate::config::QuotaClassConfig;
+        let c = login(|c| {
+            c.quota_class_claim = Some("tier".into());
+            c.quota_classes = vec![
+                QuotaClassConfig {
+                    name: "gpu-lab".into(),
+                    groups: vec!["gpu-research".into()],
+                    limits: json!({"gpus": 2, "memory": "64G"}),
+                },
+                QuotaClassConfig {
+                    name: "course".into(),
+                    groups: vec!["ml-101".into(), "gpu-research".into()],
+                    limits: json!({"cpus": 4}),
+                },
+            ];
+        });
+        let class = |v: serde_json::Value, groups: &[&str]| {
+            let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
+            c.quota_class(&claims(v), &groups).map(|q| q.name.clone())
+        };
+        assert_eq!(class(json!({}), &["ml-101"]).as_deref(), Some("course"));
+        assert_eq!(
+            class(json!({}), &["ml-101", "gpu-research"]).as_deref(),
+            Some("gpu-lab"),
+            "the first class in order wins"
+        );
+        assert_eq!(
+            class(json!({"tier": "course"}), &["gpu-research"]).as_deref(),
+            Some("course")
+        );
+        assert_eq!(
+            class(json!({"tier": "gold"}), &[]),
+            None,
+            "an unknown class is none"
+        );
+        let gpu = c
+            .quota_classes
+            .iter()
+            .find(|q| q.name == "gpu-lab")
+            .unwrap();
+        assert_eq!(gpu.limits.gpus, Some(2));
+        assert_eq!(gpu.limits.memory_mib, Some(64 * 1024));
+    }
+
+    #[test]
+    fn a_quota_class_with_unreadable_limits_stops_the_hub_with_its_name() {
+        use crate::config::QuotaClassConfig;
+        let cfg = OidcConfig {
+            issuer: "https://id.example.edu".into(),
+            client_id: "xiji".into(),
+            client_secret: Some("s".into()),
+            quota_classes: vec![QuotaClassConfig {
+                name: "big".into(),
+                groups: vec![],
+                limits: json!({"cpus": "lots"}),
+            }],
+            ..OidcConfig::default()
+        };
+        let err = CampusLogin::new(&cfg, AuthKind::Oidc)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"big\"") && err.contains("cpus"), "{err}");
     }
 }

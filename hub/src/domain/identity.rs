@@ -388,6 +388,14 @@ pub async fn close_session(store: &Store, cache: &AuthCache, session_id: &str) -
     Ok(())
 }
 
+/// Ends every login session of a user (each browser they are signed in with) and the tokens
+/// issued in them; how many sessions ended.
+pub async fn close_sessions_of(store: &Store, cache: &AuthCache, user_id: i64) -> HubResult<u64> {
+    let ended = store.delete_sessions_of(user_id).await?;
+    cache.invalidate();
+    Ok(ended)
+}
+
 /// Rejects a token request whose scopes the owner does not hold (JupyterHub's 400).
 pub async fn check_requested_scopes(
     store: &Store,

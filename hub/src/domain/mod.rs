@@ -5,6 +5,7 @@
 pub mod access;
 pub mod accounts;
 pub mod admission;
+pub mod auth_state;
 pub mod billing;
 pub mod budgets;
 pub mod campus_login;

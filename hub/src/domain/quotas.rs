@@ -307,9 +307,59 @@ pub async fn set_exception(
             LimitKind::Quota.fields()
         )));
     }
-    store.set_user_quota(user.id, &limits, clock::now()).await?;
+    store
+        .set_user_quota(user.id, &limits, None, clock::now())
+        .await?;
     tracing::info!(user.name = %user.name, ?limits, "quota exception set");
     of_user(store, user).await
+}
+
+/// The `source` of an exception a campus login set from a quota class.
+fn class_source(class: &str) -> String {
+    format!("campus:{class}")
+}
+
+/// Brings a user's exception in line with the quota class their campus login's claims named:
+/// sets the class's limits (marked as the class's), or with no class removes one an earlier
+/// login set. An exception an administrator set stays: it is theirs to change.
+pub async fn follow_quota_class(
+    store: &Store,
+    user: &UserRow,
+    class: Option<(&str, &Limits)>,
+) -> HubResult<()> {
+    let current = store.user_quota(user.id).await?.and_then(|q| q.exception);
+    let from_campus = current.as_ref().is_none_or(|e| {
+        e.source
+            .as_deref()
+            .is_some_and(|s| s.starts_with("campus:"))
+    });
+    if !from_campus {
+        if let Some((name, _)) = class {
+            tracing::info!(user.name = %user.name, class = name,
+                "quota class from the claims not applied: an administrator set this user's exception");
+        }
+        return Ok(());
+    }
+    match class {
+        Some((name, limits)) => {
+            let source = class_source(name);
+            let same = current.as_ref().is_some_and(|e| {
+                e.source.as_deref() == Some(source.as_str()) && &e.limits == limits
+            });
+            if !same {
+                store
+                    .set_user_quota(user.id, limits, Some(&source), clock::now())
+                    .await?;
+                tracing::info!(user.name = %user.name, class = name, "quota class applied");
+            }
+        }
+        None => {
+            if current.is_some() && store.clear_user_quota(user.id).await? {
+                tracing::info!(user.name = %user.name, "quota class no longer named: exception removed");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Removes a user's exception; their role's limits hold again. Removing none is no error.

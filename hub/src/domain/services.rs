@@ -50,6 +50,10 @@ pub struct Services {
     pub release: crate::domain::release::ReleaseWatch,
     /// The usage ledger's writer and the line of starts waiting for capacity.
     pub meter: crate::domain::metering::Meter,
+    /// The campus identity provider's client, with `[auth] kind = "oidc"` or `"oauth2"`.
+    pub campus: Option<Arc<crate::domain::campus_login::CampusLogin>>,
+    /// The keeper of users' encrypted `auth_state`, with `[auth] enable_auth_state`.
+    pub auth_states: Option<crate::domain::auth_state::AuthStates>,
 }
 
 impl Services {

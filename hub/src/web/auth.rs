@@ -15,6 +15,7 @@ use super::i18n::{Lang, LANG_COOKIE};
 use super::next::{next_from_query, safe_next};
 use super::{redirect, PageError, PageRequest};
 use crate::clock;
+use crate::config::LocalLogins;
 use crate::db::UserRow;
 use crate::domain::Services;
 use crate::domain::{accounts, identity, names};
@@ -68,6 +69,11 @@ fn render_login(
             username => username,
             error => error,
             campus_login => super::campus_login::button(hub, next),
+            local_logins => match hub.config.auth.local_logins() {
+                LocalLogins::Everyone => "everyone",
+                LocalLogins::Admins => "admins",
+                LocalLogins::Off => "off",
+            },
         },
     )
 }
@@ -128,6 +134,19 @@ pub(crate) async fn login(
         }
         return Ok(response);
     }
+    let local_logins = hub.config.auth.local_logins();
+    if local_logins == LocalLogins::Off {
+        tracing::warn!(user.name = %username, "local login refused: local logins are off");
+        let message = page.lang.text("login_local_off").to_owned();
+        return Ok(render_login(
+            &hub,
+            &page,
+            StatusCode::FORBIDDEN,
+            next.as_deref(),
+            "",
+            Some(message),
+        ));
+    }
     let user = if username.is_empty() || password.is_empty() {
         None
     } else {
@@ -147,6 +166,26 @@ pub(crate) async fn login(
         ));
     };
     hub.throttle.succeed(&name_key);
+    if local_logins == LocalLogins::Admins && !user.is_admin() {
+        tracing::warn!(user.name = %user.name, "local login refused: local logins are for administrators");
+        let provider = hub
+            .campus
+            .as_ref()
+            .map(|c| c.provider_name().to_owned())
+            .unwrap_or_default();
+        let message = page
+            .lang
+            .text("login_local_admins_only")
+            .replace("{provider}", &provider);
+        return Ok(render_login(
+            &hub,
+            &page,
+            StatusCode::FORBIDDEN,
+            next.as_deref(),
+            username,
+            Some(message),
+        ));
+    }
     start_session(&hub, &page, &user, next.as_deref()).await
 }
 
@@ -216,7 +255,7 @@ pub(crate) async fn logout(
     // A campus session also ends at the identity provider.
     let campus = cookie(&headers, super::campus_login::CAMPUS_SESSION_COOKIE).is_some();
     let mut response = redirect(if campus {
-        "/hub/oidc/logout"
+        super::campus_login::LOGOUT_PATH
     } else {
         "/hub/login"
     });

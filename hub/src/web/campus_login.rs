@@ -1,7 +1,9 @@
-//! The campus login pages (`[auth] kind = "oidc"`): `GET /hub/oidc/login` sends the browser to the
-//! provider, `GET /hub/oidc/callback` takes it back and opens the normal Xiji session. The
-//! request's `state` is also kept in a short-lived cookie on `/hub/oidc/`, so a callback carried
-//! to another browser (login CSRF) is refused.
+//! The campus login pages (`[auth] kind = "oidc"` or `"oauth2"`), on JupyterHub
+//! OAuthenticator's paths so a provider registration made for JupyterHub serves unchanged:
+//! `GET /hub/oauth_login` sends the browser to the provider, `GET /hub/oauth_callback` takes it
+//! back and opens the normal Xiji session. The request's `state` is also kept in a short-lived
+//! cookie on the callback's path, so a callback carried to another browser (login CSRF) is
+//! refused.
 
 use std::sync::Arc;
 
@@ -9,64 +11,53 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
-use axum::{Extension, Router};
+use axum::Router;
 use minijinja::context;
 
 use super::next::next_from_query;
 use super::{encode_query, redirect, PageError, PageRequest};
-use crate::config::AuthKind;
 use crate::domain::campus_login::CampusLogin;
 use crate::domain::Services;
 use crate::http::{append_cookie, cookie, set_cookie, CookieOptions};
 
 /// The cookie holding the `state` of the login under way.
 const STATE_COOKIE: &str = "xiji-oidc-state";
-const STATE_COOKIE_PATH: &str = "/hub/oidc/";
+const STATE_COOKIE_PATH: &str = CALLBACK_PATH;
+/// Where the provider sends the browser back (JupyterHub's path).
+const CALLBACK_PATH: &str = "/hub/oauth_callback";
+/// Where the login button leads (JupyterHub's path).
+const LOGIN_PATH: &str = "/hub/oauth_login";
+/// Where `/hub/logout` sends a campus session once Xiji's part of it ended.
+pub(super) const LOGOUT_PATH: &str = "/hub/oauth_logout";
 const STATE_COOKIE_SECONDS: i64 = 600;
 /// Set on `/hub/` by a campus login: logging out then also ends the provider's session.
 pub(super) const CAMPUS_SESSION_COOKIE: &str = "xiji-campus-session";
 
-/// The provider's client, when campus login is configured (and could be set up).
-#[derive(Clone)]
-struct Campus(Option<Arc<CampusLogin>>);
-
-/// The campus login routes, with the provider's client they share.
-pub(super) fn routes(hub: &Services) -> Router<Arc<Services>> {
-    let campus = if hub.config.auth.kind == AuthKind::Oidc {
-        match CampusLogin::new(&hub.config.auth.oidc) {
-            Ok(c) => Some(Arc::new(c)),
-            Err(e) => {
-                tracing::error!(error = %e, "campus login is configured but cannot start");
-                None
-            }
-        }
-    } else {
-        None
-    };
+/// The campus login routes.
+pub(super) fn routes() -> Router<Arc<Services>> {
     Router::new()
-        .route("/hub/oidc/login", get(login))
-        .route("/hub/oidc/callback", get(callback))
-        .route("/hub/oidc/logout", get(logout))
-        .layer(Extension(Campus(campus)))
+        .route("/hub/oauth_login", get(login))
+        .route("/hub/oauth_callback", get(callback))
+        .route("/hub/oauth_logout", get(logout))
 }
 
 /// The login page's "Log in with {provider}" button, when campus login is on.
 pub(super) fn button(hub: &Services, next: Option<&str>) -> Option<minijinja::Value> {
-    if hub.config.auth.kind != AuthKind::Oidc {
-        return None;
-    }
+    let campus = hub.campus.as_ref()?;
     let href = match next {
-        Some(n) => format!("/hub/oidc/login?{}", encode_query(&[("next", n)])),
-        None => "/hub/oidc/login".to_owned(),
+        Some(n) => format!("{LOGIN_PATH}?{}", encode_query(&[("next", n)])),
+        None => LOGIN_PATH.to_owned(),
     };
     Some(context! {
-        name => hub.config.auth.oidc.provider_name,
+        name => campus.provider_name(),
         href => href,
     })
 }
 
-fn campus(Campus(c): Campus) -> Result<Arc<CampusLogin>, PageError> {
-    c.ok_or_else(|| PageError::status(StatusCode::NOT_FOUND))
+fn campus(hub: &Services) -> Result<Arc<CampusLogin>, PageError> {
+    hub.campus
+        .clone()
+        .ok_or_else(|| PageError::status(StatusCode::NOT_FOUND))
 }
 
 /// Where the provider sends the browser back: the configured URL, else under `public_url`, else
@@ -74,7 +65,7 @@ fn campus(Campus(c): Campus) -> Result<Arc<CampusLogin>, PageError> {
 fn callback_url(hub: &Services, campus: &CampusLogin, headers: &HeaderMap) -> String {
     match campus.callback_url() {
         Some(url) => url.to_owned(),
-        None => format!("{}/hub/oidc/callback", public_base(hub, headers)),
+        None => format!("{}{CALLBACK_PATH}", public_base(hub, headers)),
     }
 }
 
@@ -103,14 +94,13 @@ fn state_cookie(hub: &Services, value: &str, max_age: i64) -> String {
     )
 }
 
-/// `GET /hub/oidc/login?next=…`: to the provider's authorization endpoint.
+/// `GET /hub/oauth_login?next=…`: to the provider's authorization endpoint.
 async fn login(
     State(hub): State<Arc<Services>>,
-    Extension(c): Extension<Campus>,
     Query(query): Query<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
-    let campus = campus(c)?;
+    let campus = campus(&hub)?;
     let redirect_uri = callback_url(&hub, &campus, &headers);
     let start = campus.start(&redirect_uri, next_from_query(&query)).await?;
     let mut response = redirect(&start.authorize_url);
@@ -121,15 +111,14 @@ async fn login(
     Ok(response)
 }
 
-/// `GET /hub/oidc/callback?state=…&code=…`: checks the sign-in and opens the session.
+/// `GET /hub/oauth_callback?state=…&code=…`: checks the sign-in and opens the session.
 async fn callback(
     State(hub): State<Arc<Services>>,
-    Extension(c): Extension<Campus>,
     page: PageRequest,
     Query(query): Query<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
-    let campus = campus(c)?;
+    let campus = campus(&hub)?;
     let param = |name: &str| {
         query
             .iter()
@@ -177,23 +166,20 @@ async fn callback(
     Ok(response)
 }
 
-/// `GET /hub/oidc/logout` (where `/hub/logout` sends a campus session once it is closed): on to
-/// the provider's end-session endpoint, which comes back to the login page; without one,
-/// straight to the login page.
+/// `GET /hub/oauth_logout` (where `/hub/logout` sends a campus session once it is closed): on to
+/// the provider's sign-out, which comes back to the login page; without one, straight to the
+/// login page.
 async fn logout(
     State(hub): State<Arc<Services>>,
-    Extension(c): Extension<Campus>,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
-    let campus = campus(c)?;
-    let Some(end_session) = campus.end_session_endpoint().await else {
-        return Ok(redirect("/hub/login"));
-    };
+    let campus = campus(&hub)?;
     let back = format!("{}/hub/login", public_base(&hub, &headers));
-    let mut url =
-        url::Url::parse(&end_session).map_err(|_| PageError::status(StatusCode::BAD_GATEWAY))?;
-    url.query_pairs_mut()
-        .append_pair("client_id", campus.client_id())
-        .append_pair("post_logout_redirect_uri", &back);
-    Ok(redirect(url.as_str()))
+    Ok(redirect(
+        campus
+            .sign_out_url(&back)
+            .await
+            .as_deref()
+            .unwrap_or("/hub/login"),
+    ))
 }

@@ -145,6 +145,21 @@ pub const CATALOGUE: &[Message] = &[
     ("login_submit", "Sign in", "登录"),
     ("login_with", "Log in with {provider}", "使用{provider}登录"),
     ("login_or", "or with a local account", "或使用本地账号"),
+    (
+        "login_admins_local",
+        "Administrators: sign in with a local account",
+        "管理员：使用本地账号登录",
+    ),
+    (
+        "login_local_admins_only",
+        "Please use “Log in with {provider}”: local passwords here are for administrators only.",
+        "请使用“使用{provider}登录”：本地密码仅供管理员使用。",
+    ),
+    (
+        "login_local_off",
+        "Local sign-in is turned off here: use the button above.",
+        "本站已关闭本地账号登录，请使用上方的按钮。",
+    ),
     ("login_invalid", "Invalid username or password.", "用户名或密码错误。"),
     (
         "login_locked",
@@ -1189,6 +1204,11 @@ pub const CATALOGUE: &[Message] = &[
         "quota_exceptions_intro",
         "An exception sets some of one user's limits; the fields left empty are their role's (shown in grey).",
         "例外设置会修改某个用户的部分限额；留空的项沿用其角色的限额（灰色显示）。",
+    ),
+    (
+        "quota_from_class",
+        "campus class {class}: renewed at each login",
+        "统一身份认证配额类别 {class}：每次登录时更新",
     ),
     ("quota_user", "User name", "用户名"),
     ("quota_find", "Find", "查找"),

@@ -56,7 +56,7 @@ pub fn routes(hub: Arc<Services>) -> Router {
         .route("/hub/login", get(auth::login_page).post(auth::login))
         .route("/hub/logout", get(auth::logout))
         .route("/hub/lang/{code}", get(auth::switch_language))
-        .merge(campus_login::routes(&hub))
+        .merge(campus_login::routes())
         .route("/hub/home", get(pages::home))
         .route("/hub/token", get(pages::token))
         .route("/hub/admin", get(pages::admin))

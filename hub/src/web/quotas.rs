@@ -153,6 +153,8 @@ struct ExceptionView {
     name: String,
     role: &'static str,
     fields: Vec<LimitField>,
+    /// The campus quota class that set it, if a login did.
+    quota_class: Option<String>,
 }
 
 /// One row of the capacity table.
@@ -198,6 +200,11 @@ pub(crate) async fn admin_page(
                 name: e.user_name.clone(),
                 role: e.account_role.as_str(),
                 fields: fields(&e.limits, Some(&role_limits)),
+                quota_class: e
+                    .source
+                    .as_deref()
+                    .and_then(|s| s.strip_prefix("campus:"))
+                    .map(str::to_owned),
             }
         })
         .collect();
