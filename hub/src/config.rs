@@ -99,7 +99,7 @@ pub struct Config {
 }
 
 /// How users sign in (`[auth]`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// `local` (passwords kept by the hub), `oidc` (a campus OpenID Connect provider) or
@@ -116,10 +116,27 @@ pub struct AuthConfig {
     /// encrypts; the others still decrypt, for rotation). Without it, the environment variable
     /// `JUPYTERHUB_CRYPT_KEY` in the same format, as JupyterHub reads it.
     pub crypt_key_file: Option<PathBuf>,
+    /// Seconds after which what a campus login said of a user is asked again (with the
+    /// refresh token kept in `auth_state`): by a background loop for users signed in or with a
+    /// server, and before a start. `0`: only at logins.
+    pub refresh_age: f64,
     /// The identity provider, for `kind = "oidc"` or `"oauth2"` (`[auth.oidc]`, or
     /// `[auth.oauth2]`: the same settings).
     #[serde(alias = "oauth2")]
     pub oidc: OidcConfig,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            kind: AuthKind::Local,
+            local_logins: None,
+            enable_auth_state: false,
+            crypt_key_file: None,
+            refresh_age: 300.0,
+            oidc: OidcConfig::default(),
+        }
+    }
 }
 
 /// The environment variable JupyterHub reads its `auth_state` keys from; Xiji reads the same.
@@ -175,6 +192,11 @@ impl AuthConfig {
             }
         } else {
             self.oidc.validate(self.kind, self.section())?;
+        }
+        if !(self.refresh_age.is_finite() && self.refresh_age >= 0.0) {
+            return Err(ConfigError::Invalid(
+                "auth.refresh_age: seconds, 0 or more".into(),
+            ));
         }
         let env_key = std::env::var(CRYPT_KEY_ENV).is_ok_and(|k| !k.trim().is_empty());
         if self.enable_auth_state && self.crypt_key_file.is_none() && !env_key {

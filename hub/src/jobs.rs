@@ -45,6 +45,14 @@ pub(crate) fn spawn_all(hub: &Arc<Services>) {
         crate::domain::budgets::CHECK_EVERY,
         |h| async move { crate::domain::budgets::enforce(&h).await },
     );
+    if let Some(every) = crate::domain::campus_login::refresh_every(hub) {
+        run_every(
+            hub,
+            "asking the identity provider about signed-in users again",
+            every,
+            |h| async move { crate::domain::campus_login::refresh_due(&h).await },
+        );
+    }
     let every = Duration::from_secs(60);
     run_every(hub, "activity sync", every, |h| async move {
         servers::sync_proxy_activity(&h).await

@@ -2,6 +2,8 @@
 // 127.0.0.1, with two clients and a few users whose ID tokens carry `preferred_username` and
 // `groups`. Its own login page (devInteractions) accepts any password; consent is implied.
 //
+// The hub's client `xiji` is also given refresh tokens (a restart of this provider forgets them,
+// as it forgets its sessions and grants: it keeps them in memory).
 // Environment: XIJI_TEST_NODE_MODULES, PORT, REDIRECT_URI (the hub's callback), POST_LOGOUT_URI (optional).
 // Control endpoints (for the tests only):
 //   POST /control/groups  {"user": "ann", "groups": ["..."]}  changes a user's groups
@@ -55,7 +57,7 @@ const provider = new Provider(issuer, {
       redirect_uris: [redirectUri],
       post_logout_redirect_uris: postLogoutUri ? [postLogoutUri] : [],
       response_types: ['code'],
-      grant_types: ['authorization_code'],
+      grant_types: ['authorization_code', 'refresh_token'],
     },
     {
       client_id: 'other-app',
@@ -73,6 +75,8 @@ const provider = new Provider(issuer, {
     groups: ['groups'],
   },
   conformIdTokenClaims: false,
+  // Refresh tokens for the clients allowed the grant, without `offline_access` and consent.
+  issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
   pkce: { required: () => true },
   features: { devInteractions: { enabled: true }, rpInitiatedLogout: { enabled: true } },
   async findAccount(ctx, id) {

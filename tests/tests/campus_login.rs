@@ -183,9 +183,14 @@ fn auth_table(kind: &str, local_logins: &str, secret_dir: &tempfile::TempDir) ->
 
 /// A hub with OpenID Connect login against the provider that will listen on `port`.
 async fn start_hub(port: u16, secret_dir: &tempfile::TempDir) -> Result<Hub> {
+    start_hub_with(port, secret_dir, "").await
+}
+
+/// The same, with more lines in `[auth]`.
+async fn start_hub_with(port: u16, secret_dir: &tempfile::TempDir, auth: &str) -> Result<Hub> {
     let tables = format!(
         "{}\n[auth.oidc]\nissuer = \"http://127.0.0.1:{port}\"\n{}",
-        auth_table("oidc", "", secret_dir)?,
+        auth_table("oidc", auth, secret_dir)?,
         provider_settings(secret_dir)?.replace("{section}", "auth.oidc"),
     );
     Hub::start_with(HubOptions {
@@ -311,6 +316,40 @@ async fn quota_of(hub: &Hub, name: &str) -> Result<Value> {
         .await?
         .json()
         .await?)
+}
+
+/// Waits up to 30 s for `check` to hold.
+async fn eventually<F, Fut>(what: &str, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: not within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn sorted_groups(hub: &Hub, name: &str) -> Result<Vec<String>> {
+    let model = hub.user(name).await?;
+    let mut groups: Vec<String> = serde_json::from_value(model["groups"].clone())?;
+    groups.sort();
+    Ok(groups)
+}
+
+/// Asks for `user`'s default server; the answer's status and body.
+async fn ask_to_start(hub: &Hub, user: &str) -> Result<(StatusCode, String)> {
+    let resp = hub
+        .admin(Method::POST, &format!("/hub/api/users/{user}/server"))
+        .send()
+        .await?;
+    Ok((resp.status(), resp.text().await?))
 }
 
 /// Posts the local login form as `user` in a fresh browser; the answer, not followed.
@@ -754,6 +793,90 @@ async fn a_plain_oauth2_provider_signs_users_in_from_its_user_info_endpoint_with
         !signed_in(&ann, &hub).await?,
         "the session survived the logout"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn between_logins_the_provider_is_asked_again_and_users_it_no_longer_vouches_for_are_turned_away(
+) -> Result<()> {
+    let port = free_port()?;
+    let secrets = tempfile::tempdir()?;
+    let hub = start_hub_with(port, &secrets, "refresh_age = 1\n").await?;
+    let mut provider = Provider::start(&hub, port).await?;
+    let (ann, landing) = campus_login(&hub, "ann").await?;
+    expect_home(&landing, "ann")?;
+    let (tom, landing) = campus_login(&hub, "tom").await?;
+    expect_home(&landing, "tom")?;
+    let state = hub.user("ann").await?["auth_state"].clone();
+    ensure!(
+        state["refresh_token"].is_string(),
+        "no refresh token: {state}"
+    );
+
+    // ann leaves the course at the provider: without signing in again, her groups and quota
+    // class follow, and she stays signed in.
+    provider
+        .control(
+            "/control/groups",
+            json!({"user": "ann", "groups": ["students"]}),
+        )
+        .await?;
+    eventually("ann's groups follow the provider", || async {
+        Ok(sorted_groups(&hub, "ann").await? == ["students"])
+    })
+    .await?;
+    let quota = quota_of(&hub, "ann").await?;
+    ensure!(
+        quota["exception"].is_null(),
+        "the course class stayed: {quota}"
+    );
+    ensure!(signed_in(&ann, &hub).await?, "ann was signed out");
+    let refreshed = hub.user("ann").await?["auth_state"].clone();
+    ensure!(
+        refreshed["access_token"] != state["access_token"],
+        "the tokens were not renewed"
+    );
+
+    // tom is moved out of the allowed groups: signed out without trying to sign in, and his
+    // starts are refused with the reason.
+    provider
+        .control(
+            "/control/groups",
+            json!({"user": "tom", "groups": ["alumni"]}),
+        )
+        .await?;
+    eventually("tom is signed out", || async {
+        Ok(!signed_in(&tom, &hub).await?)
+    })
+    .await?;
+    let (status, body) = ask_to_start(&hub, "tom").await?;
+    ensure!(
+        status == StatusCode::FORBIDDEN && body.contains("not allowed"),
+        "tom's start: {status} {body}"
+    );
+
+    // The provider forgets every grant (a restart): ann's refresh token is refused, she is signed
+    // out and may start nothing until she signs in again.
+    provider.rotate_keys(&hub).await?;
+    eventually("ann is signed out", || async {
+        Ok(!signed_in(&ann, &hub).await?)
+    })
+    .await?;
+    let (status, body) = ask_to_start(&hub, "ann").await?;
+    ensure!(
+        status == StatusCode::FORBIDDEN && body.contains("Sign in again"),
+        "ann's start: {status} {body}"
+    );
+    let (_, landing) = campus_login(&hub, "ann").await?;
+    expect_home(&landing, "ann signing in again")?;
+    let (status, body) = ask_to_start(&hub, "ann").await?;
+    ensure!(
+        status == StatusCode::CREATED || status == StatusCode::ACCEPTED,
+        "ann's start after signing in again: {status} {body}"
+    );
+    hub.wait_until_ready("ann", "", Duration::from_secs(120))
+        .await?;
+    hub.stop_server("ann").await?;
     Ok(())
 }
 

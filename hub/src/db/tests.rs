@@ -1196,3 +1196,60 @@ async fn project_uploads_and_hidden_import_names_are_kept_on_both_engines() {
             .is_empty());
     }
 }
+
+#[tokio::test]
+async fn auth_states_are_replaced_found_when_due_and_go_with_their_user_on_both_engines() {
+    for (store, _dir) in stores().await {
+        let ann = store.create_user("ann", false, 1).await.unwrap();
+        let bob = store.create_user("bob", false, 1).await.unwrap();
+        assert_eq!(store.encrypted_auth_state(ann.id).await.unwrap(), None);
+        store
+            .set_encrypted_auth_state(ann.id, Some("gAAAA-one"), 10)
+            .await
+            .unwrap();
+        store
+            .set_encrypted_auth_state(ann.id, Some("gAAAA-two"), 20)
+            .await
+            .unwrap();
+        store
+            .set_encrypted_auth_state(bob.id, Some("gAAAA-bob"), 5)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.encrypted_auth_state(ann.id).await.unwrap().as_deref(),
+            Some("gAAAA-two")
+        );
+        assert_eq!(store.auth_state_updated(ann.id).await.unwrap(), Some(20));
+        // Due: written before the cutoff and still signed in somewhere.
+        assert!(store.auth_states_due(100, 50, 10).await.unwrap().is_empty());
+        store
+            .insert_session("h-ann", "s-ann", ann.id, 30, 1000)
+            .await
+            .unwrap();
+        store
+            .insert_session("h-bob", "s-bob", bob.id, 30, 40)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.auth_states_due(100, 50, 10).await.unwrap(),
+            [ann.id],
+            "bob's session has expired"
+        );
+        assert!(store.auth_states_due(15, 50, 10).await.unwrap().is_empty());
+        // Every session of a user ends at once.
+        store
+            .insert_session("h-ann2", "s-ann2", ann.id, 31, 1000)
+            .await
+            .unwrap();
+        assert_eq!(store.delete_sessions_of(ann.id).await.unwrap(), 2);
+        assert!(store.session("h-ann2", 50).await.unwrap().is_none());
+        assert!(store.auth_states_due(100, 50, 10).await.unwrap().is_empty());
+        store
+            .set_encrypted_auth_state(ann.id, None, 30)
+            .await
+            .unwrap();
+        assert_eq!(store.encrypted_auth_state(ann.id).await.unwrap(), None);
+        store.delete_user(bob.id).await.unwrap();
+        assert_eq!(store.encrypted_auth_state(bob.id).await.unwrap(), None);
+    }
+}

@@ -20,8 +20,9 @@ use oauth2::basic::{
 };
 use oauth2::{
     AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
-    ExtraTokenFields, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope,
-    StandardRevocableToken, StandardTokenResponse, TokenResponse as _, TokenUrl,
+    ExtraTokenFields, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
+    RequestTokenError, Scope, StandardRevocableToken, StandardTokenResponse, TokenResponse as _,
+    TokenUrl,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -48,6 +49,7 @@ struct Discovery {
     authorization_endpoint: String,
     token_endpoint: String,
     jwks_uri: String,
+    userinfo_endpoint: Option<String>,
     end_session_endpoint: Option<String>,
 }
 
@@ -103,6 +105,20 @@ pub struct CampusUser {
     /// Where the user was going before signing in.
     pub next: Option<String>,
 }
+
+/// What asking the provider again about a user found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refreshed {
+    /// Still vouched for and allowed; the account is up to date.
+    Kept,
+    /// No longer: the user was turned away, for this reason.
+    Refused(String),
+    /// Nothing to refresh with: no `auth_state` kept, or no refresh token in it.
+    NotKept,
+}
+
+/// The `auth_state` key that keeps a refresh's refusal until the next successful login.
+const REFUSED_KEY: &str = "refused";
 
 /// A quota class with its limits read.
 #[derive(Debug, Clone)]
@@ -343,7 +359,7 @@ impl CampusLogin {
             })?;
         let tokens = self.exchange(&pending, code).await?;
         let claims = match self.kind {
-            AuthKind::OAuth2 => self.user_info(&tokens).await?,
+            AuthKind::OAuth2 => self.user_info(&self.config.userinfo_url, &tokens).await?,
             _ => {
                 let discovery = self.discovery().await?;
                 let id_token = tokens
@@ -351,7 +367,8 @@ impl CampusLogin {
                     .id_token
                     .as_deref()
                     .ok_or_else(|| refused("The identity provider sent no ID token."))?;
-                self.verify(&discovery, id_token, &pending.nonce).await?
+                self.verify(&discovery, id_token, Some(&pending.nonce))
+                    .await?
             }
         };
         let user = self.admit(hub, &claims, &tokens).await?;
@@ -380,11 +397,11 @@ impl CampusLogin {
             })
     }
 
-    /// OAuth2: the claims the user-info endpoint gives for the access token.
-    async fn user_info(&self, tokens: &Tokens) -> HubResult<Map<String, Value>> {
+    /// The claims a user-info endpoint gives for the access token.
+    async fn user_info(&self, url: &str, tokens: &Tokens) -> HubResult<Map<String, Value>> {
         let response = self
             .http
-            .get(&self.config.userinfo_url)
+            .get(url)
             .bearer_auth(tokens.access_token().secret())
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
@@ -440,7 +457,7 @@ impl CampusLogin {
         &self,
         discovery: &Discovery,
         id_token: &str,
-        nonce: &str,
+        nonce: Option<&str>,
     ) -> HubResult<Map<String, Value>> {
         let header = jsonwebtoken::decode_header(id_token)
             .map_err(|_| refused("The ID token is malformed."))?;
@@ -496,7 +513,8 @@ impl CampusLogin {
         if iat > now + LEEWAY_SECONDS as i64 {
             return Err(refused("The ID token was issued in the future."));
         }
-        if claims.get("nonce").and_then(Value::as_str) != Some(nonce) {
+        // A refreshed ID token answers no authorization request, so it has no nonce to match.
+        if nonce.is_some() && claims.get("nonce").and_then(Value::as_str) != nonce {
             return Err(refused("The ID token's nonce does not match this sign-in."));
         }
         Ok(claims)
@@ -636,32 +654,14 @@ impl CampusLogin {
                 u
             }
         };
-        hub.store
-            .update_user(
-                user.id,
-                &UserUpdate {
-                    admin: Some(admin),
-                    account_role: Some(identity.role),
-                    ..UserUpdate::default()
-                },
-            )
-            .await?;
-        if self.config.manage_groups {
-            self.sync_groups(hub, &user, &identity.groups).await?;
-        }
-        let class = self.quota_class(claims, &identity.provider_groups);
-        quotas::follow_quota_class(
-            &hub.store,
+        self.bring_up_to_date(
+            hub,
             &user,
-            class.map(|c| (c.name.as_str(), &c.limits)),
+            &identity,
+            claims,
+            Self::auth_state(tokens, claims),
         )
         .await?;
-        if let Some(keeper) = &hub.auth_states {
-            keeper
-                .save(&hub.store, user.id, &Self::auth_state(tokens, claims))
-                .await?;
-        }
-        hub.invalidate_auth();
         hub.store.touch_user(user.id, clock::now()).await?;
         hub.store
             .user_by_id(user.id)
@@ -669,9 +669,158 @@ impl CampusLogin {
             .ok_or_else(|| HubError::NotFound("User vanished".into()))
     }
 
+    /// Makes the account what the provider says: role, groups, quota class, `auth_state`.
+    async fn bring_up_to_date(
+        &self,
+        hub: &Services,
+        user: &UserRow,
+        identity: &ClaimedIdentity,
+        claims: &Map<String, Value>,
+        state: Value,
+    ) -> HubResult<()> {
+        hub.store
+            .update_user(
+                user.id,
+                &UserUpdate {
+                    admin: Some(identity.role == AccountRole::Admin),
+                    account_role: Some(identity.role),
+                    ..UserUpdate::default()
+                },
+            )
+            .await?;
+        if self.config.manage_groups {
+            self.sync_groups(hub, user, &identity.groups).await?;
+        }
+        let class = self.quota_class(claims, &identity.provider_groups);
+        quotas::follow_quota_class(
+            &hub.store,
+            user,
+            class.map(|c| (c.name.as_str(), &c.limits)),
+        )
+        .await?;
+        if let Some(keeper) = &hub.auth_states {
+            keeper.save(&hub.store, user.id, &state).await?;
+        }
+        hub.invalidate_auth();
+        Ok(())
+    }
+
+    /// Asks the provider again about a user a campus login admitted, with the refresh token
+    /// kept in their `auth_state` (JupyterHub's `refresh_user`). Still vouched for and allowed:
+    /// role, groups, quota class and tokens are brought up to date. No longer (the provider
+    /// refuses the refresh token, or the fresh claims are not allowed here): the user is turned
+    /// away as at a refused login (signed out everywhere, clusters released as at logout) and
+    /// the refusal kept in `auth_state` until they sign in again. A provider that cannot be
+    /// reached is an error and changes nothing.
+    pub async fn refresh(&self, hub: &Arc<Services>, user: &UserRow) -> HubResult<Refreshed> {
+        let Some(keeper) = &hub.auth_states else {
+            return Ok(Refreshed::NotKept);
+        };
+        let state = keeper.load(&hub.store, user.id).await?;
+        let refused_before = state
+            .get(REFUSED_KEY)
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let Some(refresh_token) = state
+            .get("refresh_token")
+            .and_then(Value::as_str)
+            .filter(|_| refused_before.is_none())
+        else {
+            // Nothing to ask with: written again so that it is not due again at once.
+            keeper.save(&hub.store, user.id, &state).await?;
+            return Ok(refused_before.map_or(Refreshed::NotKept, Refreshed::Refused));
+        };
+        let client = self.client().await?;
+        let answer = client
+            .exchange_refresh_token(&RefreshToken::new(refresh_token.to_owned()))
+            .request_async(&self.http)
+            .await;
+        let tokens = match answer {
+            Ok(tokens) => tokens,
+            Err(RequestTokenError::ServerResponse(answer)) => {
+                let why = format!(
+                    "The identity provider no longer accepts your sign-in ({}). Sign in again.",
+                    answer.error()
+                );
+                return self.refuse_on_refresh(hub, user, state, why).await;
+            }
+            Err(other) => return Err(provider_error("token endpoint (refresh)", other)),
+        };
+        let claims = match self.kind {
+            AuthKind::OAuth2 => self.user_info(&self.config.userinfo_url, &tokens).await?,
+            _ => {
+                let discovery = self.discovery().await?;
+                match (
+                    &tokens.extra_fields().id_token,
+                    &discovery.userinfo_endpoint,
+                ) {
+                    (Some(id_token), _) => match self.verify(&discovery, id_token, None).await {
+                        Ok(claims) => claims,
+                        Err(HubError::Forbidden(why)) => {
+                            return self.refuse_on_refresh(hub, user, state, why).await
+                        }
+                        Err(e) => return Err(e),
+                    },
+                    (None, Some(url)) => self.user_info(url, &tokens).await?,
+                    (None, None) => state
+                        .get("oauth_user")
+                        .and_then(Value::as_object)
+                        .cloned()
+                        .unwrap_or_default(),
+                }
+            }
+        };
+        let identity = match self.identity_from(&claims) {
+            Ok(identity) if identity.name == user.name => identity,
+            Ok(other) => {
+                let why = format!(
+                    "The identity provider now names this account {:?}. Sign in again.",
+                    other.name
+                );
+                return self.refuse_on_refresh(hub, user, state, why).await;
+            }
+            Err(HubError::Forbidden(why)) => {
+                return self.refuse_on_refresh(hub, user, state, why).await
+            }
+            Err(e) => return Err(e),
+        };
+        let mut fresh = Self::auth_state(&tokens, &claims);
+        // A provider that does not rotate refresh tokens sends none: the old one still serves.
+        if fresh["refresh_token"].is_null() {
+            fresh["refresh_token"] = Value::from(refresh_token);
+        }
+        self.bring_up_to_date(hub, user, &identity, &claims, fresh)
+            .await?;
+        tracing::info!(user.name = %user.name, role = %identity.role.as_str(), "campus login refreshed");
+        Ok(Refreshed::Kept)
+    }
+
+    async fn refuse_on_refresh(
+        &self,
+        hub: &Arc<Services>,
+        user: &UserRow,
+        mut state: Value,
+        why: String,
+    ) -> HubResult<Refreshed> {
+        tracing::warn!(user.name = %user.name, reason = %why, "campus login refresh refused");
+        self.turn_away_user(hub, user.clone()).await;
+        if let (Some(keeper), Some(map)) = (&hub.auth_states, state.as_object_mut()) {
+            for key in [
+                "access_token",
+                "refresh_token",
+                "id_token",
+                "token_response",
+            ] {
+                map.remove(key);
+            }
+            map.insert(REFUSED_KEY.into(), Value::from(why.as_str()));
+            keeper.save(&hub.store, user.id, &state).await?;
+        }
+        Ok(Refreshed::Refused(why))
+    }
+
     /// A known user the provider vouches for but who may no longer sign in (moved out of the
-    /// allowed groups): every browser they are signed in with is signed out, and their running
-    /// clusters follow the release policy of logout.
+    /// allowed groups).
     async fn turn_away(&self, hub: &Arc<Services>, claims: &Map<String, Value>) {
         let Some(raw) = claims
             .get(&self.config.username_claim)
@@ -680,19 +829,23 @@ impl CampusLogin {
             return;
         };
         match hub.store.user(&names::normalize_user(raw)).await {
-            Ok(Some(user)) => {
-                match identity::close_sessions_of(&hub.store, &hub.auth, user.id).await {
-                    Ok(n) => tracing::info!(user.name = %user.name, sessions = n,
-                        "campus login refused: the user's sessions ended"),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "campus login: cannot end the refused user's sessions")
-                    }
-                }
-                crate::domain::release::release_on_logout(hub, user);
-            }
+            Ok(Some(user)) => self.turn_away_user(hub, user).await,
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "campus login: cannot look the refused user up"),
         }
+    }
+
+    /// Signs a refused user out of every browser and lets their running clusters follow the
+    /// release policy of logout.
+    async fn turn_away_user(&self, hub: &Arc<Services>, user: UserRow) {
+        match identity::close_sessions_of(&hub.store, &hub.auth, user.id).await {
+            Ok(n) => tracing::info!(user.name = %user.name, sessions = n,
+                "campus login refused: the user's sessions ended"),
+            Err(e) => {
+                tracing::warn!(error = %e, "campus login: cannot end the refused user's sessions")
+            }
+        }
+        crate::domain::release::release_on_logout(hub, user);
     }
 
     /// Puts the user in each of the provider's groups (creating missing ones, marked as filled
@@ -731,6 +884,74 @@ impl CampusLogin {
             }
         }
         Ok(())
+    }
+}
+
+/// Most users asked again per run of the refresh loop.
+const REFRESH_BATCH: i64 = 200;
+
+/// How often the refresh loop looks for users due: `refresh_age`, at most a minute apart.
+pub fn refresh_every(hub: &Services) -> Option<Duration> {
+    let age = hub.config.auth.refresh_age;
+    (hub.campus.is_some() && hub.auth_states.is_some() && age > 0.0)
+        .then(|| Duration::from_secs_f64(age.clamp(1.0, 60.0)))
+}
+
+/// The cutoff before which a user's last word from the provider is too old.
+fn refresh_cutoff(hub: &Services) -> clock::Micros {
+    clock::now() - (hub.config.auth.refresh_age * 1e6) as i64
+}
+
+/// The refresh loop's step: asks the provider again about the users signed in (or with a
+/// server) whose last word from it is older than `refresh_age`.
+pub async fn refresh_due(hub: &Arc<Services>) -> HubResult<()> {
+    let Some(campus) = hub.campus.clone() else {
+        return Ok(());
+    };
+    let due = hub
+        .store
+        .auth_states_due(refresh_cutoff(hub), clock::now(), REFRESH_BATCH)
+        .await?;
+    for user_id in due {
+        let Some(user) = hub.store.user_by_id(user_id).await? else {
+            continue;
+        };
+        if let Err(e) = campus.refresh(hub, &user).await {
+            tracing::warn!(user.name = %user.name, error = %e, "campus login refresh failed");
+        }
+    }
+    Ok(())
+}
+
+/// Before a start (JupyterHub's `refresh_pre_spawn`): a user whose last word from the provider
+/// is older than `refresh_age` is asked about again, and one the provider no longer vouches for
+/// (now or at an earlier refresh) may not start anything: 403 with the reason. A provider that
+/// cannot be reached does not stop the start.
+pub async fn check_before_start(hub: &Arc<Services>, user: &UserRow) -> HubResult<()> {
+    let (Some(campus), Some(keeper)) = (hub.campus.clone(), &hub.auth_states) else {
+        return Ok(());
+    };
+    let Some(updated) = hub.store.auth_state_updated(user.id).await? else {
+        return Ok(());
+    };
+    let outcome = if refresh_every(hub).is_some() && updated < refresh_cutoff(hub) {
+        match campus.refresh(hub, user).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::warn!(user.name = %user.name, error = %e,
+                    "campus login refresh before a start failed; the start goes on");
+                return Ok(());
+            }
+        }
+    } else {
+        match keeper.load(&hub.store, user.id).await?.get(REFUSED_KEY) {
+            Some(Value::String(why)) => Refreshed::Refused(why.clone()),
+            _ => Refreshed::Kept,
+        }
+    };
+    match outcome {
+        Refreshed::Refused(why) => Err(HubError::Forbidden(why)),
+        Refreshed::Kept | Refreshed::NotKept => Ok(()),
     }
 }
 

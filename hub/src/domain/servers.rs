@@ -180,6 +180,8 @@ pub async fn start(
             )));
         }
     }
+    // A campus user the identity provider no longer vouches for starts nothing.
+    super::campus_login::check_before_start(hub, user).await?;
     // An empty body reuses the options of the previous start, as JupyterHub does.
     let options = match options {
         Some(given) if !given.is_empty() => given,
