@@ -62,6 +62,7 @@ impl From<HubError> for ApiError {
             HubError::TooManyRequests(m) => Self::new(StatusCode::TOO_MANY_REQUESTS, m),
             HubError::InsufficientStorage(m) => Self::new(StatusCode::INSUFFICIENT_STORAGE, m),
             HubError::PayloadTooLarge(m) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, m),
+            HubError::Upstream(m) => Self::new(StatusCode::BAD_GATEWAY, m),
             HubError::Internal(detail) => {
                 tracing::error!(error = %detail, "hub failure answered with a 500");
                 Self::internal()

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::{random_hex, tail, Hub};
+use crate::{expect_json, random_hex, tail, Hub, HubOptions};
 
 /// The user's persistent work directory in every node (the product's contract, docs/docker.md).
 pub const WORK_DIR: &str = "/home/jovyan/work";
@@ -158,4 +158,62 @@ pub async fn wait_cluster_ready(hub: &Hub, user: &str, timeout: Duration) -> Res
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The test image (`XIJI_TEST_DOCKER_IMAGE`, built and pushed by tests/setup-docker.sh).
+pub fn test_image() -> String {
+    std::env::var("XIJI_TEST_DOCKER_IMAGE")
+        .unwrap_or_else(|_| "127.0.0.1:5000/xiji/base-notebook:latest".into())
+}
+
+/// A hub on the docker backend whose containers carry `instance`'s label, with the test image in
+/// its library as `library_name`. Its CPU is overcommitted eightfold (so that a few test
+/// clusters fit a 2-core machine) and a start answers 202 after a second.
+pub async fn docker_hub(instance: &Instance, library_name: &str) -> Result<Hub> {
+    start_docker_hub(
+        instance,
+        library_name,
+        "cpu_overcommit = 8\n",
+        "slow_spawn_timeout = 1\n",
+    )
+    .await
+}
+
+/// The same with the host's real CPU count as capacity (no overcommit), for what reports it.
+pub async fn docker_hub_on_real_cpus(instance: &Instance, library_name: &str) -> Result<Hub> {
+    start_docker_hub(instance, library_name, "", "").await
+}
+
+async fn start_docker_hub(
+    instance: &Instance,
+    library_name: &str,
+    docker_lines: &str,
+    top_level: &str,
+) -> Result<Hub> {
+    let options = HubOptions {
+        spawner_toml: "backend = \"docker\"\nstart_timeout = 300\n".into(),
+        top_level_toml: top_level.into(),
+        tables_toml: format!(
+            "\n[spawner.docker]\n{docker_lines}instance = \"{}\"\ndefault_memory_mb = 512\ndefault_cpus = 0.5\n",
+            instance.0
+        ),
+        ..HubOptions::default()
+    };
+    let hub = Hub::start_with(options).await?;
+    let image = test_image();
+    let (repository, tag) = image
+        .rsplit_once(':')
+        .context("XIJI_TEST_DOCKER_IMAGE has no tag")?;
+    let resp = hub
+        .admin(Method::POST, "/hub/api/images")
+        .json(&json!({"name": library_name, "image": repository, "tag": tag}))
+        .send()
+        .await?;
+    expect_json(
+        resp,
+        StatusCode::CREATED,
+        "add the test image to the library",
+    )
+    .await?;
+    Ok(hub)
 }

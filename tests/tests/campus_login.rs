@@ -18,6 +18,7 @@
 //! - In Chromium (`tests/browser/campus_login.mjs`): click "Log in with Campus", sign in on the
 //!   provider's page, land on the home page as a new student, start a server and reach
 //!   JupyterLab, log out (also from the provider). Screenshots in `tests/artifacts/campus_login/`.
+//! - While the provider is down, a login answers 502 saying so.
 //! - Tampering: a wrong `state`, a replayed code, an ID token signed by another key (under the
 //!   provider's key id, or under an unknown one), an expired token and a wrong audience are each
 //!   refused with a 403 page and no account made.
@@ -920,6 +921,15 @@ async fn tampered_campus_logins_are_refused_and_make_no_account() -> Result<()> 
     let port = free_port()?;
     let secrets = tempfile::tempdir()?;
     let hub = start_hub(port, &secrets).await?;
+    // The provider is not up yet: the login says so (502), and nothing else breaks.
+    let client = browser()?;
+    let resp = client.get(hub.url("/hub/oauth_login")).send().await?;
+    let status = resp.status();
+    let body = resp.text().await?;
+    ensure!(
+        status == StatusCode::BAD_GATEWAY && body.contains("could not be reached"),
+        "a login while the provider is down: {status}\n{body}"
+    );
     let provider = Provider::start(&hub, port).await?;
 
     // A wrong state: refused before the code is used.

@@ -16,42 +16,12 @@ use nix::sys::signal::Signal;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tests::docker::{self, wait_cluster_ready, Instance};
-use tests::{browser, expect_json, Hub, HubOptions, Kernel};
-
-fn image() -> String {
-    std::env::var("XIJI_TEST_DOCKER_IMAGE")
-        .unwrap_or_else(|_| "127.0.0.1:5000/xiji/base-notebook:latest".into())
-}
+use tests::{browser, expect_json, Hub, Kernel};
 
 /// A hub on the docker backend whose containers carry `instance`'s label, with the test image in
-/// its library.
+/// its library as Python + MPI.
 async fn docker_hub(instance: &Instance) -> Result<Hub> {
-    let options = HubOptions {
-        spawner_toml: "backend = \"docker\"\nstart_timeout = 300\n".into(),
-        top_level_toml: "slow_spawn_timeout = 1\n".into(),
-        tables_toml: format!(
-            "\n[spawner.docker]\ncpu_overcommit = 8\ninstance = \"{}\"\ndefault_memory_mb = 512\ndefault_cpus = 0.5\n",
-            instance.0
-        ),
-        ..HubOptions::default()
-    };
-    let hub = Hub::start_with(options).await?;
-    let (repository, tag) = image()
-        .rsplit_once(':')
-        .map(|(r, t)| (r.to_owned(), t.to_owned()))
-        .context("XIJI_TEST_DOCKER_IMAGE has no tag")?;
-    let resp = hub
-        .admin(Method::POST, "/hub/api/images")
-        .json(&json!({"name": "Python + MPI", "image": repository, "tag": tag}))
-        .send()
-        .await?;
-    expect_json(
-        resp,
-        StatusCode::CREATED,
-        "add the test image to the library",
-    )
-    .await?;
-    Ok(hub)
+    docker::docker_hub(instance, "Python + MPI").await
 }
 
 async fn start_cluster(hub: &Hub, user: &str, nodes: u32) -> Result<()> {

@@ -24,39 +24,15 @@ use anyhow::{ensure, Context, Result};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tests::docker::{self, Instance};
-use tests::{expect_api_error, expect_json, expect_status, Hub, HubOptions};
+use tests::{expect_api_error, expect_json, expect_status, Hub};
 
 const USER: &str = "ann";
 const USER_PASSWORD: &str = "ann-password-42";
 
-fn image() -> String {
-    std::env::var("XIJI_TEST_DOCKER_IMAGE")
-        .unwrap_or_else(|_| "127.0.0.1:5000/xiji/base-notebook:latest".into())
-}
-
-/// A hub on the docker backend whose containers carry `instance`'s label, with the test image
-/// in its library.
+/// A hub on the docker backend whose containers carry `instance`'s label, with the test image in
+/// its library as Python + MPI.
 async fn docker_hub(instance: &Instance) -> Result<Hub> {
-    let options = HubOptions {
-        spawner_toml: "backend = \"docker\"\nstart_timeout = 300\n".into(),
-        tables_toml: format!(
-            "\n[spawner.docker]\ninstance = \"{}\"\ndefault_memory_mb = 512\ndefault_cpus = 0.5\n",
-            instance.0
-        ),
-        ..HubOptions::default()
-    };
-    let hub = Hub::start_with(options).await?;
-    let (repository, tag) = image()
-        .rsplit_once(':')
-        .map(|(r, t)| (r.to_owned(), t.to_owned()))
-        .context("XIJI_TEST_DOCKER_IMAGE has no tag")?;
-    let resp = hub
-        .admin(Method::POST, "/hub/api/images")
-        .json(&json!({"name": "Python + MPI", "image": repository, "tag": tag}))
-        .send()
-        .await?;
-    expect_json(resp, StatusCode::CREATED, "add the test image").await?;
-    Ok(hub)
+    docker::docker_hub_on_real_cpus(instance, "Python + MPI").await
 }
 
 /// What `docker info` says of the engine's host: name, CPUs, memory in MiB, version.

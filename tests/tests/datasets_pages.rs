@@ -39,35 +39,10 @@ const IMAGE_NAME: &str = "Python + MPI";
 /// Where the dropped training CSV is in the dataset.
 const CSV_PATH: &str = "数据/训练集.csv";
 
-fn image() -> String {
-    std::env::var("XIJI_TEST_DOCKER_IMAGE")
-        .unwrap_or_else(|_| "127.0.0.1:5000/xiji/base-notebook:latest".into())
-}
-
 /// A hub on the docker backend whose containers carry `instance`'s label, with the test image in
 /// its library as [`IMAGE_NAME`].
 async fn docker_hub(instance: &Instance) -> Result<Hub> {
-    let options = HubOptions {
-        spawner_toml: "backend = \"docker\"\nstart_timeout = 300\n".into(),
-        top_level_toml: "slow_spawn_timeout = 1\n".into(),
-        tables_toml: format!(
-            "\n[spawner.docker]\ncpu_overcommit = 8\ninstance = \"{}\"\ndefault_memory_mb = 512\ndefault_cpus = 0.5\n",
-            instance.0
-        ),
-        ..HubOptions::default()
-    };
-    let hub = Hub::start_with(options).await?;
-    let (repository, tag) = image()
-        .rsplit_once(':')
-        .map(|(r, t)| (r.to_owned(), t.to_owned()))
-        .context("XIJI_TEST_DOCKER_IMAGE has no tag")?;
-    let resp = hub
-        .admin(Method::POST, "/hub/api/images")
-        .json(&json!({"name": IMAGE_NAME, "image": repository, "tag": tag}))
-        .send()
-        .await?;
-    expect_json(resp, StatusCode::CREATED, "add the test image").await?;
-    Ok(hub)
+    docker::docker_hub(instance, IMAGE_NAME).await
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -22,8 +22,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tests::browser::keep_screenshots;
 use tests::docker::{self, Instance};
+use tests::tail;
 use tests::{browser, encode, expect_json, expect_status, Hub};
-use tests::{tail, HubOptions};
 
 const OWNER: &str = "ann";
 const OWNER_PASSWORD: &str = "ann-password-42";
@@ -43,35 +43,10 @@ const FORK_NOTE: &str = "fork-note.txt";
 /// The name the test image has in the hub's library.
 const IMAGE_NAME: &str = "Base notebook";
 
-fn image() -> String {
-    std::env::var("XIJI_TEST_DOCKER_IMAGE")
-        .unwrap_or_else(|_| "127.0.0.1:5000/xiji/base-notebook:latest".into())
-}
-
 /// A hub on the docker backend whose containers carry `instance`'s label, with the test image in
 /// its library as [`IMAGE_NAME`].
 async fn docker_hub(instance: &Instance) -> Result<Hub> {
-    let options = HubOptions {
-        spawner_toml: "backend = \"docker\"\nstart_timeout = 300\n".into(),
-        top_level_toml: "slow_spawn_timeout = 1\n".into(),
-        tables_toml: format!(
-            "\n[spawner.docker]\ncpu_overcommit = 8\ninstance = \"{}\"\ndefault_memory_mb = 512\ndefault_cpus = 0.5\n",
-            instance.0
-        ),
-        ..HubOptions::default()
-    };
-    let hub = Hub::start_with(options).await?;
-    let (repository, tag) = image()
-        .rsplit_once(':')
-        .map(|(r, t)| (r.to_owned(), t.to_owned()))
-        .context("XIJI_TEST_DOCKER_IMAGE has no tag")?;
-    let resp = hub
-        .admin(Method::POST, "/hub/api/images")
-        .json(&json!({"name": IMAGE_NAME, "image": repository, "tag": tag}))
-        .send()
-        .await?;
-    expect_json(resp, StatusCode::CREATED, "add the test image").await?;
-    Ok(hub)
+    docker::docker_hub(instance, IMAGE_NAME).await
 }
 
 /// The station's daily rain: (CSV bytes, the line the notebook must write in `result.txt` on

@@ -152,8 +152,8 @@ impl std::fmt::Debug for CampusLogin {
 
 fn provider_error(what: &str, e: impl std::fmt::Display) -> HubError {
     tracing::warn!(error = %e, "campus login: {what}");
-    HubError::Internal(format!(
-        "The identity provider could not be reached ({what})"
+    HubError::Upstream(format!(
+        "The identity provider could not be reached or answered wrongly ({what}). Try again in a moment; if it goes on, tell your administrator."
     ))
 }
 

@@ -65,6 +65,10 @@ pub enum HubError {
     /// The request is larger than the caller may store.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A service the hub depends on (the campus identity provider) could not be reached or
+    /// answered nonsense; the message says which and that trying again later may work.
+    #[error("{0}")]
+    Upstream(String),
     /// The hub failed (a file it could not write, a task that died). The text is for the hub's
     /// log: the API answers a generic 500.
     #[error("{0}")]

@@ -227,6 +227,7 @@ impl From<HubError> for PageError {
                 Self::with_text(StatusCode::INSUFFICIENT_STORAGE, m)
             }
             HubError::PayloadTooLarge(m) => Self::with_text(StatusCode::PAYLOAD_TOO_LARGE, m),
+            HubError::Upstream(m) => Self::with_text(StatusCode::BAD_GATEWAY, m),
             HubError::Spawner(m) => Self::with_text(StatusCode::INTERNAL_SERVER_ERROR, m),
             HubError::Internal(m) => {
                 tracing::error!(error = %m, "hub failure while rendering a page");
