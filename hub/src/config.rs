@@ -332,6 +332,17 @@ impl Default for OidcConfig {
     }
 }
 
+/// Where the client secret comes from when the configuration gives none, as in JupyterHub's
+/// OAuthenticator (a Kubernetes Secret handed in as an environment variable).
+pub const CLIENT_SECRET_ENV: &str = "OAUTH_CLIENT_SECRET";
+
+fn client_secret_from_env() -> Option<String> {
+    std::env::var(CLIENT_SECRET_ENV)
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
 fn http_url(section: &str, key: &str, value: &str) -> Result<(), ConfigError> {
     let url = url::Url::parse(value)
         .map_err(|e| ConfigError::Invalid(format!("{section}.{key} {value:?}: {e}")))?;
@@ -344,7 +355,8 @@ fn http_url(section: &str, key: &str, value: &str) -> Result<(), ConfigError> {
 }
 
 impl OidcConfig {
-    /// The client secret: `client_secret`, or the trimmed content of `client_secret_file`.
+    /// The client secret: `client_secret`, the trimmed content of `client_secret_file`, else
+    /// the environment variable `OAUTH_CLIENT_SECRET` (JupyterHub OAuthenticator's).
     pub fn secret(&self) -> Result<String, ConfigError> {
         if let Some(s) = &self.client_secret {
             return Ok(s.clone());
@@ -356,9 +368,11 @@ impl OidcConfig {
                     path: f.clone(),
                     source,
                 }),
-            None => Err(ConfigError::Invalid(
-                "auth.oidc: give client_secret or client_secret_file".into(),
-            )),
+            None => client_secret_from_env().ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "auth.oidc: give client_secret, client_secret_file or {CLIENT_SECRET_ENV}"
+                ))
+            }),
         }
     }
 
@@ -382,10 +396,18 @@ impl OidcConfig {
                 "{section}: client_id and username_claim must not be empty"
             )));
         }
-        if self.client_secret.is_some() == self.client_secret_file.is_some() {
-            return Err(ConfigError::Invalid(format!(
-                "{section}: give client_secret or client_secret_file (one of them)"
-            )));
+        match (&self.client_secret, &self.client_secret_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid(format!(
+                    "{section}: give client_secret or client_secret_file, not both"
+                )))
+            }
+            (None, None) if client_secret_from_env().is_none() => {
+                return Err(ConfigError::Invalid(format!(
+                    "{section}: give client_secret or client_secret_file (or set {CLIENT_SECRET_ENV})"
+                )))
+            }
+            _ => {}
         }
         let mut names = std::collections::BTreeSet::new();
         for class in &self.quota_classes {

@@ -148,6 +148,9 @@ pub struct HubOptions {
     pub singleuser_as_venv: bool,
     /// More variables of the single-user servers' environment (`[spawner.local.environment]`).
     pub singleuser_environment: Vec<(String, String)>,
+    /// Variables of the hub's own environment (e.g. secrets handed in as a Kubernetes Secret
+    /// would be).
+    pub hub_environment: Vec<(String, String)>,
 }
 
 impl Default for HubOptions {
@@ -162,6 +165,7 @@ impl Default for HubOptions {
             parent_dir: None,
             singleuser_as_venv: false,
             singleuser_environment: Vec::new(),
+            hub_environment: Vec::new(),
         }
     }
 }
@@ -185,6 +189,8 @@ pub struct Hub {
     /// Started as the README says (no configuration, no flags, in its own directory) rather
     /// than with a generated configuration.
     as_in_readme: bool,
+    /// Variables set in the hub's environment.
+    environment: Vec<(String, String)>,
 }
 
 impl Hub {
@@ -283,6 +289,7 @@ impl Hub {
             client,
             run_log_offset: 0,
             as_in_readme: false,
+            environment: options.hub_environment.clone(),
         };
         hub.launch().await?;
         Ok(hub)
@@ -317,6 +324,7 @@ impl Hub {
             client,
             run_log_offset: 0,
             as_in_readme: true,
+            environment: Vec::new(),
         };
         hub.launch().await?;
         Ok(hub)
@@ -357,6 +365,7 @@ impl Hub {
                 .arg("--bind")
                 .arg(&bind);
         }
+        cmd.envs(self.environment.iter().map(|(k, v)| (k, v)));
         cmd.env(process::MARKER_VAR, &self.marker)
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())

@@ -723,15 +723,26 @@ async fn a_plain_oauth2_provider_signs_users_in_from_its_user_info_endpoint_with
     let port = free_port()?;
     let secrets = tempfile::tempdir()?;
     let issuer = format!("http://127.0.0.1:{port}");
+    // The client secret and the auth_state key come from the environment, as a Kubernetes
+    // Secret hands them in (docs/campus-login.md), not from files.
+    let settings = provider_settings(&secrets)?
+        .replace("{section}", "auth.oauth2")
+        .lines()
+        .filter(|l| !l.starts_with("client_secret_file"))
+        .collect::<Vec<_>>()
+        .join("\n");
     let tables = format!(
-        "{}\n[auth.oauth2]\nauthorize_url = \"{issuer}/auth\"\ntoken_url = \"{issuer}/token\"\n\
-         userinfo_url = \"{issuer}/me\"\nlogout_url = \"{issuer}/session/end\"\n{}",
-        auth_table("oauth2", "local_logins = \"off\"\n", &secrets)?,
-        provider_settings(&secrets)?.replace("{section}", "auth.oauth2"),
+        "[auth]\nkind = \"oauth2\"\nlocal_logins = \"off\"\nenable_auth_state = true\n\
+         [auth.oauth2]\nauthorize_url = \"{issuer}/auth\"\ntoken_url = \"{issuer}/token\"\n\
+         userinfo_url = \"{issuer}/me\"\nlogout_url = \"{issuer}/session/end\"\n{settings}\n",
     );
     let hub = Hub::start_with(HubOptions {
         tables_toml: tables,
         database_url: Some(tests::new_postgres_database("campus")?),
+        hub_environment: vec![
+            ("OAUTH_CLIENT_SECRET".into(), CLIENT_SECRET.into()),
+            ("JUPYTERHUB_CRYPT_KEY".into(), CRYPT_KEY.into()),
+        ],
         ..HubOptions::default()
     })
     .await?;
