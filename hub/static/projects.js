@@ -265,6 +265,7 @@
             $('#run-' + k).value = String(p.last_options[k]);
           }
         });
+        if ($('#run-pool') && p.last_options.pool) { $('#run-pool').value = String(p.last_options.pool); }
       }
       if (p.access === 'owner') {
         show($('#owner-panel'), true);
@@ -401,7 +402,7 @@
     $('#run-form').addEventListener('submit', function (ev) {
       ev.preventDefault();
       var sizes = {};
-      ['nodes', 'cpus', 'memory', 'gpus', 'storage', 'release_policy'].forEach(function (k) {
+      ['nodes', 'cpus', 'memory', 'gpus', 'storage', 'pool', 'release_policy'].forEach(function (k) {
         var input = $('#run-' + k);
         var v = input ? input.value.trim() : '';
         if (v) { sizes[k] = v; }

@@ -228,6 +228,27 @@ async fn a_cluster_that_cannot_be_placed_or_names_an_unknown_pool_is_refused_wit
         status == StatusCode::BAD_REQUEST && body.contains("gpu"),
         "a pool without machines gave {status}: {body}"
     );
+    // A project's run chooses its pool the same way.
+    let lee = hub.create_token("lee", json!({})).await?;
+    let resp = hub
+        .with_token(Method::POST, "/hub/api/projects", &lee)
+        .json(&json!({"name": "survey"}))
+        .send()
+        .await?;
+    expect_json(resp, StatusCode::CREATED, "create lee's project").await?;
+    for (pool, says) in [("nope", r#"no compute pool \"nope\""#), ("gpu", "gpu")] {
+        let resp = hub
+            .with_token(Method::POST, "/hub/api/projects/lee/survey/run", &lee)
+            .json(&json!({"pool": pool}))
+            .send()
+            .await?;
+        let status = resp.status();
+        let body = resp.text().await?;
+        ensure!(
+            status == StatusCode::BAD_REQUEST && body.contains(says),
+            "a project run on the pool {pool} gave {status}: {body}"
+        );
+    }
     wait_no_objects(&cluster, Duration::from_secs(30)).await?;
     Ok(())
 }

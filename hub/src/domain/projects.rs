@@ -29,14 +29,15 @@ const MAX_NAME_CHARS: usize = 64;
 const MAX_DESCRIPTION_CHARS: usize = 100_000;
 /// Largest page of a search.
 const MAX_PAGE: i64 = 100;
-/// The sizes a run keeps for the next one (the spawn form's fields).
-/// What a run may say: the sizes, the release policy, whether to wait in line for capacity.
-const RUN_KEYS: [&str; 7] = [
+/// What a run may say (the spawn form's fields, kept for the next run): the sizes, the compute
+/// pool, the release policy, whether to wait in line for capacity.
+const RUN_KEYS: [&str; 8] = [
     "nodes",
     "cpus",
     "memory",
     "gpus",
     "storage",
+    "pool",
     crate::domain::release::CHOICE_KEY,
     "wait",
 ];

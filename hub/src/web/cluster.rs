@@ -392,7 +392,7 @@ pub(crate) async fn spawn_form(
 
 /// The compute pools a start may choose: the defined ones, where the backend places servers by
 /// pool.
-async fn pool_choices(hub: &Services) -> Result<Vec<String>, PageError> {
+pub(super) async fn pool_choices(hub: &Services) -> Result<Vec<String>, PageError> {
     if !hub.spawner.capabilities().compute_pools {
         return Ok(Vec::new());
     }

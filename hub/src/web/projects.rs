@@ -144,11 +144,13 @@ pub(crate) async fn show(
     };
     projects::reach(&hub, &viewer, &owner, &name, Access::Read).await?;
     let release = super::cluster::release_choices(&hub, Some(user), "").await?;
+    let pools = super::cluster::pool_choices(&hub).await?;
     Ok(page.render(
         "project.html",
         context! {
             page => "project",
             release => release,
+            pools => pools,
             owner_href => format!("/hub/projects?{}", encode_query(&[("q", &owner)])),
             owner => owner,
             name => name,
