@@ -275,6 +275,9 @@ pub struct OidcConfig {
     pub client_secret_file: Option<PathBuf>,
     /// Scopes asked for (with `oidc`, `openid` is always asked for).
     pub scopes: Vec<String>,
+    /// Send a PKCE (S256) challenge with each login (as JupyterHub's OAuthenticator does by
+    /// default); off only for a provider that refuses it.
+    pub pkce: bool,
     /// The claim holding the user name; a login without it is refused.
     pub username_claim: String,
     /// The claim holding the user's groups (a list of strings); `None` = no groups.
@@ -317,6 +320,7 @@ impl Default for OidcConfig {
             client_secret: None,
             client_secret_file: None,
             scopes: vec!["openid".into(), "profile".into()],
+            pkce: true,
             username_claim: "preferred_username".into(),
             groups_claim: None,
             group_map: BTreeMap::new(),

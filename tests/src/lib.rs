@@ -755,6 +755,11 @@ impl Hub {
         }
     }
 
+    /// The hub's configuration file (edit it between [`Hub::terminate`] and [`Hub::restart`]).
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
     /// Starts the hub again on the same port, data directory and configuration.
     pub async fn restart(&mut self) -> Result<()> {
         if self.child.is_some() {

@@ -892,6 +892,40 @@ async fn between_logins_the_provider_is_asked_again_and_users_it_no_longer_vouch
     Ok(())
 }
 
+#[tokio::test]
+async fn with_pkce_turned_off_a_provider_that_requires_it_refuses_and_the_page_says_why(
+) -> Result<()> {
+    let port = free_port()?;
+    let secrets = tempfile::tempdir()?;
+    let mut hub = start_hub_with(port, &secrets, "").await?;
+    let _provider = Provider::start(&hub, port).await?;
+    // The provider requires PKCE: with it turned off, the request is refused and the hub shows
+    // the provider's answer, making no account.
+    let with_pkce = std::fs::read_to_string(hub.config_path())?;
+    hub.terminate().await?;
+    std::fs::write(
+        hub.config_path(),
+        with_pkce.replace("[auth.oidc]\n", "[auth.oidc]\npkce = false\n"),
+    )?;
+    hub.restart().await?;
+    let client = browser()?;
+    let landing = walk(&client, &hub.url("/hub/oauth_login"), "ann", false).await?;
+    ensure!(
+        landing.status == StatusCode::FORBIDDEN
+            && landing.body.contains("did not sign you in")
+            && landing.body.contains("PKCE"),
+        "a login without PKCE: {landing:?}"
+    );
+    ensure!(!user_exists(&hub, "ann").await?, "an account was made");
+    // With PKCE (the default) the same user gets in.
+    hub.terminate().await?;
+    std::fs::write(hub.config_path(), with_pkce)?;
+    hub.restart().await?;
+    let (_, landing) = campus_login(&hub, "ann").await?;
+    expect_home(&landing, "ann with PKCE")?;
+    Ok(())
+}
+
 /// Starts a login as `user` and stops at the hub's callback URL (with the provider's code).
 async fn callback_url_for(hub: &Hub, client: &reqwest::Client, user: &str) -> Result<String> {
     let landing = walk(client, &hub.url("/hub/oauth_login"), user, true).await?;

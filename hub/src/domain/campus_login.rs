@@ -82,7 +82,7 @@ type ProviderClient = oauth2::Client<
 #[derive(Debug)]
 struct PendingLogin {
     nonce: String,
-    code_verifier: String,
+    code_verifier: Option<String>,
     redirect_uri: String,
     next: Option<String>,
     started: Instant,
@@ -304,8 +304,10 @@ impl CampusLogin {
         let mut request = client
             .authorize_url(CsrfToken::new_random)
             .set_redirect_uri(Cow::Owned(redirect))
-            .add_scopes(scopes.into_iter().map(Scope::new))
-            .set_pkce_challenge(challenge);
+            .add_scopes(scopes.into_iter().map(Scope::new));
+        if self.config.pkce {
+            request = request.set_pkce_challenge(challenge);
+        }
         if self.kind == AuthKind::Oidc {
             request = request.add_extra_param("nonce", nonce.clone());
         }
@@ -326,7 +328,7 @@ impl CampusLogin {
             state.clone(),
             PendingLogin {
                 nonce,
-                code_verifier: verifier.secret().clone(),
+                code_verifier: self.config.pkce.then(|| verifier.secret().clone()),
                 redirect_uri: redirect_uri.to_owned(),
                 next,
                 started: Instant::now(),
@@ -382,10 +384,13 @@ impl CampusLogin {
         let client = self.client().await?;
         let redirect = RedirectUrl::new(pending.redirect_uri.clone())
             .map_err(|e| provider_error("callback URL", e))?;
-        client
+        let mut request = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
-            .set_pkce_verifier(PkceCodeVerifier::new(pending.code_verifier.clone()))
-            .set_redirect_uri(Cow::Owned(redirect))
+            .set_redirect_uri(Cow::Owned(redirect));
+        if let Some(verifier) = &pending.code_verifier {
+            request = request.set_pkce_verifier(PkceCodeVerifier::new(verifier.clone()));
+        }
+        request
             .request_async(&self.http)
             .await
             .map_err(|e| match e {
