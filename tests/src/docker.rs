@@ -160,12 +160,6 @@ pub async fn wait_cluster_ready(hub: &Hub, user: &str, timeout: Duration) -> Res
     }
 }
 
-/// The test image (`XIJI_TEST_DOCKER_IMAGE`, built and pushed by tests/setup-docker.sh).
-pub fn test_image() -> String {
-    std::env::var("XIJI_TEST_DOCKER_IMAGE")
-        .unwrap_or_else(|_| "127.0.0.1:5000/xiji/base-notebook:latest".into())
-}
-
 /// A hub on the docker backend whose containers carry `instance`'s label, with the test image in
 /// its library as `library_name`. Its CPU is overcommitted eightfold (so that a few test
 /// clusters fit a 2-core machine) and a start answers 202 after a second.
@@ -200,13 +194,19 @@ async fn start_docker_hub(
         ..HubOptions::default()
     };
     let hub = Hub::start_with(options).await?;
-    let image = test_image();
+    add_library_image(&hub, library_name).await?;
+    Ok(hub)
+}
+
+/// Adds the test image (`XIJI_TEST_DOCKER_IMAGE`) to the hub's library under `name`.
+pub async fn add_library_image(hub: &Hub, name: &str) -> Result<()> {
+    let image = crate::registry::base_image();
     let (repository, tag) = image
         .rsplit_once(':')
         .context("XIJI_TEST_DOCKER_IMAGE has no tag")?;
     let resp = hub
         .admin(Method::POST, "/hub/api/images")
-        .json(&json!({"name": library_name, "image": repository, "tag": tag}))
+        .json(&json!({"name": name, "image": repository, "tag": tag}))
         .send()
         .await?;
     expect_json(
@@ -215,5 +215,5 @@ async fn start_docker_hub(
         "add the test image to the library",
     )
     .await?;
-    Ok(hub)
+    Ok(())
 }

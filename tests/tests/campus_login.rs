@@ -353,6 +353,21 @@ async fn ask_to_start(hub: &Hub, user: &str) -> Result<(StatusCode, String)> {
     Ok((resp.status(), resp.text().await?))
 }
 
+/// Gives `user` a local password (as an administrator does).
+async fn set_password(hub: &Hub, user: &str, password: &str) -> Result<()> {
+    let resp = hub
+        .admin(Method::PATCH, &format!("/hub/api/users/{user}"))
+        .json(&json!({ "password": password }))
+        .send()
+        .await?;
+    ensure!(
+        resp.status() == StatusCode::OK,
+        "{user}'s password: {}",
+        resp.status()
+    );
+    Ok(())
+}
+
 /// Posts the local login form as `user` in a fresh browser; the answer, not followed.
 async fn local_login(hub: &Hub, user: &str, password: &str) -> Result<(StatusCode, String)> {
     let client = browser()?;
@@ -505,31 +520,13 @@ async fn campus_users_sign_in_with_the_role_and_groups_from_their_claims_and_oth
         "the restarted hub cannot read the auth_state: {after_restart}"
     );
     // A local password is for administrators only once campus login is on.
-    let resp = hub
-        .admin(Method::PATCH, "/hub/api/users/ann")
-        .json(&json!({"password": "ann-local-password"}))
-        .send()
-        .await?;
-    ensure!(
-        resp.status() == StatusCode::OK,
-        "password: {}",
-        resp.status()
-    );
+    set_password(&hub, "ann", "ann-local-password").await?;
     let (status, body) = local_login(&hub, "ann", "ann-local-password").await?;
     ensure!(
         status == StatusCode::FORBIDDEN && body.contains("administrators only"),
         "a student signed in with a local password: {status}\n{body}"
     );
-    let resp = hub
-        .admin(Method::PATCH, "/hub/api/users/admin")
-        .json(&json!({"password": "admin-local-password"}))
-        .send()
-        .await?;
-    ensure!(
-        resp.status() == StatusCode::OK,
-        "password: {}",
-        resp.status()
-    );
+    set_password(&hub, "admin", "admin-local-password").await?;
     let (status, _) = local_login(&hub, "admin", "admin-local-password").await?;
     ensure!(
         status == StatusCode::FOUND,

@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use tests::docker::add_library_image;
 use tests::{expect_json, Hub, HubOptions};
 use tokio::time::Instant;
 
@@ -161,26 +162,6 @@ fn docker_hub(instance: &tests::docker::Instance) -> HubOptions {
         ),
         ..HubOptions::default()
     }
-}
-
-fn test_image() -> String {
-    std::env::var("XIJI_TEST_DOCKER_IMAGE")
-        .unwrap_or_else(|_| "127.0.0.1:5000/xiji/base-notebook:latest".into())
-}
-
-/// Adds the test image to the library under `name`.
-async fn add_library_image(hub: &Hub, name: &str) -> Result<()> {
-    let image = test_image();
-    let (repository, tag) = image
-        .rsplit_once(':')
-        .context("XIJI_TEST_DOCKER_IMAGE has no tag")?;
-    let resp = hub
-        .admin(Method::POST, "/hub/api/images")
-        .json(&json!({"name": name, "image": repository, "tag": tag}))
-        .send()
-        .await?;
-    expect_json(resp, StatusCode::CREATED, "add the image to the library").await?;
-    Ok(())
 }
 
 #[tokio::test]

@@ -92,8 +92,7 @@ async fn a_node_installs_from_pypi_through_the_hosts_ca_and_with_sudo_apt_and_it
     }
     let host_bundle = std::fs::read(HOST_CA_BUNDLE)
         .with_context(|| format!("the host has no CA bundle at {HOST_CA_BUNDLE}"))?;
-    let image = std::env::var("XIJI_TEST_DOCKER_IMAGE")
-        .unwrap_or_else(|_| "127.0.0.1:5000/xiji/base-notebook:latest".into());
+    let image = tests::registry::base_image();
     let (repository, tag) = image
         .rsplit_once(':')
         .context("XIJI_TEST_DOCKER_IMAGE has no tag")?;

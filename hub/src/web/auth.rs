@@ -134,18 +134,21 @@ pub(crate) async fn login(
         }
         return Ok(response);
     }
-    let local_logins = hub.config.auth.local_logins();
-    if local_logins == LocalLogins::Off {
-        tracing::warn!(user.name = %username, "local login refused: local logins are off");
-        let message = page.lang.text("login_local_off").to_owned();
-        return Ok(render_login(
+    // The form again with a 403 and why.
+    let refuse = |username: &str, message: String| {
+        render_login(
             &hub,
             &page,
             StatusCode::FORBIDDEN,
             next.as_deref(),
-            "",
+            username,
             Some(message),
-        ));
+        )
+    };
+    let local_logins = hub.config.auth.local_logins();
+    if local_logins == LocalLogins::Off {
+        tracing::warn!(user.name = %username, "local login refused: local logins are off");
+        return Ok(refuse("", page.lang.text("login_local_off").to_owned()));
     }
     let user = if username.is_empty() || password.is_empty() {
         None
@@ -155,15 +158,7 @@ pub(crate) async fn login(
     let Some(user) = user else {
         hub.throttle.fail(&keys);
         tracing::warn!(user.name = %username, "login failed");
-        let message = page.lang.text("login_invalid").to_owned();
-        return Ok(render_login(
-            &hub,
-            &page,
-            StatusCode::FORBIDDEN,
-            next.as_deref(),
-            username,
-            Some(message),
-        ));
+        return Ok(refuse(username, page.lang.text("login_invalid").to_owned()));
     };
     hub.throttle.succeed(&name_key);
     if local_logins == LocalLogins::Admins && !user.is_admin() {
@@ -177,14 +172,7 @@ pub(crate) async fn login(
             .lang
             .text("login_local_admins_only")
             .replace("{provider}", &provider);
-        return Ok(render_login(
-            &hub,
-            &page,
-            StatusCode::FORBIDDEN,
-            next.as_deref(),
-            username,
-            Some(message),
-        ));
+        return Ok(refuse(username, message));
     }
     start_session(&hub, &page, &user, next.as_deref()).await
 }
