@@ -282,6 +282,10 @@ pub struct OidcConfig {
     pub username_claim: String,
     /// The claim holding the user's groups (a list of strings); `None` = no groups.
     pub groups_claim: Option<String>,
+    /// A claim whose values (a string or a list, e.g. `eduPersonAffiliation`) count like groups
+    /// for `admin_groups`, `teacher_groups`, `allowed_groups` and the quota classes, without
+    /// becoming hub groups.
+    pub role_claim: Option<String>,
     /// Provider group names to hub group names (e.g. a directory's long names to course
     /// names). When given, only the groups named here become hub groups.
     pub group_map: BTreeMap<String, String>,
@@ -323,6 +327,7 @@ impl Default for OidcConfig {
             pkce: true,
             username_claim: "preferred_username".into(),
             groups_claim: None,
+            role_claim: None,
             group_map: BTreeMap::new(),
             admin_groups: Vec::new(),
             teacher_groups: Vec::new(),

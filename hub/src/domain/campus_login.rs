@@ -556,7 +556,17 @@ impl CampusLogin {
                     .collect()
             })
             .unwrap_or_default();
-        let in_any = |list: &[String]| groups.iter().any(|g| list.contains(g));
+        // What the role, the allowed groups and the quota classes are matched against: the
+        // groups and the values of `role_claim` (a string or a list of them).
+        let mut values = groups.clone();
+        match cfg.role_claim.as_ref().and_then(|c| claims.get(c)) {
+            Some(Value::String(v)) => values.push(v.clone()),
+            Some(Value::Array(items)) => {
+                values.extend(items.iter().filter_map(Value::as_str).map(str::to_owned));
+            }
+            _ => {}
+        }
+        let in_any = |list: &[String]| values.iter().any(|g| list.contains(g));
         let role = if in_any(&cfg.admin_groups) {
             AccountRole::Admin
         } else if in_any(&cfg.teacher_groups) {
@@ -596,7 +606,7 @@ impl CampusLogin {
             name,
             role,
             groups: hub_groups,
-            provider_groups: groups,
+            provider_groups: values,
         })
     }
 
@@ -967,7 +977,7 @@ struct ClaimedIdentity {
     role: AccountRole,
     /// The hub groups they belong in (after `group_map`).
     groups: Vec<String>,
-    /// The provider's own group names.
+    /// The provider's own group names and `role_claim`'s values (for the quota classes).
     provider_groups: Vec<String>,
 }
 
@@ -1149,5 +1159,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("\"big\"") && err.contains("cpus"), "{err}");
+    }
+
+    #[test]
+    fn a_role_claim_counts_like_groups_for_roles_and_admission_but_makes_no_hub_group() {
+        let c = login(|c| {
+            c.role_claim = Some("affiliation".into());
+            c.teacher_groups = vec!["faculty".into()];
+            c.allowed_groups = vec!["student".into(), "faculty".into()];
+        });
+        let id = c
+            .identity_from(&claims(json!({
+                "preferred_username": "tom",
+                "groups": ["ml-101"],
+                "affiliation": ["faculty", "member"],
+            })))
+            .unwrap();
+        assert_eq!(id.role, AccountRole::Teacher);
+        assert_eq!(id.groups, ["ml-101"]);
+        let id = c
+            .identity_from(&claims(
+                json!({"preferred_username": "ann", "affiliation": "student"}),
+            ))
+            .unwrap();
+        assert_eq!(id.role, AccountRole::Student);
+        let err = c
+            .identity_from(&claims(
+                json!({"preferred_username": "eve", "affiliation": "alum"}),
+            ))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not allowed"), "{err}");
     }
 }
