@@ -33,7 +33,8 @@ const STATE_COOKIE_SECONDS: i64 = 600;
 /// Set on `/hub/` by a campus login: logging out then also ends the provider's session.
 pub(super) const CAMPUS_SESSION_COOKIE: &str = "xiji-campus-session";
 
-/// The campus login routes.
+/// The campus login routes (the paths written out, as the route-listing test reads them; they
+/// are the constants above).
 pub(super) fn routes() -> Router<Arc<Services>> {
     Router::new()
         .route("/hub/oauth_login", get(login))
