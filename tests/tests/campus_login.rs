@@ -123,6 +123,12 @@ impl Provider {
         Ok(v["kid"].as_str().unwrap_or_default().to_owned())
     }
 
+    /// Changes a user's groups at the provider.
+    async fn set_groups(&self, user: &str, groups: &[&str]) -> Result<()> {
+        self.control("/control/groups", json!({ "user": user, "groups": groups }))
+            .await
+    }
+
     async fn control(&self, path: &str, body: Value) -> Result<()> {
         let r = reqwest::Client::new()
             .post(format!("{}{path}", self.issuer()))
@@ -655,12 +661,7 @@ async fn campus_users_sign_in_with_the_role_and_groups_from_their_claims_and_oth
     hub.start_server("tom").await?;
     hub.wait_until_ready("tom", "", Duration::from_secs(120))
         .await?;
-    provider
-        .control(
-            "/control/groups",
-            json!({"user": "tom", "groups": ["alumni"]}),
-        )
-        .await?;
+    provider.set_groups("tom", &["alumni"]).await?;
     let (_, landing) = campus_login(&hub, "tom").await?;
     expect_refused(
         &landing,
@@ -694,12 +695,7 @@ async fn campus_users_sign_in_with_the_role_and_groups_from_their_claims_and_oth
         let resp = hub.admin(method, path).json(&body).send().await?;
         ensure!(resp.status().is_success(), "{path}: {}", resp.status());
     }
-    provider
-        .control(
-            "/control/groups",
-            json!({"user": "ann", "groups": ["students"]}),
-        )
-        .await?;
+    provider.set_groups("ann", &["students"]).await?;
     let (_, landing) = campus_login(&hub, "ann").await?;
     expect_home(&landing, "ann with fewer groups")?;
     let model = hub.user("ann").await?;
@@ -824,12 +820,7 @@ async fn between_logins_the_provider_is_asked_again_and_users_it_no_longer_vouch
 
     // ann leaves the course at the provider: without signing in again, her groups and quota
     // class follow, and she stays signed in.
-    provider
-        .control(
-            "/control/groups",
-            json!({"user": "ann", "groups": ["students"]}),
-        )
-        .await?;
+    provider.set_groups("ann", &["students"]).await?;
     eventually("ann's groups follow the provider", || async {
         Ok(sorted_groups(&hub, "ann").await? == ["students"])
     })
@@ -848,12 +839,7 @@ async fn between_logins_the_provider_is_asked_again_and_users_it_no_longer_vouch
 
     // tom is moved out of the allowed groups: signed out without trying to sign in, and his
     // starts are refused with the reason.
-    provider
-        .control(
-            "/control/groups",
-            json!({"user": "tom", "groups": ["alumni"]}),
-        )
-        .await?;
+    provider.set_groups("tom", &["alumni"]).await?;
     eventually("tom is signed out", || async {
         Ok(!signed_in(&tom, &hub).await?)
     })
