@@ -698,10 +698,8 @@ async fn campus_users_sign_in_with_the_role_and_groups_from_their_claims_and_oth
     provider.set_groups("ann", &["students"]).await?;
     let (_, landing) = campus_login(&hub, "ann").await?;
     expect_home(&landing, "ann with fewer groups")?;
-    let model = hub.user("ann").await?;
-    let mut groups: Vec<String> = serde_json::from_value(model["groups"].clone())?;
-    groups.sort();
-    ensure!(groups == ["helpers", "students"], "{model}");
+    let groups = sorted_groups(&hub, "ann").await?;
+    ensure!(groups == ["helpers", "students"], "{groups:?}");
     let quota = quota_of(&hub, "ann").await?;
     ensure!(
         quota["exception"].is_null(),
@@ -763,10 +761,9 @@ async fn a_plain_oauth2_provider_signs_users_in_from_its_user_info_endpoint_with
     let (ann, landing) = campus_login(&hub, "ann").await?;
     expect_home(&landing, "ann")?;
     ensure!(role_of(&hub, "ann").await? == "student");
+    let groups = sorted_groups(&hub, "ann").await?;
+    ensure!(groups == ["ml-101", "students"], "{groups:?}");
     let model = hub.user("ann").await?;
-    let mut groups: Vec<String> = serde_json::from_value(model["groups"].clone())?;
-    groups.sort();
-    ensure!(groups == ["ml-101", "students"], "{model}");
     let state = &model["auth_state"];
     ensure!(
         state["oauth_user"]["sub"] == "ann"
