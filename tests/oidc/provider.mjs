@@ -77,6 +77,9 @@ const provider = new Provider(issuer, {
   conformIdTokenClaims: false,
   // Refresh tokens for the clients allowed the grant, without `offline_access` and consent.
   issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+  // Every refresh rotates the refresh token, and a second use of a rotated one ends the grant
+  // (the strictest providers' behaviour): the hub must never use one twice.
+  rotateRefreshToken: true,
   pkce: { required: () => true },
   features: { devInteractions: { enabled: true }, rpInitiatedLogout: { enabled: true } },
   async findAccount(ctx, id) {

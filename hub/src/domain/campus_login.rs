@@ -138,6 +138,8 @@ pub struct CampusLogin {
     discovery: tokio::sync::Mutex<Option<Discovery>>,
     keys: tokio::sync::Mutex<HashMap<String, DecodingKey>>,
     pending: tokio::sync::Mutex<HashMap<String, PendingLogin>>,
+    /// A lock per user a refresh is asked for (see [`CampusLogin::refresh`]).
+    refreshing: tokio::sync::Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for CampusLogin {
@@ -197,6 +199,7 @@ impl CampusLogin {
             discovery: tokio::sync::Mutex::new(None),
             keys: tokio::sync::Mutex::new(HashMap::new()),
             pending: tokio::sync::Mutex::new(HashMap::new()),
+            refreshing: tokio::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -731,7 +734,24 @@ impl CampusLogin {
         let Some(keeper) = &hub.auth_states else {
             return Ok(Refreshed::NotKept);
         };
+        // One refresh at a time per user: a provider that rotates refresh tokens takes a second
+        // use of the same token as theft and ends the grant. Whoever waited finds the state the
+        // first one wrote.
+        let asked_at = clock::now();
+        let lock = Arc::clone(self.refreshing.lock().await.entry(user.id).or_default());
+        let _one_at_a_time = lock.lock().await;
         let state = keeper.load(&hub.store, user.id).await?;
+        if hub
+            .store
+            .auth_state_updated(user.id)
+            .await?
+            .is_some_and(|t| t >= asked_at)
+        {
+            return Ok(match state.get(REFUSED_KEY).and_then(Value::as_str) {
+                Some(why) => Refreshed::Refused(why.to_owned()),
+                None => Refreshed::Kept,
+            });
+        }
         let refused_before = state
             .get(REFUSED_KEY)
             .and_then(Value::as_str)
